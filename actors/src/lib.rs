@@ -1,0 +1,13 @@
+//! The Optimystic engine.
+//!
+//! # Layout
+//! - [`model`]: ids, blocks, transforms, repo request/reply types and the pure
+//!   transform functions (DESIGN §3).
+//! - [`storage`]: the [`storage::RawStorage`] trait and its backends (files, embedded
+//!   engine, memory), [`storage::BlockStorage`] with the per-block rules of DESIGN §4.
+//!   No actors in here.
+//! - [`block`]: the BlockActor that owns one active block, the BlockRegistry that
+//!   activates and passivates them, and [`block::StorageRepo`], the node-local repo.
+//! - [`metrics`]: mailbox and handler instrumentation shared by every actor kind.
+
+pub mod model;

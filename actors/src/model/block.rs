@@ -1,0 +1,154 @@
+//! Blocks, block operations and transforms: the shapes of DESIGN §3.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::ids::BlockId;
+
+/// The fixed part of every block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockHeader {
+    /// The block's own id.
+    pub id: BlockId,
+    /// Application-defined block type (e.g. a B-tree node kind).
+    #[serde(rename = "type")]
+    pub block_type: String,
+    /// The collection this block belongs to.
+    pub collection_id: BlockId,
+}
+
+/// A block: a header plus arbitrary JSON-like fields, kept exactly as given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Block {
+    /// Identity and type of the block.
+    pub header: BlockHeader,
+    /// Every other field, in insertion order.
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+/// `[entity, index, deleteCount, inserted]`: splice the array field `entity` when
+/// `inserted` is an array, otherwise set `entity` to `inserted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "(String, u64, u64, Value)", into = "(String, u64, u64, Value)")]
+pub struct BlockOperation {
+    /// Name of the field the operation changes.
+    pub entity: String,
+    /// Splice position (ignored for a replace).
+    pub index: u64,
+    /// Elements removed at `index` (ignored for a replace).
+    pub delete_count: u64,
+    /// Elements to insert (array) or the new value (anything else).
+    pub inserted: Value,
+}
+
+impl From<(String, u64, u64, Value)> for BlockOperation {
+    fn from((entity, index, delete_count, inserted): (String, u64, u64, Value)) -> Self {
+        Self {
+            entity,
+            index,
+            delete_count,
+            inserted,
+        }
+    }
+}
+
+impl From<BlockOperation> for (String, u64, u64, Value) {
+    fn from(op: BlockOperation) -> Self {
+        (op.entity, op.index, op.delete_count, op.inserted)
+    }
+}
+
+/// Changes to one block, applied in the order insert, updates, delete.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transform {
+    /// A whole new block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert: Option<Block>,
+    /// Operations on the block's fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updates: Option<Vec<BlockOperation>>,
+    /// Whether the block is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete: Option<bool>,
+}
+
+impl Transform {
+    /// True when the transform changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.insert.is_none()
+            && self.updates.as_ref().is_none_or(Vec::is_empty)
+            && !self.delete.unwrap_or(false)
+    }
+}
+
+/// Changes to many blocks, keyed by block id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transforms {
+    /// Blocks inserted, by id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inserts: Option<BTreeMap<BlockId, Block>>,
+    /// Operations per block id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updates: Option<BTreeMap<BlockId, Vec<BlockOperation>>>,
+    /// Blocks deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<Vec<BlockId>>,
+}
+
+impl Transforms {
+    /// Every block id the transforms touch, sorted and distinct.
+    pub fn block_ids(&self) -> BTreeSet<BlockId> {
+        let mut ids = BTreeSet::new();
+        ids.extend(self.inserts.iter().flat_map(|m| m.keys().cloned()));
+        ids.extend(self.updates.iter().flat_map(|m| m.keys().cloned()));
+        ids.extend(self.deletes.iter().flatten().cloned());
+        ids
+    }
+
+    /// The part of the transforms that concerns `id`.
+    pub fn for_block(&self, id: &BlockId) -> Transform {
+        Transform {
+            insert: self.inserts.as_ref().and_then(|m| m.get(id)).cloned(),
+            updates: self.updates.as_ref().and_then(|m| m.get(id)).cloned(),
+            delete: self
+                .deletes
+                .as_ref()
+                .filter(|d| d.contains(id))
+                .map(|_| true),
+        }
+    }
+
+    /// Builds the many-block form holding one block's transform.
+    pub fn from_block(id: &BlockId, t: &Transform) -> Self {
+        Self {
+            inserts: t
+                .insert
+                .clone()
+                .map(|b| BTreeMap::from([(id.clone(), b)])),
+            updates: t
+                .updates
+                .clone()
+                .map(|u| BTreeMap::from([(id.clone(), u)])),
+            deletes: t.delete.filter(|d| *d).map(|_| vec![id.clone()]),
+        }
+    }
+
+    /// Merges another block's transforms into these (ids must not overlap).
+    pub fn merge(&mut self, other: Transforms) {
+        if let Some(i) = other.inserts {
+            self.inserts.get_or_insert_with(BTreeMap::new).extend(i);
+        }
+        if let Some(u) = other.updates {
+            self.updates.get_or_insert_with(BTreeMap::new).extend(u);
+        }
+        if let Some(d) = other.deletes {
+            self.deletes.get_or_insert_with(Vec::new).extend(d);
+        }
+    }
+}

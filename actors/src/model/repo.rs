@@ -1,0 +1,338 @@
+//! Repo requests and replies (DESIGN §3). JSON is camelCase with absent optionals
+//! omitted; the same types serve MessagePack (named maps).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::block::{Block, Transform, Transforms};
+use super::ids::{BlockId, TrxId};
+
+/// A revision number. Revisions of one block increase but need not be contiguous.
+pub type Rev = u64;
+
+/// A committed transaction and the revision it produced.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrxRev {
+    /// The transaction.
+    pub trx_id: TrxId,
+    /// Its revision.
+    pub rev: Rev,
+}
+
+/// The reader's view: transactions it knows committed, the revision to read at,
+/// and optionally its own pending transaction to overlay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrxContext {
+    /// Transactions known to be committed (caught up on read).
+    #[serde(default)]
+    pub committed: Vec<TrxRev>,
+    /// Revision to materialize at.
+    pub rev: Rev,
+    /// A pending transaction to apply on top.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trx_id: Option<TrxId>,
+}
+
+/// A read of several blocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockGets {
+    /// Blocks to read.
+    pub block_ids: Vec<BlockId>,
+    /// Optional read context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<TrxContext>,
+}
+
+/// What is known of a block's transactions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockTrxState {
+    /// The revision that was read (the latest unless a rev was asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<TrxRev>,
+    /// Transactions pending on the block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pendings: Option<Vec<TrxId>>,
+}
+
+/// One block's read result; `block` is absent for a block never written or deleted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetBlockResult {
+    /// The materialized block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<Block>,
+    /// Transaction state.
+    pub state: BlockTrxState,
+}
+
+/// Read results by block id.
+pub type GetBlockResults = BTreeMap<BlockId, GetBlockResult>;
+
+/// How a pend treats other pending transactions on the same blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PendPolicy {
+    /// Continue: pend anyway and report the others.
+    #[serde(rename = "c")]
+    Continue,
+    /// Fail, listing the other pending transactions.
+    #[serde(rename = "f")]
+    Fail,
+    /// Fail, returning the other pending transactions with their transforms.
+    #[serde(rename = "r")]
+    Return,
+}
+
+/// Ask to hold `transforms` pending under `trx_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendRequest {
+    /// The transaction.
+    pub trx_id: TrxId,
+    /// The revision the transaction intends to commit as (enables the stale check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<Rev>,
+    /// The changes.
+    pub transforms: Transforms,
+    /// Treatment of other pending transactions.
+    pub policy: PendPolicy,
+}
+
+/// A transaction pending on a block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrxPending {
+    /// The block.
+    pub block_id: BlockId,
+    /// The pending transaction.
+    pub trx_id: TrxId,
+    /// Its transform (only with policy `r`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<Transform>,
+}
+
+/// A committed transaction's transforms, as reported in `missing`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrxTransforms {
+    /// The transaction.
+    pub trx_id: TrxId,
+    /// Its revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<Rev>,
+    /// What it changed.
+    pub transforms: Transforms,
+}
+
+/// The request is behind (missing commits) or blocked by other pending transactions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StaleFailure {
+    /// A human-readable reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Committed transactions the requester has not seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Vec<TrxTransforms>>,
+    /// Conflicting pending transactions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Vec<TrxPending>>,
+}
+
+/// A successful pend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendSuccess {
+    /// Other transactions pending on the same blocks.
+    pub pending: Vec<TrxPending>,
+    /// The blocks now holding the transaction.
+    pub block_ids: Vec<BlockId>,
+}
+
+/// Reply to a pend: `{success:true,…}` or a [`StaleFailure`] with `success:false`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "ResultWire", into = "ResultWire")]
+pub enum PendResult {
+    /// Pended.
+    Success(PendSuccess),
+    /// Not pended.
+    Stale(StaleFailure),
+}
+
+/// Reply to a commit: `{success:true}` or a [`StaleFailure`] with `success:false`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "ResultWire", into = "ResultWire")]
+pub enum CommitResult {
+    /// Committed (or was already committed at that revision).
+    Success,
+    /// Not committed.
+    Stale(StaleFailure),
+}
+
+impl PendResult {
+    /// Whether the pend succeeded.
+    pub fn is_success(&self) -> bool {
+        matches!(self, Self::Success(_))
+    }
+}
+
+impl CommitResult {
+    /// Whether the commit succeeded.
+    pub fn is_success(&self) -> bool {
+        matches!(self, Self::Success)
+    }
+}
+
+/// The flat wire shape shared by pend and commit results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResultWire {
+    success: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending: Option<Vec<TrxPending>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    block_ids: Option<Vec<BlockId>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    missing: Option<Vec<TrxTransforms>>,
+}
+
+impl ResultWire {
+    fn stale(s: StaleFailure) -> Self {
+        Self {
+            success: false,
+            pending: s.pending,
+            block_ids: None,
+            reason: s.reason,
+            missing: s.missing,
+        }
+    }
+
+    fn into_stale(self) -> StaleFailure {
+        StaleFailure {
+            reason: self.reason,
+            missing: self.missing,
+            pending: self.pending,
+        }
+    }
+}
+
+impl From<PendResult> for ResultWire {
+    fn from(r: PendResult) -> Self {
+        match r {
+            PendResult::Success(s) => Self {
+                success: true,
+                pending: Some(s.pending),
+                block_ids: Some(s.block_ids),
+                reason: None,
+                missing: None,
+            },
+            PendResult::Stale(s) => Self::stale(s),
+        }
+    }
+}
+
+impl TryFrom<ResultWire> for PendResult {
+    type Error = &'static str;
+    fn try_from(w: ResultWire) -> Result<Self, Self::Error> {
+        if !w.success {
+            return Ok(Self::Stale(w.into_stale()));
+        }
+        Ok(Self::Success(PendSuccess {
+            pending: w.pending.unwrap_or_default(),
+            block_ids: w.block_ids.ok_or("a successful pend result needs blockIds")?,
+        }))
+    }
+}
+
+impl From<CommitResult> for ResultWire {
+    fn from(r: CommitResult) -> Self {
+        match r {
+            CommitResult::Success => Self {
+                success: true,
+                pending: None,
+                block_ids: None,
+                reason: None,
+                missing: None,
+            },
+            CommitResult::Stale(s) => Self::stale(s),
+        }
+    }
+}
+
+impl TryFrom<ResultWire> for CommitResult {
+    type Error = &'static str;
+    fn try_from(w: ResultWire) -> Result<Self, Self::Error> {
+        Ok(if w.success {
+            Self::Success
+        } else {
+            Self::Stale(w.into_stale())
+        })
+    }
+}
+
+/// Ask to commit a pending transaction as revision `rev` on `block_ids`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitRequest {
+    /// The transaction.
+    pub trx_id: TrxId,
+    /// Every block it touches.
+    pub block_ids: Vec<BlockId>,
+    /// The revision it commits as.
+    pub rev: Rev,
+    /// The collection's header block, when the transaction moves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_id: Option<BlockId>,
+    /// The collection's log tail block, when the transaction moves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail_id: Option<BlockId>,
+}
+
+/// A transaction and its blocks (for cancel).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrxBlocks {
+    /// The transaction.
+    pub trx_id: TrxId,
+    /// Blocks it was pended on.
+    pub block_ids: Vec<BlockId>,
+}
+
+/// The payload of a cancel operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelOperation {
+    /// The transaction to cancel.
+    pub trx_ref: TrxBlocks,
+}
+
+/// One repo operation as carried by [`RepoMessage`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RepoOperation {
+    /// Read blocks.
+    Get(BlockGets),
+    /// Pend a transaction.
+    Pend(PendRequest),
+    /// Cancel a pending transaction.
+    Cancel(CancelOperation),
+    /// Commit a pending transaction.
+    Commit(CommitRequest),
+}
+
+/// A request on the repo protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoMessage {
+    /// The operations (one per message in practice).
+    pub operations: Vec<RepoOperation>,
+    /// Deadline, milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<u64>,
+}
