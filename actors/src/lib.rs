@@ -11,3 +11,4 @@
 //! - [`metrics`]: mailbox and handler instrumentation shared by every actor kind.
 
 pub mod model;
+pub mod storage;

@@ -127,14 +127,8 @@ impl Transforms {
     /// Builds the many-block form holding one block's transform.
     pub fn from_block(id: &BlockId, t: &Transform) -> Self {
         Self {
-            inserts: t
-                .insert
-                .clone()
-                .map(|b| BTreeMap::from([(id.clone(), b)])),
-            updates: t
-                .updates
-                .clone()
-                .map(|u| BTreeMap::from([(id.clone(), u)])),
+            inserts: t.insert.clone().map(|b| BTreeMap::from([(id.clone(), b)])),
+            updates: t.updates.clone().map(|u| BTreeMap::from([(id.clone(), u)])),
             deletes: t.delete.filter(|d| *d).map(|_| vec![id.clone()]),
         }
     }

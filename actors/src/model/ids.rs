@@ -117,8 +117,16 @@ macro_rules! id_type {
     };
 }
 
-id_type!(BlockId, "block id", "A block's id: 1..=128 chars of `[A-Za-z0-9_-]`.");
-id_type!(TrxId, "transaction id", "A transaction's id: 1..=128 chars of `[A-Za-z0-9_-]`.");
+id_type!(
+    BlockId,
+    "block id",
+    "A block's id: 1..=128 chars of `[A-Za-z0-9_-]`."
+);
+id_type!(
+    TrxId,
+    "transaction id",
+    "A transaction's id: 1..=128 chars of `[A-Za-z0-9_-]`."
+);
 
 #[cfg(test)]
 mod tests {

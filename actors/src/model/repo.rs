@@ -245,7 +245,9 @@ impl TryFrom<ResultWire> for PendResult {
         }
         Ok(Self::Success(PendSuccess {
             pending: w.pending.unwrap_or_default(),
-            block_ids: w.block_ids.ok_or("a successful pend result needs blockIds")?,
+            block_ids: w
+                .block_ids
+                .ok_or("a successful pend result needs blockIds")?,
         }))
     }
 }

@@ -102,6 +102,7 @@ fn ids_are_validated_inside_requests() {
     let bad = json!({"blockIds": ["ok", "../../etc/passwd"]});
     let err = serde_json::from_value::<BlockGets>(bad).unwrap_err();
     assert!(err.to_string().contains("block id"), "{err}");
-    let bad_key = json!({"inserts": {"a/b": {"header": {"id": "a", "type": "t", "collectionId": "c"}}}});
+    let bad_key =
+        json!({"inserts": {"a/b": {"header": {"id": "a", "type": "t", "collectionId": "c"}}}});
     assert!(serde_json::from_value::<Transforms>(bad_key).is_err());
 }

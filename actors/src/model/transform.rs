@@ -73,7 +73,9 @@ pub fn apply_transform(
         None => prior.cloned(),
     };
     if let Some(ops) = t.updates.as_ref().filter(|ops| !ops.is_empty()) {
-        let target = block.as_mut().ok_or_else(|| TransformError::NoBase(id.clone()))?;
+        let target = block
+            .as_mut()
+            .ok_or_else(|| TransformError::NoBase(id.clone()))?;
         for (i, op) in ops.iter().enumerate() {
             apply_operation(id, i, target, op)?;
         }
@@ -194,7 +196,10 @@ mod tests {
     #[test]
     fn splice_and_replace() {
         let b = block(json!([1, 2, 3]));
-        let t = updates(vec![op("items", 1, 1, json!([9, 8])), op("n", 0, 0, json!("x"))]);
+        let t = updates(vec![
+            op("items", 1, 1, json!([9, 8])),
+            op("n", 0, 0, json!("x")),
+        ]);
         let out = apply_transform(&id("b"), Some(&b), &t).unwrap().unwrap();
         assert_eq!(out.fields["items"], json!([1, 9, 8, 3]));
         assert_eq!(out.fields["n"], json!("x"));

@@ -1,0 +1,466 @@
+//! One block's rules (DESIGN §4) over a [`RawStorage`], as plans: each write
+//! operation is checked against the cached state and returns the [`WriteBatch`] to
+//! make durable plus the [`Effect`] to apply to the cache once it is. The owner
+//! (a BlockActor) runs one operation at a time, so the cache is always the truth.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use super::{
+    BlockArchive, BlockMeta, RawStorage, RepoError, RevRange, StorageError, WriteBatch, WriteOp,
+};
+use crate::model::{
+    apply_transform, Block, BlockId, PendPolicy, Rev, Transform, Transforms, TrxId, TrxPending,
+    TrxRev, TrxTransforms,
+};
+
+/// Asks the network for a block's archive from a revision (`None`: the latest part).
+pub type RestoreFn = Arc<
+    dyn Fn(BlockId, Option<Rev>) -> BoxFuture<'static, Result<Option<BlockArchive>, String>>
+        + Send
+        + Sync,
+>;
+
+/// What the owner of a block keeps between operations.
+#[derive(Debug, Clone, Default)]
+pub struct CachedState {
+    /// Metadata; `None` for a block never stored here.
+    pub meta: Option<BlockMeta>,
+    /// Pending transforms by transaction.
+    pub pending: BTreeMap<TrxId, Arc<Transform>>,
+    /// The block materialized at `meta.latest` (`None` = deleted or never written).
+    pub latest_block: Option<Arc<Block>>,
+}
+
+/// A cache change to apply once its batch is durable.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Nothing changes (idempotent repeat).
+    None,
+    /// A transaction became pending.
+    Pended(TrxId, Arc<Transform>),
+    /// A transaction committed.
+    Committed {
+        /// Transaction and revision.
+        trx_rev: TrxRev,
+        /// The newly materialized block.
+        block: Option<Arc<Block>>,
+        /// Metadata after the commit.
+        meta: BlockMeta,
+    },
+    /// A pending transaction was dropped.
+    Cancelled(TrxId),
+    /// Revisions were restored from a peer.
+    Restored(Box<CachedState>),
+}
+
+/// Outcome of checking a pend on one block.
+#[derive(Debug)]
+pub struct PendPlan {
+    /// Other transactions pending on the block.
+    pub pending: Vec<TrxPending>,
+    /// Committed transactions the requester has not seen (stale when non-empty).
+    pub missing: Vec<TrxTransforms>,
+    /// What to write if the pend goes ahead.
+    pub ops: WriteBatch,
+    /// Cache change once written.
+    pub effect: Effect,
+}
+
+/// Outcome of checking a commit on one block.
+#[derive(Debug)]
+pub enum CommitPlan {
+    /// The same (trx, rev) is already committed: succeed without change.
+    AlreadyCommitted,
+    /// The block is past `rev`: these are the transactions the requester missed.
+    Stale(Vec<TrxTransforms>),
+    /// Write `ops`, then apply `effect`.
+    Apply(WriteBatch, Effect),
+}
+
+/// One block's storage rules over a raw backend.
+pub struct BlockStorage {
+    id: BlockId,
+    raw: Arc<dyn RawStorage>,
+    state: CachedState,
+}
+
+impl BlockStorage {
+    /// Loads the block's metadata, pending transforms and latest materialization.
+    pub fn load(id: BlockId, raw: Arc<dyn RawStorage>) -> Result<Self, StorageError> {
+        let meta = raw.get_meta(&id)?;
+        let mut pending = BTreeMap::new();
+        for trx in raw.list_pending(&id)? {
+            // A pending record left behind by a crash after its commit was published.
+            if meta.is_some() && raw.get_transaction(&id, &trx)?.is_some() {
+                continue;
+            }
+            if let Some(t) = raw.get_pending(&id, &trx)? {
+                pending.insert(trx, Arc::new(t));
+            }
+        }
+        let mut me = Self {
+            id,
+            raw,
+            state: CachedState {
+                meta,
+                pending,
+                latest_block: None,
+            },
+        };
+        me.state.latest_block = me.load_latest_block()?;
+        Ok(me)
+    }
+
+    fn load_latest_block(&self) -> Result<Option<Arc<Block>>, StorageError> {
+        match self.latest() {
+            Some(latest) => Ok(self
+                .materialize_at(latest.rev)?
+                .and_then(|(_, b)| b)
+                .map(Arc::new)),
+            None => Ok(None),
+        }
+    }
+
+    /// The block id.
+    pub fn id(&self) -> &BlockId {
+        &self.id
+    }
+
+    /// The cached state.
+    pub fn state(&self) -> &CachedState {
+        &self.state
+    }
+
+    /// The newest committed revision.
+    pub fn latest(&self) -> Option<&TrxRev> {
+        self.state.meta.as_ref().and_then(|m| m.latest.as_ref())
+    }
+
+    /// Ids of pending transactions, sorted.
+    pub fn pending_ids(&self) -> Vec<TrxId> {
+        self.state.pending.keys().cloned().collect()
+    }
+
+    /// A pending transform.
+    pub fn pending(&self, trx: &TrxId) -> Option<&Arc<Transform>> {
+        self.state.pending.get(trx)
+    }
+
+    /// Whether `rev` must be restored from peers before it can be read.
+    pub fn needs_restore(&self, rev: Option<Rev>) -> bool {
+        match (&self.state.meta, rev) {
+            (None, _) => true,
+            (Some(meta), Some(rev)) => !meta.covers(rev),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// The block at `rev` (or the latest): the revision read and the block
+    /// (`None` = deleted). `None` when the block did not exist at that revision.
+    pub fn read(&self, rev: Option<Rev>) -> Result<Option<(TrxRev, Option<Block>)>, StorageError> {
+        let Some(latest) = self.latest() else {
+            return Ok(None);
+        };
+        match rev {
+            Some(rev) if rev < latest.rev => self.materialize_at(rev),
+            _ => Ok(Some((
+                latest.clone(),
+                self.state.latest_block.as_deref().cloned(),
+            ))),
+        }
+    }
+
+    /// Materializes at `rev`: the newest stored materialization at or below it,
+    /// then the later transforms in order.
+    fn materialize_at(&self, rev: Rev) -> Result<Option<(TrxRev, Option<Block>)>, StorageError> {
+        let start = self
+            .state
+            .meta
+            .as_ref()
+            .and_then(|m| {
+                m.ranges
+                    .iter()
+                    .filter(|r| r.start <= rev)
+                    .map(|r| r.start)
+                    .max()
+            })
+            .unwrap_or(0);
+        let revs = self.raw.list_revisions(&self.id, start, rev)?;
+        let Some(read) = revs.last().cloned() else {
+            return Ok(None);
+        };
+        let mut base: Option<Block> = None;
+        let mut from = 0;
+        for (i, tr) in revs.iter().enumerate().rev() {
+            if let Some(m) = self.raw.get_materialized(&self.id, &tr.trx_id)? {
+                base = m;
+                from = i + 1;
+                break;
+            }
+        }
+        for tr in &revs[from..] {
+            let t = self
+                .raw
+                .get_transaction(&self.id, &tr.trx_id)?
+                .ok_or_else(|| {
+                    StorageError::corrupt(
+                        format!("block {} rev {}", self.id, tr.rev),
+                        "transform missing",
+                    )
+                })?;
+            base = apply_transform(&self.id, base.as_ref(), &t).map_err(|e| {
+                StorageError::corrupt(format!("block {} rev {}", self.id, tr.rev), e)
+            })?;
+        }
+        Ok(Some((read, base)))
+    }
+
+    /// Committed transactions in `from..=latest`, as reported in `missing`.
+    fn missing_from(&self, from: Rev) -> Result<Vec<TrxTransforms>, StorageError> {
+        let Some(latest) = self.latest() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for tr in self.raw.list_revisions(&self.id, from, latest.rev)? {
+            let t = self
+                .raw
+                .get_transaction(&self.id, &tr.trx_id)?
+                .unwrap_or_default();
+            out.push(TrxTransforms {
+                trx_id: tr.trx_id,
+                rev: Some(tr.rev),
+                transforms: Transforms::from_block(&self.id, &t),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Checks a pend of `transform` under `trx` (DESIGN §4 "pend").
+    pub fn plan_pend(
+        &self,
+        trx: &TrxId,
+        transform: &Arc<Transform>,
+        rev: Option<Rev>,
+        policy: PendPolicy,
+    ) -> Result<PendPlan, RepoError> {
+        let pending = self
+            .state
+            .pending
+            .iter()
+            .filter(|(id, _)| *id != trx)
+            .map(|(id, t)| TrxPending {
+                block_id: self.id.clone(),
+                trx_id: id.clone(),
+                transform: (policy == PendPolicy::Return).then(|| (**t).clone()),
+            })
+            .collect();
+        let mut plan = PendPlan {
+            pending,
+            missing: Vec::new(),
+            ops: Vec::new(),
+            effect: Effect::None,
+        };
+        if rev.is_some() || transform.insert.is_some() {
+            let from = rev.unwrap_or(0);
+            if self.latest().is_some_and(|l| l.rev >= from) {
+                plan.missing = self.missing_from(from)?;
+                return Ok(plan);
+            }
+        }
+        if let Some(existing) = self.state.pending.get(trx) {
+            if existing == transform {
+                return Ok(plan);
+            }
+            return Err(RepoError::PendConflict {
+                block: self.id.clone(),
+                trx: trx.clone(),
+            });
+        }
+        apply_transform(&self.id, self.state.latest_block.as_deref(), transform)?;
+        plan.ops.push(WriteOp::PutPending {
+            block: self.id.clone(),
+            trx: trx.clone(),
+            transform: transform.clone(),
+        });
+        plan.effect = Effect::Pended(trx.clone(), transform.clone());
+        Ok(plan)
+    }
+
+    /// Checks a commit of pending `trx` as `rev` (DESIGN §4 "commit").
+    pub fn plan_commit(&self, trx: &TrxId, rev: Rev) -> Result<CommitPlan, RepoError> {
+        if let Some(latest) = self.latest() {
+            if latest.rev >= rev {
+                if self.raw.get_revision(&self.id, rev)?.as_ref() == Some(trx) {
+                    return Ok(CommitPlan::AlreadyCommitted);
+                }
+                return Ok(CommitPlan::Stale(self.missing_from(rev)?));
+            }
+        }
+        let transform = self
+            .state
+            .pending
+            .get(trx)
+            .ok_or_else(|| RepoError::NotPending {
+                block: self.id.clone(),
+                trx: trx.clone(),
+            })?;
+        let block =
+            apply_transform(&self.id, self.state.latest_block.as_deref(), transform)?.map(Arc::new);
+        let mut meta = self.state.meta.clone().unwrap_or_else(|| BlockMeta {
+            ranges: vec![RevRange::ALL],
+            latest: None,
+        });
+        let trx_rev = TrxRev {
+            trx_id: trx.clone(),
+            rev,
+        };
+        meta.latest = Some(trx_rev.clone());
+        let id = &self.id;
+        let ops = vec![
+            WriteOp::PutTransaction {
+                block: id.clone(),
+                trx: trx.clone(),
+                transform: transform.clone(),
+            },
+            WriteOp::PutMaterialized {
+                block: id.clone(),
+                trx: trx.clone(),
+                value: block.clone(),
+            },
+            WriteOp::PutRevision {
+                block: id.clone(),
+                rev,
+                trx: trx.clone(),
+            },
+            WriteOp::PutMeta {
+                block: id.clone(),
+                meta: meta.clone(),
+            },
+            WriteOp::DeletePending {
+                block: id.clone(),
+                trx: trx.clone(),
+            },
+        ];
+        Ok(CommitPlan::Apply(
+            ops,
+            Effect::Committed {
+                trx_rev,
+                block,
+                meta,
+            },
+        ))
+    }
+
+    /// Plans dropping pending `trx`; `None` when it is not pending.
+    pub fn plan_cancel(&self, trx: &TrxId) -> Option<(WriteBatch, Effect)> {
+        self.state.pending.contains_key(trx).then(|| {
+            (
+                vec![WriteOp::DeletePending {
+                    block: self.id.clone(),
+                    trx: trx.clone(),
+                }],
+                Effect::Cancelled(trx.clone()),
+            )
+        })
+    }
+
+    /// Plans storing a peer's archive: its revisions, range and pending transactions.
+    pub fn plan_restore(&self, archive: BlockArchive) -> Result<(WriteBatch, Effect), RepoError> {
+        if archive.block_id != self.id {
+            return Err(RepoError::Restore {
+                block: self.id.clone(),
+                message: format!("archive is for block {}", archive.block_id),
+            });
+        }
+        let mut state = self.state.clone();
+        let meta = state.meta.get_or_insert_with(BlockMeta::default);
+        let mut ops = Vec::new();
+        let id = &self.id;
+        for r in archive.revisions {
+            let newer = meta.latest.as_ref().is_none_or(|l| r.trx_rev.rev > l.rev);
+            if newer {
+                meta.latest = Some(r.trx_rev.clone());
+            }
+            let trx = r.trx_rev.trx_id;
+            let materialized = match r.block {
+                Some(b) => Some(Some(b)),
+                None if r.transform.delete == Some(true) => Some(None),
+                None => None,
+            };
+            if let Some(m) = materialized {
+                ops.push(WriteOp::PutMaterialized {
+                    block: id.clone(),
+                    trx: trx.clone(),
+                    value: m.map(Arc::new),
+                });
+            }
+            ops.push(WriteOp::PutTransaction {
+                block: id.clone(),
+                trx: trx.clone(),
+                transform: Arc::new(r.transform),
+            });
+            ops.push(WriteOp::PutRevision {
+                block: id.clone(),
+                rev: r.trx_rev.rev,
+                trx: trx.clone(),
+            });
+            state.pending.remove(&trx);
+        }
+        meta.add_range(archive.range);
+        for (trx, t) in archive.pending {
+            let t = Arc::new(t);
+            ops.push(WriteOp::PutPending {
+                block: id.clone(),
+                trx: trx.clone(),
+                transform: t.clone(),
+            });
+            state.pending.insert(trx, t);
+        }
+        ops.push(WriteOp::PutMeta {
+            block: id.clone(),
+            meta: meta.clone(),
+        });
+        Ok((ops, Effect::Restored(Box::new(state))))
+    }
+
+    /// Applies a plan's effect once its batch is durable.
+    pub fn apply(&mut self, effect: Effect) -> Result<(), StorageError> {
+        match effect {
+            Effect::None => {}
+            Effect::Pended(trx, t) => {
+                self.state.pending.insert(trx, t);
+            }
+            Effect::Committed {
+                trx_rev,
+                block,
+                meta,
+            } => {
+                self.state.pending.remove(&trx_rev.trx_id);
+                self.state.meta = Some(meta);
+                self.state.latest_block = block;
+            }
+            Effect::Cancelled(trx) => {
+                self.state.pending.remove(&trx);
+            }
+            Effect::Restored(state) => {
+                self.state = *state;
+                self.state.latest_block = self.load_latest_block()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reloads everything from the backend (after a write whose outcome is unknown).
+    pub fn reload(&mut self) -> Result<(), StorageError> {
+        *self = Self::load(self.id.clone(), self.raw.clone())?;
+        Ok(())
+    }
+
+    /// The backend.
+    pub fn raw(&self) -> &Arc<dyn RawStorage> {
+        &self.raw
+    }
+}

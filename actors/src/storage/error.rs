@@ -1,0 +1,108 @@
+//! Storage and repo errors.
+
+use std::path::PathBuf;
+
+use crate::model::{BlockId, TransformError, TrxId};
+
+/// A failure of the storage backend itself.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// An I/O call failed.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Another process holds the data directory.
+    #[error("data directory {0} is in use by another process")]
+    InUse(PathBuf),
+    /// A stored record could not be decoded.
+    #[error("corrupt record {what}: {message}")]
+    Corrupt {
+        /// Which record.
+        what: String,
+        /// Why it failed to decode.
+        message: String,
+    },
+    /// A record could not be encoded.
+    #[error("cannot encode {what}: {message}")]
+    Encode {
+        /// Which record.
+        what: String,
+        /// Why.
+        message: String,
+    },
+    /// The embedded engine reported an error.
+    #[error("embedded engine: {0}")]
+    Engine(String),
+    /// The storage writer has shut down.
+    #[error("storage writer is closed")]
+    Closed,
+}
+
+impl StorageError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(what: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        Self::Corrupt {
+            what: what.into(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Why a repo request failed (as opposed to a stale reply, which is a result).
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// The backend failed; nothing was acknowledged.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A transform cannot apply to the block.
+    #[error(transparent)]
+    Transform(#[from] TransformError),
+    /// Commit of a transaction the block does not hold pending.
+    #[error("transaction {trx} is not pending on block {block}")]
+    NotPending {
+        /// The block.
+        block: BlockId,
+        /// The transaction.
+        trx: TrxId,
+    },
+    /// A read context names a pending transaction the block does not hold.
+    #[error("context transaction {trx} is not pending on block {block}")]
+    ContextTrxMissing {
+        /// The block.
+        block: BlockId,
+        /// The transaction.
+        trx: TrxId,
+    },
+    /// The same transaction was pended before with a different transform.
+    #[error("transaction {trx} is already pending on block {block} with a different transform")]
+    PendConflict {
+        /// The block.
+        block: BlockId,
+        /// The transaction.
+        trx: TrxId,
+    },
+    /// A request that names no block, or is otherwise malformed.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// Restoring missing data from peers failed.
+    #[error("restoring block {block} failed: {message}")]
+    Restore {
+        /// The block.
+        block: BlockId,
+        /// Why.
+        message: String,
+    },
+    /// The actor system is shutting down or overloaded.
+    #[error("repo unavailable: {0}")]
+    Unavailable(String),
+}

@@ -1,0 +1,127 @@
+//! Block storage: the [`RawStorage`] trait, its three backends and the per-block
+//! rules of DESIGN §4 ([`BlockStorage`]). Nothing in here knows about actors.
+//!
+//! A backend stores, per block: metadata (present revision ranges and `latest`),
+//! the revision → transaction map, committed and pending transforms, and
+//! materialized blocks. Reads are synchronous; a write is one [`WriteBatch`] that
+//! is atomic per block and durable when its future resolves.
+
+mod block_storage;
+mod embedded;
+mod error;
+mod file;
+mod lock;
+mod memory;
+mod types;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use block_storage::{BlockStorage, CachedState, CommitPlan, Effect, PendPlan, RestoreFn};
+pub use embedded::{EmbeddedOptions, EmbeddedRawStorage};
+pub use error::{RepoError, StorageError};
+pub use file::FileRawStorage;
+pub use lock::DataDirLock;
+pub use memory::MemoryRawStorage;
+pub use types::{ArchiveRevision, BlockArchive, BlockMeta, RevRange, WriteBatch, WriteOp};
+
+use crate::model::{Block, BlockId, Rev, Transform, TrxId, TrxRev};
+
+/// Resolves once a [`WriteBatch`] is durable (or failed, having changed nothing
+/// on the embedded backend, or leaving each block before or after on the file one).
+pub type WriteFuture = Pin<Box<dyn Future<Output = Result<(), StorageError>> + Send>>;
+
+/// What every backend provides. Implementations must be safe to share between
+/// threads; the BlockActor guarantees a single writer per block.
+pub trait RawStorage: Send + Sync + 'static {
+    /// Short name of the backend (`embedded`, `file`, `memory`).
+    fn backend(&self) -> &'static str;
+    /// The block's metadata, `None` for a block never stored here.
+    fn get_meta(&self, block: &BlockId) -> Result<Option<BlockMeta>, StorageError>;
+    /// The transaction that produced `rev`.
+    fn get_revision(&self, block: &BlockId, rev: Rev) -> Result<Option<TrxId>, StorageError>;
+    /// Revisions in `from..=to`, ascending.
+    fn list_revisions(
+        &self,
+        block: &BlockId,
+        from: Rev,
+        to: Rev,
+    ) -> Result<Vec<TrxRev>, StorageError>;
+    /// A pending transform.
+    fn get_pending(&self, block: &BlockId, trx: &TrxId) -> Result<Option<Transform>, StorageError>;
+    /// Ids of every pending transaction on the block, sorted.
+    fn list_pending(&self, block: &BlockId) -> Result<Vec<TrxId>, StorageError>;
+    /// A committed transform.
+    fn get_transaction(
+        &self,
+        block: &BlockId,
+        trx: &TrxId,
+    ) -> Result<Option<Transform>, StorageError>;
+    /// The block as materialized by `trx`: `Some(None)` means deleted by it.
+    fn get_materialized(
+        &self,
+        block: &BlockId,
+        trx: &TrxId,
+    ) -> Result<Option<Option<Block>>, StorageError>;
+    /// Applies `batch` atomically per block; resolves when durable.
+    fn write(&self, batch: WriteBatch) -> WriteFuture;
+    /// Number of blocks with metadata (may be approximate on the embedded engine).
+    fn block_count(&self) -> Result<u64, StorageError>;
+}
+
+/// Which backend a node stores its blocks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StorageKind {
+    /// The embedded transactional engine (fjall): the fast default.
+    #[default]
+    Embedded,
+    /// One JSON file per record, in the seed's inspectable layout.
+    File,
+    /// Volatile, for tests.
+    Memory,
+}
+
+impl std::str::FromStr for StorageKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "embedded" => Ok(Self::Embedded),
+            "file" => Ok(Self::File),
+            "memory" => Ok(Self::Memory),
+            other => Err(format!(
+                "unknown storage {other:?}; expected embedded, file or memory"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for StorageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Embedded => "embedded",
+            Self::File => "file",
+            Self::Memory => "memory",
+        })
+    }
+}
+
+/// Opens the backend `kind` under `data_dir` (created if absent), taking the
+/// data dir's lock so a second process gets [`StorageError::InUse`].
+pub fn open_storage(
+    kind: StorageKind,
+    data_dir: &Path,
+) -> Result<Arc<dyn RawStorage>, StorageError> {
+    Ok(match kind {
+        StorageKind::Embedded => Arc::new(EmbeddedRawStorage::open(
+            data_dir,
+            EmbeddedOptions::default(),
+        )?),
+        StorageKind::File => Arc::new(FileRawStorage::open(data_dir)?),
+        StorageKind::Memory => Arc::new(MemoryRawStorage::default()),
+    })
+}
+
+#[cfg(test)]
+mod conformance;

@@ -1,0 +1,197 @@
+//! Records kept per block, write batches and restoration archives.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Block, BlockId, Rev, Transform, TrxId, TrxRev};
+
+/// A half-open range of revisions held locally: `[start]` is open-ended
+/// (everything from `start` on), `[start, end]` covers `start..end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "RangeWire", into = "RangeWire")]
+pub struct RevRange {
+    /// First revision covered.
+    pub start: Rev,
+    /// First revision not covered; `None` = open-ended.
+    pub end: Option<Rev>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum RangeWire {
+    Open((Rev,)),
+    Closed((Rev, Rev)),
+}
+
+impl From<RangeWire> for RevRange {
+    fn from(w: RangeWire) -> Self {
+        match w {
+            RangeWire::Open((start,)) => Self { start, end: None },
+            RangeWire::Closed((start, end)) => Self {
+                start,
+                end: Some(end),
+            },
+        }
+    }
+}
+
+impl From<RevRange> for RangeWire {
+    fn from(r: RevRange) -> Self {
+        match r.end {
+            None => Self::Open((r.start,)),
+            Some(end) => Self::Closed((r.start, end)),
+        }
+    }
+}
+
+impl RevRange {
+    /// Everything, from revision 0 on.
+    pub const ALL: RevRange = RevRange {
+        start: 0,
+        end: None,
+    };
+
+    /// Whether `rev` falls in the range.
+    pub fn contains(&self, rev: Rev) -> bool {
+        rev >= self.start && self.end.is_none_or(|e| rev < e)
+    }
+}
+
+/// Per-block metadata. `latest` is written last in every commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockMeta {
+    /// Revision ranges present locally.
+    pub ranges: Vec<RevRange>,
+    /// The newest committed revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<TrxRev>,
+}
+
+impl BlockMeta {
+    /// Whether revision `rev` is held locally.
+    pub fn covers(&self, rev: Rev) -> bool {
+        self.ranges.iter().any(|r| r.contains(rev))
+    }
+
+    /// Adds a range, merging it with the ranges it touches.
+    pub fn add_range(&mut self, added: RevRange) {
+        let mut merged = added;
+        self.ranges.retain(|r| {
+            let touches =
+                r.end.is_none_or(|e| e >= merged.start) && merged.end.is_none_or(|e| e >= r.start);
+            if touches {
+                merged.start = merged.start.min(r.start);
+                merged.end = match (merged.end, r.end) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                };
+            }
+            !touches
+        });
+        self.ranges.push(merged);
+        self.ranges.sort_by_key(|r| r.start);
+    }
+}
+
+/// One change inside a [`WriteBatch`].
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Store a pending transform.
+    PutPending {
+        /// Block.
+        block: BlockId,
+        /// Transaction.
+        trx: TrxId,
+        /// Transform.
+        transform: Arc<Transform>,
+    },
+    /// Drop a pending transform.
+    DeletePending {
+        /// Block.
+        block: BlockId,
+        /// Transaction.
+        trx: TrxId,
+    },
+    /// Store a committed transform.
+    PutTransaction {
+        /// Block.
+        block: BlockId,
+        /// Transaction.
+        trx: TrxId,
+        /// Transform.
+        transform: Arc<Transform>,
+    },
+    /// Store the block as materialized by a transaction (`None` = deleted).
+    PutMaterialized {
+        /// Block.
+        block: BlockId,
+        /// Transaction.
+        trx: TrxId,
+        /// Result.
+        value: Option<Arc<Block>>,
+    },
+    /// Record that `rev` was produced by `trx`.
+    PutRevision {
+        /// Block.
+        block: BlockId,
+        /// Revision.
+        rev: Rev,
+        /// Transaction.
+        trx: TrxId,
+    },
+    /// Replace the block's metadata.
+    PutMeta {
+        /// Block.
+        block: BlockId,
+        /// New metadata.
+        meta: BlockMeta,
+    },
+}
+
+impl WriteOp {
+    /// Crash-safety order on backends without atomic batches: data first, then
+    /// metadata (which publishes it), then removal of pending records.
+    pub(crate) fn phase(&self) -> u8 {
+        match self {
+            Self::PutMeta { .. } => 1,
+            Self::DeletePending { .. } => 2,
+            _ => 0,
+        }
+    }
+}
+
+/// Changes applied together: atomically on the embedded engine, per block in
+/// crash-safe order on the file backend.
+pub type WriteBatch = Vec<WriteOp>;
+
+/// One revision carried in a restoration archive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveRevision {
+    /// Revision and transaction.
+    #[serde(flatten)]
+    pub trx_rev: TrxRev,
+    /// The committed transform.
+    pub transform: Transform,
+    /// The materialized block, when the sender had it (absent for deleted blocks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<Block>,
+}
+
+/// What a peer sends to restore a block: revisions with transforms, the range
+/// they cover, and the pending transactions it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockArchive {
+    /// The block.
+    pub block_id: BlockId,
+    /// Revisions, ascending.
+    pub revisions: Vec<ArchiveRevision>,
+    /// The revision range the archive covers completely.
+    pub range: RevRange,
+    /// Pending transactions.
+    #[serde(default)]
+    pub pending: Vec<(TrxId, Transform)>,
+}
