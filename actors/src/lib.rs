@@ -10,5 +10,7 @@
 //!   activates and passivates them, and [`block::StorageRepo`], the node-local repo.
 //! - [`metrics`]: mailbox and handler instrumentation shared by every actor kind.
 
+pub mod block;
+pub mod metrics;
 pub mod model;
 pub mod storage;

@@ -1,0 +1,253 @@
+//! StorageRepo: the node-local repo (DESIGN §4) over the block actors.
+//!
+//! Single-block writes go to the block's actor, which checks, writes durably and
+//! updates itself in one mailbox turn. Multi-block writes prepare each block in
+//! sorted order (each holds its block and returns its writes), then write one batch
+//! and tell every block to apply or release: sorted order means no deadlock, and
+//! one batch means all blocks change or none (per block on the file backend).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use futures::future::join_all;
+
+use super::actor::{BlockOp, Decision, Mode, Prepare, Prepared, Read};
+use super::registry::BlockRegistry;
+use crate::model::{
+    BlockGets, BlockId, CommitRequest, CommitResult, GetBlockResults, PendPolicy, PendRequest,
+    PendResult, PendSuccess, StaleFailure, TrxBlocks, TrxPending, TrxRev, TrxTransforms,
+};
+use crate::storage::RepoError;
+
+/// The local repo: `get`, `pend`, `commit`, `cancel`.
+#[derive(Clone)]
+pub struct StorageRepo {
+    registry: BlockRegistry,
+}
+
+impl StorageRepo {
+    /// A repo over the given registry's blocks.
+    pub fn new(registry: BlockRegistry) -> Self {
+        Self { registry }
+    }
+
+    /// The registry behind the repo.
+    pub fn registry(&self) -> &BlockRegistry {
+        &self.registry
+    }
+
+    /// Reads blocks, catching up on `context.committed` first.
+    pub async fn get(&self, gets: BlockGets) -> Result<GetBlockResults, RepoError> {
+        let ids: BTreeSet<BlockId> = gets.block_ids.into_iter().collect();
+        let (rev, overlay, mut committed) = match gets.context {
+            Some(c) => (Some(c.rev), c.trx_id, c.committed),
+            None => (None, None, Vec::new()),
+        };
+        committed.sort_by_key(|c| c.rev);
+        let read = Read {
+            rev,
+            overlay,
+            catch_up: Arc::new(committed),
+        };
+        let replies = join_all(ids.iter().map(|id| self.registry.call(id, read.clone()))).await;
+        ids.into_iter()
+            .zip(replies)
+            .map(|(id, r)| Ok((id, r??)))
+            .collect()
+    }
+
+    /// Holds transforms pending under `req.trx_id` (DESIGN §4 "pend").
+    pub async fn pend(&self, req: PendRequest) -> Result<PendResult, RepoError> {
+        let ids = req.transforms.block_ids();
+        if ids.is_empty() {
+            return Err(RepoError::Invalid("pend names no block".into()));
+        }
+        let policy = req.policy;
+        let ops = ids
+            .iter()
+            .map(|id| {
+                let op = BlockOp::Pend {
+                    trx: req.trx_id.clone(),
+                    transform: Arc::new(req.transforms.for_block(id)),
+                    rev: req.rev,
+                    policy,
+                };
+                (id.clone(), op)
+            })
+            .collect();
+        let prepared = self
+            .run(ops, move |p| {
+                p.iter().all(|p| p.missing.is_empty())
+                    && (policy == PendPolicy::Continue || p.iter().all(|p| p.pending.is_empty()))
+            })
+            .await?;
+        let (pending, missing) = gather(prepared);
+        if !missing.is_empty() {
+            return Ok(PendResult::Stale(stale(
+                missing,
+                "stale: revisions committed since",
+            )));
+        }
+        if !pending.is_empty() && policy != PendPolicy::Continue {
+            return Ok(PendResult::Stale(StaleFailure {
+                reason: Some("blocked by pending transactions".into()),
+                missing: None,
+                pending: Some(pending),
+            }));
+        }
+        Ok(PendResult::Success(PendSuccess {
+            pending,
+            block_ids: ids.into_iter().collect(),
+        }))
+    }
+
+    /// Commits pending `req.trx_id` as `req.rev` on every block (DESIGN §4 "commit").
+    pub async fn commit(&self, req: CommitRequest) -> Result<CommitResult, RepoError> {
+        let ids: BTreeSet<BlockId> = req.block_ids.iter().cloned().collect();
+        if ids.is_empty() {
+            return Err(RepoError::Invalid("commit names no block".into()));
+        }
+        let ops = ids
+            .into_iter()
+            .map(|id| {
+                let op = BlockOp::Commit {
+                    trx: req.trx_id.clone(),
+                    rev: req.rev,
+                };
+                (id, op)
+            })
+            .collect();
+        let prepared = self
+            .run(ops, |p| p.iter().all(|p| p.missing.is_empty()))
+            .await?;
+        let (_, missing) = gather(prepared);
+        Ok(if missing.is_empty() {
+            CommitResult::Success
+        } else {
+            CommitResult::Stale(stale(missing, "stale: a newer revision is committed"))
+        })
+    }
+
+    /// Drops the pending transaction from each block; unknown ones are ignored.
+    pub async fn cancel(&self, trx: TrxBlocks) -> Result<(), RepoError> {
+        let ops = trx
+            .block_ids
+            .iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|id| {
+                let op = BlockOp::Cancel {
+                    trx: trx.trx_id.clone(),
+                };
+                (id.clone(), op)
+            })
+            .collect();
+        self.run(ops, |_| true).await.map(|_| ())
+    }
+
+    /// Runs one operation per block: solo for one block, else prepare-all in
+    /// sorted order, decide with `go`, write one batch, apply or release.
+    async fn run(
+        &self,
+        ops: Vec<(BlockId, BlockOp)>,
+        go: impl FnOnce(&[Prepared]) -> bool + Send + 'static,
+    ) -> Result<Vec<Prepared>, RepoError> {
+        if let [(id, op)] = ops.as_slice() {
+            let msg = Prepare {
+                op: op.clone(),
+                mode: Mode::Solo,
+            };
+            return Ok(vec![self.registry.call(id, msg).await??]);
+        }
+        // Spawned so that a caller giving up cannot stop it between the write and
+        // the decision; the blocks are held only for the task's duration.
+        let registry = self.registry.clone();
+        let task = actix_rt::spawn(joint(registry, ops, go));
+        task.await
+            .map_err(|e| RepoError::Unavailable(format!("joint write task failed: {e}")))?
+    }
+}
+
+async fn joint(
+    registry: BlockRegistry,
+    ops: Vec<(BlockId, BlockOp)>,
+    go: impl FnOnce(&[Prepared]) -> bool,
+) -> Result<Vec<Prepared>, RepoError> {
+    let mut prepared = Vec::with_capacity(ops.len());
+    let mut failure = None;
+    for (id, op) in ops {
+        let msg = Prepare {
+            op,
+            mode: Mode::Joint,
+        };
+        match registry.call(&id, msg).await {
+            Ok(Ok(p)) => prepared.push(p),
+            Ok(Err(e)) | Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    let stale = prepared.iter().any(|p| !p.missing.is_empty());
+    let holds: Vec<_> = prepared.iter_mut().filter_map(|p| p.hold.take()).collect();
+    if let Some(e) = failure.filter(|_| !stale) {
+        decide(holds, Decision::Release);
+        return Err(e);
+    }
+    if stale || !go(&prepared) {
+        decide(holds, Decision::Release);
+        return Ok(prepared);
+    }
+    let batch: Vec<_> = prepared
+        .iter_mut()
+        .flat_map(|p| std::mem::take(&mut p.ops))
+        .collect();
+    if !batch.is_empty() {
+        if let Err(e) = registry.raw().write(batch).await {
+            // Dropping the holds makes each block reload what is really on disk.
+            drop(holds);
+            return Err(e.into());
+        }
+    }
+    decide(holds, Decision::Apply);
+    Ok(prepared)
+}
+
+fn decide(holds: Vec<tokio::sync::oneshot::Sender<Decision>>, d: Decision) {
+    for h in holds {
+        // A block whose actor is gone reloads from disk anyway.
+        let _ = h.send(d);
+    }
+}
+
+/// Collects the blocks' pending lists and merges their missing transactions by (trx, rev).
+fn gather(prepared: Vec<Prepared>) -> (Vec<TrxPending>, Vec<TrxTransforms>) {
+    let mut pending = Vec::new();
+    let mut missing: BTreeMap<(u64, TrxRev), TrxTransforms> = BTreeMap::new();
+    for p in prepared {
+        pending.extend(p.pending);
+        for m in p.missing {
+            let key = (
+                m.rev.unwrap_or(0),
+                TrxRev {
+                    trx_id: m.trx_id.clone(),
+                    rev: m.rev.unwrap_or(0),
+                },
+            );
+            match missing.get_mut(&key) {
+                Some(existing) => existing.transforms.merge(m.transforms),
+                None => {
+                    missing.insert(key, m);
+                }
+            }
+        }
+    }
+    (pending, missing.into_values().collect())
+}
+
+fn stale(missing: Vec<TrxTransforms>, reason: &str) -> StaleFailure {
+    StaleFailure {
+        reason: Some(reason.into()),
+        missing: Some(missing),
+        pending: None,
+    }
+}

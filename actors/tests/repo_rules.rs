@@ -1,0 +1,321 @@
+//! StorageRepo rules of DESIGN §4, on every backend.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use optimystic_actors::model::*;
+use optimystic_actors::storage::RepoError;
+use serde_json::json;
+
+#[actix_rt::test]
+async fn pend_commit_get_cancel_on_every_backend() {
+    for kind in KINDS {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(kind, dir.path());
+
+        let r = repo.get(gets(&["a"])).await.unwrap();
+        assert_eq!(
+            r[&bid("a")],
+            GetBlockResult::default(),
+            "{kind}: unknown block is {{state:{{}}}}"
+        );
+
+        write(&repo, "t1", 1, insert(&["a", "b"])).await;
+        write(&repo, "t2", 2, append(&["a"], json!("x"))).await;
+
+        let r = repo.get(gets(&["a", "b", "a"])).await.unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r[&bid("a")].block.as_ref().unwrap().fields["items"],
+            json!(["x"]),
+            "{kind}"
+        );
+        assert_eq!(
+            r[&bid("a")].state.latest,
+            Some(TrxRev {
+                trx_id: tid("t2"),
+                rev: 2
+            })
+        );
+        assert_eq!(r[&bid("b")].state.latest.as_ref().unwrap().rev, 1);
+
+        // Rev-pinned read.
+        let mut g = gets(&["a"]);
+        g.context = Some(TrxContext {
+            committed: vec![],
+            rev: 1,
+            trx_id: None,
+        });
+        let r = repo.get(g).await.unwrap();
+        assert_eq!(
+            r[&bid("a")].block.as_ref().unwrap().fields["items"],
+            json!([]),
+            "{kind}"
+        );
+
+        // Pending overlay and cancel.
+        let p = repo
+            .pend(pend_req(
+                "t3",
+                None,
+                append(&["a"], json!("y")),
+                PendPolicy::Continue,
+            ))
+            .await
+            .unwrap();
+        assert!(p.is_success());
+        let mut g = gets(&["a"]);
+        g.context = Some(TrxContext {
+            committed: vec![],
+            rev: 2,
+            trx_id: Some(tid("t3")),
+        });
+        let r = repo.get(g).await.unwrap();
+        assert_eq!(
+            r[&bid("a")].block.as_ref().unwrap().fields["items"],
+            json!(["y", "x"])
+        );
+        assert_eq!(r[&bid("a")].state.pendings, Some(vec![tid("t3")]));
+        repo.cancel(TrxBlocks {
+            trx_id: tid("t3"),
+            block_ids: vec![bid("a"), bid("zz")],
+        })
+        .await
+        .unwrap();
+        let r = repo.get(gets(&["a"])).await.unwrap();
+        assert_eq!(r[&bid("a")].state.pendings, None, "{kind}");
+    }
+}
+
+#[actix_rt::test]
+async fn stale_pend_and_commit_report_missing() {
+    for kind in KINDS {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(kind, dir.path());
+        write(&repo, "t1", 1, insert(&["a"])).await;
+        write(&repo, "t2", 5, append(&["a"], json!(1))).await;
+
+        let p = repo
+            .pend(pend_req(
+                "t3",
+                Some(3),
+                append(&["a"], json!(2)),
+                PendPolicy::Fail,
+            ))
+            .await
+            .unwrap();
+        let PendResult::Stale(s) = p else {
+            panic!("{kind}: expected stale")
+        };
+        let missing = s.missing.unwrap();
+        assert_eq!(missing.len(), 1);
+        assert_eq!(
+            (missing[0].trx_id.as_str(), missing[0].rev),
+            ("t2", Some(5))
+        );
+
+        // Insert on an existing block is stale too.
+        let p = repo
+            .pend(pend_req("t4", None, insert(&["a"]), PendPolicy::Fail))
+            .await
+            .unwrap();
+        assert!(!p.is_success());
+
+        // Commit at an old rev is stale; nothing changes.
+        let p = repo
+            .pend(pend_req(
+                "t5",
+                None,
+                append(&["a"], json!(3)),
+                PendPolicy::Fail,
+            ))
+            .await
+            .unwrap();
+        assert!(p.is_success());
+        let c = repo.commit(commit_req("t5", &["a"], 5)).await.unwrap();
+        assert!(!c.is_success());
+        let c = repo.commit(commit_req("t5", &["a"], 6)).await.unwrap();
+        assert!(c.is_success());
+        // Re-committing the same (trx, rev) is idempotent.
+        assert!(repo
+            .commit(commit_req("t5", &["a"], 6))
+            .await
+            .unwrap()
+            .is_success());
+        let r = repo.get(gets(&["a"])).await.unwrap();
+        assert_eq!(
+            r[&bid("a")].block.as_ref().unwrap().fields["items"],
+            json!([3, 1])
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn policies_f_r_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(
+        optimystic_actors::storage::StorageKind::Embedded,
+        dir.path(),
+    );
+    write(&repo, "t1", 1, insert(&["a"])).await;
+    assert!(repo
+        .pend(pend_req(
+            "p1",
+            None,
+            append(&["a"], json!(1)),
+            PendPolicy::Fail
+        ))
+        .await
+        .unwrap()
+        .is_success());
+
+    let PendResult::Stale(f) = repo
+        .pend(pend_req(
+            "p2",
+            None,
+            append(&["a"], json!(2)),
+            PendPolicy::Fail,
+        ))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let pend = f.pending.unwrap();
+    assert_eq!(pend.len(), 1);
+    assert!(pend[0].transform.is_none());
+
+    let PendResult::Stale(r) = repo
+        .pend(pend_req(
+            "p2",
+            None,
+            append(&["a"], json!(2)),
+            PendPolicy::Return,
+        ))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(r.pending.unwrap()[0].transform.is_some());
+
+    let PendResult::Success(c) = repo
+        .pend(pend_req(
+            "p2",
+            None,
+            append(&["a"], json!(2)),
+            PendPolicy::Continue,
+        ))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(c.pending[0].trx_id, tid("p1"));
+    // Idempotent re-pend; a different transform under the same id is refused.
+    assert!(repo
+        .pend(pend_req(
+            "p2",
+            None,
+            append(&["a"], json!(2)),
+            PendPolicy::Continue
+        ))
+        .await
+        .unwrap()
+        .is_success());
+    assert!(matches!(
+        repo.pend(pend_req(
+            "p2",
+            None,
+            append(&["a"], json!(9)),
+            PendPolicy::Continue
+        ))
+        .await,
+        Err(RepoError::PendConflict { .. })
+    ));
+}
+
+#[actix_rt::test]
+async fn errors_change_nothing() {
+    for kind in KINDS {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(kind, dir.path());
+        write(&repo, "t1", 1, insert(&["a"])).await;
+        // Commit of a transaction never pended.
+        assert!(matches!(
+            repo.commit(commit_req("nope", &["a"], 2)).await,
+            Err(RepoError::NotPending { .. })
+        ));
+        // Update of a block with no base.
+        assert!(matches!(
+            repo.pend(pend_req(
+                "t2",
+                None,
+                append(&["ghost"], json!(1)),
+                PendPolicy::Fail
+            ))
+            .await,
+            Err(RepoError::Transform(_))
+        ));
+        // A multi-block pend where one block fails leaves the other untouched.
+        let mut t = append(&["a"], json!(1));
+        t.updates.as_mut().unwrap().insert(bid("ghost"), vec![]);
+        t.deletes = Some(vec![bid("ghost")]);
+        assert!(repo
+            .pend(pend_req("t3", None, t, PendPolicy::Fail))
+            .await
+            .is_err());
+        let r = repo.get(gets(&["a", "ghost"])).await.unwrap();
+        assert_eq!(r[&bid("a")].state.pendings, None, "{kind}");
+        assert_eq!(r[&bid("ghost")], GetBlockResult::default());
+        // Multi-block commit where one block lacks the pending trx: nothing commits.
+        assert!(repo
+            .pend(pend_req(
+                "t4",
+                None,
+                append(&["a"], json!(2)),
+                PendPolicy::Fail
+            ))
+            .await
+            .unwrap()
+            .is_success());
+        assert!(repo.commit(commit_req("t4", &["a", "b"], 2)).await.is_err());
+        let r = repo.get(gets(&["a"])).await.unwrap();
+        assert_eq!(r[&bid("a")].state.latest.as_ref().unwrap().rev, 1, "{kind}");
+        assert_eq!(r[&bid("a")].state.pendings, Some(vec![tid("t4")]));
+    }
+}
+
+#[actix_rt::test]
+async fn context_catch_up_commits_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(optimystic_actors::storage::StorageKind::File, dir.path());
+    write(&repo, "t1", 1, insert(&["a"])).await;
+    assert!(repo
+        .pend(pend_req(
+            "t2",
+            Some(2),
+            append(&["a"], json!("c")),
+            PendPolicy::Fail
+        ))
+        .await
+        .unwrap()
+        .is_success());
+    let mut g = gets(&["a"]);
+    g.context = Some(TrxContext {
+        committed: vec![TrxRev {
+            trx_id: tid("t2"),
+            rev: 2,
+        }],
+        rev: 2,
+        trx_id: None,
+    });
+    let r = repo.get(g).await.unwrap();
+    assert_eq!(
+        r[&bid("a")].block.as_ref().unwrap().fields["items"],
+        json!(["c"])
+    );
+    assert_eq!(r[&bid("a")].state.latest.as_ref().unwrap().rev, 2);
+    assert_eq!(r[&bid("a")].state.pendings, None);
+}
