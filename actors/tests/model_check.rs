@@ -1,0 +1,389 @@
+//! Property test: random get/pend/commit/cancel sequences over a few blocks agree
+//! with a small in-memory reference model of DESIGN §4, on every backend.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::*;
+use optimystic_actors::block::StorageRepo;
+use optimystic_actors::model::*;
+use optimystic_actors::storage::StorageKind;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+const BLOCKS: [&str; 3] = ["a", "b", "c"];
+
+#[derive(Debug, Clone)]
+enum Change {
+    Insert,
+    Append(u8),
+    Delete,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Get(Vec<usize>, Option<Rev>),
+    Pend(u8, Vec<(usize, Change)>, Option<Rev>, PendPolicy),
+    Commit(u8, Vec<usize>, Rev),
+    Cancel(u8, Vec<usize>),
+}
+
+fn blocks() -> impl Strategy<Value = Vec<usize>> {
+    proptest::sample::subsequence(vec![0, 1, 2], 1..=3)
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let change = prop_oneof![
+        2 => Just(Change::Insert),
+        4 => any::<u8>().prop_map(Change::Append),
+        1 => Just(Change::Delete),
+    ];
+    let policy = prop_oneof![
+        Just(PendPolicy::Continue),
+        Just(PendPolicy::Fail),
+        Just(PendPolicy::Return)
+    ];
+    prop_oneof![
+        2 => (blocks(), proptest::option::of(0u64..8)).prop_map(|(b, r)| Op::Get(b, r)),
+        4 => (0u8..6, proptest::collection::vec((0usize..3, change), 1..3), proptest::option::of(0u64..8), policy)
+            .prop_map(|(t, c, r, p)| Op::Pend(t, c, r, p)),
+        4 => (0u8..6, blocks(), 1u64..8).prop_map(|(t, b, r)| Op::Commit(t, b, r)),
+        1 => (0u8..6, blocks()).prop_map(|(t, b)| Op::Cancel(t, b)),
+    ]
+}
+
+fn transforms(changes: &[(usize, Change)]) -> Transforms {
+    let mut t = Transforms::default();
+    let mut seen = BTreeSet::new();
+    for (b, c) in changes {
+        let name = BLOCKS[*b];
+        if !seen.insert(*b) {
+            continue;
+        }
+        match c {
+            Change::Insert => {
+                t.inserts
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(bid(name), block(name, json!([])));
+            }
+            Change::Append(v) => {
+                let op = BlockOperation {
+                    entity: "items".into(),
+                    index: 0,
+                    delete_count: 0,
+                    inserted: json!([v]),
+                };
+                t.updates
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(bid(name), vec![op]);
+            }
+            Change::Delete => t.deletes.get_or_insert_with(Vec::new).push(bid(name)),
+        }
+    }
+    t
+}
+
+/// The reference: DESIGN §4 written as plainly as possible.
+#[derive(Default, Clone)]
+struct ModelBlock {
+    committed: BTreeMap<Rev, (TrxId, Transform, Option<Block>)>,
+    pending: BTreeMap<TrxId, Transform>,
+}
+
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Ok,
+    Stale(BTreeSet<(String, Rev)>, BTreeSet<(String, String)>),
+    Error,
+    Read(BTreeMap<String, (Option<Value>, Option<Rev>, Vec<String>)>),
+}
+
+#[derive(Default)]
+struct Model {
+    blocks: BTreeMap<BlockId, ModelBlock>,
+}
+
+impl Model {
+    fn latest(&self, b: &BlockId) -> Option<(Rev, Option<Block>)> {
+        self.blocks
+            .get(b)?
+            .committed
+            .iter()
+            .next_back()
+            .map(|(r, (_, _, blk))| (*r, blk.clone()))
+    }
+
+    fn missing(&self, b: &BlockId, from: Rev) -> BTreeSet<(String, Rev)> {
+        self.blocks.get(b).map_or_else(BTreeSet::new, |m| {
+            m.committed
+                .range(from..)
+                .map(|(r, (t, _, _))| (t.to_string(), *r))
+                .collect()
+        })
+    }
+
+    fn pend(&mut self, req: &PendRequest) -> Outcome {
+        let mut missing = BTreeSet::new();
+        let mut pending = BTreeSet::new();
+        let mut error = false;
+        let mut writes = vec![];
+        for b in req.transforms.block_ids() {
+            let t = req.transforms.for_block(&b);
+            let mb = self.blocks.get(&b).cloned().unwrap_or_default();
+            pending.extend(
+                mb.pending
+                    .keys()
+                    .filter(|k| **k != req.trx_id)
+                    .map(|k| (b.to_string(), k.to_string())),
+            );
+            let latest = self.latest(&b);
+            if req.rev.is_some() || t.insert.is_some() {
+                if latest
+                    .as_ref()
+                    .is_some_and(|(r, _)| *r >= req.rev.unwrap_or(0))
+                {
+                    missing.extend(self.missing(&b, req.rev.unwrap_or(0)));
+                    continue;
+                }
+            }
+            match mb.pending.get(&req.trx_id) {
+                Some(existing) if *existing == t => continue,
+                Some(_) => error = true,
+                None => {}
+            }
+            if apply_transform(&b, latest.and_then(|l| l.1).as_ref(), &t).is_err() {
+                error = true;
+            }
+            writes.push((b, t));
+        }
+        if !missing.is_empty() {
+            return Outcome::Stale(missing, BTreeSet::new());
+        }
+        if error {
+            return Outcome::Error;
+        }
+        if !pending.is_empty() && req.policy != PendPolicy::Continue {
+            return Outcome::Stale(BTreeSet::new(), pending);
+        }
+        for (b, t) in writes {
+            self.blocks
+                .entry(b)
+                .or_default()
+                .pending
+                .insert(req.trx_id.clone(), t);
+        }
+        Outcome::Ok
+    }
+
+    fn commit(&mut self, trx: &TrxId, ids: &BTreeSet<BlockId>, rev: Rev) -> Outcome {
+        let mut missing = BTreeSet::new();
+        let mut error = false;
+        let mut writes = vec![];
+        for b in ids {
+            let mb = self.blocks.get(b).cloned().unwrap_or_default();
+            let latest = self.latest(b);
+            if let Some((lr, _)) = &latest {
+                if *lr >= rev {
+                    if mb.committed.get(&rev).map(|c| &c.0) != Some(trx) {
+                        missing.extend(self.missing(b, rev));
+                    }
+                    continue;
+                }
+            }
+            let Some(t) = mb.pending.get(trx) else {
+                error = true;
+                continue;
+            };
+            match apply_transform(b, latest.and_then(|l| l.1).as_ref(), t) {
+                Ok(blk) => writes.push((b.clone(), t.clone(), blk)),
+                Err(_) => error = true,
+            }
+        }
+        if !missing.is_empty() {
+            return Outcome::Stale(missing, BTreeSet::new());
+        }
+        if error {
+            return Outcome::Error;
+        }
+        for (b, t, blk) in writes {
+            let mb = self.blocks.entry(b).or_default();
+            mb.pending.remove(trx);
+            mb.committed.insert(rev, (trx.clone(), t, blk));
+        }
+        Outcome::Ok
+    }
+
+    fn cancel(&mut self, trx: &TrxId, ids: &[BlockId]) -> Outcome {
+        for b in ids {
+            if let Some(mb) = self.blocks.get_mut(b) {
+                mb.pending.remove(trx);
+            }
+        }
+        Outcome::Ok
+    }
+
+    fn get(&self, ids: &[BlockId], rev: Option<Rev>) -> Outcome {
+        let mut out = BTreeMap::new();
+        for b in ids {
+            let mb = self.blocks.get(b).cloned().unwrap_or_default();
+            let at = mb
+                .committed
+                .range(..=rev.unwrap_or(Rev::MAX))
+                .next_back()
+                .map(|(r, (_, _, blk))| {
+                    (
+                        blk.as_ref().map(|x| serde_json::to_value(x).unwrap()),
+                        Some(*r),
+                    )
+                })
+                .unwrap_or((None, None));
+            out.insert(
+                b.to_string(),
+                (
+                    at.0,
+                    at.1,
+                    mb.pending.keys().map(|k| k.to_string()).collect(),
+                ),
+            );
+        }
+        Outcome::Read(out)
+    }
+}
+
+async fn run_repo(repo: &StorageRepo, op: &Op) -> Outcome {
+    let ids = |v: &[usize]| v.iter().map(|i| bid(BLOCKS[*i])).collect::<Vec<_>>();
+    match op {
+        Op::Get(b, rev) => {
+            let g = BlockGets {
+                block_ids: ids(b),
+                context: rev.map(|r| TrxContext {
+                    committed: vec![],
+                    rev: r,
+                    trx_id: None,
+                }),
+            };
+            match repo.get(g).await {
+                Ok(r) => Outcome::Read(
+                    r.into_iter()
+                        .map(|(k, v)| {
+                            let pend = v
+                                .state
+                                .pendings
+                                .unwrap_or_default()
+                                .into_iter()
+                                .map(String::from)
+                                .collect();
+                            let blk = v.block.map(|x| serde_json::to_value(x).unwrap());
+                            (k.to_string(), (blk, v.state.latest.map(|l| l.rev), pend))
+                        })
+                        .collect(),
+                ),
+                Err(_) => Outcome::Error,
+            }
+        }
+        Op::Pend(t, changes, rev, policy) => {
+            let req = pend_req(&format!("t{t}"), *rev, transforms(changes), *policy);
+            match repo.pend(req).await {
+                Ok(PendResult::Success(_)) => Outcome::Ok,
+                Ok(PendResult::Stale(s)) => stale_outcome(s),
+                Err(_) => Outcome::Error,
+            }
+        }
+        Op::Commit(t, b, rev) => {
+            let req = CommitRequest {
+                trx_id: tid(&format!("t{t}")),
+                block_ids: ids(b),
+                rev: *rev,
+                header_id: None,
+                tail_id: None,
+            };
+            match repo.commit(req).await {
+                Ok(CommitResult::Success) => Outcome::Ok,
+                Ok(CommitResult::Stale(s)) => stale_outcome(s),
+                Err(_) => Outcome::Error,
+            }
+        }
+        Op::Cancel(t, b) => match repo
+            .cancel(TrxBlocks {
+                trx_id: tid(&format!("t{t}")),
+                block_ids: ids(b),
+            })
+            .await
+        {
+            Ok(()) => Outcome::Ok,
+            Err(_) => Outcome::Error,
+        },
+    }
+}
+
+fn stale_outcome(s: StaleFailure) -> Outcome {
+    Outcome::Stale(
+        s.missing
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| (m.trx_id.to_string(), m.rev.unwrap_or(0)))
+            .collect(),
+        s.pending
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.block_id.to_string(), p.trx_id.to_string()))
+            .collect(),
+    )
+}
+
+fn run_model(model: &mut Model, op: &Op) -> Outcome {
+    let ids = |v: &[usize]| v.iter().map(|i| bid(BLOCKS[*i])).collect::<Vec<_>>();
+    match op {
+        Op::Get(b, rev) => model.get(&ids(b), *rev),
+        Op::Pend(t, changes, rev, policy) => model.pend(&pend_req(
+            &format!("t{t}"),
+            *rev,
+            transforms(changes),
+            *policy,
+        )),
+        Op::Commit(t, b, rev) => {
+            model.commit(&tid(&format!("t{t}")), &ids(b).into_iter().collect(), *rev)
+        }
+        Op::Cancel(t, b) => model.cancel(&tid(&format!("t{t}")), &ids(b)),
+    }
+}
+
+fn check(kind: StorageKind, ops: &[Op]) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    actix_rt::System::new().block_on(async {
+        let repo = repo(kind, dir.path());
+        let mut model = Model::default();
+        for (i, op) in ops.iter().enumerate() {
+            let got = run_repo(&repo, op).await;
+            let want = run_model(&mut model, op);
+            prop_assert_eq!(&got, &want, "{} step {}: {:?}", kind, i, op);
+        }
+        repo.registry().shutdown();
+        Ok(())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn repo_agrees_with_model_embedded(ops in proptest::collection::vec(op(), 1..40)) {
+        check(StorageKind::Embedded, &ops)?;
+    }
+
+    #[test]
+    fn repo_agrees_with_model_file(ops in proptest::collection::vec(op(), 1..40)) {
+        check(StorageKind::File, &ops)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn repo_agrees_with_model_memory(ops in proptest::collection::vec(op(), 1..60)) {
+        check(StorageKind::Memory, &ops)?;
+    }
+}
