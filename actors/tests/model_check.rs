@@ -92,12 +92,15 @@ struct ModelBlock {
     pending: BTreeMap<TrxId, Transform>,
 }
 
+/// (block JSON, revision read, pending trx ids)
+type ReadRow = (Option<Value>, Option<Rev>, Vec<String>);
+
 #[derive(Debug, PartialEq)]
 enum Outcome {
     Ok,
     Stale(BTreeSet<(String, Rev)>, BTreeSet<(String, String)>),
     Error,
-    Read(BTreeMap<String, (Option<Value>, Option<Rev>, Vec<String>)>),
+    Read(BTreeMap<String, ReadRow>),
 }
 
 #[derive(Default)]
@@ -139,14 +142,14 @@ impl Model {
                     .map(|k| (b.to_string(), k.to_string())),
             );
             let latest = self.latest(&b);
-            if req.rev.is_some() || t.insert.is_some() {
-                if latest
+            let checks_rev = req.rev.is_some() || t.insert.is_some();
+            if checks_rev
+                && latest
                     .as_ref()
                     .is_some_and(|(r, _)| *r >= req.rev.unwrap_or(0))
-                {
-                    missing.extend(self.missing(&b, req.rev.unwrap_or(0)));
-                    continue;
-                }
+            {
+                missing.extend(self.missing(&b, req.rev.unwrap_or(0)));
+                continue;
             }
             match mb.pending.get(&req.trx_id) {
                 Some(existing) if *existing == t => continue,

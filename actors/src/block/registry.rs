@@ -8,7 +8,7 @@
 //! actor after that are dropped, and [`BlockRegistry::call`] retries them on the
 //! new one (every block operation is idempotent under redelivery).
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -74,11 +74,9 @@ impl RegistryCore {
     }
 
     fn arbiter_for(&self, id: &BlockId) -> &ArbiterHandle {
-        let mut h = self.hasher.build_hasher();
-        id.hash(&mut h);
-        let n = self.arbiters.len().max(1);
+        let n = self.arbiters.len().max(1) as u64;
         // Modulo keeps the index in range; arbiters is never empty (checked at start).
-        &self.arbiters[(h.finish() % n as u64) as usize]
+        &self.arbiters[(self.hasher.hash_one(id) % n) as usize]
     }
 
     fn addr(self: &Arc<Self>, id: &BlockId) -> Addr<BlockActor> {
