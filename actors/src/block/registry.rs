@@ -123,26 +123,33 @@ impl RegistryCore {
         }
         let keep = self.max_live - self.max_live / 16;
         let excess = self.live_target().saturating_sub(keep);
-        let mut candidates: Vec<(u64, BlockId)> = self
+        // Find the age below which the `excess` oldest actors lie, without cloning keys.
+        let mut ages: Vec<u64> = self
             .slots
             .iter()
             .filter(|s| !s.evicting.load(Ordering::Relaxed))
-            .map(|s| (s.last_used.load(Ordering::Relaxed), s.key().clone()))
+            .map(|s| s.last_used.load(Ordering::Relaxed))
             .collect();
-        if excess > 0 && excess < candidates.len() {
-            candidates.select_nth_unstable_by_key(excess, |c| c.0);
-            candidates.truncate(excess);
-        }
-        for (_, id) in candidates {
-            let Some(slot) = self.slots.get(&id) else {
-                continue;
-            };
-            if slot.evicting.swap(true, Ordering::Relaxed) {
+        let cutoff = match excess {
+            0 => 0,
+            n if n >= ages.len() => u64::MAX,
+            n => *ages.select_nth_unstable(n).1,
+        };
+        let mut sent = 0;
+        for slot in self.slots.iter() {
+            if sent >= excess {
+                break;
+            }
+            if slot.last_used.load(Ordering::Relaxed) >= cutoff
+                || slot.evicting.swap(true, Ordering::Relaxed)
+            {
                 continue;
             }
             self.evicting.fetch_add(1, Ordering::Relaxed);
             self.metrics.block_actor.enqueued();
-            if slot.addr.try_send(Passivate).is_err() {
+            if slot.addr.try_send(Passivate).is_ok() {
+                sent += 1;
+            } else {
                 // Busy (mailbox full) or already stopped: not evicted now.
                 self.metrics.block_actor.dropped();
                 slot.evicting.store(false, Ordering::Relaxed);

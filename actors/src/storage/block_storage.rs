@@ -115,13 +115,17 @@ impl BlockStorage {
     }
 
     fn load_latest_block(&self) -> Result<Option<Arc<Block>>, StorageError> {
-        match self.latest() {
-            Some(latest) => Ok(self
-                .materialize_at(latest.rev)?
-                .and_then(|(_, b)| b)
-                .map(Arc::new)),
-            None => Ok(None),
+        let Some(latest) = self.latest() else {
+            return Ok(None);
+        };
+        // Every local commit stores its materialization: usually one point read.
+        if let Some(m) = self.raw.get_materialized(&self.id, &latest.trx_id)? {
+            return Ok(m.map(Arc::new));
         }
+        Ok(self
+            .materialize_at(latest.rev)?
+            .and_then(|(_, b)| b)
+            .map(Arc::new))
     }
 
     /// The block id.

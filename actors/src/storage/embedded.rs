@@ -1,18 +1,27 @@
 //! The embedded transactional engine (fjall): the default backend.
 //!
-//! Two keyspaces: `meta` (one small record per block) and `data` (revisions,
-//! pending and committed transforms, materialized blocks), keyed
-//! `{blockId}/{tag}/{suffix}`; block ids never contain `/`, so one block's keys
+//! Three keyspaces: `meta` (one small record per block, keyed by block id),
+//! `pend` (pending transforms, `{blockId}/{trxId}`: small, since commits remove
+//! them, so listing a block's pendings on activation is cheap) and `data`
+//! (revisions, committed transforms, materialized blocks, keyed
+//! `{blockId}/{tag}/{suffix}`). Block ids never contain `/`, so one block's keys
 //! form one prefix. Values are MessagePack.
+//!
+//! The ids of pending transactions are also mirrored in memory (loaded at open,
+//! updated by the writer after each durable batch), so activating a block costs no
+//! range scan; there are only as many entries as transactions in flight.
 //!
 //! Writes go to one writer thread through a bounded queue. The writer drains every
 //! request waiting (up to [`MAX_GROUP`]), applies them as **one** atomic fjall
 //! batch with one `fdatasync`, then answers each: concurrent writers share a sync
 //! (group commit), and a reply means durable.
 
+use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use dashmap::DashMap;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
@@ -48,8 +57,17 @@ impl Default for EmbeddedOptions {
     }
 }
 
+#[derive(Clone, Copy)]
+enum Space {
+    Meta = 0,
+    Pend = 1,
+    Data = 2,
+}
+
 struct Encoded {
-    meta: bool,
+    space: Space,
+    /// For pending records: which (block, trx) the pending index must update.
+    pend: Option<(BlockId, TrxId)>,
     key: Vec<u8>,
     value: Option<Vec<u8>>,
 }
@@ -61,7 +79,9 @@ struct WriteRequest {
 
 /// Group-committing fjall store.
 pub struct EmbeddedRawStorage {
+    pending: Arc<PendingIndex>,
     meta: Keyspace,
+    pend: Keyspace,
     data: Keyspace,
     queue: Option<mpsc::Sender<WriteRequest>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -91,19 +111,23 @@ impl EmbeddedRawStorage {
             .map_err(engine)
         };
         let meta = ks("meta")?;
+        let pend = ks("pend")?;
         let data = ks("data")?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let pending = Arc::new(PendingIndex::load(&pend)?);
         let writer = Writer {
             db,
-            meta: meta.clone(),
-            data: data.clone(),
+            pending: pending.clone(),
+            spaces: [meta.clone(), pend.clone(), data.clone()],
         };
         let handle = std::thread::Builder::new()
             .name("optimystic-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StorageError::io(data_dir, e))?;
         Ok(Self {
+            pending,
             meta,
+            pend,
             data,
             queue: Some(tx),
             writer: Mutex::new(Some(handle)),
@@ -134,8 +158,15 @@ impl EmbeddedRawStorage {
                 })
         }
         let data = |key: Vec<u8>, value| Encoded {
-            meta: false,
+            space: Space::Data,
+            pend: None,
             key,
+            value,
+        };
+        let pend = |block: &BlockId, trx: &TrxId, value| Encoded {
+            space: Space::Pend,
+            pend: Some((block.clone(), trx.clone())),
+            key: pend_key(block, trx),
             value,
         };
         Ok(match op {
@@ -143,13 +174,8 @@ impl EmbeddedRawStorage {
                 block,
                 trx,
                 transform,
-            } => data(
-                key(block, b'p', trx.as_str().as_bytes()),
-                val(&**transform)?,
-            ),
-            WriteOp::DeletePending { block, trx } => {
-                data(key(block, b'p', trx.as_str().as_bytes()), None)
-            }
+            } => pend(block, trx, val(&**transform)?),
+            WriteOp::DeletePending { block, trx } => pend(block, trx, None),
             WriteOp::PutTransaction {
                 block,
                 trx,
@@ -166,7 +192,8 @@ impl EmbeddedRawStorage {
                 data(key(block, b'r', &rev.to_be_bytes()), val(trx)?)
             }
             WriteOp::PutMeta { block, meta } => Encoded {
-                meta: true,
+                space: Space::Meta,
+                pend: None,
                 key: block.as_str().as_bytes().to_vec(),
                 value: val(meta)?,
             },
@@ -180,6 +207,10 @@ fn key(block: &BlockId, tag: u8, suffix: &[u8]) -> Vec<u8> {
     k
 }
 
+fn pend_key(block: &BlockId, trx: &TrxId) -> Vec<u8> {
+    format!("{block}/{trx}").into_bytes()
+}
+
 fn prefix(block: &BlockId, tag: u8) -> Vec<u8> {
     let id = block.as_str().as_bytes();
     let mut k = Vec::with_capacity(id.len() + 3 + 16);
@@ -188,10 +219,44 @@ fn prefix(block: &BlockId, tag: u8) -> Vec<u8> {
     k
 }
 
+/// Ids of pending transactions by block, mirroring the `pend` keyspace.
+struct PendingIndex(DashMap<BlockId, BTreeSet<TrxId>>);
+
+impl PendingIndex {
+    fn load(pend: &Keyspace) -> Result<Self, StorageError> {
+        let index = DashMap::new();
+        for guard in pend.iter() {
+            let k = guard.key().map_err(engine)?;
+            let bad = || StorageError::corrupt(String::from_utf8_lossy(&k), "bad pending key");
+            let text = std::str::from_utf8(&k).map_err(|_| bad())?;
+            let (block, trx) = text.split_once('/').ok_or_else(bad)?;
+            let block = BlockId::new(block).map_err(|_| bad())?;
+            let trx = TrxId::new(trx).map_err(|_| bad())?;
+            index.entry(block).or_insert_with(BTreeSet::new).insert(trx);
+        }
+        Ok(Self(index))
+    }
+
+    fn apply(&self, op: &Encoded) {
+        let Some((block, trx)) = &op.pend else {
+            return;
+        };
+        if op.value.is_some() {
+            self.0.entry(block.clone()).or_default().insert(trx.clone());
+        } else {
+            self.0.remove_if_mut(block, |_, set| {
+                set.remove(trx);
+                set.is_empty()
+            });
+        }
+    }
+}
+
 struct Writer {
+    pending: Arc<PendingIndex>,
     db: Database,
-    meta: Keyspace,
-    data: Keyspace,
+    /// Indexed by [`Space`].
+    spaces: [Keyspace; 3],
 }
 
 impl Writer {
@@ -206,6 +271,12 @@ impl Writer {
                 }
             }
             let result = self.commit(&group);
+            if result.is_ok() {
+                group
+                    .iter()
+                    .flat_map(|r| &r.ops)
+                    .for_each(|op| self.pending.apply(op));
+            }
             for req in group.drain(..) {
                 let reply = match &result {
                     Ok(()) => Ok(()),
@@ -223,7 +294,7 @@ impl Writer {
     fn commit(&self, group: &[WriteRequest]) -> Result<(), String> {
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
         for op in group.iter().flat_map(|r| &r.ops) {
-            let ks = if op.meta { &self.meta } else { &self.data };
+            let ks = &self.spaces[op.space as usize];
             match &op.value {
                 Some(v) => batch.insert(ks, op.key.as_slice(), v.as_slice()),
                 None => batch.remove(ks, op.key.as_slice()),
@@ -287,24 +358,16 @@ impl RawStorage for EmbeddedRawStorage {
     }
 
     fn get_pending(&self, block: &BlockId, trx: &TrxId) -> Result<Option<Transform>, StorageError> {
-        self.get(&self.data, &key(block, b'p', trx.as_str().as_bytes()))
+        self.get(&self.pend, &pend_key(block, trx))
     }
 
     fn list_pending(&self, block: &BlockId) -> Result<Vec<TrxId>, StorageError> {
-        let p = prefix(block, b'p');
-        let mut out = Vec::new();
-        for guard in self.data.prefix(&p) {
-            let k = guard.key().map_err(engine)?;
-            let id = k
-                .get(p.len()..)
-                .and_then(|s| std::str::from_utf8(s).ok())
-                .and_then(|s| TrxId::new(s).ok())
-                .ok_or_else(|| {
-                    StorageError::corrupt(String::from_utf8_lossy(&k), "bad pending key")
-                })?;
-            out.push(id);
-        }
-        Ok(out)
+        Ok(self
+            .pending
+            .0
+            .get(block)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default())
     }
 
     fn get_transaction(
