@@ -52,7 +52,7 @@ impl Default for EmbeddedOptions {
         Self {
             cache_bytes: 32 << 20,
             memtable_bytes: 8 << 20,
-            worker_threads: 1,
+            worker_threads: 2,
         }
     }
 }

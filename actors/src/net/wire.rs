@@ -1,0 +1,160 @@
+//! What the frames mean: repo requests and replies in JSON or MessagePack, the
+//! error reply `{"error":{"code","message"}}`, and the block-transfer messages.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::protocol::Encoding;
+use crate::model::{BlockId, RepoMessage, RepoOperation, Rev};
+
+/// Error codes carried in error replies (docs/PROTOCOL.md lists them).
+pub mod codes {
+    /// The length prefix is not a valid varint.
+    pub const BAD_FRAME: &str = "bad_frame";
+    /// The declared length exceeds the protocol's cap.
+    pub const FRAME_TOO_LARGE: &str = "frame_too_large";
+    /// The stream ended inside the frame.
+    pub const TRUNCATED_FRAME: &str = "truncated_frame";
+    /// The frame is not a well-formed message (syntax, missing field, invalid id).
+    pub const BAD_REQUEST: &str = "bad_request";
+    /// The operation is not one of get, pend, cancel, commit.
+    pub const UNKNOWN_OPERATION: &str = "unknown_operation";
+    /// The message's `expiration` has passed.
+    pub const EXPIRED: &str = "expired";
+    /// Too many requests in flight from this peer or in total; retry later.
+    pub const BUSY: &str = "busy";
+    /// Commit of a transaction not pending on a block.
+    pub const NOT_PENDING: &str = "not_pending";
+    /// A transform cannot apply to its block.
+    pub const TRANSFORM: &str = "transform";
+    /// Same transaction pended again with a different transform.
+    pub const PEND_CONFLICT: &str = "pend_conflict";
+    /// A request that is well-formed but makes no sense (e.g. names no block).
+    pub const INVALID: &str = "invalid";
+    /// The node's storage failed; nothing was acknowledged.
+    pub const STORAGE: &str = "storage";
+    /// Restoring a block from peers failed.
+    pub const RESTORE: &str = "restore";
+    /// The node is shutting down or overloaded.
+    pub const UNAVAILABLE: &str = "unavailable";
+}
+
+/// `{"error":{"code","message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// The error.
+    pub error: ErrorBody,
+}
+
+/// Body of an [`ErrorReply`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Machine-readable code (see [`codes`]).
+    pub code: String,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+impl ErrorReply {
+    /// An error reply.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            error: ErrorBody {
+                code: code.to_string(),
+                message: message.into(),
+            },
+        }
+    }
+}
+
+/// Ask a peer for a block's archive (`{prefix}/block/1.0.0`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockRequest {
+    /// The block.
+    pub block_id: BlockId,
+    /// First revision wanted; absent: just the latest revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<Rev>,
+}
+
+/// Encodes a message.
+pub fn encode<T: Serialize>(enc: Encoding, value: &T) -> Result<Vec<u8>, String> {
+    match enc {
+        Encoding::Json => serde_json::to_vec(value).map_err(|e| e.to_string()),
+        Encoding::MsgPack => rmp_serde::to_vec_named(value).map_err(|e| e.to_string()),
+    }
+}
+
+/// Decodes a message.
+pub fn decode<T: DeserializeOwned>(enc: Encoding, bytes: &[u8]) -> Result<T, String> {
+    match enc {
+        Encoding::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        Encoding::MsgPack => rmp_serde::from_slice(bytes).map_err(|e| e.to_string()),
+    }
+}
+
+/// Decodes a reply that may be an [`ErrorReply`] instead of `T`.
+pub fn decode_reply<T: DeserializeOwned>(enc: Encoding, bytes: &[u8]) -> Result<Result<T, ErrorReply>, String> {
+    match decode::<T>(enc, bytes) {
+        Ok(v) => Ok(Ok(v)),
+        Err(e) => match decode::<ErrorReply>(enc, bytes) {
+            Ok(err) => Ok(Err(err)),
+            Err(_) => Err(e),
+        },
+    }
+}
+
+const OPERATIONS: [&str; 4] = ["get", "pend", "cancel", "commit"];
+
+/// Decodes a repo request into its single operation, or the error reply to send.
+pub fn decode_request(enc: Encoding, bytes: &[u8]) -> Result<(RepoOperation, Option<u64>), ErrorReply> {
+    let msg: RepoMessage = decode(enc, bytes).map_err(|e| {
+        // Tell an unknown operation apart from a malformed message.
+        let unknown = decode::<serde_json::Value>(enc, bytes).ok().and_then(|v| {
+            let ops = v.get("operations")?.as_array()?.clone();
+            ops.iter()
+                .filter_map(|op| op.as_object()?.keys().next().cloned())
+                .find(|k| !OPERATIONS.contains(&k.as_str()))
+        });
+        match unknown {
+            Some(op) => ErrorReply::new(codes::UNKNOWN_OPERATION, format!("unknown operation {op:?}; expected one of {OPERATIONS:?}")),
+            None => ErrorReply::new(codes::BAD_REQUEST, e),
+        }
+    })?;
+    let expiration = msg.expiration;
+    let mut ops = msg.operations.into_iter();
+    match (ops.next(), ops.next()) {
+        (Some(op), None) => Ok((op, expiration)),
+        (None, _) => Err(ErrorReply::new(codes::BAD_REQUEST, "a repo message needs one operation")),
+        (Some(_), Some(_)) => Err(ErrorReply::new(codes::BAD_REQUEST, "a repo message carries exactly one operation")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_decoding_errors_are_typed() {
+        let enc = Encoding::Json;
+        let ok = br#"{"operations":[{"get":{"blockIds":["a"]}}],"expiration":5}"#;
+        assert!(matches!(decode_request(enc, ok), Ok((RepoOperation::Get(_), Some(5)))));
+        let code = |b: &[u8]| decode_request(enc, b).unwrap_err().error.code;
+        assert_eq!(code(br#"{"operations":[{"drop":{}}]}"#), codes::UNKNOWN_OPERATION);
+        assert_eq!(code(b"{nope"), codes::BAD_REQUEST);
+        assert_eq!(code(br#"{"operations":[]}"#), codes::BAD_REQUEST);
+        assert_eq!(code(br#"{"operations":[{"get":{"blockIds":["../x"]}}]}"#), codes::BAD_REQUEST);
+        let two = br#"{"operations":[{"get":{"blockIds":["a"]}},{"get":{"blockIds":["b"]}}]}"#;
+        assert_eq!(code(two), codes::BAD_REQUEST);
+    }
+
+    #[test]
+    fn error_reply_shape() {
+        let e = ErrorReply::new(codes::BUSY, "later");
+        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"error":{"code":"busy","message":"later"}}"#);
+        let bytes = encode(Encoding::MsgPack, &e).unwrap();
+        let back = decode_reply::<crate::model::CommitResult>(Encoding::MsgPack, &bytes).unwrap();
+        assert_eq!(back, Err(e));
+    }
+}
