@@ -3,9 +3,11 @@
 //! # Layout
 //! - [`cli`]: the `optimystic` command line (clap), one module per subcommand.
 //! - [`local`]: opening a node-local repo (storage backend + block actors).
+//! - [`node`]: a running node (storage, block actors, RepoService, SwarmActor).
 //! - The engine lives in the [`optimystic_actors`] crate, re-exported as [`engine`].
 
 pub mod cli;
 pub mod local;
+pub mod node;
 
 pub use optimystic_actors as engine;

@@ -8,9 +8,12 @@
 //!   No actors in here.
 //! - [`block`]: the BlockActor that owns one active block, the BlockRegistry that
 //!   activates and passivates them, and [`block::StorageRepo`], the node-local repo.
+//! - [`net`]: the SwarmActor on libp2p, the repo/block protocols, RepoService and
+//!   the clients.
 //! - [`metrics`]: mailbox and handler instrumentation shared by every actor kind.
 
 pub mod block;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod storage;

@@ -1,6 +1,16 @@
 //! `optimystic repo`: one request on stdin, its reply on stdout.
 
 use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor;
+use libp2p::identity::Keypair;
+use libp2p::Multiaddr;
+use optimystic_actors::net::{
+    build_swarm, peer_of, NetClient, NetConfig, NetError, NetMetrics, ProtocolIds, RepoClient,
+    SwarmActor,
+};
 
 use optimystic_actors::block::{RegistryOptions, StorageRepo};
 use optimystic_actors::model::{BlockGets, CommitRequest, PendRequest, TrxBlocks};
@@ -53,19 +63,48 @@ fn to_json<T: Serialize>(v: &T) -> Result<String, String> {
 
 fn execute(args: &RepoArgs) -> Result<String, String> {
     let input = read_request()?;
-    // Parse before opening storage: malformed input never touches the data dir.
+    // Parse before opening storage or dialling: malformed input touches nothing.
     let request = Request::parse(args.op, &input)?;
     let system = actix_rt::System::new();
-    system.block_on(async {
-        let opts = RegistryOptions {
-            arbiters: 1,
-            ..RegistryOptions::default()
-        };
-        let repo = open_repo(args.storage, &args.data_dir, opts).map_err(|e| e.to_string())?;
-        let reply = request.send(&repo).await;
-        repo.registry().shutdown();
-        reply
-    })
+    match &args.peer {
+        Some(peer) => system.block_on(remote(args, peer.clone(), request)),
+        None => system.block_on(async {
+            let opts = RegistryOptions {
+                arbiters: 1,
+                ..RegistryOptions::default()
+            };
+            let repo = open_repo(args.storage, &args.data_dir, opts).map_err(|e| e.to_string())?;
+            let reply = request.send(&repo).await;
+            repo.registry().shutdown();
+            reply
+        }),
+    }
+}
+
+async fn remote(args: &RepoArgs, peer: Multiaddr, request: Request) -> Result<String, String> {
+    let peer_id =
+        peer_of(&peer).ok_or_else(|| format!("--peer {peer} has no /p2p/<peerId> component"))?;
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        return Err(format!(
+            "--timeout must be a positive number of seconds, not {}",
+            args.timeout
+        ));
+    }
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let cfg = NetConfig {
+        protocols: ProtocolIds::new(&args.protocol_prefix).map_err(|e| e.to_string())?,
+        request_timeout: timeout,
+        client_only: true,
+        ..NetConfig::default()
+    };
+    let swarm = build_swarm(Keypair::generate_ed25519(), &cfg).map_err(|e| e.to_string())?;
+    let metrics = Arc::new(NetMetrics::default());
+    let addr = SwarmActor::new(swarm, cfg, None, None, metrics.clone()).start();
+    let mut client = RepoClient::new(NetClient::new(addr, metrics), peer_id, vec![peer], timeout);
+    if args.json {
+        client = client.force_json();
+    }
+    request.send_remote(&client).await
 }
 
 enum Request {
@@ -83,6 +122,19 @@ impl Request {
             RepoOp::Commit => Self::Commit(parse(input, "CommitRequest")?),
             RepoOp::Cancel => Self::Cancel(parse(input, "TrxBlocks")?),
         })
+    }
+
+    async fn send_remote(self, c: &RepoClient) -> Result<String, String> {
+        let e = |e: NetError| e.to_string();
+        match self {
+            Self::Get(r) => to_json(&c.get(r).await.map_err(e)?),
+            Self::Pend(r) => to_json(&c.pend(r).await.map_err(e)?),
+            Self::Commit(r) => to_json(&c.commit(r).await.map_err(e)?),
+            Self::Cancel(r) => {
+                c.cancel(r).await.map_err(e)?;
+                Ok("{}".into())
+            }
+        }
     }
 
     async fn send(self, repo: &StorageRepo) -> Result<String, String> {

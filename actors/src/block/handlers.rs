@@ -6,12 +6,14 @@ use futures::FutureExt;
 use tokio::sync::oneshot;
 
 use super::actor::{
-    BlockActor, BlockOp, Decision, Mode, Passivate, Prepare, Prepared, Read, Reply,
+    Archive, BlockActor, BlockOp, Decision, Mode, Passivate, Prepare, Prepared, Read, Reply,
 };
 use crate::model::{
     apply_transform, BlockTrxState, GetBlockResult, PendPolicy, Rev, TrxId, TrxRev,
 };
-use crate::storage::{BlockStorage, CommitPlan, Effect, RepoError, RestoreFn, WriteBatch};
+use crate::storage::{
+    BlockArchive, BlockStorage, CommitPlan, Effect, RepoError, RestoreFn, WriteBatch,
+};
 
 type Outcome<T> = (Option<BlockStorage>, Result<T, RepoError>);
 
@@ -250,5 +252,15 @@ impl Handler<Passivate> for BlockActor {
         self.core().forget(&id, generation);
         self.core().metrics.registry.passivated.add(1);
         ctx.stop();
+    }
+}
+
+impl Handler<Archive> for BlockActor {
+    type Result = Reply<Result<Option<BlockArchive>, RepoError>>;
+
+    fn handle(&mut self, msg: Archive, _: &mut Context<Self>) -> Self::Result {
+        let timer = self.timer();
+        let r = self.loaded().and_then(|st| Ok(st.archive(msg.from)?));
+        Reply::Now(r, timer)
     }
 }

@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 
-use super::actor::{BlockOp, Decision, Mode, Prepare, Prepared, Read};
+use super::actor::{Archive, BlockOp, Decision, Mode, Prepare, Prepared, Read};
 use super::registry::BlockRegistry;
 use crate::model::{
     BlockGets, BlockId, CommitRequest, CommitResult, GetBlockResults, PendPolicy, PendRequest,
-    PendResult, PendSuccess, StaleFailure, TrxBlocks, TrxPending, TrxRev, TrxTransforms,
+    PendResult, PendSuccess, Rev, StaleFailure, TrxBlocks, TrxPending, TrxRev, TrxTransforms,
 };
-use crate::storage::RepoError;
+use crate::storage::{BlockArchive, RepoError};
 
 /// The local repo: `get`, `pend`, `commit`, `cancel`.
 #[derive(Clone)]
@@ -143,6 +143,15 @@ impl StorageRepo {
             })
             .collect();
         self.run(ops, |_| true).await.map(|_| ())
+    }
+
+    /// The block's archive for a restoring peer: from `from`, or its latest revision.
+    pub async fn archive(
+        &self,
+        id: &BlockId,
+        from: Option<Rev>,
+    ) -> Result<Option<BlockArchive>, RepoError> {
+        self.registry.call(id, Archive { from }).await?
     }
 
     /// Runs one operation per block: solo for one block, else prepare-all in

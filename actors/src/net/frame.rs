@@ -87,23 +87,39 @@ impl request_response::Codec for FrameCodec {
         read_frame(io, self.max_response).await
     }
 
-    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Frame) -> io::Result<()>
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Frame,
+    ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
         match req {
             Frame::Data(bytes) => write_frame(io, &bytes).await,
-            other => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("cannot send {other:?}"))),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot send {other:?}"),
+            )),
         }
     }
 
-    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: Frame) -> io::Result<()>
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Frame,
+    ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
         match res {
             Frame::Data(bytes) => write_frame(io, &bytes).await,
-            other => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("cannot send {other:?}"))),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot send {other:?}"),
+            )),
         }
     }
 }
@@ -120,13 +136,28 @@ mod tests {
         block_on(write_frame(&mut buf, b"hello")).unwrap();
         let bytes = buf.into_inner();
         assert_eq!(bytes[0], 5);
-        assert_eq!(block_on(read_frame(&mut Cursor::new(bytes.clone()), 16)).unwrap(), Frame::Data(b"hello".to_vec()));
-        assert!(matches!(block_on(read_frame(&mut Cursor::new(bytes.clone()), 4)).unwrap(), Frame::TooLarge { declared: 5, .. }));
-        assert_eq!(block_on(read_frame(&mut Cursor::new(bytes[..3].to_vec()), 16)).unwrap(), Frame::Truncated);
-        assert_eq!(block_on(read_frame(&mut Cursor::new(vec![0xff; 11]), 16)).unwrap(), Frame::BadLength);
+        assert_eq!(
+            block_on(read_frame(&mut Cursor::new(bytes.clone()), 16)).unwrap(),
+            Frame::Data(b"hello".to_vec())
+        );
+        assert!(matches!(
+            block_on(read_frame(&mut Cursor::new(bytes.clone()), 4)).unwrap(),
+            Frame::TooLarge { declared: 5, .. }
+        ));
+        assert_eq!(
+            block_on(read_frame(&mut Cursor::new(bytes[..3].to_vec()), 16)).unwrap(),
+            Frame::Truncated
+        );
+        assert_eq!(
+            block_on(read_frame(&mut Cursor::new(vec![0xff; 11]), 16)).unwrap(),
+            Frame::BadLength
+        );
         // 100 MiB declared: refused without allocating it.
         let mut big = unsigned_varint::encode::u64_buffer();
         let big = unsigned_varint::encode::u64(100 << 20, &mut big).to_vec();
-        assert!(matches!(block_on(read_frame(&mut Cursor::new(big), 1 << 20)).unwrap(), Frame::TooLarge { .. }));
+        assert!(matches!(
+            block_on(read_frame(&mut Cursor::new(big), 1 << 20)).unwrap(),
+            Frame::TooLarge { .. }
+        ));
     }
 }

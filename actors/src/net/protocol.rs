@@ -72,8 +72,14 @@ mod tests {
 
     #[test]
     fn prefixes() {
-        assert_eq!(ProtocolIds::default().repo_json.as_ref(), "/db-p2p/repo/1.0.0");
-        assert_eq!(ProtocolIds::new("/x").unwrap().repo_mp.as_ref(), "/x/repo/mp/1.0.0");
+        assert_eq!(
+            ProtocolIds::default().repo_json.as_ref(),
+            "/db-p2p/repo/1.0.0"
+        );
+        assert_eq!(
+            ProtocolIds::new("/x").unwrap().repo_mp.as_ref(),
+            "/x/repo/mp/1.0.0"
+        );
         for bad in ["", "/", "x", "/a/", "/a b", "/é"] {
             assert!(ProtocolIds::new(bad).is_err(), "{bad:?}");
         }

@@ -95,7 +95,10 @@ pub fn decode<T: DeserializeOwned>(enc: Encoding, bytes: &[u8]) -> Result<T, Str
 }
 
 /// Decodes a reply that may be an [`ErrorReply`] instead of `T`.
-pub fn decode_reply<T: DeserializeOwned>(enc: Encoding, bytes: &[u8]) -> Result<Result<T, ErrorReply>, String> {
+pub fn decode_reply<T: DeserializeOwned>(
+    enc: Encoding,
+    bytes: &[u8],
+) -> Result<Result<T, ErrorReply>, String> {
     match decode::<T>(enc, bytes) {
         Ok(v) => Ok(Ok(v)),
         Err(e) => match decode::<ErrorReply>(enc, bytes) {
@@ -108,7 +111,10 @@ pub fn decode_reply<T: DeserializeOwned>(enc: Encoding, bytes: &[u8]) -> Result<
 const OPERATIONS: [&str; 4] = ["get", "pend", "cancel", "commit"];
 
 /// Decodes a repo request into its single operation, or the error reply to send.
-pub fn decode_request(enc: Encoding, bytes: &[u8]) -> Result<(RepoOperation, Option<u64>), ErrorReply> {
+pub fn decode_request(
+    enc: Encoding,
+    bytes: &[u8],
+) -> Result<(RepoOperation, Option<u64>), ErrorReply> {
     let msg: RepoMessage = decode(enc, bytes).map_err(|e| {
         // Tell an unknown operation apart from a malformed message.
         let unknown = decode::<serde_json::Value>(enc, bytes).ok().and_then(|v| {
@@ -118,7 +124,10 @@ pub fn decode_request(enc: Encoding, bytes: &[u8]) -> Result<(RepoOperation, Opt
                 .find(|k| !OPERATIONS.contains(&k.as_str()))
         });
         match unknown {
-            Some(op) => ErrorReply::new(codes::UNKNOWN_OPERATION, format!("unknown operation {op:?}; expected one of {OPERATIONS:?}")),
+            Some(op) => ErrorReply::new(
+                codes::UNKNOWN_OPERATION,
+                format!("unknown operation {op:?}; expected one of {OPERATIONS:?}"),
+            ),
             None => ErrorReply::new(codes::BAD_REQUEST, e),
         }
     })?;
@@ -126,8 +135,14 @@ pub fn decode_request(enc: Encoding, bytes: &[u8]) -> Result<(RepoOperation, Opt
     let mut ops = msg.operations.into_iter();
     match (ops.next(), ops.next()) {
         (Some(op), None) => Ok((op, expiration)),
-        (None, _) => Err(ErrorReply::new(codes::BAD_REQUEST, "a repo message needs one operation")),
-        (Some(_), Some(_)) => Err(ErrorReply::new(codes::BAD_REQUEST, "a repo message carries exactly one operation")),
+        (None, _) => Err(ErrorReply::new(
+            codes::BAD_REQUEST,
+            "a repo message needs one operation",
+        )),
+        (Some(_), Some(_)) => Err(ErrorReply::new(
+            codes::BAD_REQUEST,
+            "a repo message carries exactly one operation",
+        )),
     }
 }
 
@@ -139,12 +154,21 @@ mod tests {
     fn request_decoding_errors_are_typed() {
         let enc = Encoding::Json;
         let ok = br#"{"operations":[{"get":{"blockIds":["a"]}}],"expiration":5}"#;
-        assert!(matches!(decode_request(enc, ok), Ok((RepoOperation::Get(_), Some(5)))));
+        assert!(matches!(
+            decode_request(enc, ok),
+            Ok((RepoOperation::Get(_), Some(5)))
+        ));
         let code = |b: &[u8]| decode_request(enc, b).unwrap_err().error.code;
-        assert_eq!(code(br#"{"operations":[{"drop":{}}]}"#), codes::UNKNOWN_OPERATION);
+        assert_eq!(
+            code(br#"{"operations":[{"drop":{}}]}"#),
+            codes::UNKNOWN_OPERATION
+        );
         assert_eq!(code(b"{nope"), codes::BAD_REQUEST);
         assert_eq!(code(br#"{"operations":[]}"#), codes::BAD_REQUEST);
-        assert_eq!(code(br#"{"operations":[{"get":{"blockIds":["../x"]}}]}"#), codes::BAD_REQUEST);
+        assert_eq!(
+            code(br#"{"operations":[{"get":{"blockIds":["../x"]}}]}"#),
+            codes::BAD_REQUEST
+        );
         let two = br#"{"operations":[{"get":{"blockIds":["a"]}},{"get":{"blockIds":["b"]}}]}"#;
         assert_eq!(code(two), codes::BAD_REQUEST);
     }
@@ -152,7 +176,10 @@ mod tests {
     #[test]
     fn error_reply_shape() {
         let e = ErrorReply::new(codes::BUSY, "later");
-        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"error":{"code":"busy","message":"later"}}"#);
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"error":{"code":"busy","message":"later"}}"#
+        );
         let bytes = encode(Encoding::MsgPack, &e).unwrap();
         let back = decode_reply::<crate::model::CommitResult>(Encoding::MsgPack, &bytes).unwrap();
         assert_eq!(back, Err(e));

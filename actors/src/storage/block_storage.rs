@@ -9,7 +9,8 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use super::{
-    BlockArchive, BlockMeta, RawStorage, RepoError, RevRange, StorageError, WriteBatch, WriteOp,
+    ArchiveRevision, BlockArchive, BlockMeta, RawStorage, RepoError, RevRange, StorageError,
+    WriteBatch, WriteOp,
 };
 use crate::model::{
     apply_transform, Block, BlockId, PendPolicy, Rev, Transform, Transforms, TrxId, TrxPending,
@@ -428,6 +429,48 @@ impl BlockStorage {
             meta: meta.clone(),
         });
         Ok((ops, Effect::Restored(Box::new(state))))
+    }
+
+    /// What a peer needs to restore this block: from `from` (whole history up to
+    /// the latest) or, without `from`, just the latest revision. `None` when the
+    /// block has no committed revision here.
+    pub fn archive(&self, from: Option<Rev>) -> Result<Option<BlockArchive>, StorageError> {
+        let (Some(meta), Some(latest)) = (&self.state.meta, self.latest()) else {
+            return Ok(None);
+        };
+        let start = match from {
+            Some(r) if meta.covers(r) && r <= latest.rev => r,
+            _ => latest.rev,
+        };
+        let mut revisions = Vec::new();
+        for tr in self.raw.list_revisions(&self.id, start, latest.rev)? {
+            let transform = self
+                .raw
+                .get_transaction(&self.id, &tr.trx_id)?
+                .ok_or_else(|| {
+                    StorageError::corrupt(
+                        format!("block {} rev {}", self.id, tr.rev),
+                        "transform missing",
+                    )
+                })?;
+            let block = self.raw.get_materialized(&self.id, &tr.trx_id)?.flatten();
+            revisions.push(ArchiveRevision {
+                trx_rev: tr,
+                transform,
+                block,
+            });
+        }
+        Ok(Some(BlockArchive {
+            block_id: self.id.clone(),
+            revisions,
+            range: RevRange { start, end: None },
+            pending: self
+                .state
+                .pending
+                .iter()
+                .map(|(t, tf)| (t.clone(), (**tf).clone()))
+                .collect(),
+        }))
     }
 
     /// Applies a plan's effect once its batch is durable.

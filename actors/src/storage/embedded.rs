@@ -79,6 +79,7 @@ struct WriteRequest {
 
 /// Group-committing fjall store.
 pub struct EmbeddedRawStorage {
+    db: Database,
     pending: Arc<PendingIndex>,
     meta: Keyspace,
     pend: Keyspace,
@@ -116,7 +117,7 @@ impl EmbeddedRawStorage {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let pending = Arc::new(PendingIndex::load(&pend)?);
         let writer = Writer {
-            db,
+            db: db.clone(),
             pending: pending.clone(),
             spaces: [meta.clone(), pend.clone(), data.clone()],
         };
@@ -125,6 +126,7 @@ impl EmbeddedRawStorage {
             .spawn(move || writer.run(rx))
             .map_err(|e| StorageError::io(data_dir, e))?;
         Ok(Self {
+            db,
             pending,
             meta,
             pend,
@@ -409,5 +411,9 @@ impl RawStorage for EmbeddedRawStorage {
 
     fn block_count(&self) -> Result<u64, StorageError> {
         Ok(self.meta.approximate_len() as u64)
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        self.db.persist(PersistMode::SyncAll).map_err(engine)
     }
 }

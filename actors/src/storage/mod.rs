@@ -69,6 +69,11 @@ pub trait RawStorage: Send + Sync + 'static {
     fn write(&self, batch: WriteBatch) -> WriteFuture;
     /// Number of blocks with metadata (may be approximate on the embedded engine).
     fn block_count(&self) -> Result<u64, StorageError>;
+    /// Makes everything written so far durable (every acknowledged write already
+    /// is; this also persists engine state, for a clean shutdown).
+    fn flush(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
 
 /// Which backend a node stores its blocks in.

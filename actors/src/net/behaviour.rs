@@ -1,0 +1,207 @@
+//! The libp2p side of a node: its behaviour (identify, ping, Kademlia, the repo and
+//! block request-response protocols, connection limits), the swarm builder and the
+//! persisted identity.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    connection_limits, identify, kad, noise, ping, request_response, tcp, yamux, Swarm,
+    SwarmBuilder,
+};
+
+use super::frame::FrameCodec;
+use super::protocol::{Encoding, ProtocolIds, BLOCK_FRAME_MAX, CONTROL_FRAME_MAX};
+use super::NetError;
+
+/// Network settings of a node or client.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Protocol ids (from the prefix).
+    pub protocols: ProtocolIds,
+    /// Cap on inbound control frames (requests).
+    pub max_control_frame: usize,
+    /// Cap on block-carrying frames (repo replies, archives).
+    pub max_block_frame: usize,
+    /// Per-request timeout (outbound wait, inbound handling).
+    pub request_timeout: Duration,
+    /// Inbound requests being served at once, from all peers.
+    pub max_inbound_total: usize,
+    /// Inbound requests being served at once, from one peer.
+    pub max_inbound_per_peer: usize,
+    /// Concurrent streams per connection and protocol (libp2p's cap).
+    pub max_streams_per_connection: usize,
+    /// Established connections, in total.
+    pub max_connections: u32,
+    /// Established connections with one peer.
+    pub max_connections_per_peer: u32,
+    /// How long an idle connection is kept open.
+    pub idle_timeout: Duration,
+    /// Client mode: no inbound protocols, Kademlia as a client.
+    pub client_only: bool,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            protocols: ProtocolIds::default(),
+            max_control_frame: CONTROL_FRAME_MAX,
+            max_block_frame: BLOCK_FRAME_MAX,
+            request_timeout: Duration::from_secs(30),
+            max_inbound_total: 1024,
+            max_inbound_per_peer: 256,
+            max_streams_per_connection: 512,
+            max_connections: 512,
+            max_connections_per_peer: 4,
+            idle_timeout: Duration::from_secs(300),
+            client_only: false,
+        }
+    }
+}
+
+/// Which request-response protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    /// `{prefix}/repo/1.0.0`.
+    RepoJson,
+    /// `{prefix}/repo/mp/1.0.0`.
+    RepoMp,
+    /// `{prefix}/block/1.0.0`.
+    Block,
+}
+
+impl Proto {
+    /// How the protocol encodes messages.
+    pub fn encoding(self) -> Encoding {
+        match self {
+            Self::RepoMp => Encoding::MsgPack,
+            Self::RepoJson | Self::Block => Encoding::Json,
+        }
+    }
+}
+
+/// Everything a node speaks.
+#[derive(NetworkBehaviour)]
+pub struct NodeBehaviour {
+    pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub(crate) repo_json: request_response::Behaviour<FrameCodec>,
+    pub(crate) repo_mp: request_response::Behaviour<FrameCodec>,
+    pub(crate) block: request_response::Behaviour<FrameCodec>,
+}
+
+impl NodeBehaviour {
+    pub(crate) fn rr(&mut self, p: Proto) -> &mut request_response::Behaviour<FrameCodec> {
+        match p {
+            Proto::RepoJson => &mut self.repo_json,
+            Proto::RepoMp => &mut self.repo_mp,
+            Proto::Block => &mut self.block,
+        }
+    }
+
+    fn new(key: &Keypair, cfg: &NetConfig) -> Self {
+        let peer_id = key.public().to_peer_id();
+        let support = if cfg.client_only {
+            request_response::ProtocolSupport::Outbound
+        } else {
+            request_response::ProtocolSupport::Full
+        };
+        let rr_cfg = request_response::Config::default()
+            .with_request_timeout(cfg.request_timeout)
+            .with_max_concurrent_streams(cfg.max_streams_per_connection);
+        let rr = move |id: &libp2p::StreamProtocol, max_request: usize, max_response: usize| {
+            let codec = FrameCodec {
+                max_request,
+                max_response,
+            };
+            request_response::Behaviour::with_codec(
+                codec,
+                [(id.clone(), support.clone())],
+                rr_cfg.clone(),
+            )
+        };
+        let ids = &cfg.protocols;
+        let mut kad = kad::Behaviour::with_config(
+            peer_id,
+            kad::store::MemoryStore::new(peer_id),
+            kad::Config::new(ids.kad.clone()),
+        );
+        kad.set_mode(Some(if cfg.client_only {
+            kad::Mode::Client
+        } else {
+            kad::Mode::Server
+        }));
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(cfg.max_connections))
+            .with_max_established_per_peer(Some(cfg.max_connections_per_peer))
+            .with_max_pending_incoming(Some(128));
+        Self {
+            limits: connection_limits::Behaviour::new(limits),
+            identify: identify::Behaviour::new(
+                identify::Config::new("optimystic/1.0.0".into(), key.public())
+                    .with_agent_version(format!("optimystic/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+            ping: ping::Behaviour::default(),
+            kad,
+            repo_json: rr(&ids.repo_json, cfg.max_control_frame, cfg.max_block_frame),
+            repo_mp: rr(&ids.repo_mp, cfg.max_control_frame, cfg.max_block_frame),
+            block: rr(&ids.block, cfg.max_control_frame, cfg.max_block_frame),
+        }
+    }
+}
+
+/// Builds a TCP + Noise + Yamux swarm for `key`. Call it on the arbiter that will
+/// own the swarm, so its listeners register with that runtime.
+pub fn build_swarm(key: Keypair, cfg: &NetConfig) -> Result<Swarm<NodeBehaviour>, NetError> {
+    let net = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+    let swarm = SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| net(&e))?
+        .with_behaviour(|key| NodeBehaviour::new(key, cfg))
+        .map_err(|e| net(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(cfg.idle_timeout))
+        .build();
+    Ok(swarm)
+}
+
+/// Loads the node's Ed25519 identity from `{data_dir}/identity.key`, creating it
+/// (mode 0600) on first start, so the PeerId is stable across restarts.
+pub fn load_or_create_identity(data_dir: &Path) -> Result<Keypair, NetError> {
+    let path = data_dir.join("identity.key");
+    let err =
+        |e: &dyn std::fmt::Display| NetError::Setup(format!("identity {}: {e}", path.display()));
+    match std::fs::read(&path) {
+        Ok(bytes) => return Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(&e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(&e)),
+    }
+    std::fs::create_dir_all(data_dir).map_err(|e| err(&e))?;
+    let key = Keypair::generate_ed25519();
+    let bytes = key.to_protobuf_encoding().map_err(|e| err(&e))?;
+    let tmp = data_dir.join("identity.key.tmp");
+    let write = || -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(data_dir)?.sync_all()
+    };
+    write().map_err(|e| err(&e))?;
+    Ok(key)
+}

@@ -1,0 +1,217 @@
+//! Clients: [`NetClient`] sends one request through the SwarmActor; [`RepoClient`]
+//! is the repo API over the network (MessagePack preferred, JSON fallback);
+//! [`restore_from_peers`] fetches block archives for restoration.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use actix::Addr;
+use libp2p::{Multiaddr, PeerId};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::behaviour::Proto;
+use super::swarm::{Request, Status, SwarmActor};
+use super::wire::{decode_reply, encode, BlockRequest};
+use super::{now_ms, Encoding, NetError, NetMetrics, NetStatus};
+use crate::model::{
+    BlockGets, BlockId, CancelOperation, CommitRequest, CommitResult, GetBlockResults, PendRequest,
+    PendResult, RepoMessage, RepoOperation, Rev, TrxBlocks,
+};
+use crate::storage::{BlockArchive, RestoreFn};
+
+/// Sends requests through a SwarmActor.
+#[derive(Clone)]
+pub struct NetClient {
+    swarm: Addr<SwarmActor>,
+    metrics: Arc<NetMetrics>,
+}
+
+impl NetClient {
+    /// A client of the given swarm.
+    pub fn new(swarm: Addr<SwarmActor>, metrics: Arc<NetMetrics>) -> Self {
+        Self { swarm, metrics }
+    }
+
+    /// The swarm actor.
+    pub fn swarm(&self) -> &Addr<SwarmActor> {
+        &self.swarm
+    }
+
+    /// Sends `bytes` to `peer` on `proto` and waits up to `timeout` for the reply.
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        proto: Proto,
+        bytes: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, NetError> {
+        self.metrics.swarm_actor.enqueued();
+        let rx = match self
+            .swarm
+            .send(Request {
+                peer,
+                addrs,
+                proto,
+                bytes,
+            })
+            .await
+        {
+            Ok(rx) => rx,
+            Err(_) => {
+                self.metrics.swarm_actor.dropped();
+                return Err(NetError::Stopped);
+            }
+        };
+        match tokio::time::timeout(timeout, rx).await {
+            Err(_) => Err(NetError::Timeout),
+            Ok(Err(_)) => Err(NetError::Stopped),
+            Ok(Ok(r)) => r,
+        }
+    }
+
+    /// The swarm's state.
+    pub async fn status(&self) -> Result<NetStatus, NetError> {
+        self.metrics.swarm_actor.enqueued();
+        self.swarm.send(Status).await.map_err(|_| {
+            self.metrics.swarm_actor.dropped();
+            NetError::Stopped
+        })
+    }
+}
+
+/// The repo API of a remote node.
+pub struct RepoClient {
+    net: NetClient,
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+    timeout: Duration,
+    json_only: AtomicBool,
+}
+
+#[derive(Deserialize)]
+struct Empty {}
+
+impl RepoClient {
+    /// A client of `peer` (dialled at `addrs` when not connected); every call waits
+    /// at most `timeout`, which is also sent as the message's `expiration`.
+    pub fn new(net: NetClient, peer: PeerId, addrs: Vec<Multiaddr>, timeout: Duration) -> Self {
+        Self {
+            net,
+            peer,
+            addrs,
+            timeout,
+            json_only: AtomicBool::new(false),
+        }
+    }
+
+    /// Uses only the JSON protocol (as a seed-built JavaScript client would).
+    pub fn force_json(self) -> Self {
+        self.json_only.store(true, Ordering::Relaxed);
+        self
+    }
+
+    async fn call<T: DeserializeOwned>(&self, op: RepoOperation) -> Result<T, NetError> {
+        let msg = RepoMessage {
+            operations: vec![op],
+            expiration: Some(
+                now_ms()
+                    .saturating_add(u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)),
+            ),
+        };
+        if !self.json_only.load(Ordering::Relaxed) {
+            match self.send(Proto::RepoMp, &msg).await {
+                Err(NetError::Unsupported) => self.json_only.store(true, Ordering::Relaxed),
+                r => return r,
+            }
+        }
+        self.send(Proto::RepoJson, &msg).await
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        proto: Proto,
+        msg: &RepoMessage,
+    ) -> Result<T, NetError> {
+        let enc = proto.encoding();
+        let bytes = encode(enc, msg).map_err(NetError::Decode)?;
+        let reply = self
+            .net
+            .request(self.peer, self.addrs.clone(), proto, bytes, self.timeout)
+            .await?;
+        decode_reply::<T>(enc, &reply)
+            .map_err(NetError::Decode)?
+            .map_err(NetError::from)
+    }
+
+    /// Reads blocks.
+    pub async fn get(&self, gets: BlockGets) -> Result<GetBlockResults, NetError> {
+        self.call(RepoOperation::Get(gets)).await
+    }
+
+    /// Pends a transaction.
+    pub async fn pend(&self, req: PendRequest) -> Result<PendResult, NetError> {
+        self.call(RepoOperation::Pend(req)).await
+    }
+
+    /// Commits a transaction.
+    pub async fn commit(&self, req: CommitRequest) -> Result<CommitResult, NetError> {
+        self.call(RepoOperation::Commit(req)).await
+    }
+
+    /// Cancels a pending transaction.
+    pub async fn cancel(&self, trx_ref: TrxBlocks) -> Result<(), NetError> {
+        self.call::<Empty>(RepoOperation::Cancel(CancelOperation { trx_ref }))
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Asks `peer` for `block`'s archive from `rev` (or its latest revision).
+pub async fn fetch_archive(
+    net: &NetClient,
+    peer: PeerId,
+    block: &BlockId,
+    rev: Option<Rev>,
+    timeout: Duration,
+) -> Result<Option<BlockArchive>, NetError> {
+    let req = BlockRequest {
+        block_id: block.clone(),
+        rev,
+    };
+    let bytes = encode(Encoding::Json, &req).map_err(NetError::Decode)?;
+    let reply = net
+        .request(peer, Vec::new(), Proto::Block, bytes, timeout)
+        .await?;
+    decode_reply(Encoding::Json, &reply)
+        .map_err(NetError::Decode)?
+        .map_err(NetError::from)
+}
+
+/// A restore callback that asks every connected peer serving the block protocol in turn for the block's
+/// archive. `net` is filled in once the swarm runs (the registry is built first).
+pub fn restore_from_peers(net: Arc<OnceLock<NetClient>>, timeout: Duration) -> RestoreFn {
+    Arc::new(move |block: BlockId, rev: Option<Rev>| {
+        let net = net.clone();
+        Box::pin(async move {
+            let Some(net) = net.get().cloned() else {
+                return Ok(None);
+            };
+            let status = net.status().await.map_err(|e| e.to_string())?;
+            let mut last_err = None;
+            for peer in status.block_servers {
+                match fetch_archive(&net, peer, &block, rev, timeout).await {
+                    Ok(Some(a)) if a.block_id == block => return Ok(Some(a)),
+                    Ok(_) => {}
+                    Err(e) => last_err = Some(format!("{peer}: {e}")),
+                }
+            }
+            match last_err {
+                Some(e) if rev.is_some() => Err(e),
+                _ => Ok(None),
+            }
+        })
+    })
+}

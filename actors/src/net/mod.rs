@@ -1,0 +1,161 @@
+//! Networking on libp2p 0.57: the SwarmActor (owner of the Swarm), the repo and
+//! block-transfer protocols with their framing and encodings, the RepoService that
+//! answers inbound requests, and the clients (RepoClient, archive fetch for
+//! restoration). `docs/PROTOCOL.md` specifies the wire exactly.
+
+mod behaviour;
+mod client;
+mod frame;
+mod protocol;
+mod service;
+mod swarm;
+mod wire;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::OutboundFailure;
+use libp2p::{Multiaddr, PeerId};
+use parking_lot::Mutex;
+
+pub use behaviour::{build_swarm, load_or_create_identity, NetConfig, NodeBehaviour, Proto};
+pub use client::{fetch_archive, restore_from_peers, NetClient, RepoClient};
+pub use frame::{read_frame, write_frame, Frame, FrameCodec};
+pub use protocol::{
+    BadPrefix, Encoding, ProtocolIds, BLOCK_FRAME_MAX, CONTROL_FRAME_MAX, DEFAULT_PREFIX,
+};
+pub use service::RepoService;
+pub use swarm::{
+    Dial, Drain, Inbound, InboundKey, Listen, NetStatus, Request, Respond, Status, SwarmActor,
+};
+pub use wire::{
+    codes, decode, decode_reply, decode_request, encode, BlockRequest, ErrorBody, ErrorReply,
+};
+
+use crate::metrics::ActorMetrics;
+
+/// A network failure. Timeouts and lost connections after a request was sent are
+/// **in doubt**: the remote may or may not have executed it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    /// Building the swarm, listening, or the identity file failed.
+    #[error("network setup: {0}")]
+    Setup(String),
+    /// The peer could not be reached; the request was not sent.
+    #[error("cannot reach peer: {0}")]
+    Dial(String),
+    /// No reply in time (in doubt).
+    #[error("timed out waiting for the reply (the request may have been executed)")]
+    Timeout,
+    /// The connection closed before the reply (in doubt).
+    #[error("connection closed before the reply (the request may have been executed)")]
+    ConnectionClosed,
+    /// The peer speaks none of the requested protocols.
+    #[error("the peer does not support the protocol")]
+    Unsupported,
+    /// Stream I/O failed (in doubt).
+    #[error("stream i/o: {0}")]
+    Io(String),
+    /// The reply frame was malformed or too large.
+    #[error("bad reply frame: {0}")]
+    BadFrame(String),
+    /// The reply could not be decoded.
+    #[error("cannot decode reply: {0}")]
+    Decode(String),
+    /// The peer answered with an error.
+    #[error("{code}: {message}")]
+    Remote {
+        /// Error code (see [`codes`]).
+        code: String,
+        /// Detail.
+        message: String,
+    },
+    /// The local network actor has stopped.
+    #[error("network actor stopped")]
+    Stopped,
+}
+
+impl NetError {
+    /// Whether the remote may have executed the request.
+    pub fn is_in_doubt(&self) -> bool {
+        matches!(self, Self::Timeout | Self::ConnectionClosed | Self::Io(_))
+    }
+
+    pub(crate) fn from_outbound(e: OutboundFailure) -> Self {
+        match e {
+            OutboundFailure::DialFailure => Self::Dial("dial failed".into()),
+            OutboundFailure::Timeout => Self::Timeout,
+            OutboundFailure::ConnectionClosed => Self::ConnectionClosed,
+            OutboundFailure::UnsupportedProtocols => Self::Unsupported,
+            OutboundFailure::Io(e) => Self::Io(e.to_string()),
+        }
+    }
+}
+
+impl From<ErrorReply> for NetError {
+    fn from(e: ErrorReply) -> Self {
+        Self::Remote {
+            code: e.error.code,
+            message: e.error.message,
+        }
+    }
+}
+
+/// Things the network reports as they happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetEvent {
+    /// Listening on this address (with `/p2p/<peerId>`).
+    Listening(Multiaddr),
+    /// A connection to this peer opened.
+    Connected(PeerId),
+    /// The last connection to this peer closed.
+    Disconnected(PeerId),
+}
+
+/// Network figures: the swarm and repo-service actors, and rejected frames by reason.
+#[derive(Debug)]
+pub struct NetMetrics {
+    /// SwarmActor mailbox and handlers.
+    pub swarm_actor: Arc<ActorMetrics>,
+    /// RepoService mailbox and handlers.
+    pub repo_service: Arc<ActorMetrics>,
+    rejected: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Default for NetMetrics {
+    fn default() -> Self {
+        Self {
+            swarm_actor: Arc::new(ActorMetrics::new("swarm")),
+            repo_service: Arc::new(ActorMetrics::new("repo_service")),
+            rejected: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl NetMetrics {
+    /// Counts an inbound frame or request rejected for `reason`.
+    pub fn count_rejected(&self, reason: &str) {
+        *self.rejected.lock().entry(reason.to_string()).or_default() += 1;
+    }
+
+    /// Rejections so far, by reason.
+    pub fn rejected(&self) -> BTreeMap<String, u64> {
+        self.rejected.lock().clone()
+    }
+}
+
+/// The PeerId in a multiaddr's `/p2p/…` component.
+pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,131 @@
+//! RepoService: answers inbound repo and block-transfer requests from the local
+//! StorageRepo. One actor; each request runs as its own future (the SwarmActor
+//! bounds how many are in flight), and its reply goes back as a [`Respond`].
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde::Serialize;
+
+use super::behaviour::Proto;
+use super::swarm::{Inbound, Respond};
+use super::wire::{codes, decode, decode_request, encode, BlockRequest, ErrorReply};
+use super::{now_ms, Encoding, NetMetrics};
+use crate::block::StorageRepo;
+use crate::model::RepoOperation;
+use crate::storage::RepoError;
+
+/// Mailbox capacity of the RepoService.
+const SERVICE_MAILBOX: usize = 1024;
+
+/// Serves the repo protocols from a StorageRepo.
+pub struct RepoService {
+    repo: StorageRepo,
+    metrics: Arc<NetMetrics>,
+}
+
+impl RepoService {
+    /// A service over `repo`.
+    pub fn new(repo: StorageRepo, metrics: Arc<NetMetrics>) -> Self {
+        Self { repo, metrics }
+    }
+}
+
+impl Actor for RepoService {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(SERVICE_MAILBOX);
+    }
+}
+
+impl Handler<Inbound> for RepoService {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Inbound, _: &mut Context<Self>) -> Self::Result {
+        let timer = self.metrics.repo_service.start();
+        let repo = self.repo.clone();
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let enc = msg.proto.encoding();
+            let reply = match msg.proto {
+                Proto::Block => serve_block(&repo, &msg.bytes).await,
+                Proto::RepoJson | Proto::RepoMp => serve_repo(&repo, enc, &msg.bytes).await,
+            };
+            let bytes = reply.unwrap_or_else(|e| {
+                metrics.count_rejected(&e.error.code);
+                encode(enc, &e).unwrap_or_default()
+            });
+            if let Some(swarm) = msg.reply_to.upgrade() {
+                metrics.swarm_actor.enqueued();
+                if swarm
+                    .send(Respond {
+                        key: msg.key,
+                        bytes,
+                    })
+                    .await
+                    .is_err()
+                {
+                    metrics.swarm_actor.dropped();
+                }
+            }
+            drop(timer);
+        })
+    }
+}
+
+/// `{}` in either encoding (cancel's reply).
+#[derive(Serialize)]
+struct Empty {}
+
+fn reply<T: Serialize>(enc: Encoding, v: &T) -> Result<Vec<u8>, ErrorReply> {
+    encode(enc, v)
+        .map_err(|e| ErrorReply::new(codes::UNAVAILABLE, format!("cannot encode reply: {e}")))
+}
+
+async fn serve_repo(
+    repo: &StorageRepo,
+    enc: Encoding,
+    bytes: &[u8],
+) -> Result<Vec<u8>, ErrorReply> {
+    let (op, expiration) = decode_request(enc, bytes)?;
+    if let Some(deadline) = expiration.filter(|d| *d < now_ms()) {
+        return Err(ErrorReply::new(
+            codes::EXPIRED,
+            format!("expired at {deadline} ms"),
+        ));
+    }
+    match op {
+        RepoOperation::Get(g) => reply(enc, &repo.get(g).await.map_err(repo_error)?),
+        RepoOperation::Pend(p) => reply(enc, &repo.pend(p).await.map_err(repo_error)?),
+        RepoOperation::Commit(c) => reply(enc, &repo.commit(c).await.map_err(repo_error)?),
+        RepoOperation::Cancel(c) => {
+            repo.cancel(c.trx_ref).await.map_err(repo_error)?;
+            reply(enc, &Empty {})
+        }
+    }
+}
+
+async fn serve_block(repo: &StorageRepo, bytes: &[u8]) -> Result<Vec<u8>, ErrorReply> {
+    let req: BlockRequest =
+        decode(Encoding::Json, bytes).map_err(|e| ErrorReply::new(codes::BAD_REQUEST, e))?;
+    let archive = repo
+        .archive(&req.block_id, req.rev)
+        .await
+        .map_err(repo_error)?;
+    reply(Encoding::Json, &archive)
+}
+
+/// The error reply for a repo failure.
+pub(crate) fn repo_error(e: RepoError) -> ErrorReply {
+    let code = match &e {
+        RepoError::Storage(_) => codes::STORAGE,
+        RepoError::Transform(_) => codes::TRANSFORM,
+        RepoError::NotPending { .. } | RepoError::ContextTrxMissing { .. } => codes::NOT_PENDING,
+        RepoError::PendConflict { .. } => codes::PEND_CONFLICT,
+        RepoError::Invalid(_) => codes::INVALID,
+        RepoError::Restore { .. } => codes::RESTORE,
+        RepoError::Unavailable(_) => codes::UNAVAILABLE,
+    };
+    ErrorReply::new(code, e.to_string())
+}

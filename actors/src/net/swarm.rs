@@ -1,0 +1,532 @@
+//! SwarmActor: owns the libp2p Swarm and translates between it and actor messages.
+//! It decides nothing about storage or consensus: inbound frames go to the
+//! service's recipient, replies come back as [`Respond`], outbound requests are
+//! answered through a oneshot when their response or failure event arrives.
+//!
+//! The swarm is polled by a small [`ActorFuture`] spawned in `started`, which
+//! handles at most [`EVENTS_PER_WAKE`] events per wake-up with full access to the
+//! actor (no locks, no extra task).
+
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix::WeakRecipient;
+use futures::StreamExt;
+use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot};
+
+use super::behaviour::{NetConfig, NodeBehaviour, NodeBehaviourEvent, Proto};
+use super::frame::Frame;
+use super::wire::{codes, encode, ErrorReply};
+use super::{NetError, NetEvent, NetMetrics};
+use crate::metrics::{ActorMetrics, HandlerTimer};
+
+/// Swarm events handled per wake-up before yielding to the mailbox.
+const EVENTS_PER_WAKE: usize = 64;
+/// Mailbox capacity of the SwarmActor.
+pub(crate) const SWARM_MAILBOX: usize = 1024;
+
+/// An inbound request handed to the service.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Inbound {
+    /// Key to answer with.
+    pub key: InboundKey,
+    /// The requesting peer (authenticated by Noise).
+    pub peer: PeerId,
+    /// Which protocol it came on.
+    pub proto: Proto,
+    /// The frame's bytes.
+    pub bytes: Vec<u8>,
+    /// Where to send the [`Respond`].
+    pub reply_to: WeakRecipient<Respond>,
+}
+
+/// Identifies an inbound request until it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InboundKey(Proto, InboundRequestId);
+
+/// The answer to an [`Inbound`].
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Respond {
+    /// Which request.
+    pub key: InboundKey,
+    /// The reply frame.
+    pub bytes: Vec<u8>,
+}
+
+/// Send a request to `peer` on `proto`; resolves with the reply bytes.
+#[derive(Debug, Message)]
+#[rtype(result = "oneshot::Receiver<Result<Vec<u8>, NetError>>")]
+pub struct Request {
+    /// Target.
+    pub peer: PeerId,
+    /// Addresses to dial if not connected.
+    pub addrs: Vec<Multiaddr>,
+    /// Protocol.
+    pub proto: Proto,
+    /// Encoded request.
+    pub bytes: Vec<u8>,
+}
+
+/// Start listening on an address.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), NetError>")]
+pub struct Listen(pub Multiaddr);
+
+/// Dial a peer (bootstrap) and add it to the DHT.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), NetError>")]
+pub struct Dial(pub Multiaddr);
+
+/// Snapshot of the network state.
+#[derive(Debug, Message)]
+#[rtype(result = "NetStatus")]
+pub struct Status;
+
+/// What [`Status`] returns.
+#[derive(Debug, Clone)]
+pub struct NetStatus {
+    /// This node.
+    pub peer_id: PeerId,
+    /// Addresses listened on.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Peers with an open connection.
+    pub connected: Vec<PeerId>,
+    /// Connected peers that serve the block-transfer protocol (from identify).
+    pub block_servers: Vec<PeerId>,
+    /// Inbound requests being served.
+    pub inbound_in_flight: usize,
+}
+
+/// Stop accepting connections, then resolve once every inbound request has been
+/// answered (or `grace` has passed).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Drain {
+    /// How long to wait for in-flight requests.
+    pub grace: Duration,
+}
+
+struct InFlight {
+    peer: PeerId,
+    channel: ResponseChannel<Frame>,
+}
+
+/// Owner of the Swarm.
+pub struct SwarmActor {
+    swarm: Swarm<NodeBehaviour>,
+    cfg: NetConfig,
+    service: Option<Recipient<Inbound>>,
+    events: Option<mpsc::Sender<NetEvent>>,
+    metrics: Arc<NetMetrics>,
+    actor_metrics: Arc<ActorMetrics>,
+    outbound: HashMap<(Proto, OutboundRequestId), oneshot::Sender<Result<Vec<u8>, NetError>>>,
+    inbound: HashMap<InboundKey, InFlight>,
+    /// Answered, waiting for libp2p to confirm the response left.
+    sending: HashSet<InboundKey>,
+    listeners: Vec<libp2p::core::transport::ListenerId>,
+    per_peer: HashMap<PeerId, usize>,
+    listen_addrs: Vec<Multiaddr>,
+    block_servers: HashSet<PeerId>,
+    drain_waiters: Vec<oneshot::Sender<()>>,
+    self_recipient: Option<WeakRecipient<Respond>>,
+}
+
+impl SwarmActor {
+    /// Wraps a built swarm. `service` receives inbound requests (None for clients);
+    /// `events` receives listen addresses and connection changes.
+    pub fn new(
+        swarm: Swarm<NodeBehaviour>,
+        cfg: NetConfig,
+        service: Option<Recipient<Inbound>>,
+        events: Option<mpsc::Sender<NetEvent>>,
+        metrics: Arc<NetMetrics>,
+    ) -> Self {
+        let actor_metrics = metrics.swarm_actor.clone();
+        Self {
+            swarm,
+            cfg,
+            service,
+            events,
+            metrics,
+            actor_metrics,
+            outbound: HashMap::new(),
+            inbound: HashMap::new(),
+            sending: HashSet::new(),
+            listeners: Vec::new(),
+            per_peer: HashMap::new(),
+            listen_addrs: Vec::new(),
+            block_servers: HashSet::new(),
+            drain_waiters: Vec::new(),
+            self_recipient: None,
+        }
+    }
+
+    fn timer(&self) -> HandlerTimer {
+        self.actor_metrics.start()
+    }
+
+    fn emit(&self, ev: NetEvent) {
+        if let Some(tx) = &self.events {
+            // Informational: dropped if nobody keeps up (bounded channel).
+            let _ = tx.try_send(ev);
+        }
+    }
+
+    fn on_event(&mut self, ev: SwarmEvent<NodeBehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address
+                    .clone()
+                    .with_p2p(*self.swarm.local_peer_id())
+                    .unwrap_or_else(|a| a);
+                self.listen_addrs.push(address);
+                self.emit(NetEvent::Listening(full));
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                self.emit(NetEvent::Connected(peer_id))
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.block_servers.remove(&peer_id);
+                self.emit(NetEvent::Disconnected(peer_id))
+            }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                if info.protocols.contains(&self.cfg.protocols.block) {
+                    self.block_servers.insert(peer_id);
+                }
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::RepoJson(e)) => {
+                self.on_rr(Proto::RepoJson, e)
+            }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::RepoMp(e)) => self.on_rr(Proto::RepoMp, e),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Block(e)) => self.on_rr(Proto::Block, e),
+            _ => {}
+        }
+    }
+
+    fn on_rr(&mut self, proto: Proto, ev: request_response::Event<Frame, Frame>) {
+        use request_response::{Event, Message};
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request_id,
+                        request,
+                        channel,
+                    },
+                ..
+            } => {
+                self.on_request(InboundKey(proto, request_id), peer, request, channel);
+            }
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(tx) = self.outbound.remove(&(proto, request_id)) {
+                    let r = match response {
+                        Frame::Data(bytes) => Ok(bytes),
+                        other => Err(NetError::BadFrame(format!("{other:?}"))),
+                    };
+                    let _ = tx.send(r);
+                }
+            }
+            Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(tx) = self.outbound.remove(&(proto, request_id)) {
+                    let _ = tx.send(Err(NetError::from_outbound(error)));
+                }
+            }
+            Event::InboundFailure {
+                request_id, error, ..
+            } => {
+                self.metrics
+                    .count_rejected(&format!("inbound_{}", inbound_reason(&error)));
+                let key = InboundKey(proto, request_id);
+                self.finish(key);
+                self.sending.remove(&key);
+                self.check_drained();
+            }
+            Event::ResponseSent { request_id, .. } => {
+                self.sending.remove(&InboundKey(proto, request_id));
+                self.check_drained();
+            }
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        key: InboundKey,
+        peer: PeerId,
+        request: Frame,
+        channel: ResponseChannel<Frame>,
+    ) {
+        let (code, detail) = match request {
+            Frame::Data(bytes) => {
+                let peer_load = self.per_peer.get(&peer).copied().unwrap_or(0);
+                let (Some(service), Some(reply_to)) = (&self.service, &self.self_recipient) else {
+                    return self.reply_error(
+                        key.0,
+                        channel,
+                        codes::UNAVAILABLE,
+                        "this peer serves no requests",
+                    );
+                };
+                if self.inbound.len() >= self.cfg.max_inbound_total
+                    || peer_load >= self.cfg.max_inbound_per_peer
+                {
+                    self.metrics.count_rejected(codes::BUSY);
+                    return self.reply_error(
+                        key.0,
+                        channel,
+                        codes::BUSY,
+                        "too many requests in flight; retry later",
+                    );
+                }
+                let msg = Inbound {
+                    key,
+                    peer,
+                    proto: key.0,
+                    bytes,
+                    reply_to: reply_to.clone(),
+                };
+                self.metrics.repo_service.enqueued();
+                if service.try_send(msg).is_err() {
+                    self.metrics.repo_service.dropped();
+                    self.metrics.count_rejected(codes::BUSY);
+                    return self.reply_error(
+                        key.0,
+                        channel,
+                        codes::BUSY,
+                        "service queue full; retry later",
+                    );
+                }
+                *self.per_peer.entry(peer).or_default() += 1;
+                self.inbound.insert(key, InFlight { peer, channel });
+                return;
+            }
+            Frame::TooLarge { declared, max } => (
+                codes::FRAME_TOO_LARGE,
+                format!("frame declares {declared} bytes; the limit is {max}"),
+            ),
+            Frame::Truncated => (
+                codes::TRUNCATED_FRAME,
+                "stream ended inside the frame".to_string(),
+            ),
+            Frame::BadLength => (
+                codes::BAD_FRAME,
+                "length prefix is not an unsigned varint".to_string(),
+            ),
+        };
+        self.metrics.count_rejected(code);
+        self.reply_error(key.0, channel, code, detail);
+    }
+
+    fn reply_error(
+        &mut self,
+        proto: Proto,
+        channel: ResponseChannel<Frame>,
+        code: &str,
+        message: impl Into<String>,
+    ) {
+        let bytes = encode(proto.encoding(), &ErrorReply::new(code, message)).unwrap_or_default();
+        // Fails only if the stream is already gone.
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .rr(proto)
+            .send_response(channel, Frame::Data(bytes));
+    }
+
+    /// Forgets an inbound request (answered or failed).
+    fn finish(&mut self, key: InboundKey) -> Option<InFlight> {
+        let f = self.inbound.remove(&key)?;
+        if let Some(n) = self.per_peer.get_mut(&f.peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_peer.remove(&f.peer);
+            }
+        }
+        Some(f)
+    }
+
+    fn check_drained(&mut self) {
+        if self.inbound.is_empty() && self.sending.is_empty() {
+            for w in self.drain_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+}
+
+fn inbound_reason(e: &request_response::InboundFailure) -> &'static str {
+    use request_response::InboundFailure as F;
+    match e {
+        F::Timeout => "timeout",
+        F::ConnectionClosed => "connection_closed",
+        F::UnsupportedProtocols => "unsupported_protocols",
+        F::ResponseOmission => "response_omission",
+        F::Io(_) => "io",
+    }
+}
+
+/// Polls the swarm from inside the actor's context.
+struct SwarmPoller;
+
+impl ActorFuture<SwarmActor> for SwarmPoller {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut SwarmActor,
+        _: &mut Context<SwarmActor>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        for _ in 0..EVENTS_PER_WAKE {
+            match act.swarm.poll_next_unpin(task) {
+                Poll::Ready(Some(ev)) => act.on_event(ev),
+                Poll::Ready(None) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        task.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl Actor for SwarmActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(SWARM_MAILBOX);
+        self.self_recipient = Some(ctx.address().downgrade().recipient());
+        ctx.spawn(SwarmPoller);
+    }
+}
+
+impl Handler<Request> for SwarmActor {
+    type Result = MessageResult<Request>;
+
+    fn handle(&mut self, msg: Request, _: &mut Context<Self>) -> Self::Result {
+        let _t = self.timer();
+        let (tx, rx) = oneshot::channel();
+        for a in msg.addrs {
+            self.swarm.add_peer_address(msg.peer, a);
+        }
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .rr(msg.proto)
+            .send_request(&msg.peer, Frame::Data(msg.bytes));
+        self.outbound.insert((msg.proto, id), tx);
+        MessageResult(rx)
+    }
+}
+
+impl Handler<Respond> for SwarmActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Respond, _: &mut Context<Self>) {
+        let _t = self.timer();
+        if let Some(f) = self.finish(msg.key) {
+            let sent = self
+                .swarm
+                .behaviour_mut()
+                .rr(msg.key.0)
+                .send_response(f.channel, Frame::Data(msg.bytes));
+            if sent.is_ok() {
+                self.sending.insert(msg.key);
+            }
+        }
+        self.check_drained();
+    }
+}
+
+impl Handler<Listen> for SwarmActor {
+    type Result = Result<(), NetError>;
+
+    fn handle(&mut self, msg: Listen, _: &mut Context<Self>) -> Self::Result {
+        let _t = self.timer();
+        let id = self
+            .swarm
+            .listen_on(msg.0.clone())
+            .map_err(|e| NetError::Setup(format!("cannot listen on {}: {e}", msg.0)))?;
+        self.listeners.push(id);
+        Ok(())
+    }
+}
+
+impl Handler<Dial> for SwarmActor {
+    type Result = Result<(), NetError>;
+
+    fn handle(&mut self, msg: Dial, _: &mut Context<Self>) -> Self::Result {
+        let _t = self.timer();
+        if let Some(peer) = super::peer_of(&msg.0) {
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer, msg.0.clone());
+        }
+        self.swarm
+            .dial(msg.0.clone())
+            .map_err(|e| NetError::Dial(format!("{}: {e}", msg.0)))
+    }
+}
+
+impl Handler<Status> for SwarmActor {
+    type Result = MessageResult<Status>;
+
+    fn handle(&mut self, _: Status, _: &mut Context<Self>) -> Self::Result {
+        let _t = self.timer();
+        MessageResult(NetStatus {
+            peer_id: *self.swarm.local_peer_id(),
+            listen_addrs: self.listen_addrs.clone(),
+            connected: self.swarm.connected_peers().copied().collect(),
+            block_servers: self.block_servers.iter().copied().collect(),
+            inbound_in_flight: self.inbound.len(),
+        })
+    }
+}
+
+impl Handler<Drain> for SwarmActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Drain, _: &mut Context<Self>) -> Self::Result {
+        let _t = self.timer();
+        // No new connections, no new work; answer what is in flight.
+        for id in self.listeners.drain(..) {
+            self.swarm.remove_listener(id);
+        }
+        self.service = None;
+        let (tx, rx) = oneshot::channel();
+        self.drain_waiters.push(tx);
+        self.check_drained();
+        Box::pin(async move {
+            let _ = tokio::time::timeout(msg.grace, rx).await;
+        })
+    }
+}
