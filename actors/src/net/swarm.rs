@@ -115,6 +115,9 @@ pub struct Drain {
     pub grace: Duration,
 }
 
+/// Where an outbound request's reply (or failure) goes.
+type ReplySender = oneshot::Sender<Result<Vec<u8>, NetError>>;
+
 struct InFlight {
     peer: PeerId,
     channel: ResponseChannel<Frame>,
@@ -128,7 +131,7 @@ pub struct SwarmActor {
     events: Option<mpsc::Sender<NetEvent>>,
     metrics: Arc<NetMetrics>,
     actor_metrics: Arc<ActorMetrics>,
-    outbound: HashMap<(Proto, OutboundRequestId), oneshot::Sender<Result<Vec<u8>, NetError>>>,
+    outbound: HashMap<(Proto, OutboundRequestId), ReplySender>,
     inbound: HashMap<InboundKey, InFlight>,
     /// Answered, waiting for libp2p to confirm the response left.
     sending: HashSet<InboundKey>,

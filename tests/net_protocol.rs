@@ -1,0 +1,400 @@
+//! The repo protocol at the byte level, as a JavaScript peer built to the seed
+//! would speak it (libp2p stream, varint length prefix, JSON.stringify), a hostile
+//! peer that cannot disturb a good client, and restoration between two nodes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use futures::{AsyncWriteExt, StreamExt};
+use libp2p::{
+    identity::Keypair, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, SwarmBuilder,
+};
+use optimystic_actors::model::*;
+use optimystic_actors::net::{
+    peer_of, read_frame, Frame, NetClient, NetConfig, NetMetrics, RepoClient, SwarmActor,
+};
+use serde_json::{json, Value};
+use support::*;
+
+const REPO_JSON: StreamProtocol = StreamProtocol::new("/db-p2p/repo/1.0.0");
+
+/// A bare libp2p peer that opens raw streams: what a seed JavaScript client has.
+async fn raw_peer(target: &Multiaddr) -> (libp2p_stream::Control, PeerId) {
+    let mut swarm = SwarmBuilder::with_existing_identity(Keypair::generate_ed25519())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let control = swarm.behaviour().new_control();
+    swarm.dial(target.clone()).unwrap();
+    actix_rt::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    (control, peer_of(target).unwrap())
+}
+
+/// Writes `bytes` raw on a new stream, closes the write side, reads one reply frame.
+async fn exchange(control: &mut libp2p_stream::Control, peer: PeerId, bytes: &[u8]) -> Value {
+    let mut stream = control.open_stream(peer, REPO_JSON).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream.close().await.unwrap();
+    match read_frame(&mut stream, 8 << 20).await.unwrap() {
+        Frame::Data(reply) => serde_json::from_slice(&reply).unwrap(),
+        other => panic!("bad reply frame {other:?}"),
+    }
+}
+
+fn frame(v: &Value) -> Vec<u8> {
+    let text = v.to_string(); // JSON.stringify
+    let mut buf = unsigned_varint::encode::u64_buffer();
+    let mut out = unsigned_varint::encode::u64(text.len() as u64, &mut buf).to_vec();
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+#[actix_rt::test]
+async fn hand_made_json_frames_get_seed_shaped_replies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (node, addr) = start_node(tmp.path(), vec![]).await;
+    let (mut c, peer) = raw_peer(&addr).await;
+    let block =
+        json!({"header": {"id": "b1", "type": "T", "collectionId": "c"}, "items": [1, 2.5, null]});
+    let exp = support_now_ms() + 60_000;
+
+    let r = exchange(&mut c, peer, &frame(&json!({"operations": [{"pend": {"trxId": "t1", "rev": 1, "transforms": {"inserts": {"b1": block}}, "policy": "f"}}], "expiration": exp}))).await;
+    assert_eq!(
+        r,
+        json!({"success": true, "pending": [], "blockIds": ["b1"]})
+    );
+    let _: PendResult = serde_json::from_value(r).unwrap();
+
+    let r = exchange(&mut c, peer, &frame(&json!({"operations": [{"commit": {"trxId": "t1", "blockIds": ["b1"], "rev": 1}}], "expiration": exp}))).await;
+    assert_eq!(r, json!({"success": true}));
+
+    let r = exchange(
+        &mut c,
+        peer,
+        &frame(&json!({"operations": [{"get": {"blockIds": ["b1", "none"]}}]})),
+    )
+    .await;
+    assert_eq!(
+        r,
+        json!({"b1": {"block": block, "state": {"latest": {"trxId": "t1", "rev": 1}}}, "none": {"state": {}}})
+    );
+    let _: GetBlockResults = serde_json::from_value(r).unwrap();
+
+    let r = exchange(&mut c, peer, &frame(&json!({"operations": [{"pend": {"trxId": "t2", "transforms": {"updates": {"b1": [["items", 0, 1, []]]}}, "policy": "c"}}]}))).await;
+    assert_eq!(r["success"], json!(true));
+    let r = exchange(
+        &mut c,
+        peer,
+        &frame(
+            &json!({"operations": [{"cancel": {"trxRef": {"trxId": "t2", "blockIds": ["b1"]}}}]}),
+        ),
+    )
+    .await;
+    assert_eq!(r, json!({}));
+
+    // Stale commit: a reply, not an error.
+    let r = exchange(
+        &mut c,
+        peer,
+        &frame(&json!({"operations": [{"commit": {"trxId": "t9", "blockIds": ["b1"], "rev": 1}}]})),
+    )
+    .await;
+    assert_eq!(r["success"], json!(false));
+    assert_eq!(r["missing"][0]["trxId"], json!("t1"));
+
+    // Errors: {"error":{"code","message"}} with documented codes.
+    let code = |v: &Value| v["error"]["code"].as_str().unwrap().to_string();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            frame(&json!({"operations": [{"drop": {}}]})),
+            "unknown_operation",
+        ),
+        (
+            frame(&json!({"operations": [{"get": {"blockIds": ["../../etc"]}}]})),
+            "bad_request",
+        ),
+        (frame(&json!({"operations": [{"get": {}}]})), "bad_request"),
+        (
+            frame(&json!({"operations": [{"get": {"blockIds": ["b1"]}}], "expiration": 1})),
+            "expired",
+        ),
+        (
+            frame(
+                &json!({"operations": [{"commit": {"trxId": "zz", "blockIds": ["b1"], "rev": 5}}]}),
+            ),
+            "not_pending",
+        ),
+        (
+            {
+                let mut f = vec![9];
+                f.extend_from_slice(b"not json!");
+                f
+            },
+            "bad_request",
+        ),
+    ];
+    for (bytes, want) in cases {
+        let r = exchange(&mut c, peer, &bytes).await;
+        assert_eq!(code(&r), want, "{r}");
+        assert!(r["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    node.shutdown().await;
+}
+
+fn support_now_ms() -> u64 {
+    optimystic_actors::net::now_ms()
+}
+
+/// A client of `addr` with its own swarm (MessagePack preferred).
+fn good_client(addr: &Multiaddr) -> RepoClient {
+    let cfg = NetConfig {
+        client_only: true,
+        ..NetConfig::default()
+    };
+    let swarm = optimystic_actors::net::build_swarm(Keypair::generate_ed25519(), &cfg).unwrap();
+    let metrics = std::sync::Arc::new(NetMetrics::default());
+    let actor = actix::Actor::start(SwarmActor::new(swarm, cfg, None, None, metrics.clone()));
+    RepoClient::new(
+        NetClient::new(actor, metrics),
+        peer_of(addr).unwrap(),
+        vec![addr.clone()],
+        Duration::from_secs(10),
+    )
+}
+
+#[actix_rt::test]
+async fn hostile_peer_cannot_disturb_a_good_client() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (node, addr) = start_node(tmp.path(), vec![]).await;
+    let client = good_client(&addr);
+    let ins = Transforms {
+        inserts: Some(
+            [(
+                BlockId::new("g").unwrap(),
+                serde_json::from_value(
+                    json!({"header": {"id": "g", "type": "T", "collectionId": "c"}, "v": 1}),
+                )
+                .unwrap(),
+            )]
+            .into(),
+        ),
+        ..Transforms::default()
+    };
+    let p = client
+        .pend(PendRequest {
+            trx_id: TrxId::new("t").unwrap(),
+            rev: Some(1),
+            transforms: ins,
+            policy: PendPolicy::Fail,
+        })
+        .await
+        .unwrap();
+    assert!(p.is_success());
+    let c = client
+        .commit(CommitRequest {
+            trx_id: TrxId::new("t").unwrap(),
+            block_ids: vec![BlockId::new("g").unwrap()],
+            rev: 1,
+            header_id: None,
+            tail_id: None,
+        })
+        .await
+        .unwrap();
+    assert!(c.is_success());
+
+    let (mut hostile, peer) = raw_peer(&addr).await;
+    // Junk of every kind, each on its own stream, answered with an error frame.
+    let mut big = unsigned_varint::encode::u64_buffer();
+    let declared_100mib = unsigned_varint::encode::u64(100 << 20, &mut big).to_vec();
+    let junk: Vec<(Vec<u8>, &str)> = vec![
+        (
+            [declared_100mib.clone(), vec![0xAB; 4096]].concat(),
+            "frame_too_large",
+        ),
+        (
+            [vec![100], b"{\"operations\":".to_vec()].concat(),
+            "truncated_frame",
+        ),
+        (vec![0xff; 11], "bad_frame"),
+        (
+            {
+                let mut f = vec![50];
+                f.extend(std::iter::repeat_n(0x00u8, 50));
+                f
+            },
+            "bad_request",
+        ),
+    ];
+    // Hundreds of streams that send nothing and hold their slot.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        if let Ok(s) = hostile.open_stream(peer, REPO_JSON).await {
+            idle.push(s);
+        }
+    }
+    let flood = async {
+        for round in 0..25 {
+            for (bytes, want) in &junk {
+                let r = exchange(&mut hostile, peer, bytes).await;
+                assert_eq!(r["error"]["code"], json!(want), "round {round}: {r}");
+            }
+        }
+    };
+    let good = async {
+        for i in 0..200 {
+            let r = client
+                .get(BlockGets {
+                    block_ids: vec![BlockId::new("g").unwrap()],
+                    context: None,
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                r[&BlockId::new("g").unwrap()]
+                    .block
+                    .as_ref()
+                    .unwrap()
+                    .fields["v"],
+                json!(1),
+                "request {i}"
+            );
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), futures::future::join(flood, good))
+        .await
+        .expect("stalled");
+    let rejected = node.net_metrics().rejected();
+    for (reason, at_least) in [
+        ("frame_too_large", 25),
+        ("truncated_frame", 25),
+        ("bad_frame", 25),
+        ("bad_request", 25),
+    ] {
+        assert!(
+            rejected.get(reason).copied().unwrap_or(0) >= at_least,
+            "{reason}: {rejected:?}"
+        );
+    }
+    drop(idle);
+    node.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn node_b_restores_a_block_and_an_old_revision_from_node_a() {
+    let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, a_addr) = start_node(ta.path(), vec![]).await;
+    let id = BlockId::new("shared").unwrap();
+    let insert = Transforms { inserts: Some([(id.clone(), serde_json::from_value(json!({"header": {"id": "shared", "type": "T", "collectionId": "c"}, "items": []})).unwrap())].into()), ..Transforms::default() };
+    let append = |v: i64| Transforms {
+        updates: Some(
+            [(
+                id.clone(),
+                vec![BlockOperation {
+                    entity: "items".into(),
+                    index: 0,
+                    delete_count: 0,
+                    inserted: json!([v]),
+                }],
+            )]
+            .into(),
+        ),
+        ..Transforms::default()
+    };
+    for (rev, t) in [(1, insert), (2, append(2)), (3, append(3))] {
+        let trx = TrxId::new(format!("t{rev}")).unwrap();
+        assert!(a
+            .repo()
+            .pend(PendRequest {
+                trx_id: trx.clone(),
+                rev: Some(rev),
+                transforms: t,
+                policy: PendPolicy::Fail
+            })
+            .await
+            .unwrap()
+            .is_success());
+        assert!(a
+            .repo()
+            .commit(CommitRequest {
+                trx_id: trx,
+                block_ids: vec![id.clone()],
+                rev,
+                header_id: None,
+                tail_id: None
+            })
+            .await
+            .unwrap()
+            .is_success());
+    }
+
+    let (b, _) = start_node(tb.path(), vec![a_addr.clone()]).await;
+    let a_peer = a.peer_id();
+    let net = b.net().clone();
+    eventually(Duration::from_secs(30), || {
+        let net = net.clone();
+        async move { net.status().await.unwrap().block_servers.contains(&a_peer) }
+    })
+    .await;
+    assert!(
+        b.storage().get_meta(&id).unwrap().is_none(),
+        "B starts without the block"
+    );
+
+    // Latest: restored on first read.
+    let r = b
+        .repo()
+        .get(BlockGets {
+            block_ids: vec![id.clone()],
+            context: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        r[&id].block.as_ref().unwrap().fields["items"],
+        json!([3, 2])
+    );
+    assert_eq!(r[&id].state.latest.as_ref().unwrap().rev, 3);
+    assert!(
+        b.storage().get_revision(&id, 1).unwrap().is_none(),
+        "only the latest part was fetched"
+    );
+
+    // An older revision B lacks: restored through the block protocol too.
+    let ctx = TrxContext {
+        committed: vec![],
+        rev: 1,
+        trx_id: None,
+    };
+    let r = b
+        .repo()
+        .get(BlockGets {
+            block_ids: vec![id.clone()],
+            context: Some(ctx),
+        })
+        .await
+        .unwrap();
+    assert_eq!(r[&id].block.as_ref().unwrap().fields["items"], json!([]));
+    assert_eq!(r[&id].state.latest.as_ref().unwrap().rev, 1);
+    assert_eq!(
+        b.storage().get_revision(&id, 1).unwrap().map(String::from),
+        Some("t1".to_string())
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+}

@@ -1,0 +1,125 @@
+//! Node and CLI as separate processes on 127.0.0.1: the full flow, both encodings,
+//! errors, and a restart that keeps the PeerId and the data.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use serde_json::{json, Value};
+use support::*;
+
+fn ok(addr: &str, op: &str, input: Value, extra: &[&str]) -> Value {
+    let out = remote(addr, op, &input.to_string(), extra);
+    assert!(
+        out.status.success(),
+        "{op}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn pend_commit_get_cancel_then_restart_keeps_peer_id_and_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let node = NodeProcess::start(&dir, &[]);
+    let addr = node.addr.clone();
+    assert!(addr.starts_with("/ip4/127.0.0.1/tcp/"), "{addr}");
+    let block =
+        json!({"header": {"id": "b1", "type": "T", "collectionId": "c"}, "items": [], "u": "ü"});
+
+    let r = ok(
+        &addr,
+        "pend",
+        json!({"trxId": "t1", "rev": 1, "transforms": {"inserts": {"b1": block}}, "policy": "f"}),
+        &[],
+    );
+    assert_eq!(
+        r,
+        json!({"success": true, "pending": [], "blockIds": ["b1"]})
+    );
+    let r = ok(
+        &addr,
+        "commit",
+        json!({"trxId": "t1", "blockIds": ["b1"], "rev": 1}),
+        &[],
+    );
+    assert_eq!(r, json!({"success": true}));
+    for extra in [&[][..], &["--json"][..]] {
+        let r = ok(&addr, "get", json!({"blockIds": ["b1"]}), extra);
+        assert_eq!(
+            r,
+            json!({"b1": {"block": block, "state": {"latest": {"trxId": "t1", "rev": 1}}}}),
+            "{extra:?}"
+        );
+    }
+    ok(
+        &addr,
+        "pend",
+        json!({"trxId": "t2", "transforms": {"updates": {"b1": [["items", 0, 0, [7]]]}}, "policy": "c"}),
+        &["--json"],
+    );
+    let r = ok(
+        &addr,
+        "cancel",
+        json!({"trxId": "t2", "blockIds": ["b1"]}),
+        &[],
+    );
+    assert_eq!(r, json!({}));
+    let r = ok(&addr, "get", json!({"blockIds": ["b1"]}), &[]);
+    assert!(r["b1"]["state"].get("pendings").is_none(), "{r}");
+
+    // A failed operation: one line on stderr, exit 1.
+    let out = remote(
+        &addr,
+        "commit",
+        r#"{"trxId":"nope","blockIds":["b1"],"rev":2}"#,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("not_pending"), "{err}");
+
+    let peer = node.peer_id();
+    assert_eq!(node.stop(), Some(0), "clean shutdown exits 0");
+    let node = NodeProcess::start(&dir, &[]);
+    assert_eq!(node.peer_id(), peer, "PeerId changed across restart");
+    let r = ok(&node.addr, "get", json!({"blockIds": ["b1"]}), &[]);
+    assert_eq!(r["b1"]["block"], block);
+    let key = dir.join("identity.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(node.stop(), Some(0));
+}
+
+#[test]
+fn unreachable_peer_and_bad_peer_address_fail_cleanly() {
+    let out = remote(
+        "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWGzxzKZYveHXtpG6AsrUJBcWxHBFS2HsEoGTxrMLvKXtf",
+        "get",
+        r#"{"blockIds":["a"]}"#,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    let out = remote("/ip4/127.0.0.1/tcp/1", "get", r#"{"blockIds":["a"]}"#, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/p2p/"));
+}
+
+#[test]
+fn data_dir_in_use_by_a_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(tmp.path(), &[]);
+    let out = std::process::Command::new(BIN)
+        .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
+    drop(node);
+}

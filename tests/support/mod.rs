@@ -1,0 +1,144 @@
+//! Helpers for the black-box tests: node processes and in-process nodes.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use libp2p::Multiaddr;
+use optimystic::node::{Node, NodeConfig};
+use optimystic_actors::net::NetEvent;
+use optimystic_actors::storage::StorageKind;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_optimystic");
+
+/// A node process and the address it printed.
+pub struct NodeProcess {
+    pub child: Child,
+    pub addr: String,
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl NodeProcess {
+    /// Starts `optimystic node` on a free loopback port and waits for its first
+    /// `listening on` line (deadline 30 s).
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("node printed no listening line");
+        let addr = line
+            .strip_prefix("listening on ")
+            .expect("unexpected first line")
+            .to_string();
+        Self { child, addr, lines }
+    }
+
+    /// The PeerId part of the address.
+    pub fn peer_id(&self) -> String {
+        self.addr.rsplit("/p2p/").next().unwrap().to_string()
+    }
+
+    /// SIGTERM, then wait (deadline 30 s); returns the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "node did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `optimystic repo --peer ADDR OP` with `input` on stdin.
+pub fn remote(addr: &str, op: &str, input: &str, extra: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(["repo", "--peer", addr, "--timeout", "10"])
+        .args(extra)
+        .arg(op)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Starts an in-process node on a free loopback port; returns it with its address.
+pub async fn start_node(dir: &Path, bootstrap: Vec<Multiaddr>) -> (Node, Multiaddr) {
+    let cfg = NodeConfig {
+        data_dir: dir.to_path_buf(),
+        storage: StorageKind::Embedded,
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        bootstrap,
+        ..NodeConfig::default()
+    };
+    let mut node = Node::start(cfg).await.unwrap();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(NetEvent::Listening(a)) = node.next_event().await {
+                return a;
+            }
+        }
+    })
+    .await
+    .expect("node did not listen");
+    (node, addr)
+}
+
+/// Waits until `check` holds, polling every 10 ms, for at most `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
