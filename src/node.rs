@@ -102,11 +102,14 @@ impl Node {
             cfg.registry.clone(),
         )?;
         let repo = StorageRepo::new(registry);
-        let service = RepoService::new(repo.clone(), net_metrics.clone()).start();
-
         let (events_tx, events) = mpsc::channel(256);
         let swarm_arbiter = Arbiter::try_new()
             .map_err(|e| NodeError::Config(format!("cannot start arbiter: {e}")))?;
+        // Beside the swarm: an inbound request and its reply cross no thread there.
+        let (service_repo, service_metrics) = (repo.clone(), net_metrics.clone());
+        let service = RepoService::start_in_arbiter(&swarm_arbiter.handle(), move |_| {
+            RepoService::new(service_repo, service_metrics)
+        });
         let (tx, rx) = oneshot::channel();
         let metrics = net_metrics.clone();
         let spawned = swarm_arbiter.spawn(async move {
