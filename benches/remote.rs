@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures::future::join_all;
 use libp2p::identity::Keypair;
-use optimystic::node::{Node, NodeConfig};
+use optimystic::node::{NodeConfig, NodeHandle};
 use optimystic_actors::model::*;
 use optimystic_actors::net::{
     build_swarm, peer_of, NetClient, NetConfig, NetEvent, NetMetrics, RepoClient, SwarmActor,
@@ -69,7 +69,7 @@ fn main() {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             ..NodeConfig::default()
         };
-        let mut node = Node::start(cfg).await.unwrap();
+        let mut node = NodeHandle::start(cfg).await.unwrap();
         let addr = loop {
             if let Some(NetEvent::Listening(a)) = node.next_event().await {
                 break a;

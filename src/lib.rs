@@ -1,12 +1,16 @@
 //! Optimystic: a peer-to-peer database node storing versioned blocks.
 //!
 //! # Layout
+//! - [`admin`]: the HTTP admin server (`/metrics`, `/status`, `/v1/repo/*`).
 //! - [`cli`]: the `optimystic` command line (clap), one module per subcommand.
+//! - [`config`]: settings from defaults, a TOML file, environment and flags.
 //! - [`local`]: opening a node-local repo (storage backend + block actors).
 //! - [`node`]: a running node (storage, block actors, RepoService, SwarmActor).
 //! - The engine lives in the [`optimystic_actors`] crate, re-exported as [`engine`].
 
+pub mod admin;
 pub mod cli;
+pub mod config;
 pub mod local;
 pub mod node;
 

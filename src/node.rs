@@ -1,19 +1,34 @@
-//! A running node: storage, block actors, RepoService and the SwarmActor, wired
-//! together; started inside an actix System and stopped with [`Node::shutdown`].
+//! The embedding API: [`NodeBuilder`] starts a whole node — storage, block actors,
+//! RepoService, SwarmActor and (optionally) the HTTP admin server — inside the
+//! caller's actix System or actix-web app (no second runtime, no blocking of the
+//! caller's thread), and returns a [`NodeHandle`]; [`NodeHandle::shutdown`] stops it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), optimystic::node::NodeError> {
+//! use optimystic::node::NodeBuilder;
+//! let node = NodeBuilder::new().data_dir("./data").listen("/ip4/127.0.0.1/tcp/0").start().await?;
+//! let reply = node.repo().get(serde_json::from_str(r#"{"blockIds":["b1"]}"#).unwrap()).await;
+//! println!("{} {:?}", node.peer_id(), reply);
+//! node.shutdown().await;
+//! # Ok(()) }
+//! ```
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use libp2p::{Multiaddr, PeerId};
 use optimystic_actors::block::{BlockRegistry, RegistryOptions, StorageRepo};
+use optimystic_actors::metrics::export::NodeCollector;
 use optimystic_actors::metrics::EngineMetrics;
 use optimystic_actors::net::{
     build_swarm, load_or_create_identity, restore_from_peers, Dial, Drain, Listen, NetClient,
     NetConfig, NetError, NetEvent, NetMetrics, ProtocolIds, RepoService, SwarmActor,
 };
 use optimystic_actors::storage::{open_storage, RawStorage, RepoError, StorageKind};
+use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 
 /// Default listen address: loopback only, so a first start exposes nothing.
@@ -39,6 +54,10 @@ pub struct NodeConfig {
     pub registry: RegistryOptions,
     /// Network limits and timeouts (its `protocols` are rebuilt from the prefix).
     pub net: NetConfig,
+    /// HTTP admin address; `None` = no HTTP server.
+    pub http: Option<SocketAddr>,
+    /// Peers per block cluster (reported now, used by consensus).
+    pub cluster_size: usize,
 }
 
 impl Default for NodeConfig {
@@ -51,7 +70,124 @@ impl Default for NodeConfig {
             protocol_prefix: optimystic_actors::net::DEFAULT_PREFIX.to_string(),
             registry: RegistryOptions::default(),
             net: NetConfig::default(),
+            http: None,
+            cluster_size: 3,
         }
+    }
+}
+
+/// Builds and starts a node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeBuilder {
+    cfg: NodeConfig,
+    listen_set: bool,
+    errors: Vec<String>,
+}
+
+impl NodeBuilder {
+    /// Defaults: embedded storage in `./data`, listening on [`DEFAULT_LISTEN`], no HTTP.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// From resolved [`Settings`](crate::config::Settings).
+    pub fn from_settings(s: &crate::config::Settings) -> Self {
+        let mut b = Self::new()
+            .data_dir(&s.data_dir)
+            .protocol_prefix(&s.protocol_prefix)
+            .max_live_blocks(s.max_live_blocks);
+        b.cfg.listen.clear();
+        for a in &s.listen {
+            b = b.listen(a);
+        }
+        for a in &s.bootstrap {
+            b = b.bootstrap(a);
+        }
+        b = match s.storage.parse() {
+            Ok(k) => b.storage(k),
+            Err(e) => b.error(e),
+        };
+        if !s.http.is_empty() {
+            b = b.http(&s.http);
+        }
+        b.cfg.cluster_size = s.cluster_size;
+        b
+    }
+
+    fn error(mut self, e: String) -> Self {
+        self.errors.push(e);
+        self
+    }
+
+    /// Data directory.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cfg.data_dir = dir.into();
+        self
+    }
+
+    /// Storage backend.
+    pub fn storage(mut self, kind: StorageKind) -> Self {
+        self.cfg.storage = kind;
+        self
+    }
+
+    /// Adds a listen address (the first call replaces the default).
+    pub fn listen(mut self, addr: &str) -> Self {
+        let default_only = self.cfg.listen.len() == 1
+            && self.cfg.listen[0].to_string() == DEFAULT_LISTEN
+            && !self.listen_set;
+        if default_only {
+            self.cfg.listen.clear();
+        }
+        self.listen_set = true;
+        match addr.parse() {
+            Ok(a) => self.cfg.listen.push(a),
+            Err(e) => self.errors.push(format!("listen address {addr:?}: {e}")),
+        }
+        self
+    }
+
+    /// Adds a bootstrap peer (`…/p2p/<peerId>`).
+    pub fn bootstrap(mut self, addr: &str) -> Self {
+        match addr.parse() {
+            Ok(a) => self.cfg.bootstrap.push(a),
+            Err(e) => self.errors.push(format!("bootstrap address {addr:?}: {e}")),
+        }
+        self
+    }
+
+    /// Protocol prefix.
+    pub fn protocol_prefix(mut self, p: &str) -> Self {
+        self.cfg.protocol_prefix = p.to_string();
+        self
+    }
+
+    /// Most block actors kept alive.
+    pub fn max_live_blocks(mut self, n: usize) -> Self {
+        self.cfg.registry.max_live = n;
+        self
+    }
+
+    /// Serves the HTTP admin API on `addr` (e.g. `127.0.0.1:0`).
+    pub fn http(mut self, addr: &str) -> Self {
+        match addr.parse() {
+            Ok(a) => self.cfg.http = Some(a),
+            Err(e) => self.errors.push(format!("http address {addr:?}: {e}")),
+        }
+        self
+    }
+
+    /// The configuration so far.
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
+    }
+
+    /// Starts the node inside the current actix System.
+    pub async fn start(self) -> Result<NodeHandle, NodeError> {
+        if let Some(e) = self.errors.into_iter().next() {
+            return Err(NodeError::Config(e));
+        }
+        NodeHandle::start(self.cfg).await
     }
 }
 
@@ -70,7 +206,7 @@ pub enum NodeError {
 }
 
 /// A running node.
-pub struct Node {
+pub struct NodeHandle {
     peer_id: PeerId,
     repo: StorageRepo,
     net: NetClient,
@@ -79,13 +215,23 @@ pub struct Node {
     swarm_arbiter: Arbiter,
     engine_metrics: Arc<EngineMetrics>,
     net_metrics: Arc<NetMetrics>,
+    registry: Arc<Registry>,
+    http: Option<(actix_web::dev::ServerHandle, SocketAddr)>,
 }
 
-impl Node {
+impl NodeHandle {
     /// Opens storage, starts the actors and listens. Must run inside an actix System.
     pub async fn start(cfg: NodeConfig) -> Result<Self, NodeError> {
-        let raw = open_storage(cfg.storage, &cfg.data_dir).map_err(RepoError::from)?;
-        let key = load_or_create_identity(&cfg.data_dir)?;
+        // Opening storage and the identity file touch the disk: off the caller's thread.
+        let (kind, dir) = (cfg.storage, cfg.data_dir.clone());
+        let opened = actix_web::rt::task::spawn_blocking(move || {
+            let raw = open_storage(kind, &dir).map_err(RepoError::from)?;
+            let key = load_or_create_identity(&dir)?;
+            Ok::<_, NodeError>((raw, key))
+        })
+        .await
+        .map_err(|e| NodeError::Config(format!("start-up task failed: {e}")))?;
+        let (raw, key) = opened?;
         let peer_id = key.public().to_peer_id();
         let mut net_cfg = cfg.net.clone();
         net_cfg.protocols =
@@ -110,6 +256,15 @@ impl Node {
         let service = RepoService::start_in_arbiter(&swarm_arbiter.handle(), move |_| {
             RepoService::new(service_repo, service_metrics)
         });
+        let mut registry = Registry::default();
+        let libp2p_metrics =
+            libp2p::metrics::Metrics::new(registry.sub_registry_with_prefix("libp2p"));
+        registry.register_collector(Box::new(NodeCollector {
+            engine: engine_metrics.clone(),
+            net: net_metrics.clone(),
+            storage: raw.clone(),
+        }));
+        let registry = Arc::new(registry);
         let (tx, rx) = oneshot::channel();
         let metrics = net_metrics.clone();
         let spawned = swarm_arbiter.spawn(async move {
@@ -122,6 +277,7 @@ impl Node {
                     Some(events_tx),
                     metrics,
                 )
+                .with_libp2p_metrics(libp2p_metrics)
                 .start()
             });
             let _ = tx.send(started);
@@ -147,6 +303,24 @@ impl Node {
                 tracing::warn!(%addr, error = %e, "bootstrap dial failed");
             }
         }
+        let started = Instant::now();
+        let http = match cfg.http {
+            Some(addr) => {
+                let state = crate::admin::AdminState {
+                    repo: repo.clone(),
+                    net: net.clone(),
+                    registry: registry.clone(),
+                    storage: raw.clone(),
+                    engine: engine_metrics.clone(),
+                    started,
+                    cluster_size: cfg.cluster_size,
+                };
+                let server = crate::admin::serve(addr, state)
+                    .map_err(|e| NodeError::Config(format!("http {addr}: {e}")))?;
+                Some(server)
+            }
+            None => None,
+        };
         tracing::info!(%peer_id, "node started");
         Ok(Self {
             peer_id,
@@ -157,7 +331,25 @@ impl Node {
             swarm_arbiter,
             engine_metrics,
             net_metrics,
+            registry,
+            http,
         })
+    }
+
+    /// The metrics registry (Prometheus text via [`NodeHandle::render_metrics`]),
+    /// so a host application can serve it on its own `/metrics`.
+    pub fn metrics_registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Every metric in Prometheus (OpenMetrics) text format.
+    pub fn render_metrics(&self) -> String {
+        crate::admin::render(&self.registry)
+    }
+
+    /// Where the HTTP admin server listens, if it runs.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|(_, a)| *a)
     }
 
     /// This node's PeerId.
@@ -198,6 +390,9 @@ impl Node {
     /// Stops accepting requests, answers those in flight, stops the actors and
     /// flushes storage.
     pub async fn shutdown(self) {
+        if let Some((server, _)) = &self.http {
+            server.stop(true).await;
+        }
         if self
             .net
             .swarm()

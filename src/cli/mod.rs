@@ -1,7 +1,10 @@
 //! The `optimystic` command line.
 
+mod devnet;
+mod http;
 mod node;
 mod repo;
+mod status;
 
 use std::path::PathBuf;
 
@@ -24,8 +27,17 @@ pub enum Command {
     /// Run a node: serve the repo over libp2p until SIGINT/SIGTERM.
     ///
     /// Prints `listening on <multiaddr>/p2p/<peerId>` on stdout for each listen address.
-    /// With no flags: embedded storage in ./data, listening on /ip4/127.0.0.1/tcp/7410.
+    /// With no flags: embedded storage in ./data, listening on /ip4/127.0.0.1/tcp/7410,
+    /// no HTTP admin server.
     Node(NodeArgs),
+    /// Show a node's status (peers, storage, uptime) from its HTTP admin server.
+    Status(AdminArgs),
+    /// Status plus mailboxes sorted by depth and repo operation counts.
+    Inspect(AdminArgs),
+    /// Start a local cluster on loopback, run a sample workload, keep it running.
+    ///
+    /// Prints each node's address and metrics URL; Ctrl-C stops it (or --once).
+    Devnet(DevnetArgs),
     /// Run one repo operation: reads the request JSON on stdin, prints the reply JSON.
     ///
     /// Local (`--data-dir`) or remote (`--peer`). Exit status 0 for every reply
@@ -34,27 +46,88 @@ pub enum Command {
     Repo(RepoArgs),
 }
 
-/// Arguments of `optimystic node`.
+/// Arguments of `optimystic node`. Every setting can also come from a TOML file
+/// (`--config`) or an `OPTIMYSTIC_*` variable; a flag beats its variable, which
+/// beats the file, which beats the default.
 #[derive(Debug, clap::Args)]
 pub struct NodeArgs {
-    /// Data directory: storage, identity key (created if absent).
-    #[arg(long, default_value = "./data", env = "OPTIMYSTIC_DATA_DIR")]
-    pub data_dir: PathBuf,
-    /// Address to listen on (repeatable).
-    #[arg(long, default_value = crate::node::DEFAULT_LISTEN)]
-    pub listen: Vec<Multiaddr>,
-    /// Peer to connect to at start, with /p2p/<peerId> (repeatable).
+    /// TOML file of settings (keys as the flags, e.g. `data-dir = "/var/lib/optimystic"`).
+    #[arg(long, env = "OPTIMYSTIC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
     #[arg(long)]
-    pub bootstrap: Vec<Multiaddr>,
-    /// Prefix of every protocol id.
-    #[arg(long, default_value = optimystic_actors::net::DEFAULT_PREFIX, env = "OPTIMYSTIC_PROTOCOL_PREFIX")]
-    pub protocol_prefix: String,
-    /// Storage backend.
-    #[arg(long, default_value = "embedded", value_parser = parse_storage, env = "OPTIMYSTIC_STORAGE")]
-    pub storage: StorageKind,
-    /// Most block actors kept alive (least recently used ones are passivated).
-    #[arg(long, default_value_t = 10_000)]
-    pub max_live_blocks: usize,
+    pub print_config: bool,
+    /// Data directory: storage, identity key (created if absent) [default: ./data].
+    #[arg(long, env = "OPTIMYSTIC_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on, repeatable [default: /ip4/127.0.0.1/tcp/7410].
+    #[arg(long, env = "OPTIMYSTIC_LISTEN", value_delimiter = ',')]
+    pub listen: Option<Vec<String>>,
+    /// Peer to connect to at start, with /p2p/<peerId>; repeatable.
+    #[arg(long, env = "OPTIMYSTIC_BOOTSTRAP", value_delimiter = ',')]
+    pub bootstrap: Option<Vec<String>>,
+    /// Prefix of every protocol id [default: /db-p2p].
+    #[arg(long, env = "OPTIMYSTIC_PROTOCOL_PREFIX")]
+    pub protocol_prefix: Option<String>,
+    /// Storage backend: embedded or file [default: embedded].
+    #[arg(long, env = "OPTIMYSTIC_STORAGE")]
+    pub storage: Option<String>,
+    /// Serve the HTTP admin API (/metrics, /status, /v1/repo/*) on this address,
+    /// e.g. 127.0.0.1:7480 [default: off]. Binds exactly what you give.
+    #[arg(long, env = "OPTIMYSTIC_HTTP")]
+    pub http: Option<String>,
+    /// Most block actors kept in memory [default: 10000].
+    #[arg(long, env = "OPTIMYSTIC_MAX_LIVE_BLOCKS")]
+    pub max_live_blocks: Option<usize>,
+    /// Peers per block cluster [default: 3].
+    #[arg(long, env = "OPTIMYSTIC_CLUSTER_SIZE")]
+    pub cluster_size: Option<usize>,
+    /// Log format: text or json; the level comes from RUST_LOG [default: text].
+    #[arg(long, env = "OPTIMYSTIC_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+impl NodeArgs {
+    /// The effective settings.
+    pub fn settings(&self) -> Result<crate::config::Settings, String> {
+        let o = crate::config::Overrides {
+            data_dir: self.data_dir.clone(),
+            listen: self.listen.clone(),
+            bootstrap: self.bootstrap.clone(),
+            protocol_prefix: self.protocol_prefix.clone(),
+            storage: self.storage.clone(),
+            http: self.http.clone(),
+            max_live_blocks: self.max_live_blocks,
+            cluster_size: self.cluster_size,
+            log_format: self.log_format.clone(),
+        };
+        crate::config::Settings::resolve(self.config.as_deref(), o)
+    }
+}
+
+/// Arguments of `optimystic status` and `optimystic inspect`.
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// The node's HTTP admin address (its --http).
+    #[arg(long, default_value = "127.0.0.1:7480", env = "OPTIMYSTIC_HTTP")]
+    pub http: String,
+}
+
+/// Arguments of `optimystic devnet`.
+#[derive(Debug, clap::Args)]
+pub struct DevnetArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Folder for the nodes' data (default: a new folder under the system temp dir).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Transactions in the sample workload.
+    #[arg(long, default_value_t = 200)]
+    pub ops: usize,
+    /// Stop after the workload instead of running until Ctrl-C.
+    #[arg(long)]
+    pub once: bool,
 }
 
 /// Arguments of `optimystic repo`.
@@ -112,6 +185,30 @@ fn parse_storage(s: &str) -> Result<StorageKind, String> {
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Node(args) => node::run(args),
-        Command::Repo(args) => repo::run(args),
+        Command::Repo(args) => {
+            init_logging("text");
+            repo::run(args)
+        }
+        Command::Status(a) => status::status(&a.http),
+        Command::Inspect(a) => status::inspect(&a.http),
+        Command::Devnet(a) => {
+            init_logging("text");
+            devnet::run(a)
+        }
     }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `warn`), as text or JSON lines.
+pub fn init_logging(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,libp2p_kad=error"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        b.json().try_init()
+    } else {
+        b.try_init()
+    };
 }

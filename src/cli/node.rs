@@ -2,28 +2,28 @@
 
 use std::io::Write;
 
-use optimystic_actors::block::RegistryOptions;
 use optimystic_actors::net::NetEvent;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::NodeArgs;
-use crate::node::{Node, NodeConfig};
+use crate::config::Settings;
+use crate::node::NodeBuilder;
 
 pub(super) fn run(args: NodeArgs) -> i32 {
-    let cfg = NodeConfig {
-        data_dir: args.data_dir,
-        storage: args.storage,
-        listen: args.listen,
-        bootstrap: args.bootstrap,
-        protocol_prefix: args.protocol_prefix,
-        registry: RegistryOptions {
-            max_live: args.max_live_blocks,
-            ..RegistryOptions::default()
-        },
-        ..NodeConfig::default()
+    let settings = match args.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
     };
+    if args.print_config {
+        print!("{}", settings.to_toml());
+        return 0;
+    }
+    super::init_logging(&settings.log_format);
     let system = actix_rt::System::new();
-    match system.block_on(serve(cfg)) {
+    match system.block_on(serve(settings)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
@@ -32,12 +32,20 @@ pub(super) fn run(args: NodeArgs) -> i32 {
     }
 }
 
-async fn serve(cfg: NodeConfig) -> Result<(), String> {
+async fn serve(settings: Settings) -> Result<(), String> {
     let mut term =
         signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
     let mut int =
         signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
-    let mut node = Node::start(cfg).await.map_err(|e| e.to_string())?;
+    let mut node = NodeBuilder::from_settings(&settings)
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(addr) = node.http_addr() {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "http on http://{addr} (/metrics, /status, /v1/repo/*)")
+            .and_then(|()| out.flush());
+    }
     loop {
         tokio::select! {
             ev = node.next_event() => match ev {

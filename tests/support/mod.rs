@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use libp2p::Multiaddr;
-use optimystic::node::{Node, NodeConfig};
+use optimystic::node::{NodeConfig, NodeHandle};
 use optimystic_actors::net::NetEvent;
 use optimystic_actors::storage::StorageKind;
 
@@ -48,13 +48,16 @@ impl NodeProcess {
                 }
             }
         });
-        let line = lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("node printed no listening line");
-        let addr = line
-            .strip_prefix("listening on ")
-            .expect("unexpected first line")
-            .to_string();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines
+                .recv_timeout(left)
+                .expect("node printed no listening line");
+            if let Some(a) = line.strip_prefix("listening on ") {
+                break a.to_string();
+            }
+        };
         Self { child, addr, lines }
     }
 
@@ -106,7 +109,7 @@ pub fn remote(addr: &str, op: &str, input: &str, extra: &[&str]) -> Output {
 }
 
 /// Starts an in-process node on a free loopback port; returns it with its address.
-pub async fn start_node(dir: &Path, bootstrap: Vec<Multiaddr>) -> (Node, Multiaddr) {
+pub async fn start_node(dir: &Path, bootstrap: Vec<Multiaddr>) -> (NodeHandle, Multiaddr) {
     let cfg = NodeConfig {
         data_dir: dir.to_path_buf(),
         storage: StorageKind::Embedded,
@@ -114,7 +117,7 @@ pub async fn start_node(dir: &Path, bootstrap: Vec<Multiaddr>) -> (Node, Multiad
         bootstrap,
         ..NodeConfig::default()
     };
-    let mut node = Node::start(cfg).await.unwrap();
+    let mut node = NodeHandle::start(cfg).await.unwrap();
     let addr = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             if let Some(NetEvent::Listening(a)) = node.next_event().await {

@@ -13,6 +13,7 @@ use futures::future::join_all;
 
 use super::actor::{Archive, BlockOp, Decision, Mode, Prepare, Prepared, Read};
 use super::registry::BlockRegistry;
+use crate::metrics::{Outcome, RepoOp};
 use crate::model::{
     BlockGets, BlockId, CommitRequest, CommitResult, GetBlockResults, PendPolicy, PendRequest,
     PendResult, PendSuccess, Rev, StaleFailure, TrxBlocks, TrxPending, TrxRev, TrxTransforms,
@@ -36,8 +37,50 @@ impl StorageRepo {
         &self.registry
     }
 
+    fn record<T>(&self, op: RepoOp, r: &Result<T, RepoError>, stale: impl FnOnce(&T) -> bool) {
+        if op != RepoOp::Get {
+            self.registry.metrics().repo.end();
+        }
+        let outcome = match r {
+            Ok(v) if stale(v) => Outcome::Stale,
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Error,
+        };
+        self.registry.metrics().repo.record(op, outcome);
+    }
+
     /// Reads blocks, catching up on `context.committed` first.
     pub async fn get(&self, gets: BlockGets) -> Result<GetBlockResults, RepoError> {
+        let r = self.get_inner(gets).await;
+        self.record(RepoOp::Get, &r, |_| false);
+        r
+    }
+
+    /// Holds transforms pending under `req.trx_id` (DESIGN §4 "pend").
+    pub async fn pend(&self, req: PendRequest) -> Result<PendResult, RepoError> {
+        self.registry.metrics().repo.begin();
+        let r = self.pend_inner(req).await;
+        self.record(RepoOp::Pend, &r, |v| !v.is_success());
+        r
+    }
+
+    /// Commits pending `req.trx_id` as `req.rev` on every block (DESIGN §4 "commit").
+    pub async fn commit(&self, req: CommitRequest) -> Result<CommitResult, RepoError> {
+        self.registry.metrics().repo.begin();
+        let r = self.commit_inner(req).await;
+        self.record(RepoOp::Commit, &r, |v| !v.is_success());
+        r
+    }
+
+    /// Drops the pending transaction from each block; unknown ones are ignored.
+    pub async fn cancel(&self, trx: TrxBlocks) -> Result<(), RepoError> {
+        self.registry.metrics().repo.begin();
+        let r = self.cancel_inner(trx).await;
+        self.record(RepoOp::Cancel, &r, |_| false);
+        r
+    }
+
+    async fn get_inner(&self, gets: BlockGets) -> Result<GetBlockResults, RepoError> {
         let ids: BTreeSet<BlockId> = gets.block_ids.into_iter().collect();
         let (rev, overlay, mut committed) = match gets.context {
             Some(c) => (Some(c.rev), c.trx_id, c.committed),
@@ -56,8 +99,7 @@ impl StorageRepo {
             .collect()
     }
 
-    /// Holds transforms pending under `req.trx_id` (DESIGN §4 "pend").
-    pub async fn pend(&self, req: PendRequest) -> Result<PendResult, RepoError> {
+    async fn pend_inner(&self, req: PendRequest) -> Result<PendResult, RepoError> {
         let ids = req.transforms.block_ids();
         if ids.is_empty() {
             return Err(RepoError::Invalid("pend names no block".into()));
@@ -101,8 +143,7 @@ impl StorageRepo {
         }))
     }
 
-    /// Commits pending `req.trx_id` as `req.rev` on every block (DESIGN §4 "commit").
-    pub async fn commit(&self, req: CommitRequest) -> Result<CommitResult, RepoError> {
+    async fn commit_inner(&self, req: CommitRequest) -> Result<CommitResult, RepoError> {
         let ids: BTreeSet<BlockId> = req.block_ids.iter().cloned().collect();
         if ids.is_empty() {
             return Err(RepoError::Invalid("commit names no block".into()));
@@ -128,8 +169,7 @@ impl StorageRepo {
         })
     }
 
-    /// Drops the pending transaction from each block; unknown ones are ignored.
-    pub async fn cancel(&self, trx: TrxBlocks) -> Result<(), RepoError> {
+    async fn cancel_inner(&self, trx: TrxBlocks) -> Result<(), RepoError> {
         let ops = trx
             .block_ids
             .iter()

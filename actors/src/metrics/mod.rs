@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod export;
+
 /// Upper bounds (µs) of the latency histogram buckets; a last bucket is unbounded.
 pub const LATENCY_BUCKETS_US: [u64; 14] = [
     10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000,
@@ -189,13 +191,62 @@ impl BlockRegistryMetrics {
     }
 }
 
-/// Storage figures.
+/// Repo operations, as exported by [`export`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoOp {
+    /// get
+    Get = 0,
+    /// pend
+    Pend = 1,
+    /// commit
+    Commit = 2,
+    /// cancel
+    Cancel = 3,
+}
+
+/// How a repo operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Success.
+    Success = 0,
+    /// A stale or blocked reply (`success:false`).
+    Stale = 1,
+    /// An error.
+    Error = 2,
+}
+
+/// Repo operations by kind and outcome.
 #[derive(Debug, Default)]
-pub struct StorageMetrics {
-    /// Durable write batches completed.
-    pub commits: Counter,
-    /// Write batches that failed.
-    pub failures: Counter,
+pub struct RepoMetrics {
+    counts: [[Counter; 3]; 4],
+    active: Gauge,
+}
+
+impl RepoMetrics {
+    /// A write (pend, commit, cancel) starts.
+    pub fn begin(&self) {
+        self.active.add(1);
+    }
+
+    /// A write ends.
+    pub fn end(&self) {
+        self.active.add(-1);
+    }
+
+    /// Writes executing now.
+    pub fn active(&self) -> i64 {
+        self.active.get()
+    }
+
+    /// Counts one operation.
+    pub fn record(&self, op: RepoOp, outcome: Outcome) {
+        self.counts[op as usize][outcome as usize].add(1);
+    }
+
+    /// Operations of `op` that ended with `outcome`.
+    pub fn get(&self, op: RepoOp, outcome: Outcome) -> u64 {
+        self.counts[op as usize][outcome as usize].get()
+    }
 }
 
 /// Every metric of one node's engine.
@@ -205,8 +256,8 @@ pub struct EngineMetrics {
     pub block_actor: Arc<ActorMetrics>,
     /// Registry counts.
     pub registry: BlockRegistryMetrics,
-    /// Storage counts.
-    pub storage: StorageMetrics,
+    /// Repo operations.
+    pub repo: RepoMetrics,
 }
 
 impl Default for EngineMetrics {
@@ -214,7 +265,7 @@ impl Default for EngineMetrics {
         Self {
             block_actor: Arc::new(ActorMetrics::new("block")),
             registry: BlockRegistryMetrics::default(),
-            storage: StorageMetrics::default(),
+            repo: RepoMetrics::default(),
         }
     }
 }

@@ -25,7 +25,7 @@ pub use frame::{read_frame, write_frame, Frame, FrameCodec};
 pub use protocol::{
     BadPrefix, Encoding, ProtocolIds, BLOCK_FRAME_MAX, CONTROL_FRAME_MAX, DEFAULT_PREFIX,
 };
-pub use service::RepoService;
+pub use service::{repo_error, RepoService};
 pub use swarm::{
     Dial, Drain, Inbound, InboundKey, Listen, NetStatus, Request, Respond, Status, SwarmActor,
 };

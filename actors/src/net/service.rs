@@ -117,7 +117,7 @@ async fn serve_block(repo: &StorageRepo, bytes: &[u8]) -> Result<Vec<u8>, ErrorR
 }
 
 /// The error reply for a repo failure.
-pub(crate) fn repo_error(e: RepoError) -> ErrorReply {
+pub fn repo_error(e: RepoError) -> ErrorReply {
     let code = match &e {
         RepoError::Storage(_) => codes::STORAGE,
         RepoError::Transform(_) => codes::TRANSFORM,

@@ -18,7 +18,7 @@ use actix::WeakRecipient;
 use futures::StreamExt;
 use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{identify, Multiaddr, PeerId, Swarm};
+use libp2p::{identify, kad, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{NetConfig, NodeBehaviour, NodeBehaviourEvent, Proto};
@@ -131,6 +131,7 @@ pub struct SwarmActor {
     events: Option<mpsc::Sender<NetEvent>>,
     metrics: Arc<NetMetrics>,
     actor_metrics: Arc<ActorMetrics>,
+    libp2p_metrics: Option<libp2p::metrics::Metrics>,
     outbound: HashMap<(Proto, OutboundRequestId), ReplySender>,
     inbound: HashMap<InboundKey, InFlight>,
     /// Answered, waiting for libp2p to confirm the response left.
@@ -139,6 +140,7 @@ pub struct SwarmActor {
     per_peer: HashMap<PeerId, usize>,
     listen_addrs: Vec<Multiaddr>,
     block_servers: HashSet<PeerId>,
+    known: HashSet<PeerId>,
     drain_waiters: Vec<oneshot::Sender<()>>,
     self_recipient: Option<WeakRecipient<Respond>>,
 }
@@ -161,6 +163,7 @@ impl SwarmActor {
             events,
             metrics,
             actor_metrics,
+            libp2p_metrics: None,
             outbound: HashMap::new(),
             inbound: HashMap::new(),
             sending: HashSet::new(),
@@ -168,8 +171,30 @@ impl SwarmActor {
             per_peer: HashMap::new(),
             listen_addrs: Vec::new(),
             block_servers: HashSet::new(),
+            known: HashSet::new(),
             drain_waiters: Vec::new(),
             self_recipient: None,
+        }
+    }
+
+    /// Records libp2p's own metrics (connections, identify, Kademlia, ping) into
+    /// the registry they were created with.
+    pub fn with_libp2p_metrics(mut self, m: libp2p::metrics::Metrics) -> Self {
+        self.libp2p_metrics = Some(m);
+        self
+    }
+
+    fn record(&self, ev: &SwarmEvent<NodeBehaviourEvent>) {
+        use libp2p::metrics::Recorder;
+        let Some(m) = &self.libp2p_metrics else {
+            return;
+        };
+        m.record(ev);
+        match ev {
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Identify(e)) => m.record(e),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Kad(e)) => m.record(e),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Ping(e)) => m.record(e),
+            _ => {}
         }
     }
 
@@ -185,6 +210,7 @@ impl SwarmActor {
     }
 
     fn on_event(&mut self, ev: SwarmEvent<NodeBehaviourEvent>) {
+        self.record(&ev);
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let full = address
@@ -213,9 +239,20 @@ impl SwarmActor {
                 if info.protocols.contains(&self.cfg.protocols.block) {
                     self.block_servers.insert(peer_id);
                 }
+                let is_new = self.known.insert(peer_id);
                 for addr in info.listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
+                // A newly met peer may know others: look ourselves up to meet them.
+                if is_new && !self.cfg.client_only {
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
+            }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer,
+                ..
+            })) if !self.cfg.client_only && !self.swarm.is_connected(&peer) => {
+                let _ = self.swarm.dial(peer);
             }
             SwarmEvent::Behaviour(NodeBehaviourEvent::RepoJson(e)) => {
                 self.on_rr(Proto::RepoJson, e)

@@ -28,7 +28,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{BlockMeta, DataDirLock, RawStorage, StorageError, WriteBatch, WriteFuture, WriteOp};
+use super::{
+    BlockMeta, DataDirLock, RawStorage, StorageError, StorageStats, WriteBatch, WriteFuture,
+    WriteOp,
+};
 use crate::model::{Block, BlockId, Rev, Transform, TrxId, TrxRev};
 
 /// Most write requests merged into one durable batch.
@@ -80,6 +83,7 @@ struct WriteRequest {
 /// Group-committing fjall store.
 pub struct EmbeddedRawStorage {
     db: Database,
+    stats: Arc<StorageStats>,
     pending: Arc<PendingIndex>,
     meta: Keyspace,
     pend: Keyspace,
@@ -116,7 +120,9 @@ impl EmbeddedRawStorage {
         let data = ks("data")?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let pending = Arc::new(PendingIndex::load(&pend)?);
+        let stats = Arc::new(StorageStats::default());
         let writer = Writer {
+            stats: stats.clone(),
             db: db.clone(),
             pending: pending.clone(),
             spaces: [meta.clone(), pend.clone(), data.clone()],
@@ -127,6 +133,7 @@ impl EmbeddedRawStorage {
             .map_err(|e| StorageError::io(data_dir, e))?;
         Ok(Self {
             db,
+            stats,
             pending,
             meta,
             pend,
@@ -255,6 +262,7 @@ impl PendingIndex {
 }
 
 struct Writer {
+    stats: Arc<StorageStats>,
     pending: Arc<PendingIndex>,
     db: Database,
     /// Indexed by [`Space`].
@@ -273,6 +281,7 @@ impl Writer {
                 }
             }
             let result = self.commit(&group);
+            self.count(&group, result.is_ok());
             if result.is_ok() {
                 group
                     .iter()
@@ -291,6 +300,22 @@ impl Writer {
         if let Err(e) = self.db.persist(PersistMode::SyncAll) {
             tracing::error!(error = %e, "final persist of the embedded store failed");
         }
+    }
+
+    fn count(&self, group: &[WriteRequest], ok: bool) {
+        let n = group.len() as u64;
+        if !ok {
+            self.stats.failures.add(n);
+            return;
+        }
+        self.stats.batches.add(n);
+        self.stats.syncs.add(1);
+        let bytes: usize = group
+            .iter()
+            .flat_map(|r| &r.ops)
+            .map(|op| op.key.len() + op.value.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.stats.bytes.add(bytes as u64);
     }
 
     fn commit(&self, group: &[WriteRequest]) -> Result<(), String> {
@@ -411,6 +436,10 @@ impl RawStorage for EmbeddedRawStorage {
 
     fn block_count(&self) -> Result<u64, StorageError> {
         Ok(self.meta.approximate_len() as u64)
+    }
+
+    fn stats(&self) -> &StorageStats {
+        &self.stats
     }
 
     fn flush(&self) -> Result<(), StorageError> {

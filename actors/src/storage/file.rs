@@ -18,7 +18,10 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{BlockMeta, DataDirLock, RawStorage, StorageError, WriteBatch, WriteFuture, WriteOp};
+use super::{
+    BlockMeta, DataDirLock, RawStorage, StorageError, StorageStats, WriteBatch, WriteFuture,
+    WriteOp,
+};
 use crate::model::{Block, BlockId, Rev, Transform, TrxId, TrxRev};
 
 /// The inspectable file backend.
@@ -28,6 +31,7 @@ pub struct FileRawStorage {
 
 struct Inner {
     base: PathBuf,
+    stats: StorageStats,
     tmp_counter: AtomicU64,
     _lock: DataDirLock,
 }
@@ -42,6 +46,7 @@ impl FileRawStorage {
         Ok(Self {
             inner: Arc::new(Inner {
                 base,
+                stats: StorageStats::default(),
                 tmp_counter: AtomicU64::new(0),
                 _lock: lock,
             }),
@@ -66,6 +71,7 @@ impl Inner {
             }
             for dir in dirty {
                 sync_dir(&dir)?;
+                self.stats.syncs.add(1);
             }
         }
         Ok(())
@@ -151,6 +157,8 @@ impl Inner {
             let mut f = File::create(&tmp)?;
             f.write_all(bytes)?;
             f.sync_data()?;
+            self.stats.syncs.add(1);
+            self.stats.bytes.add(bytes.len() as u64);
             fs::rename(&tmp, path)
         })();
         result.map_err(|e| {
@@ -288,10 +296,20 @@ impl RawStorage for FileRawStorage {
     fn write(&self, batch: WriteBatch) -> WriteFuture {
         let inner = self.inner.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || inner.apply(batch))
+            let stats_inner = inner.clone();
+            let r = tokio::task::spawn_blocking(move || inner.apply(batch))
                 .await
-                .map_err(|e| StorageError::Engine(format!("file writer task failed: {e}")))?
+                .map_err(|e| StorageError::Engine(format!("file writer task failed: {e}")))?;
+            match &r {
+                Ok(()) => stats_inner.stats.batches.add(1),
+                Err(_) => stats_inner.stats.failures.add(1),
+            }
+            r
         })
+    }
+
+    fn stats(&self) -> &StorageStats {
+        &self.inner.stats
     }
 
     fn block_count(&self) -> Result<u64, StorageError> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{BlockMeta, RawStorage, StorageError, WriteBatch, WriteFuture, WriteOp};
+use super::{BlockMeta, RawStorage, StorageError, StorageStats, WriteBatch, WriteFuture, WriteOp};
 use crate::model::{Block, BlockId, Rev, Transform, TrxId, TrxRev};
 
 #[derive(Default)]
@@ -21,6 +21,7 @@ struct MemBlock {
 #[derive(Default)]
 pub struct MemoryRawStorage {
     blocks: Mutex<HashMap<BlockId, MemBlock>>,
+    stats: StorageStats,
 }
 
 impl MemoryRawStorage {
@@ -102,7 +103,12 @@ impl RawStorage for MemoryRawStorage {
             .flatten())
     }
 
+    fn stats(&self) -> &StorageStats {
+        &self.stats
+    }
+
     fn write(&self, batch: WriteBatch) -> WriteFuture {
+        self.stats.batches.add(1);
         let mut blocks = self.blocks.lock();
         for op in batch {
             match op {

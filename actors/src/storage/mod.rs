@@ -27,6 +27,7 @@ pub use lock::DataDirLock;
 pub use memory::MemoryRawStorage;
 pub use types::{ArchiveRevision, BlockArchive, BlockMeta, RevRange, WriteBatch, WriteOp};
 
+use crate::metrics::Counter;
 use crate::model::{Block, BlockId, Rev, Transform, TrxId, TrxRev};
 
 /// Resolves once a [`WriteBatch`] is durable (or failed, having changed nothing
@@ -69,11 +70,26 @@ pub trait RawStorage: Send + Sync + 'static {
     fn write(&self, batch: WriteBatch) -> WriteFuture;
     /// Number of blocks with metadata (may be approximate on the embedded engine).
     fn block_count(&self) -> Result<u64, StorageError>;
+    /// Write counters of this backend.
+    fn stats(&self) -> &StorageStats;
     /// Makes everything written so far durable (every acknowledged write already
     /// is; this also persists engine state, for a clean shutdown).
     fn flush(&self) -> Result<(), StorageError> {
         Ok(())
     }
+}
+
+/// Write counters kept by every backend.
+#[derive(Debug, Default)]
+pub struct StorageStats {
+    /// Write batches made durable.
+    pub batches: Counter,
+    /// `fsync`/`fdatasync` calls (one per group on the embedded engine).
+    pub syncs: Counter,
+    /// Bytes of records written (keys and values, or file contents).
+    pub bytes: Counter,
+    /// Write batches that failed.
+    pub failures: Counter,
 }
 
 /// Which backend a node stores its blocks in.

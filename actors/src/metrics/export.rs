@@ -1,0 +1,200 @@
+//! Prometheus export: a `prometheus-client` collector that reads the engine's and
+//! network's atomics at scrape time (no copying between scrapes).
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+
+use super::{ActorSnapshot, EngineMetrics, Outcome, RepoOp, LATENCY_BUCKETS_US};
+use crate::net::NetMetrics;
+use crate::storage::RawStorage;
+
+/// Everything a node exports under `optimystic_*`.
+#[derive(Clone)]
+pub struct NodeCollector {
+    /// Engine metrics.
+    pub engine: Arc<EngineMetrics>,
+    /// Network metrics.
+    pub net: Arc<NetMetrics>,
+    /// The storage backend (write counters, block count).
+    pub storage: Arc<dyn RawStorage>,
+}
+
+impl std::fmt::Debug for NodeCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCollector").finish_non_exhaustive()
+    }
+}
+
+type Enc<'a, 'b> = &'a mut DescriptorEncoder<'b>;
+
+fn gauge(e: Enc<'_, '_>, name: &str, help: &str, v: i64) -> std::fmt::Result {
+    e.encode_descriptor(name, help, None, MetricType::Gauge)?
+        .encode_gauge(&v)
+}
+
+fn counter(e: Enc<'_, '_>, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    e.encode_descriptor(name, help, None, MetricType::Counter)?
+        .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&v, None)
+}
+
+fn actors(e: Enc<'_, '_>, snaps: &[ActorSnapshot]) -> std::fmt::Result {
+    let labels = |s: &ActorSnapshot| [("actor", s.kind.to_string())];
+    let mut m = e.encode_descriptor(
+        "optimystic_actor_mailbox_depth",
+        "Messages queued for an actor kind and not yet being handled",
+        None,
+        MetricType::Gauge,
+    )?;
+    for s in snaps {
+        m.encode_family(&labels(s))?.encode_gauge(&s.depth)?;
+    }
+    let mut m = e.encode_descriptor(
+        "optimystic_actor_mailbox_high_water",
+        "Highest mailbox depth seen for an actor kind",
+        None,
+        MetricType::Gauge,
+    )?;
+    for s in snaps {
+        m.encode_family(&labels(s))?.encode_gauge(&s.high_water)?;
+    }
+    let mut m = e.encode_descriptor(
+        "optimystic_actor_messages_handled",
+        "Messages handled by an actor kind",
+        None,
+        MetricType::Counter,
+    )?;
+    for s in snaps {
+        m.encode_family(&labels(s))?
+            .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&s.handled, None)?;
+    }
+    let mut m = e.encode_descriptor(
+        "optimystic_actor_handler_latency_seconds",
+        "Time from a handler's start to its reply, by actor kind",
+        None,
+        MetricType::Histogram,
+    )?;
+    for s in snaps {
+        let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_US
+            .iter()
+            .map(|us| *us as f64 / 1e6)
+            .chain([f64::INFINITY])
+            .zip(s.latency.buckets.iter().copied())
+            .collect();
+        m.encode_family(&labels(s))?
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                s.latency.sum_us as f64 / 1e6,
+                s.latency.count,
+                &buckets,
+                None,
+            )?;
+    }
+    Ok(())
+}
+
+impl Collector for NodeCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let snaps = [
+            self.engine.block_actor.snapshot(),
+            self.net.swarm_actor.snapshot(),
+            self.net.repo_service.snapshot(),
+        ];
+        actors(&mut e, &snaps)?;
+        let r = &self.engine.registry;
+        gauge(
+            &mut e,
+            "optimystic_block_actors_live",
+            "BlockActors alive now",
+            r.live.get(),
+        )?;
+        gauge(
+            &mut e,
+            "optimystic_block_actors_live_high_water",
+            "Most BlockActors alive at once",
+            r.live_high_water.get(),
+        )?;
+        counter(
+            &mut e,
+            "optimystic_block_actors_activated",
+            "BlockActors activated",
+            r.activated.get(),
+        )?;
+        counter(
+            &mut e,
+            "optimystic_block_actors_passivated",
+            "BlockActors passivated",
+            r.passivated.get(),
+        )?;
+
+        let mut m = e.encode_descriptor(
+            "optimystic_repo_requests",
+            "Repo operations by kind and outcome (success, stale, error)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (op, name) in [
+            (RepoOp::Get, "get"),
+            (RepoOp::Pend, "pend"),
+            (RepoOp::Commit, "commit"),
+            (RepoOp::Cancel, "cancel"),
+        ] {
+            for (outcome, oname) in [
+                (Outcome::Success, "success"),
+                (Outcome::Stale, "stale"),
+                (Outcome::Error, "error"),
+            ] {
+                let v = self.engine.repo.get(op, outcome);
+                m.encode_family(&[("op", name), ("outcome", oname)])?
+                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&v, None)?;
+            }
+        }
+
+        let st = self.storage.stats();
+        counter(
+            &mut e,
+            "optimystic_storage_commits",
+            "Write batches made durable",
+            st.batches.get(),
+        )?;
+        counter(
+            &mut e,
+            "optimystic_storage_syncs",
+            "fsync/fdatasync calls",
+            st.syncs.get(),
+        )?;
+        counter(
+            &mut e,
+            "optimystic_storage_bytes_written",
+            "Bytes of records written",
+            st.bytes.get(),
+        )?;
+        counter(
+            &mut e,
+            "optimystic_storage_write_failures",
+            "Write batches that failed",
+            st.failures.get(),
+        )?;
+        if let Ok(n) = self.storage.block_count() {
+            gauge(
+                &mut e,
+                "optimystic_storage_blocks",
+                "Blocks stored (approximate on the embedded engine)",
+                i64::try_from(n).unwrap_or(i64::MAX),
+            )?;
+        }
+
+        let mut m = e.encode_descriptor(
+            "optimystic_inbound_rejected",
+            "Inbound frames and requests refused, by reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, n) in self.net.rejected() {
+            m.encode_family(&[("reason", reason)])?
+                .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&n, None)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,241 @@
+//! HTTP admin server (actix-web): `GET /metrics` (Prometheus text), `GET /status`
+//! (JSON) and `POST /v1/repo/{get,pend,commit,cancel}` (the JSON of DESIGN §3).
+//! Every error is `{"error":{"code","message"}}` with a 4xx/5xx status.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use futures::StreamExt;
+use optimystic_actors::block::StorageRepo;
+use optimystic_actors::metrics::EngineMetrics;
+use optimystic_actors::net::{codes, repo_error, ErrorReply, NetClient};
+use optimystic_actors::storage::{RawStorage, RepoError};
+use prometheus_client::registry::Registry;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Largest request body accepted (the block-carrying frame limit).
+pub const MAX_BODY: usize = 8 << 20;
+
+/// What the handlers need.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The local repo.
+    pub repo: StorageRepo,
+    /// The network (status).
+    pub net: NetClient,
+    /// Every metric.
+    pub registry: Arc<Registry>,
+    /// Storage (status).
+    pub storage: Arc<dyn RawStorage>,
+    /// Engine metrics (status).
+    pub engine: Arc<EngineMetrics>,
+    /// Start time.
+    pub started: Instant,
+    /// Configured cluster size.
+    pub cluster_size: usize,
+}
+
+/// Prometheus text of a registry.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, registry) {
+        tracing::error!(error = %e, "metrics encoding failed");
+    }
+    out
+}
+
+/// Binds and starts the server on the current System; returns its handle and
+/// the bound address (useful with port 0).
+pub fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<(ServerHandle, SocketAddr)> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/metrics", web::get().to(metrics))
+            .route("/status", web::get().to(status))
+            .route("/v1/repo/{op}", web::post().to(repo_op))
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .bind(addr)?;
+    let bound = server.addrs().first().copied().unwrap_or(addr);
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Ok((handle, bound))
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(ErrorReply::new(code, message))
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    let known =
+        ["/metrics", "/status"].contains(&req.path()) || req.path().starts_with("/v1/repo/");
+    if known {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} is not allowed on {}", req.method(), req.path()),
+        );
+    }
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route {}", req.path()),
+    )
+}
+
+async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(render(&state.registry))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusReply {
+    peer_id: String,
+    listen_addrs: Vec<String>,
+    connected_peers: Vec<String>,
+    cluster_size: usize,
+    storage: StorageStatus,
+    block_count: u64,
+    active_transactions: i64,
+    inbound_requests: usize,
+    live_block_actors: i64,
+    uptime_seconds: u64,
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StorageStatus {
+    backend: &'static str,
+    blocks: u64,
+    bytes_written: u64,
+    commits: u64,
+}
+
+async fn status(state: web::Data<AdminState>) -> HttpResponse {
+    let net = match state.net.status().await {
+        Ok(n) => n,
+        Err(e) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::UNAVAILABLE,
+                e.to_string(),
+            )
+        }
+    };
+    let blocks = state.storage.block_count().unwrap_or(0);
+    let stats = state.storage.stats();
+    HttpResponse::Ok().json(StatusReply {
+        peer_id: net.peer_id.to_string(),
+        listen_addrs: net.listen_addrs.iter().map(ToString::to_string).collect(),
+        connected_peers: net.connected.iter().map(ToString::to_string).collect(),
+        cluster_size: state.cluster_size,
+        storage: StorageStatus {
+            backend: state.storage.backend(),
+            blocks,
+            bytes_written: stats.bytes.get(),
+            commits: stats.batches.get(),
+        },
+        block_count: blocks,
+        active_transactions: state.engine.repo.active(),
+        inbound_requests: net.inbound_in_flight,
+        live_block_actors: state.engine.registry.live.get(),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// Reads the body up to [`MAX_BODY`] without buffering more.
+async fn body(mut payload: web::Payload) -> Result<Vec<u8>, HttpResponse> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                codes::BAD_REQUEST,
+                format!("cannot read body: {e}"),
+            )
+        })?;
+        if buf.len() + chunk.len() > MAX_BODY {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body exceeds {MAX_BODY} bytes"),
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpResponse> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.to_string()))
+}
+
+fn outcome<T: Serialize>(r: Result<T, RepoError>) -> HttpResponse {
+    match r {
+        Ok(v) => HttpResponse::Ok().json(v),
+        Err(e) => {
+            let status = match e {
+                RepoError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                RepoError::Unavailable(_) | RepoError::Restore { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                RepoError::PendConflict { .. } => StatusCode::CONFLICT,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            HttpResponse::build(status).json(repo_error(e))
+        }
+    }
+}
+
+async fn repo_op(
+    state: web::Data<AdminState>,
+    op: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let op = op.into_inner();
+    if !["get", "pend", "commit", "cancel"].contains(&op.as_str()) {
+        return error(
+            StatusCode::NOT_FOUND,
+            codes::UNKNOWN_OPERATION,
+            format!("unknown operation {op:?}; expected get, pend, commit or cancel"),
+        );
+    }
+    let bytes = match body(payload).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let repo = &state.repo;
+    match op.as_str() {
+        "get" => match parse(&bytes) {
+            Ok(r) => outcome(repo.get(r).await),
+            Err(e) => e,
+        },
+        "pend" => match parse(&bytes) {
+            Ok(r) => outcome(repo.pend(r).await),
+            Err(e) => e,
+        },
+        "commit" => match parse(&bytes) {
+            Ok(r) => outcome(repo.commit(r).await),
+            Err(e) => e,
+        },
+        _ => match parse(&bytes) {
+            Ok(r) => outcome(repo.cancel(r).await.map(|()| serde_json::json!({}))),
+            Err(e) => e,
+        },
+    }
+}

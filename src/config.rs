@@ -1,0 +1,173 @@
+//! Node configuration: built-in defaults, then a TOML file (`--config`), then
+//! `OPTIMYSTIC_*` environment variables, then flags — each overriding the last.
+//! `optimystic node --print-config` shows the result.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Every setting of a node, with its default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// Data directory: storage, identity key, lock.
+    pub data_dir: PathBuf,
+    /// Multiaddrs to listen on.
+    pub listen: Vec<String>,
+    /// Peers to connect to at start (with `/p2p/<peerId>`).
+    pub bootstrap: Vec<String>,
+    /// Prefix of every protocol id.
+    pub protocol_prefix: String,
+    /// Storage backend: `embedded` or `file`.
+    pub storage: String,
+    /// HTTP admin address (`/metrics`, `/status`, `/v1/repo/*`); empty = off.
+    pub http: String,
+    /// Most block actors kept in memory.
+    pub max_live_blocks: usize,
+    /// Peers per block cluster (used by consensus).
+    pub cluster_size: usize,
+    /// Log format: `text` or `json` (level from `RUST_LOG`).
+    pub log_format: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            listen: vec![crate::node::DEFAULT_LISTEN.to_string()],
+            bootstrap: Vec::new(),
+            protocol_prefix: optimystic_actors::net::DEFAULT_PREFIX.to_string(),
+            storage: "embedded".into(),
+            http: String::new(),
+            max_live_blocks: 10_000,
+            cluster_size: 3,
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// Values given on the command line or in the environment (clap fills both:
+/// a flag wins over its variable); `None` = not given.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--data-dir` / `OPTIMYSTIC_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen` / `OPTIMYSTIC_LISTEN` (comma-separated).
+    pub listen: Option<Vec<String>>,
+    /// `--bootstrap` / `OPTIMYSTIC_BOOTSTRAP` (comma-separated).
+    pub bootstrap: Option<Vec<String>>,
+    /// `--protocol-prefix` / `OPTIMYSTIC_PROTOCOL_PREFIX`.
+    pub protocol_prefix: Option<String>,
+    /// `--storage` / `OPTIMYSTIC_STORAGE`.
+    pub storage: Option<String>,
+    /// `--http` / `OPTIMYSTIC_HTTP`.
+    pub http: Option<String>,
+    /// `--max-live-blocks` / `OPTIMYSTIC_MAX_LIVE_BLOCKS`.
+    pub max_live_blocks: Option<usize>,
+    /// `--cluster-size` / `OPTIMYSTIC_CLUSTER_SIZE`.
+    pub cluster_size: Option<usize>,
+    /// `--log-format` / `OPTIMYSTIC_LOG_FORMAT`.
+    pub log_format: Option<String>,
+}
+
+impl Settings {
+    /// Reads a TOML file; unknown keys are an error.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+
+    /// Defaults, overlaid by `file` (if any), then by `o`.
+    pub fn resolve(file: Option<&Path>, o: Overrides) -> Result<Self, String> {
+        let mut s = match file {
+            Some(p) => Self::from_file(p)?,
+            None => Self::default(),
+        };
+        macro_rules! take {
+            ($($f:ident),*) => { $( if let Some(v) = o.$f { s.$f = v; } )* };
+        }
+        take!(
+            data_dir,
+            listen,
+            bootstrap,
+            protocol_prefix,
+            storage,
+            http,
+            max_live_blocks,
+            cluster_size,
+            log_format
+        );
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !matches!(self.storage.as_str(), "embedded" | "file") {
+            return Err(format!(
+                "storage must be embedded or file, not {:?}",
+                self.storage
+            ));
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(format!(
+                "log-format must be text or json, not {:?}",
+                self.log_format
+            ));
+        }
+        if self.cluster_size == 0 || self.max_live_blocks == 0 {
+            return Err("cluster-size and max-live-blocks must be at least 1".into());
+        }
+        if !self.http.is_empty() {
+            self.http
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| format!("http {:?}: {e}", self.http))?;
+        }
+        for a in self.listen.iter().chain(&self.bootstrap) {
+            a.parse::<libp2p::Multiaddr>()
+                .map_err(|e| format!("multiaddr {a:?}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The settings as TOML (what `--print-config` prints).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "storage = \"file\"\ncluster-size = 5\nhttp = \"127.0.0.1:9000\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(
+            Some(&path),
+            Overrides {
+                cluster_size: Some(7),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (s.storage.as_str(), s.cluster_size, s.http.as_str()),
+            ("file", 7, "127.0.0.1:9000")
+        );
+        assert_eq!(s.max_live_blocks, 10_000);
+        std::fs::write(&path, "nonsense = 1\n").unwrap();
+        assert!(Settings::resolve(Some(&path), Overrides::default()).is_err());
+        let bad = Overrides {
+            storage: Some("memory".into()),
+            ..Overrides::default()
+        };
+        assert!(Settings::resolve(None, bad).is_err());
+    }
+}
