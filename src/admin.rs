@@ -73,7 +73,20 @@ pub fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<(ServerHand
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(ErrorReply::new(code, message))
+    ApiError::new(status, code, message).response()
+}
+
+/// A refused request: its status and `{"error":{…}}` body.
+struct ApiError(StatusCode, ErrorReply);
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self(status, ErrorReply::new(code, message))
+    }
+
+    fn response(self) -> HttpResponse {
+        HttpResponse::build(self.0).json(self.1)
+    }
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
@@ -158,18 +171,18 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
 }
 
 /// Reads the body up to [`MAX_BODY`] without buffering more.
-async fn body(mut payload: web::Payload) -> Result<Vec<u8>, HttpResponse> {
+async fn body(mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
     let mut buf = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
-            error(
+            ApiError::new(
                 StatusCode::BAD_REQUEST,
                 codes::BAD_REQUEST,
                 format!("cannot read body: {e}"),
             )
         })?;
         if buf.len() + chunk.len() > MAX_BODY {
-            return Err(error(
+            return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 format!("request body exceeds {MAX_BODY} bytes"),
@@ -180,9 +193,9 @@ async fn body(mut payload: web::Payload) -> Result<Vec<u8>, HttpResponse> {
     Ok(buf)
 }
 
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpResponse> {
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.to_string()))
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.to_string()))
 }
 
 fn outcome<T: Serialize>(r: Result<T, RepoError>) -> HttpResponse {
@@ -217,25 +230,25 @@ async fn repo_op(
     }
     let bytes = match body(payload).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(e) => return e.response(),
     };
     let repo = &state.repo;
     match op.as_str() {
         "get" => match parse(&bytes) {
             Ok(r) => outcome(repo.get(r).await),
-            Err(e) => e,
+            Err(e) => e.response(),
         },
         "pend" => match parse(&bytes) {
             Ok(r) => outcome(repo.pend(r).await),
-            Err(e) => e,
+            Err(e) => e.response(),
         },
         "commit" => match parse(&bytes) {
             Ok(r) => outcome(repo.commit(r).await),
-            Err(e) => e,
+            Err(e) => e.response(),
         },
         _ => match parse(&bytes) {
             Ok(r) => outcome(repo.cancel(r).await.map(|()| serde_json::json!({}))),
-            Err(e) => e,
+            Err(e) => e.response(),
         },
     }
 }
