@@ -25,6 +25,8 @@ pub struct NodeProcess {
     pub child: Child,
     pub addr: String,
     pub lines: mpsc::Receiver<String>,
+    /// Lines read before the first `listening on`, and that line.
+    pub seen: Vec<String>,
 }
 
 impl NodeProcess {
@@ -49,16 +51,23 @@ impl NodeProcess {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
         let addr = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = lines
                 .recv_timeout(left)
                 .expect("node printed no listening line");
+            seen.push(line.clone());
             if let Some(a) = line.strip_prefix("listening on ") {
                 break a.to_string();
             }
         };
-        Self { child, addr, lines }
+        Self {
+            child,
+            addr,
+            lines,
+            seen,
+        }
     }
 
     /// The PeerId part of the address.

@@ -1,0 +1,170 @@
+//! Configuration precedence (file < env < flag) shown by `--print-config`, and the
+//! status/inspect commands against a running node.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::process::Command;
+
+use support::*;
+
+fn print_config(file: &std::path::Path, env: &[(&str, &str)], flags: &[&str]) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["node", "--print-config", "--config"])
+        .arg(file)
+        .args(flags);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn file_then_env_then_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("node.toml");
+    std::fs::write(
+        &file,
+        "storage = \"file\"\ncluster-size = 5\nmax-live-blocks = 100\nhttp = \"127.0.0.1:9100\"\n",
+    )
+    .unwrap();
+    let out = print_config(&file, &[], &[]);
+    for want in [
+        "storage = \"file\"",
+        "cluster-size = 5",
+        "max-live-blocks = 100",
+        "http = \"127.0.0.1:9100\"",
+        "protocol-prefix = \"/db-p2p\"",
+    ] {
+        assert!(out.contains(want), "{want} missing in:\n{out}");
+    }
+    let out = print_config(
+        &file,
+        &[
+            ("OPTIMYSTIC_CLUSTER_SIZE", "6"),
+            ("OPTIMYSTIC_STORAGE", "embedded"),
+        ],
+        &[],
+    );
+    assert!(
+        out.contains("cluster-size = 6") && out.contains("storage = \"embedded\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("max-live-blocks = 100"),
+        "file value kept: {out}"
+    );
+    let out = print_config(
+        &file,
+        &[("OPTIMYSTIC_CLUSTER_SIZE", "6")],
+        &["--cluster-size", "7"],
+    );
+    assert!(out.contains("cluster-size = 7"), "{out}");
+
+    // A bad value is one clear line and exit 1.
+    let out = Command::new(BIN)
+        .args(["node", "--print-config", "--storage", "tape"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("storage"));
+    std::fs::write(&file, "unknown-key = 1\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["node", "--print-config", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn status_and_inspect_read_a_running_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(tmp.path(), &["--http", "127.0.0.1:0"]);
+    // The http line comes before or after the listening line; find it.
+    let http = node
+        .seen
+        .clone()
+        .into_iter()
+        .chain(std::iter::from_fn(|| {
+            node.lines
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .ok()
+        }))
+        .find_map(|l| {
+            l.strip_prefix("http on http://")
+                .map(|r| r.split_whitespace().next().unwrap().to_string())
+        });
+    let http = match http {
+        Some(h) => h,
+        None => panic!("no http line"),
+    };
+    let out = Command::new(BIN)
+        .args(["status", "--http", &http])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&node.peer_id()) && text.contains("storage            embedded"),
+        "{text}"
+    );
+    let out = Command::new(BIN)
+        .args(["inspect", "--http", &http])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("mailboxes (by depth)")
+            && text.contains("block")
+            && text.contains("repo_service"),
+        "{text}"
+    );
+    let out = Command::new(BIN)
+        .args(["status", "--http", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(node.stop(), Some(0));
+}
+
+#[test]
+fn devnet_runs_its_workload_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["devnet", "--nodes", "3", "--ops", "30", "--once", "--dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("node")
+                && l.contains("/p2p/")
+                && l.contains("metrics http://"))
+            .count(),
+        3,
+        "{text}"
+    );
+    assert!(
+        text.contains("workload: 30 of 30 transactions committed, 30 read back"),
+        "{text}"
+    );
+    assert!(tmp.path().join("node2").join("identity.key").exists());
+}

@@ -1,0 +1,319 @@
+//! The HTTP admin server through a real HTTP client: every endpoint, series
+//! consistent with the workload, and bad requests of every kind.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::{json, Value};
+
+/// (status, body) of one request, run off the actix thread.
+async fn http(method: &'static str, url: String, body: Option<Vec<u8>>) -> (u16, String) {
+    actix_web::rt::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let resp = match (method, body) {
+            ("GET", _) => agent.get(&url).call(),
+            (_, Some(b)) => agent
+                .post(&url)
+                .header("content-type", "application/json")
+                .send(&b[..]),
+            (_, None) => agent.post(&url).send_empty(),
+        }
+        .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp
+            .into_body()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .unwrap();
+        (status, text)
+    })
+    .await
+    .unwrap()
+}
+
+fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name_and_labels)?
+                .strip_prefix(' ')?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("{name_and_labels} not in /metrics"))
+}
+
+#[actix_rt::test]
+async fn endpoints_report_the_workload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = optimystic::node::NodeBuilder::new()
+        .data_dir(tmp.path())
+        .listen("/ip4/127.0.0.1/tcp/0")
+        .http("127.0.0.1:0")
+        .start()
+        .await
+        .unwrap();
+    let base = format!("http://{}", node.http_addr().unwrap());
+    const N: usize = 12;
+    for i in 0..N {
+        let block =
+            json!({"header": {"id": format!("b{i}"), "type": "T", "collectionId": "c"}, "n": i});
+        let pend = json!({"trxId": format!("t{i}"), "rev": 1, "transforms": {"inserts": {format!("b{i}"): block}}, "policy": "f"});
+        let (s, b) = http(
+            "POST",
+            format!("{base}/v1/repo/pend"),
+            Some(pend.to_string().into_bytes()),
+        )
+        .await;
+        assert_eq!(
+            (
+                s,
+                serde_json::from_str::<Value>(&b).unwrap()["success"].clone()
+            ),
+            (200, json!(true)),
+            "{b}"
+        );
+        let commit = json!({"trxId": format!("t{i}"), "blockIds": [format!("b{i}")], "rev": 1});
+        let (s, b) = http(
+            "POST",
+            format!("{base}/v1/repo/commit"),
+            Some(commit.to_string().into_bytes()),
+        )
+        .await;
+        assert_eq!((s, b.as_str()), (200, r#"{"success":true}"#));
+    }
+    // One stale commit and one error, to see the outcomes split.
+    let stale = json!({"trxId": "t0", "blockIds": ["b1"], "rev": 1});
+    assert_eq!(
+        http(
+            "POST",
+            format!("{base}/v1/repo/commit"),
+            Some(stale.to_string().into_bytes())
+        )
+        .await
+        .0,
+        200
+    );
+    let never = json!({"trxId": "zz", "blockIds": ["b1"], "rev": 9});
+    let (s, b) = http(
+        "POST",
+        format!("{base}/v1/repo/commit"),
+        Some(never.to_string().into_bytes()),
+    )
+    .await;
+    assert_eq!(s, 422);
+    assert_eq!(
+        serde_json::from_str::<Value>(&b).unwrap()["error"]["code"],
+        json!("not_pending")
+    );
+    let (s, b) = http(
+        "POST",
+        format!("{base}/v1/repo/get"),
+        Some(br#"{"blockIds":["b3"]}"#.to_vec()),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&b).unwrap()["b3"]["block"]["n"],
+        json!(3)
+    );
+    let (s, b) = http(
+        "POST",
+        format!("{base}/v1/repo/cancel"),
+        Some(br#"{"trxId":"x","blockIds":["b3"]}"#.to_vec()),
+    )
+    .await;
+    assert_eq!((s, b.as_str()), (200, "{}"));
+
+    let (s, m) = http("GET", format!("{base}/metrics"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        metric(
+            &m,
+            r#"optimystic_repo_requests_total{op="commit",outcome="success"}"#
+        ),
+        N as f64
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"optimystic_repo_requests_total{op="commit",outcome="stale"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"optimystic_repo_requests_total{op="commit",outcome="error"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"optimystic_repo_requests_total{op="pend",outcome="success"}"#
+        ),
+        N as f64
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"optimystic_repo_requests_total{op="get",outcome="success"}"#
+        ),
+        1.0
+    );
+    assert!(metric(&m, "optimystic_storage_commits_total") >= (2 * N) as f64);
+    assert!(metric(&m, "optimystic_storage_syncs_total") >= 1.0);
+    assert!(metric(&m, "optimystic_storage_bytes_written_total") > 0.0);
+    assert!(
+        metric(
+            &m,
+            r#"optimystic_actor_messages_handled_total{actor="block"}"#
+        ) >= (2 * N) as f64
+    );
+    assert_eq!(
+        metric(&m, r#"optimystic_actor_mailbox_depth{actor="block"}"#),
+        0.0
+    );
+    assert!(metric(&m, r#"optimystic_actor_mailbox_high_water{actor="block"}"#) >= 1.0);
+    assert!(
+        metric(
+            &m,
+            r#"optimystic_actor_handler_latency_seconds_count{actor="block"}"#
+        ) >= (2 * N) as f64
+    );
+    assert!(
+        m.contains(r#"optimystic_actor_handler_latency_seconds_bucket{le="0.001",actor="block"}"#)
+            || m.contains(
+                r#"optimystic_actor_handler_latency_seconds_bucket{actor="block",le="0.001"}"#
+            ),
+        "{m}"
+    );
+    assert!(metric(&m, "optimystic_block_actors_activated_total") >= N as f64);
+    assert!(m.contains("optimystic_actor_mailbox_depth{actor=\"swarm\"}"));
+    assert!(m.contains("optimystic_actor_mailbox_depth{actor=\"repo_service\"}"));
+    assert!(m.contains("libp2p_"), "libp2p's own metrics are exported");
+    assert_eq!(
+        node.render_metrics()
+            .lines()
+            .filter(|l| l.starts_with("optimystic_repo_requests_total"))
+            .count(),
+        12
+    );
+
+    let (s, b) = http("GET", format!("{base}/status"), None).await;
+    assert_eq!(s, 200);
+    let st: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(st["peerId"], json!(node.peer_id().to_string()));
+    assert_eq!(st["storage"]["backend"], json!("embedded"));
+    assert_eq!(st["blockCount"], json!(N));
+    assert_eq!(st["clusterSize"], json!(3));
+    assert_eq!(st["activeTransactions"], json!(0));
+    assert!(st["listenAddrs"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("/ip4/127.0.0.1/tcp/"));
+    assert!(st["uptimeSeconds"].is_u64() && st["version"].is_string());
+    node.shutdown().await;
+}
+
+/// (method, url, body, expected status, expected error code)
+type Case = (&'static str, String, Option<Vec<u8>>, u16, &'static str);
+
+#[actix_rt::test]
+async fn bad_requests_get_json_errors_and_the_node_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = optimystic::node::NodeBuilder::new()
+        .data_dir(tmp.path())
+        .listen("/ip4/127.0.0.1/tcp/0")
+        .http("127.0.0.1:0")
+        .start()
+        .await
+        .unwrap();
+    let base = format!("http://{}", node.http_addr().unwrap());
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            format!("{base}/v1/repo/get"),
+            Some(b"{not json".to_vec()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            format!("{base}/v1/repo/get"),
+            Some(b"".to_vec()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            format!("{base}/v1/repo/get"),
+            Some(br#"{"blockIds":["../x"]}"#.to_vec()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            format!("{base}/v1/repo/pend"),
+            Some(br#"{"trxId":"t"}"#.to_vec()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            format!("{base}/v1/repo/pend"),
+            Some(br#"{"trxId":"t","transforms":{},"policy":"f"}"#.to_vec()),
+            422,
+            "invalid",
+        ),
+        (
+            "POST",
+            format!("{base}/v1/repo/drop"),
+            Some(b"{}".to_vec()),
+            404,
+            "unknown_operation",
+        ),
+        (
+            "POST",
+            format!("{base}/v1/repo/get"),
+            Some(vec![b' '; (8 << 20) + 1]),
+            413,
+            "body_too_large",
+        ),
+        (
+            "GET",
+            format!("{base}/v1/repo/get"),
+            None,
+            405,
+            "method_not_allowed",
+        ),
+        ("GET", format!("{base}/nowhere"), None, 404, "not_found"),
+        (
+            "POST",
+            format!("{base}/metrics"),
+            None,
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    for (method, url, body, want_status, want_code) in cases {
+        let (s, b) = http(method, url.clone(), body).await;
+        assert_eq!(s, want_status, "{method} {url}: {b}");
+        let v: Value = serde_json::from_str(&b).unwrap_or_else(|_| panic!("not JSON: {b}"));
+        assert_eq!(v["error"]["code"], json!(want_code), "{method} {url}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    let (s, b) = http(
+        "POST",
+        format!("{base}/v1/repo/get"),
+        Some(br#"{"blockIds":["a"]}"#.to_vec()),
+    )
+    .await;
+    assert_eq!((s, b.as_str()), (200, r#"{"a":{"state":{}}}"#));
+    assert_eq!(http("GET", format!("{base}/status"), None).await.0, 200);
+    node.shutdown().await;
+}
