@@ -257,8 +257,7 @@ impl NodeHandle {
             RepoService::new(service_repo, service_metrics)
         });
         let mut registry = Registry::default();
-        let libp2p_metrics =
-            libp2p::metrics::Metrics::new(registry.sub_registry_with_prefix("libp2p"));
+        let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
         registry.register_collector(Box::new(NodeCollector {
             engine: engine_metrics.clone(),
             net: net_metrics.clone(),
@@ -289,17 +288,10 @@ impl NodeHandle {
         let net = NetClient::new(swarm.clone(), net_metrics.clone());
         let _ = net_cell.set(net.clone());
         for addr in &cfg.listen {
-            swarm
-                .send(Listen(addr.clone()))
-                .await
-                .map_err(|_| NetError::Stopped)??;
+            net.call(Listen(addr.clone())).await??;
         }
         for addr in &cfg.bootstrap {
-            if let Err(e) = swarm
-                .send(Dial(addr.clone()))
-                .await
-                .map_err(|_| NetError::Stopped)?
-            {
+            if let Err(e) = net.call(Dial(addr.clone())).await? {
                 tracing::warn!(%addr, error = %e, "bootstrap dial failed");
             }
         }
@@ -393,13 +385,7 @@ impl NodeHandle {
         if let Some((server, _)) = &self.http {
             server.stop(true).await;
         }
-        if self
-            .net
-            .swarm()
-            .send(Drain { grace: DRAIN_GRACE })
-            .await
-            .is_err()
-        {
+        if self.net.call(Drain { grace: DRAIN_GRACE }).await.is_err() {
             tracing::warn!("swarm already stopped");
         }
         self.repo.registry().shutdown();

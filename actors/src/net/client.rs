@@ -74,8 +74,18 @@ impl NetClient {
 
     /// The swarm's state.
     pub async fn status(&self) -> Result<NetStatus, NetError> {
+        self.call(Status).await
+    }
+
+    /// Sends any SwarmActor message (counted in its mailbox metrics).
+    pub async fn call<M>(&self, msg: M) -> Result<M::Result, NetError>
+    where
+        M: actix::Message + Send + 'static,
+        M::Result: Send,
+        SwarmActor: actix::Handler<M>,
+    {
         self.metrics.swarm_actor.enqueued();
-        self.swarm.send(Status).await.map_err(|_| {
+        self.swarm.send(msg).await.map_err(|_| {
             self.metrics.swarm_actor.dropped();
             NetError::Stopped
         })
