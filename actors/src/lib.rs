@@ -10,9 +10,12 @@
 //!   activates and passivates them, and [`block::StorageRepo`], the node-local repo.
 //! - [`net`]: the SwarmActor on libp2p, the repo/block protocols, RepoService and
 //!   the clients.
+//! - [`cluster`]: ClusterRecord, signed votes, the member 2PC state machine and the
+//!   key-space arithmetic of clusters.
 //! - [`metrics`]: mailbox and handler instrumentation shared by every actor kind.
 
 pub mod block;
+pub mod cluster;
 pub mod metrics;
 pub mod model;
 pub mod net;

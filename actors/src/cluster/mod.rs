@@ -1,0 +1,14 @@
+//! Cluster consensus (DESIGN §7): the ClusterRecord with its canonical hash and
+//! signed votes, the member's two-phase-commit state machine, and the key-space
+//! arithmetic that picks each block's cluster. docs/CONSENSUS.md states the rules.
+
+pub mod keyspace;
+pub mod phase;
+pub mod record;
+
+pub use keyspace::closest_peers;
+pub use phase::{Action, Event, Phase, TxnError};
+pub use record::{
+    canonical_json, majority, message_hash, peer_entry, sign_commit, sign_promise, validate,
+    ClusterPeer, ClusterRecord, RecordError, Signature, Tally, VoteType,
+};

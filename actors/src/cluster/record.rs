@@ -1,0 +1,473 @@
+//! ClusterRecord (DESIGN §7): its canonical hash, the signed vote payloads, and
+//! validation of a record received from anyone. Pure functions; docs/CONSENSUS.md
+//! states the same rules in prose.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use libp2p::identity::{Keypair, PublicKey};
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::model::RepoMessage;
+
+/// A member of the record's cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPeer {
+    /// Where to reach it.
+    pub multiaddrs: Vec<String>,
+    /// Its libp2p public key, protobuf-encoded, base64url without padding.
+    pub public_key: String,
+}
+
+/// Approve or reject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VoteType {
+    /// In favour.
+    Approve,
+    /// Against.
+    Reject,
+}
+
+impl VoteType {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Approve => "approve",
+            Self::Reject => "reject",
+        }
+    }
+}
+
+/// One member's vote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Signature {
+    /// The vote.
+    #[serde(rename = "type")]
+    pub vote: VoteType,
+    /// Ed25519 signature over the vote payload, base64url without padding.
+    pub signature: String,
+    /// Why it rejects (e.g. `conflict:<messageHash>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject_reason: Option<String>,
+}
+
+/// A cluster transaction as it travels between coordinator and members.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterRecord {
+    /// base64url(sha256(canonical JSON of `message`)).
+    pub message_hash: String,
+    /// The cluster, by PeerId (base58).
+    pub peers: BTreeMap<String, ClusterPeer>,
+    /// The repo operation being agreed.
+    pub message: RepoMessage,
+    /// Phase-1 votes by PeerId.
+    #[serde(default)]
+    pub promises: BTreeMap<String, Signature>,
+    /// Phase-2 votes by PeerId.
+    #[serde(default)]
+    pub commits: BTreeMap<String, Signature>,
+}
+
+/// Why a record was refused. Nothing changes when one is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// `messageHash` does not match the message.
+    #[error("messageHash does not match the message")]
+    AlteredMessage,
+    /// The message carries no `expiration`.
+    #[error("a cluster message needs an expiration")]
+    NoExpiration,
+    /// The deadline has passed.
+    #[error("record expired at {0} ms")]
+    Expired(u64),
+    /// A peer entry is malformed or its key is not its PeerId's.
+    #[error("peer {0}: {1}")]
+    BadPeer(String, String),
+    /// A vote filed under a peer outside the record's peer set.
+    #[error("vote from {0}, which is not a member of the record's cluster")]
+    NonMember(String),
+    /// A vote whose signature does not verify under its peer's key.
+    #[error("{kind} of {peer} does not verify")]
+    BadSignature {
+        /// `promise` or `commit`.
+        kind: &'static str,
+        /// The voter.
+        peer: String,
+    },
+    /// A record with no peers.
+    #[error("a record needs at least one peer")]
+    NoPeers,
+    /// This node is not in the record's cluster.
+    #[error("this node is not a member of the record's cluster")]
+    NotAMember,
+}
+
+/// JSON with object keys sorted (by UTF-8 bytes) and no insignificant space.
+pub fn canonical_json(v: &Value) -> Vec<u8> {
+    fn write(v: &Value, out: &mut Vec<u8>) {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push(b'{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    // Serialising a string cannot fail.
+                    out.extend(serde_json::to_vec(k).unwrap_or_default());
+                    out.push(b':');
+                    write(&m[k], out);
+                }
+                out.push(b'}');
+            }
+            Value::Array(a) => {
+                out.push(b'[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write(x, out);
+                }
+                out.push(b']');
+            }
+            other => out.extend(serde_json::to_vec(other).unwrap_or_default()),
+        }
+    }
+    let mut out = Vec::new();
+    write(v, &mut out);
+    out
+}
+
+fn digest<T: Serialize>(v: &T) -> String {
+    let value = serde_json::to_value(v).unwrap_or(Value::Null);
+    B64.encode(Sha256::digest(canonical_json(&value)))
+}
+
+/// The `messageHash` of a message.
+pub fn message_hash(message: &RepoMessage) -> String {
+    digest(message)
+}
+
+fn promise_payload(r: &ClusterRecord, vote: VoteType, reason: Option<&str>) -> Vec<u8> {
+    format!(
+        "optimystic/cluster/v1/promise\n{}\n{}\n{}\n{}",
+        r.message_hash,
+        digest(&r.peers),
+        vote.as_str(),
+        reason.unwrap_or("")
+    )
+    .into_bytes()
+}
+
+fn commit_payload(r: &ClusterRecord, vote: VoteType, reason: Option<&str>) -> Vec<u8> {
+    format!(
+        "optimystic/cluster/v1/commit\n{}\n{}\n{}\n{}\n{}",
+        r.message_hash,
+        digest(&r.peers),
+        vote.as_str(),
+        reason.unwrap_or(""),
+        digest(&r.promises)
+    )
+    .into_bytes()
+}
+
+fn sign(key: &Keypair, payload: &[u8], vote: VoteType, reason: Option<String>) -> Signature {
+    Signature {
+        vote,
+        // Ed25519 signing cannot fail.
+        signature: B64.encode(key.sign(payload).unwrap_or_default()),
+        reject_reason: reason,
+    }
+}
+
+/// This member's promise (phase 1) on `r`.
+pub fn sign_promise(
+    key: &Keypair,
+    r: &ClusterRecord,
+    vote: VoteType,
+    reason: Option<String>,
+) -> Signature {
+    sign(
+        key,
+        &promise_payload(r, vote, reason.as_deref()),
+        vote,
+        reason,
+    )
+}
+
+/// This member's commit (phase 2) on `r`, covering its promise set.
+pub fn sign_commit(
+    key: &Keypair,
+    r: &ClusterRecord,
+    vote: VoteType,
+    reason: Option<String>,
+) -> Signature {
+    sign(
+        key,
+        &commit_payload(r, vote, reason.as_deref()),
+        vote,
+        reason,
+    )
+}
+
+/// The entry for this node in a record's peer set.
+pub fn peer_entry(key: &Keypair, multiaddrs: Vec<String>) -> (String, ClusterPeer) {
+    let public_key = B64.encode(key.public().encode_protobuf());
+    (
+        key.public().to_peer_id().to_string(),
+        ClusterPeer {
+            multiaddrs,
+            public_key,
+        },
+    )
+}
+
+fn peer_key(id: &str, p: &ClusterPeer) -> Result<PublicKey, RecordError> {
+    let bad = |m: &str| RecordError::BadPeer(id.to_string(), m.to_string());
+    let peer: PeerId = id.parse().map_err(|_| bad("not a PeerId"))?;
+    let bytes = B64
+        .decode(&p.public_key)
+        .map_err(|_| bad("publicKey is not base64url"))?;
+    let key =
+        PublicKey::try_decode_protobuf(&bytes).map_err(|_| bad("publicKey is not a libp2p key"))?;
+    if key.to_peer_id() != peer {
+        return Err(bad("publicKey does not belong to this PeerId"));
+    }
+    Ok(key)
+}
+
+/// The outcome of counting a validated record's votes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Members in the record.
+    pub members: usize,
+    /// Approving promises.
+    pub approvals: usize,
+    /// Rejecting promises.
+    pub rejections: usize,
+    /// Approving commits.
+    pub commits: usize,
+}
+
+/// Checks everything about a record: hash, deadline, peers and every vote.
+/// Returns the tally of its votes.
+pub fn validate(r: &ClusterRecord, now_ms: u64) -> Result<Tally, RecordError> {
+    if message_hash(&r.message) != r.message_hash {
+        return Err(RecordError::AlteredMessage);
+    }
+    let deadline = r.message.expiration.ok_or(RecordError::NoExpiration)?;
+    if deadline < now_ms {
+        return Err(RecordError::Expired(deadline));
+    }
+    if r.peers.is_empty() {
+        return Err(RecordError::NoPeers);
+    }
+    let keys = r
+        .peers
+        .iter()
+        .map(|(id, p)| Ok((id.as_str(), peer_key(id, p)?)))
+        .collect::<Result<BTreeMap<_, _>, RecordError>>()?;
+    let check = |kind: &'static str,
+                 votes: &BTreeMap<String, Signature>,
+                 payload: &dyn Fn(&Signature) -> Vec<u8>| {
+        for (peer, sig) in votes {
+            let key = keys
+                .get(peer.as_str())
+                .ok_or_else(|| RecordError::NonMember(peer.clone()))?;
+            let raw = B64.decode(&sig.signature).unwrap_or_default();
+            if !key.verify(&payload(sig), &raw) {
+                return Err(RecordError::BadSignature {
+                    kind,
+                    peer: peer.clone(),
+                });
+            }
+        }
+        Ok(())
+    };
+    check("promise", &r.promises, &|s| {
+        promise_payload(r, s.vote, s.reject_reason.as_deref())
+    })?;
+    check("commit", &r.commits, &|s| {
+        commit_payload(r, s.vote, s.reject_reason.as_deref())
+    })?;
+    let count = |votes: &BTreeMap<String, Signature>, v: VoteType| {
+        votes.values().filter(|s| s.vote == v).count()
+    };
+    Ok(Tally {
+        members: r.peers.len(),
+        approvals: count(&r.promises, VoteType::Approve),
+        rejections: count(&r.promises, VoteType::Reject),
+        commits: count(&r.commits, VoteType::Approve),
+    })
+}
+
+/// Simple majority of `members`: the default threshold.
+pub fn majority(members: usize) -> usize {
+    members / 2 + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BlockGets, BlockId, RepoOperation};
+
+    fn record(keys: &[&Keypair], expiration: u64) -> ClusterRecord {
+        let message = RepoMessage {
+            operations: vec![RepoOperation::Get(BlockGets {
+                block_ids: vec![BlockId::new("b").unwrap()],
+                context: None,
+            })],
+            expiration: Some(expiration),
+        };
+        ClusterRecord {
+            message_hash: message_hash(&message),
+            peers: keys.iter().map(|k| peer_entry(k, vec![])).collect(),
+            message,
+            promises: BTreeMap::new(),
+            commits: BTreeMap::new(),
+        }
+    }
+
+    fn id(k: &Keypair) -> String {
+        k.public().to_peer_id().to_string()
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        let v: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"d":[1,{"z":0,"y":"é"}],"c":null}}"#).unwrap();
+        assert_eq!(
+            String::from_utf8(canonical_json(&v)).unwrap(),
+            r#"{"a":{"c":null,"d":[1,{"y":"é","z":0}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn signed_votes_validate_and_count() {
+        let (a, b, c) = (
+            Keypair::generate_ed25519(),
+            Keypair::generate_ed25519(),
+            Keypair::generate_ed25519(),
+        );
+        let mut r = record(&[&a, &b, &c], u64::MAX);
+        r.promises
+            .insert(id(&a), sign_promise(&a, &r, VoteType::Approve, None));
+        r.promises.insert(
+            id(&b),
+            sign_promise(&b, &r, VoteType::Reject, Some("conflict:x".into())),
+        );
+        r.promises
+            .insert(id(&c), sign_promise(&c, &r, VoteType::Approve, None));
+        r.commits
+            .insert(id(&a), sign_commit(&a, &r, VoteType::Approve, None));
+        let t = validate(&r, 0).unwrap();
+        assert_eq!(
+            (t.members, t.approvals, t.rejections, t.commits),
+            (3, 2, 1, 1)
+        );
+        // Round-trips through both encodings unchanged and still validates.
+        let json: ClusterRecord =
+            serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(validate(&json, 0).unwrap(), t);
+        let mp: ClusterRecord =
+            rmp_serde::from_slice(&rmp_serde::to_vec_named(&r).unwrap()).unwrap();
+        assert_eq!(validate(&mp, 0).unwrap(), t);
+    }
+
+    #[test]
+    fn every_kind_of_tampering_is_refused() {
+        let (a, b, outsider) = (
+            Keypair::generate_ed25519(),
+            Keypair::generate_ed25519(),
+            Keypair::generate_ed25519(),
+        );
+        let mut r = record(&[&a, &b], u64::MAX);
+        r.promises
+            .insert(id(&a), sign_promise(&a, &r, VoteType::Approve, None));
+
+        // Forged: b's slot signed by a.
+        let mut forged = r.clone();
+        forged
+            .promises
+            .insert(id(&b), sign_promise(&a, &r, VoteType::Approve, None));
+        assert!(matches!(
+            validate(&forged, 0),
+            Err(RecordError::BadSignature {
+                kind: "promise",
+                ..
+            })
+        ));
+        // Vote type flipped after signing.
+        let mut flipped = r.clone();
+        flipped.promises.get_mut(&id(&a)).unwrap().vote = VoteType::Reject;
+        assert!(matches!(
+            validate(&flipped, 0),
+            Err(RecordError::BadSignature { .. })
+        ));
+        // A non-member's vote.
+        let mut non_member = r.clone();
+        non_member.promises.insert(
+            id(&outsider),
+            sign_promise(&outsider, &r, VoteType::Approve, None),
+        );
+        assert_eq!(
+            validate(&non_member, 0),
+            Err(RecordError::NonMember(id(&outsider)))
+        );
+        // Altered message under the same hash.
+        let mut altered = r.clone();
+        altered.message.expiration = Some(u64::MAX - 1);
+        assert_eq!(validate(&altered, 0), Err(RecordError::AlteredMessage));
+        // Expired.
+        let old = record(&[&a], 5);
+        assert_eq!(validate(&old, 6), Err(RecordError::Expired(5)));
+        // Peer set changed after voting: the vote no longer verifies.
+        let mut moved = r.clone();
+        moved
+            .peers
+            .insert(id(&outsider), peer_entry(&outsider, vec![]).1);
+        assert!(matches!(
+            validate(&moved, 0),
+            Err(RecordError::BadSignature { .. })
+        ));
+        // A peer entry whose key is someone else's.
+        let mut wrong_key = r.clone();
+        wrong_key.peers.get_mut(&id(&b)).unwrap().public_key = peer_entry(&a, vec![]).1.public_key;
+        assert!(matches!(
+            validate(&wrong_key, 0),
+            Err(RecordError::BadPeer(..))
+        ));
+        // A commit signed before more promises arrived no longer verifies.
+        let mut late = r.clone();
+        late.commits
+            .insert(id(&a), sign_commit(&a, &r, VoteType::Approve, None));
+        late.promises
+            .insert(id(&b), sign_promise(&b, &r, VoteType::Approve, None));
+        assert!(matches!(
+            validate(&late, 0),
+            Err(RecordError::BadSignature { kind: "commit", .. })
+        ));
+    }
+
+    #[test]
+    fn majority_threshold() {
+        assert_eq!(
+            (
+                majority(1),
+                majority(2),
+                majority(3),
+                majority(4),
+                majority(5)
+            ),
+            (1, 2, 2, 3, 3)
+        );
+    }
+}
