@@ -208,6 +208,9 @@ fn outcome<T: Serialize>(r: Result<T, RepoError>) -> HttpResponse {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
                 RepoError::PendConflict { .. } => StatusCode::CONFLICT,
+                RepoError::Coded { ref code, .. } if code == "storage" => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             HttpResponse::build(status).json(repo_error(e))

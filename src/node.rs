@@ -21,11 +21,13 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use libp2p::{Multiaddr, PeerId};
 use optimystic_actors::block::{BlockRegistry, RegistryOptions, StorageRepo};
+use optimystic_actors::cluster::{MemberDirectory, TxnStore};
+use optimystic_actors::coordinator::Coordinator;
 use optimystic_actors::metrics::export::NodeCollector;
 use optimystic_actors::metrics::EngineMetrics;
 use optimystic_actors::net::{
-    build_swarm, load_or_create_identity, restore_from_peers, Dial, Drain, Listen, NetClient,
-    NetConfig, NetError, NetEvent, NetMetrics, ProtocolIds, RepoService, SwarmActor,
+    build_swarm, load_or_create_identity, restore_from_peers, Consensus, Dial, Drain, Listen,
+    NetClient, NetConfig, NetError, NetEvent, NetMetrics, ProtocolIds, RepoService, SwarmActor,
 };
 use optimystic_actors::storage::{open_storage, RawStorage, RepoError, StorageKind};
 use prometheus_client::registry::Registry;
@@ -248,13 +250,30 @@ impl NodeHandle {
             cfg.registry.clone(),
         )?;
         let repo = StorageRepo::new(registry);
+        let members = MemberDirectory::new(
+            key.clone(),
+            repo.clone(),
+            TxnStore::open(&cfg.data_dir).map_err(RepoError::from)?,
+        );
+        let coordinator = Arc::new(Coordinator::new(
+            key.clone(),
+            repo.clone(),
+            net_cell.clone(),
+            members.clone(),
+            cfg.cluster_size,
+            net_cfg.request_timeout,
+        ));
+        let consensus = Consensus {
+            members,
+            coordinator,
+        };
         let (events_tx, events) = mpsc::channel(256);
         let swarm_arbiter = Arbiter::try_new()
             .map_err(|e| NodeError::Config(format!("cannot start arbiter: {e}")))?;
         // Beside the swarm: an inbound request and its reply cross no thread there.
         let (service_repo, service_metrics) = (repo.clone(), net_metrics.clone());
         let service = RepoService::start_in_arbiter(&swarm_arbiter.handle(), move |_| {
-            RepoService::new(service_repo, service_metrics)
+            RepoService::new(service_repo, service_metrics).with_consensus(consensus)
         });
         let mut registry = Registry::default();
         let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);

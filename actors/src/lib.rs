@@ -16,6 +16,7 @@
 
 pub mod block;
 pub mod cluster;
+pub mod coordinator;
 pub mod metrics;
 pub mod model;
 pub mod net;

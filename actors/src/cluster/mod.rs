@@ -3,12 +3,16 @@
 //! arithmetic that picks each block's cluster. docs/CONSENSUS.md states the rules.
 
 pub mod keyspace;
+pub mod member;
 pub mod phase;
 pub mod record;
+pub mod store;
 
 pub use keyspace::closest_peers;
+pub use member::{operation_blocks, ClusterError, MemberDirectory};
 pub use phase::{Action, Event, Phase, TxnError};
 pub use record::{
     canonical_json, majority, message_hash, peer_entry, sign_commit, sign_promise, validate,
     ClusterPeer, ClusterRecord, RecordError, Signature, Tally, VoteType,
 };
+pub use store::{TxnState, TxnStore};

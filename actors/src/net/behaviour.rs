@@ -71,14 +71,18 @@ pub enum Proto {
     RepoMp,
     /// `{prefix}/block/1.0.0`.
     Block,
+    /// `{prefix}/cluster/1.0.0`.
+    ClusterJson,
+    /// `{prefix}/cluster/mp/1.0.0`.
+    ClusterMp,
 }
 
 impl Proto {
     /// How the protocol encodes messages.
     pub fn encoding(self) -> Encoding {
         match self {
-            Self::RepoMp => Encoding::MsgPack,
-            Self::RepoJson | Self::Block => Encoding::Json,
+            Self::RepoMp | Self::ClusterMp => Encoding::MsgPack,
+            Self::RepoJson | Self::Block | Self::ClusterJson => Encoding::Json,
         }
     }
 }
@@ -93,6 +97,8 @@ pub struct NodeBehaviour {
     pub(crate) repo_json: request_response::Behaviour<FrameCodec>,
     pub(crate) repo_mp: request_response::Behaviour<FrameCodec>,
     pub(crate) block: request_response::Behaviour<FrameCodec>,
+    pub(crate) cluster_json: request_response::Behaviour<FrameCodec>,
+    pub(crate) cluster_mp: request_response::Behaviour<FrameCodec>,
 }
 
 impl NodeBehaviour {
@@ -101,6 +107,8 @@ impl NodeBehaviour {
             Proto::RepoJson => &mut self.repo_json,
             Proto::RepoMp => &mut self.repo_mp,
             Proto::Block => &mut self.block,
+            Proto::ClusterJson => &mut self.cluster_json,
+            Proto::ClusterMp => &mut self.cluster_mp,
         }
     }
 
@@ -151,6 +159,16 @@ impl NodeBehaviour {
             repo_json: rr(&ids.repo_json, cfg.max_control_frame, cfg.max_block_frame),
             repo_mp: rr(&ids.repo_mp, cfg.max_control_frame, cfg.max_block_frame),
             block: rr(&ids.block, cfg.max_control_frame, cfg.max_block_frame),
+            cluster_json: rr(
+                &ids.cluster_json,
+                cfg.max_control_frame,
+                cfg.max_control_frame,
+            ),
+            cluster_mp: rr(
+                &ids.cluster_mp,
+                cfg.max_control_frame,
+                cfg.max_control_frame,
+            ),
         }
     }
 }

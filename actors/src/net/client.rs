@@ -179,6 +179,37 @@ impl RepoClient {
     }
 }
 
+/// Sends a cluster record to `peer` (MessagePack, JSON if the peer lacks it).
+pub async fn cluster_update(
+    net: &NetClient,
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+    record: crate::cluster::ClusterRecord,
+    timeout: Duration,
+) -> Result<crate::cluster::ClusterRecord, NetError> {
+    let req = super::wire::ClusterRequest {
+        operation: "update".into(),
+        record,
+    };
+    for proto in [Proto::ClusterMp, Proto::ClusterJson] {
+        let enc = proto.encoding();
+        let bytes = encode(enc, &req).map_err(NetError::Decode)?;
+        match net
+            .request(peer, addrs.clone(), proto, bytes, timeout)
+            .await
+        {
+            Err(NetError::Unsupported) => continue,
+            Err(e) => return Err(e),
+            Ok(reply) => {
+                return decode_reply(enc, &reply)
+                    .map_err(NetError::Decode)?
+                    .map_err(NetError::from)
+            }
+        }
+    }
+    Err(NetError::Unsupported)
+}
+
 /// Asks `peer` for `block`'s archive from `rev` (or its latest revision).
 pub async fn fetch_archive(
     net: &NetClient,

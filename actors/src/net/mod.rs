@@ -20,17 +20,18 @@ use libp2p::{Multiaddr, PeerId};
 use parking_lot::Mutex;
 
 pub use behaviour::{build_swarm, load_or_create_identity, NetConfig, NodeBehaviour, Proto};
-pub use client::{fetch_archive, restore_from_peers, NetClient, RepoClient};
+pub use client::{cluster_update, fetch_archive, restore_from_peers, NetClient, RepoClient};
 pub use frame::{read_frame, write_frame, Frame, FrameCodec};
 pub use protocol::{
     BadPrefix, Encoding, ProtocolIds, BLOCK_FRAME_MAX, CONTROL_FRAME_MAX, DEFAULT_PREFIX,
 };
-pub use service::{repo_error, RepoService};
+pub use service::{repo_error, Consensus, RepoService};
 pub use swarm::{
     Dial, Drain, Inbound, InboundKey, Listen, NetStatus, Request, Respond, Status, SwarmActor,
 };
 pub use wire::{
-    codes, decode, decode_reply, decode_request, encode, BlockRequest, ErrorBody, ErrorReply,
+    codes, decode, decode_reply, decode_request, encode, BlockRequest, ClusterRequest, ErrorBody,
+    ErrorReply,
 };
 
 use crate::metrics::ActorMetrics;

@@ -32,6 +32,10 @@ pub struct ProtocolIds {
     pub repo_mp: StreamProtocol,
     /// `{prefix}/block/1.0.0` (JSON): restoration.
     pub block: StreamProtocol,
+    /// `{prefix}/cluster/1.0.0` (JSON): consensus records.
+    pub cluster_json: StreamProtocol,
+    /// `{prefix}/cluster/mp/1.0.0` (MessagePack): consensus records.
+    pub cluster_mp: StreamProtocol,
     /// `{prefix}/kad/1.0.0`: the DHT.
     pub kad: StreamProtocol,
 }
@@ -54,6 +58,8 @@ impl ProtocolIds {
             repo_json: id("/repo/1.0.0")?,
             repo_mp: id("/repo/mp/1.0.0")?,
             block: id("/block/1.0.0")?,
+            cluster_json: id("/cluster/1.0.0")?,
+            cluster_mp: id("/cluster/mp/1.0.0")?,
             kad: id("/kad/1.0.0")?,
         })
     }

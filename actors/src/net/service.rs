@@ -9,9 +9,13 @@ use serde::Serialize;
 
 use super::behaviour::Proto;
 use super::swarm::{Inbound, Respond};
-use super::wire::{codes, decode, decode_request, encode, BlockRequest, ErrorReply};
+use super::wire::{
+    codes, decode, decode_request, encode, BlockRequest, ClusterRequest, ErrorReply,
+};
 use super::{now_ms, Encoding, NetMetrics};
 use crate::block::StorageRepo;
+use crate::cluster::{ClusterError, MemberDirectory, RecordError};
+use crate::coordinator::Coordinator;
 use crate::model::RepoOperation;
 use crate::storage::RepoError;
 
@@ -22,12 +26,32 @@ const SERVICE_MAILBOX: usize = 1024;
 pub struct RepoService {
     repo: StorageRepo,
     metrics: Arc<NetMetrics>,
+    consensus: Option<Consensus>,
+}
+
+/// What a node needs to take part in consensus.
+#[derive(Clone)]
+pub struct Consensus {
+    /// This node's cluster members (answers the cluster protocol).
+    pub members: Arc<MemberDirectory>,
+    /// Runs client writes through the cluster.
+    pub coordinator: Arc<Coordinator>,
 }
 
 impl RepoService {
     /// A service over `repo`.
     pub fn new(repo: StorageRepo, metrics: Arc<NetMetrics>) -> Self {
-        Self { repo, metrics }
+        Self {
+            repo,
+            metrics,
+            consensus: None,
+        }
+    }
+
+    /// Routes writes through `consensus` and answers the cluster protocol.
+    pub fn with_consensus(mut self, consensus: Consensus) -> Self {
+        self.consensus = Some(consensus);
+        self
     }
 }
 
@@ -46,11 +70,21 @@ impl Handler<Inbound> for RepoService {
         let timer = self.metrics.repo_service.start();
         let repo = self.repo.clone();
         let metrics = self.metrics.clone();
+        let consensus = self.consensus.clone();
         Box::pin(async move {
             let enc = msg.proto.encoding();
             let reply = match msg.proto {
                 Proto::Block => serve_block(&repo, &msg.bytes).await,
-                Proto::RepoJson | Proto::RepoMp => serve_repo(&repo, enc, &msg.bytes).await,
+                Proto::RepoJson | Proto::RepoMp => {
+                    serve_repo(&repo, consensus.as_ref(), enc, &msg.bytes).await
+                }
+                Proto::ClusterJson | Proto::ClusterMp => match &consensus {
+                    Some(c) => serve_cluster(&c.members, enc, &msg.bytes).await,
+                    None => Err(ErrorReply::new(
+                        codes::UNAVAILABLE,
+                        "this node takes no part in consensus",
+                    )),
+                },
             };
             let bytes = reply.unwrap_or_else(|e| {
                 metrics.count_rejected(&e.error.code);
@@ -85,6 +119,7 @@ fn reply<T: Serialize>(enc: Encoding, v: &T) -> Result<Vec<u8>, ErrorReply> {
 
 async fn serve_repo(
     repo: &StorageRepo,
+    consensus: Option<&Consensus>,
     enc: Encoding,
     bytes: &[u8],
 ) -> Result<Vec<u8>, ErrorReply> {
@@ -95,6 +130,17 @@ async fn serve_repo(
             format!("expired at {deadline} ms"),
         ));
     }
+    if let Some(c) = consensus.map(|c| &c.coordinator) {
+        return match op {
+            RepoOperation::Get(g) => reply(enc, &repo.get(g).await.map_err(repo_error)?),
+            RepoOperation::Pend(p) => reply(enc, &c.pend(p).await.map_err(repo_error)?),
+            RepoOperation::Commit(r) => reply(enc, &c.commit(r).await.map_err(repo_error)?),
+            RepoOperation::Cancel(x) => {
+                c.cancel(x.trx_ref).await.map_err(repo_error)?;
+                reply(enc, &Empty {})
+            }
+        };
+    }
     match op {
         RepoOperation::Get(g) => reply(enc, &repo.get(g).await.map_err(repo_error)?),
         RepoOperation::Pend(p) => reply(enc, &repo.pend(p).await.map_err(repo_error)?),
@@ -102,6 +148,34 @@ async fn serve_repo(
         RepoOperation::Cancel(c) => {
             repo.cancel(c.trx_ref).await.map_err(repo_error)?;
             reply(enc, &Empty {})
+        }
+    }
+}
+
+async fn serve_cluster(
+    members: &Arc<MemberDirectory>,
+    enc: Encoding,
+    bytes: &[u8],
+) -> Result<Vec<u8>, ErrorReply> {
+    let req: ClusterRequest =
+        decode(enc, bytes).map_err(|e| ErrorReply::new(codes::BAD_REQUEST, e))?;
+    if req.operation != "update" {
+        return Err(ErrorReply::new(
+            codes::UNKNOWN_OPERATION,
+            format!("unknown cluster operation {:?}", req.operation),
+        ));
+    }
+    match members.update(req.record).await {
+        Ok(r) => reply(enc, &r),
+        Err(e) => {
+            let code = match &e {
+                ClusterError::Record(RecordError::NotAMember) => codes::NOT_A_MEMBER,
+                ClusterError::Record(_) => codes::INVALID_RECORD,
+                ClusterError::Txn(_) => codes::DECIDED,
+                ClusterError::Storage(_) => codes::STORAGE,
+                ClusterError::Unavailable(_) => codes::UNAVAILABLE,
+            };
+            Err(ErrorReply::new(code, e.to_string()))
         }
     }
 }
@@ -118,6 +192,9 @@ async fn serve_block(repo: &StorageRepo, bytes: &[u8]) -> Result<Vec<u8>, ErrorR
 
 /// The error reply for a repo failure.
 pub fn repo_error(e: RepoError) -> ErrorReply {
+    if let RepoError::Coded { code, message } = e {
+        return ErrorReply::new(&code, message);
+    }
     let code = match &e {
         RepoError::Storage(_) => codes::STORAGE,
         RepoError::Transform(_) => codes::TRANSFORM,
@@ -126,6 +203,7 @@ pub fn repo_error(e: RepoError) -> ErrorReply {
         RepoError::Invalid(_) => codes::INVALID,
         RepoError::Restore { .. } => codes::RESTORE,
         RepoError::Unavailable(_) => codes::UNAVAILABLE,
+        RepoError::Coded { .. } => codes::INVALID,
     };
     ErrorReply::new(code, e.to_string())
 }

@@ -102,8 +102,21 @@ pub struct NetStatus {
     pub connected: Vec<PeerId>,
     /// Connected peers that serve the block-transfer protocol (from identify).
     pub block_servers: Vec<PeerId>,
+    /// Connected peers that take part in consensus: key and listen addresses.
+    pub members: Vec<PeerInfo>,
     /// Inbound requests being served.
     pub inbound_in_flight: usize,
+}
+
+/// What identify told us of a peer.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// The peer.
+    pub peer_id: PeerId,
+    /// Its public key.
+    pub public_key: libp2p::identity::PublicKey,
+    /// Addresses it listens on.
+    pub addrs: Vec<Multiaddr>,
 }
 
 /// Stop accepting connections, then resolve once every inbound request has been
@@ -140,6 +153,7 @@ pub struct SwarmActor {
     per_peer: HashMap<PeerId, usize>,
     listen_addrs: Vec<Multiaddr>,
     block_servers: HashSet<PeerId>,
+    members: HashMap<PeerId, PeerInfo>,
     known: HashSet<PeerId>,
     drain_waiters: Vec<oneshot::Sender<()>>,
     self_recipient: Option<WeakRecipient<Respond>>,
@@ -171,6 +185,7 @@ impl SwarmActor {
             per_peer: HashMap::new(),
             listen_addrs: Vec::new(),
             block_servers: HashSet::new(),
+            members: HashMap::new(),
             known: HashSet::new(),
             drain_waiters: Vec::new(),
             self_recipient: None,
@@ -229,6 +244,7 @@ impl SwarmActor {
                 ..
             } => {
                 self.block_servers.remove(&peer_id);
+                self.members.remove(&peer_id);
                 self.emit(NetEvent::Disconnected(peer_id))
             }
             SwarmEvent::Behaviour(NodeBehaviourEvent::Identify(identify::Event::Received {
@@ -238,6 +254,19 @@ impl SwarmActor {
             })) => {
                 if info.protocols.contains(&self.cfg.protocols.block) {
                     self.block_servers.insert(peer_id);
+                }
+                if info.protocols.contains(&self.cfg.protocols.cluster_mp)
+                    || info.protocols.contains(&self.cfg.protocols.cluster_json)
+                {
+                    let addrs = info.listen_addrs.clone();
+                    self.members.insert(
+                        peer_id,
+                        PeerInfo {
+                            peer_id,
+                            public_key: info.public_key.clone(),
+                            addrs,
+                        },
+                    );
                 }
                 let is_new = self.known.insert(peer_id);
                 for addr in info.listen_addrs {
@@ -259,6 +288,12 @@ impl SwarmActor {
             }
             SwarmEvent::Behaviour(NodeBehaviourEvent::RepoMp(e)) => self.on_rr(Proto::RepoMp, e),
             SwarmEvent::Behaviour(NodeBehaviourEvent::Block(e)) => self.on_rr(Proto::Block, e),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::ClusterJson(e)) => {
+                self.on_rr(Proto::ClusterJson, e)
+            }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::ClusterMp(e)) => {
+                self.on_rr(Proto::ClusterMp, e)
+            }
             _ => {}
         }
     }
@@ -547,6 +582,7 @@ impl Handler<Status> for SwarmActor {
             listen_addrs: self.listen_addrs.clone(),
             connected: self.swarm.connected_peers().copied().collect(),
             block_servers: self.block_servers.iter().copied().collect(),
+            members: self.members.values().cloned().collect(),
             inbound_in_flight: self.inbound.len(),
         })
     }

@@ -37,6 +37,12 @@ pub mod codes {
     pub const RESTORE: &str = "restore";
     /// The node is shutting down or overloaded.
     pub const UNAVAILABLE: &str = "unavailable";
+    /// A cluster record failed validation (hash, deadline, peers, signatures).
+    pub const INVALID_RECORD: &str = "invalid_record";
+    /// This node is not in the record's cluster.
+    pub const NOT_A_MEMBER: &str = "not_a_member";
+    /// The record contradicts this member's decision.
+    pub const DECIDED: &str = "decided";
 }
 
 /// `{"error":{"code","message"}}`.
@@ -65,6 +71,15 @@ impl ErrorReply {
             },
         }
     }
+}
+
+/// A request on the cluster protocol: `{"operation":"update","record":…}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterRequest {
+    /// Always `update`.
+    pub operation: String,
+    /// The record.
+    pub record: crate::cluster::ClusterRecord,
 }
 
 /// Ask a peer for a block's archive (`{prefix}/block/1.0.0`).

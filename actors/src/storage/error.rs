@@ -102,6 +102,14 @@ pub enum RepoError {
         /// Why.
         message: String,
     },
+    /// An error reported with a protocol error code (e.g. by the cluster's execution).
+    #[error("{code}: {message}")]
+    Coded {
+        /// The code (docs/PROTOCOL.md).
+        code: String,
+        /// Detail.
+        message: String,
+    },
     /// The actor system is shutting down or overloaded.
     #[error("repo unavailable: {0}")]
     Unavailable(String),

@@ -1,0 +1,356 @@
+//! Cluster members: one [`ClusterMember`] actor per in-flight transaction (keyed by
+//! messageHash) runs the phase machine of [`super::phase`], persists each new phase
+//! before acting, reserves the transaction's blocks while it is undecided, and
+//! executes the operation on the local StorageRepo exactly once (the repo's
+//! operations are idempotent under redelivery, and a decided phase never executes
+//! again). The [`MemberDirectory`] routes records to them and owns the
+//! reservations, so conflict detection has one owner per node.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use dashmap::DashMap;
+use libp2p::identity::Keypair;
+use parking_lot::Mutex;
+
+use super::phase::{Action, Event, Phase, TxnError};
+use super::record::{
+    majority, sign_commit, sign_promise, validate, ClusterRecord, RecordError, VoteType,
+};
+use super::store::{TxnState, TxnStore};
+use crate::block::StorageRepo;
+use crate::metrics::ActorMetrics;
+use crate::model::{BlockId, RepoOperation};
+use crate::net::now_ms;
+use crate::storage::{RepoError, StorageError};
+
+/// Why a member refused a record.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The record is invalid; nothing changed.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// The record contradicts what this member decided.
+    #[error(transparent)]
+    Txn(#[from] TxnError),
+    /// Persisting the transaction failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The member actor is gone.
+    #[error("cluster member unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The blocks an operation touches (reserved while undecided).
+pub fn operation_blocks(op: &RepoOperation) -> BTreeSet<BlockId> {
+    match op {
+        RepoOperation::Pend(p) => p.transforms.block_ids(),
+        RepoOperation::Commit(c) => c.block_ids.iter().cloned().collect(),
+        RepoOperation::Cancel(c) => c.trx_ref.block_ids.iter().cloned().collect(),
+        RepoOperation::Get(_) => BTreeSet::new(),
+    }
+}
+
+/// Routes records to member actors; owns reservations; shared by the node.
+pub struct MemberDirectory {
+    key: Keypair,
+    me: String,
+    repo: StorageRepo,
+    store: TxnStore,
+    members: DashMap<String, Addr<ClusterMember>>,
+    reservations: Mutex<HashMap<BlockId, String>>,
+    metrics: Arc<ActorMetrics>,
+}
+
+impl MemberDirectory {
+    /// A directory signing with `key`, executing on `repo`, persisting in `store`.
+    pub fn new(key: Keypair, repo: StorageRepo, store: TxnStore) -> Arc<Self> {
+        Arc::new(Self {
+            me: key.public().to_peer_id().to_string(),
+            key,
+            repo,
+            store,
+            members: DashMap::new(),
+            reservations: Mutex::new(HashMap::new()),
+            metrics: Arc::new(ActorMetrics::new("cluster_member")),
+        })
+    }
+
+    /// Mailbox metrics of the member actors.
+    pub fn metrics(&self) -> &Arc<ActorMetrics> {
+        &self.metrics
+    }
+
+    /// This node's PeerId, as records spell it.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// Reserves `blocks` for `hash`; on conflict returns the holder and reserves nothing.
+    fn reserve(&self, blocks: &BTreeSet<BlockId>, hash: &str) -> Result<(), String> {
+        let mut r = self.reservations.lock();
+        if let Some(holder) = blocks
+            .iter()
+            .filter_map(|b| r.get(b))
+            .find(|h| h.as_str() != hash)
+        {
+            return Err(holder.clone());
+        }
+        for b in blocks {
+            r.insert(b.clone(), hash.to_string());
+        }
+        Ok(())
+    }
+
+    fn conflict(&self, blocks: &BTreeSet<BlockId>, hash: &str) -> Option<String> {
+        let r = self.reservations.lock();
+        blocks
+            .iter()
+            .filter_map(|b| r.get(b))
+            .find(|h| h.as_str() != hash)
+            .cloned()
+    }
+
+    fn release(&self, blocks: &BTreeSet<BlockId>, hash: &str) {
+        let mut r = self.reservations.lock();
+        for b in blocks {
+            if r.get(b).is_some_and(|h| h == hash) {
+                r.remove(b);
+            }
+        }
+    }
+
+    /// The local result of a committed transaction (JSON), if this member executed it.
+    pub fn result(&self, hash: &str) -> Option<serde_json::Value> {
+        self.store.load(hash).ok().flatten().and_then(|s| s.result)
+    }
+
+    /// Handles a record from a coordinator or a recovering peer: validates it,
+    /// advances this member's phase and returns the record with this member's votes.
+    pub async fn update(
+        self: &Arc<Self>,
+        record: ClusterRecord,
+    ) -> Result<ClusterRecord, ClusterError> {
+        validate(&record, now_ms())?;
+        if !record.peers.contains_key(&self.me) {
+            return Err(RecordError::NotAMember.into());
+        }
+        let hash = record.message_hash.clone();
+        for _ in 0..4 {
+            let addr = self.member(&hash)?;
+            self.metrics.enqueued();
+            match addr.send(Update(record.clone())).await {
+                Ok(r) => return r,
+                Err(_) => self.metrics.dropped(),
+            }
+            // The actor stopped after deciding; the next one loads the decided state.
+        }
+        Err(ClusterError::Unavailable(format!(
+            "member for {hash} keeps stopping"
+        )))
+    }
+
+    fn member(self: &Arc<Self>, hash: &str) -> Result<Addr<ClusterMember>, ClusterError> {
+        if let Some(a) = self.members.get(hash).filter(|a| a.connected()) {
+            return Ok(a.clone());
+        }
+        let state = self.store.load(hash)?;
+        let dir = self.clone();
+        let hash_owned = hash.to_string();
+        let addr = self
+            .members
+            .entry(hash.to_string())
+            .and_modify(|a| {
+                if !a.connected() {
+                    *a = ClusterMember::new(dir.clone(), hash_owned.clone(), state.clone()).start();
+                }
+            })
+            .or_insert_with(|| {
+                ClusterMember::new(dir.clone(), hash_owned.clone(), state.clone()).start()
+            })
+            .clone();
+        Ok(addr)
+    }
+}
+
+/// One transaction's member.
+pub struct ClusterMember {
+    dir: Arc<MemberDirectory>,
+    hash: String,
+    state: Option<TxnState>,
+}
+
+impl ClusterMember {
+    fn new(dir: Arc<MemberDirectory>, hash: String, state: Option<TxnState>) -> Self {
+        Self { dir, hash, state }
+    }
+
+    fn phase(&self) -> Phase {
+        self.state.as_ref().map_or(Phase::Idle, |s| s.phase.clone())
+    }
+
+    fn persist(
+        &mut self,
+        phase: Phase,
+        record: ClusterRecord,
+        result: Option<serde_json::Value>,
+    ) -> Result<(), ClusterError> {
+        let result = result.or_else(|| self.state.as_ref().and_then(|s| s.result.clone()));
+        let state = TxnState {
+            phase,
+            record,
+            result,
+        };
+        self.dir.store.save(&self.hash, &state)?;
+        self.state = Some(state);
+        Ok(())
+    }
+
+    /// The stored record with the incoming record's votes added (ours win).
+    fn merged(&self, incoming: ClusterRecord) -> ClusterRecord {
+        let Some(s) = &self.state else {
+            return incoming;
+        };
+        let mut r = incoming;
+        for (k, v) in &s.record.promises {
+            r.promises.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        for (k, v) in &s.record.commits {
+            r.commits.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        r
+    }
+}
+
+impl Actor for ClusterMember {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(64);
+    }
+}
+
+/// A record for this member's transaction.
+#[derive(Message)]
+#[rtype(result = "Result<ClusterRecord, ClusterError>")]
+struct Update(ClusterRecord);
+
+fn to_value<T: serde::Serialize>(v: T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// Runs the agreed operation on the local repo; its result (or error reply) as JSON.
+async fn execute(repo: StorageRepo, op: RepoOperation) -> serde_json::Value {
+    let r = match op {
+        RepoOperation::Pend(p) => repo.pend(p).await.map(to_value),
+        RepoOperation::Commit(c) => repo.commit(c).await.map(to_value),
+        RepoOperation::Cancel(c) => repo.cancel(c.trx_ref).await.map(|()| serde_json::json!({})),
+        RepoOperation::Get(g) => repo.get(g).await.map(to_value),
+    };
+    r.unwrap_or_else(|e: RepoError| to_value(crate::net::repo_error(e)))
+}
+
+impl Handler<Update> for ClusterMember {
+    type Result = AtomicResponse<Self, Result<ClusterRecord, ClusterError>>;
+
+    fn handle(&mut self, Update(incoming): Update, ctx: &mut Context<Self>) -> Self::Result {
+        let timer = self.dir.metrics.start();
+        let first_phase = incoming.promises.is_empty();
+        // Decide on every vote known; sign over the coordinator's record as sent, so
+        // all members' commits cover the same promise set.
+        let record = self.merged(incoming.clone());
+        let blocks = record
+            .message
+            .operations
+            .first()
+            .map(operation_blocks)
+            .unwrap_or_default();
+        let tally = match validate(&record, 0) {
+            Ok(t) => t,
+            Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e.into())))),
+        };
+        let event = if first_phase {
+            Event::Proposed {
+                conflict: self.dir.conflict(&blocks, &self.hash),
+            }
+        } else {
+            Event::Votes(tally)
+        };
+        let (next, action) = match self.phase().next(&event, majority(tally.members)) {
+            Ok(t) => t,
+            Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e.into())))),
+        };
+        let me = self.dir.me.clone();
+        let key = &self.dir.key;
+        let result = match action {
+            Action::PromiseApprove => match self.dir.reserve(&blocks, &self.hash) {
+                Ok(()) => {
+                    let mut r = incoming;
+                    r.promises
+                        .insert(me, sign_promise(key, &r, VoteType::Approve, None));
+                    self.persist(next, r.clone(), None).map(|()| r)
+                }
+                Err(holder) => {
+                    let reason = format!("conflict:{holder}");
+                    let mut r = incoming;
+                    r.promises.insert(
+                        me,
+                        sign_promise(key, &r, VoteType::Reject, Some(reason.clone())),
+                    );
+                    self.persist(Phase::Rejected { reason }, r.clone(), None)
+                        .map(|()| r)
+                }
+            },
+            Action::PromiseReject(reason) => {
+                let mut r = incoming;
+                r.promises
+                    .insert(me, sign_promise(key, &r, VoteType::Reject, Some(reason)));
+                self.persist(next, r.clone(), None).map(|()| r)
+            }
+            Action::Release => {
+                self.dir.release(&blocks, &self.hash);
+                self.persist(next, incoming.clone(), None)
+                    .map(|()| incoming)
+            }
+            Action::Repeat | Action::Wait => {
+                // The stored record as signed (votes over it stay verifiable).
+                let r = self.state.as_ref().map_or(incoming, |s| s.record.clone());
+                if next != self.phase() {
+                    self.persist(next, r.clone(), None).map(|()| r)
+                } else {
+                    Ok(r)
+                }
+            }
+            Action::ExecuteAndCommit => {
+                let op = record.message.operations.first().cloned();
+                let repo = self.dir.repo.clone();
+                let work = async move {
+                    match op {
+                        Some(op) => execute(repo, op).await,
+                        None => serde_json::Value::Null,
+                    }
+                };
+                let fut = fut::wrap_future::<_, Self>(work).map(move |result, act, ctx| {
+                    let _timer = timer;
+                    let mut r = incoming;
+                    r.commits.insert(
+                        act.dir.me.clone(),
+                        sign_commit(&act.dir.key, &r, VoteType::Approve, None),
+                    );
+                    act.dir.release(&blocks, &act.hash);
+                    let saved = act.persist(Phase::Committed, r.clone(), Some(result));
+                    // Decided: the next delivery reloads the decided state.
+                    ctx.stop();
+                    saved.map(|()| r)
+                });
+                return AtomicResponse::new(Box::pin(fut));
+            }
+        };
+        if self.phase().is_decided() {
+            ctx.stop();
+        }
+        drop(timer);
+        AtomicResponse::new(Box::pin(fut::ready(result)))
+    }
+}
