@@ -254,7 +254,7 @@ async fn execute(repo: StorageRepo, op: RepoOperation) -> serde_json::Value {
 impl Handler<Update> for ClusterMember {
     type Result = AtomicResponse<Self, Result<ClusterRecord, ClusterError>>;
 
-    fn handle(&mut self, Update(incoming): Update, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, Update(incoming): Update, _: &mut Context<Self>) -> Self::Result {
         let timer = self.dir.metrics.start();
         let first_phase = incoming.promises.is_empty();
         // Decide on every vote known; sign over the coordinator's record as sent, so
@@ -347,10 +347,15 @@ impl Handler<Update> for ClusterMember {
                 return AtomicResponse::new(Box::pin(fut));
             }
         };
-        if self.phase().is_decided() {
-            ctx.stop();
-        }
         drop(timer);
-        AtomicResponse::new(Box::pin(fut::ready(result)))
+        // Stop once the reply is out: a decided transaction reloads from disk.
+        AtomicResponse::new(Box::pin(fut::ready(result).map(
+            |r, act: &mut Self, ctx| {
+                if act.phase().is_decided() {
+                    ctx.stop();
+                }
+                r
+            },
+        )))
     }
 }

@@ -166,11 +166,16 @@ impl Coordinator {
         if approvals < threshold {
             // Tell members now so they release, not at expiry.
             let _ = self.fan_out(&record, &plan.remote).await;
-            let reasons: Vec<String> = record
+            let mut reasons: Vec<String> = record
                 .promises
                 .values()
                 .filter_map(|s| s.reject_reason.clone())
                 .collect();
+            reasons.extend(
+                replies
+                    .iter()
+                    .filter_map(|(p, r)| r.as_ref().err().map(|e| format!("{p}: {e}"))),
+            );
             let reason = format!(
                 "cluster refused ({approvals}/{threshold} promises): {}",
                 reasons.join(", ")

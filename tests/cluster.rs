@@ -1,0 +1,407 @@
+//! Three nodes on loopback running signed two-phase commit: writes land on every
+//! member, revisions stay ordered across coordinators, racing pends have at most
+//! one winner, and tampered or replayed records change nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use optimystic::node::NodeHandle;
+use optimystic_actors::cluster::{sign_promise, ClusterRecord, TxnStore, VoteType};
+use optimystic_actors::model::*;
+use optimystic_actors::net::{cluster_update, peer_of, NetClient, NetError};
+use serde_json::json;
+use support::*;
+
+async fn three_nodes(dirs: &[tempfile::TempDir; 3]) -> Vec<(NodeHandle, libp2p::Multiaddr)> {
+    let a = start_node(dirs[0].path(), vec![]).await;
+    let b = start_node(dirs[1].path(), vec![a.1.clone()]).await;
+    let c = start_node(dirs[2].path(), vec![a.1.clone()]).await;
+    let nodes = vec![a, b, c];
+    for (n, _) in &nodes {
+        let net = n.net().clone();
+        eventually(Duration::from_secs(30), || {
+            let net = net.clone();
+            async move { net.status().await.unwrap().members.len() == 2 }
+        })
+        .await;
+    }
+    nodes
+}
+
+fn bid(s: &str) -> BlockId {
+    BlockId::new(s).unwrap()
+}
+
+fn insert(id: &str) -> Transforms {
+    let block = serde_json::from_value(
+        json!({"header": {"id": id, "type": "T", "collectionId": "c"}, "items": []}),
+    )
+    .unwrap();
+    Transforms {
+        inserts: Some([(bid(id), block)].into()),
+        ..Transforms::default()
+    }
+}
+
+fn append(id: &str, v: i64) -> Transforms {
+    let op = BlockOperation {
+        entity: "items".into(),
+        index: 0,
+        delete_count: 0,
+        inserted: json!([v]),
+    };
+    Transforms {
+        updates: Some([(bid(id), vec![op])].into()),
+        ..Transforms::default()
+    }
+}
+
+async fn write_via(
+    node: &NodeHandle,
+    client_net: &NetClient,
+    addr: &libp2p::Multiaddr,
+    trx: &str,
+    rev: Rev,
+    t: Transforms,
+) -> (PendResult, Option<CommitResult>) {
+    let _ = node;
+    let c = optimystic_actors::net::RepoClient::new(
+        client_net.clone(),
+        peer_of(addr).unwrap(),
+        vec![addr.clone()],
+        Duration::from_secs(10),
+    );
+    let ids: Vec<BlockId> = t.block_ids().into_iter().collect();
+    let p = c
+        .pend(PendRequest {
+            trx_id: TrxId::new(trx).unwrap(),
+            rev: Some(rev),
+            transforms: t,
+            policy: PendPolicy::Fail,
+        })
+        .await
+        .unwrap();
+    if !p.is_success() {
+        return (p, None);
+    }
+    let r = c
+        .commit(CommitRequest {
+            trx_id: TrxId::new(trx).unwrap(),
+            block_ids: ids,
+            rev,
+            header_id: None,
+            tail_id: None,
+        })
+        .await
+        .unwrap();
+    (p, Some(r))
+}
+
+fn client_net() -> NetClient {
+    let cfg = optimystic_actors::net::NetConfig {
+        client_only: true,
+        ..Default::default()
+    };
+    let swarm = optimystic_actors::net::build_swarm(Keypair::generate_ed25519(), &cfg).unwrap();
+    let metrics = std::sync::Arc::new(optimystic_actors::net::NetMetrics::default());
+    NetClient::new(
+        actix::Actor::start(optimystic_actors::net::SwarmActor::new(
+            swarm,
+            cfg,
+            None,
+            None,
+            metrics.clone(),
+        )),
+        metrics,
+    )
+}
+
+#[actix_rt::test]
+async fn writes_land_on_every_member_in_order() {
+    let dirs = [
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    ];
+    let nodes = three_nodes(&dirs).await;
+    let net = client_net();
+    let x = bid("x");
+    // rev 1 through A, rev 2 through B, rev 3 through C.
+    let (p, c) = write_via(&nodes[0].0, &net, &nodes[0].1, "t1", 1, insert("x")).await;
+    assert!(p.is_success() && c.unwrap().is_success(), "{p:?}");
+    for (i, (t, rev)) in [("t2", 2), ("t3", 3)].into_iter().enumerate() {
+        let (node, addr) = &nodes[i + 1];
+        let (p, c) = write_via(node, &net, addr, t, rev, append("x", rev as i64)).await;
+        assert!(p.is_success() && c.unwrap().is_success(), "{t}: {p:?}");
+    }
+    for (node, _) in &nodes {
+        // Durable on every member, without any restoration.
+        let meta = node.storage().get_meta(&x).unwrap().expect("replicated");
+        assert_eq!(
+            meta.latest
+                .as_ref()
+                .map(|l| (l.trx_id.as_str().to_string(), l.rev)),
+            Some(("t3".to_string(), 3))
+        );
+        let revs: Vec<Rev> = node
+            .storage()
+            .list_revisions(&x, 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.rev)
+            .collect();
+        assert_eq!(revs, vec![1, 2, 3]);
+        let r = node
+            .repo()
+            .get(BlockGets {
+                block_ids: vec![x.clone()],
+                context: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(r[&x].block.as_ref().unwrap().fields["items"], json!([3, 2]));
+    }
+    for (n, _) in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[actix_rt::test]
+async fn racing_pends_have_at_most_one_winner() {
+    let dirs = [
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    ];
+    let nodes = three_nodes(&dirs).await;
+    let net = client_net();
+    let (p, c) = write_via(&nodes[0].0, &net, &nodes[0].1, "base", 1, insert("hot")).await;
+    assert!(p.is_success() && c.unwrap().is_success());
+    let mut wins = 0;
+    let mut conflicts = 0;
+    for round in 0..10i64 {
+        let rev = 2 + round as u64;
+        let pend = |i: usize| {
+            let c = optimystic_actors::net::RepoClient::new(
+                net.clone(),
+                peer_of(&nodes[i].1).unwrap(),
+                vec![nodes[i].1.clone()],
+                Duration::from_secs(10),
+            );
+            async move {
+                let t = TrxId::new(format!("r{round}n{i}")).unwrap();
+                c.pend(PendRequest {
+                    trx_id: t,
+                    rev: Some(rev),
+                    transforms: append("hot", round),
+                    policy: PendPolicy::Fail,
+                })
+                .await
+            }
+        };
+        let (a, b) = futures::join!(pend(1), pend(2));
+        let results = [a.unwrap(), b.unwrap()];
+        let winners: Vec<usize> = (0..2).filter(|i| results[*i].is_success()).collect();
+        assert!(
+            winners.len() <= 1,
+            "round {round}: two pends won: {results:?}"
+        );
+        for r in &results {
+            if let PendResult::Stale(s) = r {
+                let reason = s.reason.clone().unwrap_or_default();
+                let pending = s.pending.as_ref().is_some_and(|p| !p.is_empty());
+                assert!(
+                    reason.contains("conflict:") || pending,
+                    "loser must name the conflict: {r:?}"
+                );
+                conflicts += 1;
+            }
+        }
+        // Settle the round: commit the winner (or cancel both) so the next round starts clean.
+        let c = optimystic_actors::net::RepoClient::new(
+            net.clone(),
+            peer_of(&nodes[0].1).unwrap(),
+            vec![nodes[0].1.clone()],
+            Duration::from_secs(10),
+        );
+        for i in 0..2 {
+            let t = TrxId::new(format!("r{round}n{}", i + 1)).unwrap();
+            if winners.contains(&i) {
+                wins += 1;
+                let r = c
+                    .commit(CommitRequest {
+                        trx_id: t,
+                        block_ids: vec![bid("hot")],
+                        rev,
+                        header_id: None,
+                        tail_id: None,
+                    })
+                    .await
+                    .unwrap();
+                assert!(r.is_success());
+            } else {
+                c.cancel(TrxBlocks {
+                    trx_id: t,
+                    block_ids: vec![bid("hot")],
+                })
+                .await
+                .unwrap();
+            }
+        }
+    }
+    assert!(
+        conflicts >= 10 - wins,
+        "every round has a loser or nobody won"
+    );
+    for (n, _) in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[actix_rt::test]
+async fn tampered_and_replayed_records_change_nothing() {
+    let dirs = [
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    ];
+    let nodes = three_nodes(&dirs).await;
+    let net = client_net();
+    let (p, c) = write_via(&nodes[0].0, &net, &nodes[0].1, "t1", 1, insert("y")).await;
+    assert!(p.is_success() && c.unwrap().is_success());
+    // A committed record, as stored by member A.
+    let store = TxnStore::open(dirs[0].path()).unwrap();
+    let decided: Vec<ClusterRecord> = store
+        .all()
+        .unwrap()
+        .into_iter()
+        .filter(|(_, s)| !s.record.commits.is_empty())
+        .map(|(_, s)| s.record)
+        .collect();
+    assert_eq!(decided.len(), 2, "pend and commit were each agreed");
+    let b_peer = nodes[1].0.peer_id();
+    let b_addr = vec![nodes[1].1.clone()];
+    let code = |e: NetError| match e {
+        NetError::Remote { code, .. } => code,
+        other => panic!("expected a remote error, got {other:?}"),
+    };
+    let revs_before = nodes[1]
+        .0
+        .storage()
+        .list_revisions(&bid("y"), 0, 100)
+        .unwrap();
+
+    // Replay of a decided record (both phases): answered, nothing applied twice.
+    for r in &decided {
+        let back = cluster_update(
+            &net,
+            b_peer,
+            b_addr.clone(),
+            r.clone(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        assert!(back.commits.contains_key(&b_peer.to_string()));
+    }
+    assert_eq!(
+        nodes[1]
+            .0
+            .storage()
+            .list_revisions(&bid("y"), 0, 100)
+            .unwrap(),
+        revs_before
+    );
+
+    let mut forged = decided[0].clone();
+    let outsider = Keypair::generate_ed25519();
+    forged.promises.insert(
+        b_peer.to_string(),
+        sign_promise(&outsider, &forged, VoteType::Approve, None),
+    );
+    assert_eq!(
+        code(
+            cluster_update(
+                &net,
+                b_peer,
+                b_addr.clone(),
+                forged,
+                Duration::from_secs(10)
+            )
+            .await
+            .unwrap_err()
+        ),
+        "invalid_record"
+    );
+
+    let mut non_member = decided[0].clone();
+    let (id, _) = optimystic_actors::cluster::peer_entry(&outsider, vec![]);
+    non_member.promises.insert(
+        id,
+        sign_promise(&outsider, &non_member, VoteType::Approve, None),
+    );
+    assert_eq!(
+        code(
+            cluster_update(
+                &net,
+                b_peer,
+                b_addr.clone(),
+                non_member,
+                Duration::from_secs(10)
+            )
+            .await
+            .unwrap_err()
+        ),
+        "invalid_record"
+    );
+
+    let mut altered = decided[0].clone();
+    altered.message.expiration = altered.message.expiration.map(|e| e + 1);
+    assert_eq!(
+        code(
+            cluster_update(
+                &net,
+                b_peer,
+                b_addr.clone(),
+                altered,
+                Duration::from_secs(10)
+            )
+            .await
+            .unwrap_err()
+        ),
+        "invalid_record"
+    );
+
+    let mut expired = decided[0].clone();
+    expired.message.expiration = Some(1);
+    expired.message_hash = optimystic_actors::cluster::message_hash(&expired.message);
+    assert_eq!(
+        code(
+            cluster_update(
+                &net,
+                b_peer,
+                b_addr.clone(),
+                expired,
+                Duration::from_secs(10)
+            )
+            .await
+            .unwrap_err()
+        ),
+        "invalid_record"
+    );
+
+    assert_eq!(
+        nodes[1]
+            .0
+            .storage()
+            .list_revisions(&bid("y"), 0, 100)
+            .unwrap(),
+        revs_before
+    );
+    for (n, _) in nodes {
+        n.shutdown().await;
+    }
+}
