@@ -263,6 +263,7 @@ impl NodeHandle {
             cfg.cluster_size,
             net_cfg.request_timeout,
         ));
+        let members_for_net = members.clone();
         let consensus = Consensus {
             members,
             coordinator,
@@ -306,6 +307,12 @@ impl NodeHandle {
         let swarm = rx.await.map_err(|_| NetError::Stopped)??;
         let net = NetClient::new(swarm.clone(), net_metrics.clone());
         let _ = net_cell.set(net.clone());
+        members_for_net.set_net(net.clone());
+        match members_for_net.resume() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(n, "resumed undecided cluster transactions"),
+            Err(e) => tracing::error!(error = %e, "cannot resume cluster transactions"),
+        }
         for addr in &cfg.listen {
             net.call(Listen(addr.clone())).await??;
         }

@@ -405,3 +405,152 @@ async fn tampered_and_replayed_records_change_nothing() {
         n.shutdown().await;
     }
 }
+
+/// The libp2p public key embedded in an Ed25519 PeerId.
+fn key_of(peer: &libp2p::PeerId) -> String {
+    use base64::Engine as _;
+    let digest = peer.as_ref().digest();
+    let key = libp2p::identity::PublicKey::try_decode_protobuf(digest).unwrap();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.encode_protobuf())
+}
+
+/// A phase-1 record for a pend inserting `block`, as a coordinator would build it.
+fn orphan_record(
+    nodes: &[(NodeHandle, libp2p::Multiaddr)],
+    block: &str,
+    ttl_ms: u64,
+) -> ClusterRecord {
+    let message = RepoMessage {
+        operations: vec![RepoOperation::Pend(PendRequest {
+            trx_id: TrxId::new(format!("orphan-{block}")).unwrap(),
+            rev: Some(1),
+            transforms: insert(block),
+            policy: PendPolicy::Fail,
+        })],
+        expiration: Some(optimystic_actors::net::now_ms() + ttl_ms),
+    };
+    ClusterRecord {
+        message_hash: optimystic_actors::cluster::message_hash(&message),
+        peers: nodes
+            .iter()
+            .map(|(n, a)| {
+                let p = n.peer_id();
+                (
+                    p.to_string(),
+                    optimystic_actors::cluster::ClusterPeer {
+                        multiaddrs: vec![a.to_string()],
+                        public_key: key_of(&p),
+                    },
+                )
+            })
+            .collect(),
+        message,
+        promises: Default::default(),
+        commits: Default::default(),
+    }
+}
+
+#[actix_rt::test]
+async fn members_settle_by_recovery_when_the_coordinator_vanishes() {
+    let dirs = [
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    ];
+    let nodes = three_nodes(&dirs).await;
+    let net = client_net();
+    let send = |i: usize, r: ClusterRecord| {
+        let (net, peer, addr) = (net.clone(), nodes[i].0.peer_id(), nodes[i].1.clone());
+        async move {
+            cluster_update(&net, peer, vec![addr], r, Duration::from_secs(10))
+                .await
+                .unwrap()
+        }
+    };
+
+    // 1. Phase 1 reaches B and C, then the "coordinator" dies: no decision anywhere.
+    let r1 = orphan_record(&nodes, "locked", 1_500);
+    let (pb, pc) = futures::join!(send(1, r1.clone()), send(2, r1.clone()));
+    assert!(
+        pb.promises.contains_key(&nodes[1].0.peer_id().to_string())
+            && pc.promises.contains_key(&nodes[2].0.peer_id().to_string())
+    );
+    // The block is held: a pend through A is refused, naming the orphan.
+    let (p, _) = write_via(
+        &nodes[0].0,
+        &net,
+        &nodes[0].1,
+        "blocked",
+        1,
+        insert("locked"),
+    )
+    .await;
+    let PendResult::Stale(s) = p else {
+        panic!("pend went through a held block")
+    };
+    assert!(s.reason.unwrap_or_default().contains(&r1.message_hash));
+    // Past expiry plus grace, B and C ask around, find no commit, and release.
+    let started = std::time::Instant::now();
+    loop {
+        let (p, c) = write_via(
+            &nodes[0].0,
+            &net,
+            &nodes[0].1,
+            &format!("later{}", started.elapsed().as_millis()),
+            1,
+            insert("locked"),
+        )
+        .await;
+        if p.is_success() {
+            assert!(c.unwrap().is_success());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "blocks stayed locked past expiry plus grace"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // 2. Phase 2 reaches only B: C must learn the decision from B and apply it too.
+    let mut r2 = orphan_record(&nodes, "halfway", 1_500);
+    let (pb, pc) = futures::join!(send(1, r2.clone()), send(2, r2.clone()));
+    for (reply, i) in [(pb, 1), (pc, 2)] {
+        let id = nodes[i].0.peer_id().to_string();
+        r2.promises.insert(id.clone(), reply.promises[&id].clone());
+    }
+    let committed = send(1, r2.clone()).await;
+    assert!(committed
+        .commits
+        .contains_key(&nodes[1].0.peer_id().to_string()));
+    let trx = TrxId::new("orphan-halfway").unwrap();
+    let (b_store, c_store) = (nodes[1].0.storage().clone(), nodes[2].0.storage().clone());
+    assert!(
+        b_store
+            .get_pending(&bid("halfway"), &trx)
+            .unwrap()
+            .is_some(),
+        "B executed the pend"
+    );
+    assert!(
+        c_store
+            .get_pending(&bid("halfway"), &trx)
+            .unwrap()
+            .is_none(),
+        "C has not yet"
+    );
+    eventually(Duration::from_secs(20), || {
+        let c_store = c_store.clone();
+        let trx = trx.clone();
+        async move {
+            c_store
+                .get_pending(&bid("halfway"), &trx)
+                .unwrap()
+                .is_some()
+        }
+    })
+    .await;
+    for (n, _) in nodes {
+        n.shutdown().await;
+    }
+}

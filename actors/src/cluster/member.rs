@@ -7,7 +7,8 @@
 //! reservations, so conflict detection has one owner per node.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use actix::prelude::*;
 use dashmap::DashMap;
@@ -22,7 +23,7 @@ use super::store::{TxnState, TxnStore};
 use crate::block::StorageRepo;
 use crate::metrics::ActorMetrics;
 use crate::model::{BlockId, RepoOperation};
-use crate::net::now_ms;
+use crate::net::{now_ms, NetClient};
 use crate::storage::{RepoError, StorageError};
 
 /// Why a member refused a record.
@@ -61,7 +62,13 @@ pub struct MemberDirectory {
     members: DashMap<String, Addr<ClusterMember>>,
     reservations: Mutex<HashMap<BlockId, String>>,
     metrics: Arc<ActorMetrics>,
+    net: OnceLock<NetClient>,
 }
+
+/// How long past its deadline a promised member waits before recovering.
+const RECOVERY_GRACE: Duration = Duration::from_secs(2);
+/// Per-peer wait of a recovery query.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl MemberDirectory {
     /// A directory signing with `key`, executing on `repo`, persisting in `store`.
@@ -74,7 +81,39 @@ impl MemberDirectory {
             members: DashMap::new(),
             reservations: Mutex::new(HashMap::new()),
             metrics: Arc::new(ActorMetrics::new("cluster_member")),
+            net: OnceLock::new(),
         })
+    }
+
+    /// The network, for recovery queries (set once the swarm runs).
+    pub fn set_net(&self, net: NetClient) {
+        let _ = self.net.set(net);
+    }
+
+    /// Restarts the members of transactions left undecided on disk (they re-reserve
+    /// their blocks and recover at their deadline). Returns how many.
+    pub fn resume(self: &Arc<Self>) -> Result<usize, ClusterError> {
+        let mut n = 0;
+        for (hash, state) in self.store.all()? {
+            if state.phase == Phase::Promised {
+                self.member(&hash)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Answers a recovering peer: this member's stored record of the same
+    /// transaction (unchanged), or the asker's record if it knows none.
+    pub fn query(&self, record: ClusterRecord) -> Result<ClusterRecord, ClusterError> {
+        validate(&record, 0)?;
+        if !record.peers.contains_key(&self.me) {
+            return Err(RecordError::NotAMember.into());
+        }
+        Ok(self
+            .store
+            .load(&record.message_hash)?
+            .map_or(record, |s| s.record))
     }
 
     /// Mailbox metrics of the member actors.
@@ -223,11 +262,93 @@ impl ClusterMember {
     }
 }
 
+impl ClusterMember {
+    fn blocks(&self) -> BTreeSet<BlockId> {
+        self.state
+            .as_ref()
+            .and_then(|s| s.record.message.operations.first())
+            .map(operation_blocks)
+            .unwrap_or_default()
+    }
+
+    /// Wakes this member up `RECOVERY_GRACE` after the deadline.
+    fn arm_recovery(&self, ctx: &mut Context<Self>) {
+        let Some(deadline) = self
+            .state
+            .as_ref()
+            .and_then(|s| s.record.message.expiration)
+        else {
+            return;
+        };
+        let wait = Duration::from_millis(deadline.saturating_sub(now_ms())) + RECOVERY_GRACE;
+        ctx.run_later(wait, |act, ctx| act.recover(ctx));
+    }
+
+    /// Past the deadline and still promised: ask the other members. A record with
+    /// threshold promises and at least one commit proves the decision; otherwise
+    /// the promise is dropped and the blocks released.
+    fn recover(&mut self, ctx: &mut Context<Self>) {
+        let Some(state) = self.state.clone().filter(|s| s.phase == Phase::Promised) else {
+            return;
+        };
+        let Some(net) = self.dir.net.get().cloned() else {
+            return self.arm_recovery(ctx);
+        };
+        let record = state.record;
+        let queries: Vec<_> = record
+            .peers
+            .iter()
+            .filter(|(id, _)| **id != self.dir.me)
+            .filter_map(|(id, p)| {
+                let peer: libp2p::PeerId = id.parse().ok()?;
+                let addrs = p.multiaddrs.iter().filter_map(|a| a.parse().ok()).collect();
+                let (net, rec) = (net.clone(), record.clone());
+                Some(async move {
+                    crate::net::cluster_query(&net, peer, addrs, rec, QUERY_TIMEOUT).await
+                })
+            })
+            .collect();
+        let threshold = majority(record.peers.len());
+        let fut = fut::wrap_future::<_, Self>(futures::future::join_all(queries)).map(move |replies, act, ctx| {
+            let proof = replies.into_iter().flatten().find(|r| {
+                r.message_hash == act.hash
+                    && validate(r, 0).is_ok_and(|t| t.approvals >= threshold && t.commits >= 1)
+            });
+            match proof {
+                // Decided commit: take the normal path (execute once, sign, persist).
+                Some(p) => {
+                    if ctx.address().try_send(Update(p)).is_err() {
+                        act.arm_recovery(ctx);
+                    }
+                }
+                None => {
+                    act.dir.release(&act.blocks(), &act.hash);
+                    if let Some(r) = act.state.as_ref().map(|s| s.record.clone()) {
+                        if let Err(e) = act.persist(Phase::Aborted, r, None) {
+                            tracing::error!(hash = %act.hash, error = %e, "cannot persist recovery abort");
+                        }
+                    }
+                    ctx.stop();
+                }
+            }
+        });
+        ctx.wait(fut);
+    }
+}
+
 impl Actor for ClusterMember {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(64);
+        if self.phase() == Phase::Promised {
+            // Resumed after a restart: hold the blocks again until decided.
+            let blocks = self.blocks();
+            if let Err(holder) = self.dir.reserve(&blocks, &self.hash) {
+                tracing::warn!(hash = %self.hash, %holder, "resumed transaction overlaps another");
+            }
+            self.arm_recovery(ctx);
+        }
     }
 }
 
@@ -254,7 +375,7 @@ async fn execute(repo: StorageRepo, op: RepoOperation) -> serde_json::Value {
 impl Handler<Update> for ClusterMember {
     type Result = AtomicResponse<Self, Result<ClusterRecord, ClusterError>>;
 
-    fn handle(&mut self, Update(incoming): Update, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, Update(incoming): Update, ctx: &mut Context<Self>) -> Self::Result {
         let timer = self.dir.metrics.start();
         let first_phase = incoming.promises.is_empty();
         // Decide on every vote known; sign over the coordinator's record as sent, so
@@ -289,7 +410,9 @@ impl Handler<Update> for ClusterMember {
                     let mut r = incoming;
                     r.promises
                         .insert(me, sign_promise(key, &r, VoteType::Approve, None));
-                    self.persist(next, r.clone(), None).map(|()| r)
+                    let saved = self.persist(next, r.clone(), None).map(|()| r);
+                    self.arm_recovery(ctx);
+                    saved
                 }
                 Err(holder) => {
                     let reason = format!("conflict:{holder}");

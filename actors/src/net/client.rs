@@ -187,8 +187,31 @@ pub async fn cluster_update(
     record: crate::cluster::ClusterRecord,
     timeout: Duration,
 ) -> Result<crate::cluster::ClusterRecord, NetError> {
+    cluster_call(net, peer, addrs, "update", record, timeout).await
+}
+
+/// Asks `peer` for its stored record of the same transaction (recovery; the record
+/// may be past its deadline; nothing changes on the peer).
+pub async fn cluster_query(
+    net: &NetClient,
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+    record: crate::cluster::ClusterRecord,
+    timeout: Duration,
+) -> Result<crate::cluster::ClusterRecord, NetError> {
+    cluster_call(net, peer, addrs, "query", record, timeout).await
+}
+
+async fn cluster_call(
+    net: &NetClient,
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+    operation: &str,
+    record: crate::cluster::ClusterRecord,
+    timeout: Duration,
+) -> Result<crate::cluster::ClusterRecord, NetError> {
     let req = super::wire::ClusterRequest {
-        operation: "update".into(),
+        operation: operation.into(),
         record,
     };
     for proto in [Proto::ClusterMp, Proto::ClusterJson] {

@@ -20,7 +20,9 @@ use libp2p::{Multiaddr, PeerId};
 use parking_lot::Mutex;
 
 pub use behaviour::{build_swarm, load_or_create_identity, NetConfig, NodeBehaviour, Proto};
-pub use client::{cluster_update, fetch_archive, restore_from_peers, NetClient, RepoClient};
+pub use client::{
+    cluster_query, cluster_update, fetch_archive, restore_from_peers, NetClient, RepoClient,
+};
 pub use frame::{read_frame, write_frame, Frame, FrameCodec};
 pub use protocol::{
     BadPrefix, Encoding, ProtocolIds, BLOCK_FRAME_MAX, CONTROL_FRAME_MAX, DEFAULT_PREFIX,

@@ -159,13 +159,17 @@ async fn serve_cluster(
 ) -> Result<Vec<u8>, ErrorReply> {
     let req: ClusterRequest =
         decode(enc, bytes).map_err(|e| ErrorReply::new(codes::BAD_REQUEST, e))?;
-    if req.operation != "update" {
-        return Err(ErrorReply::new(
-            codes::UNKNOWN_OPERATION,
-            format!("unknown cluster operation {:?}", req.operation),
-        ));
-    }
-    match members.update(req.record).await {
+    let result = match req.operation.as_str() {
+        "update" => members.update(req.record).await,
+        "query" => members.query(req.record),
+        other => {
+            return Err(ErrorReply::new(
+                codes::UNKNOWN_OPERATION,
+                format!("unknown cluster operation {other:?}; expected update or query"),
+            ))
+        }
+    };
+    match result {
         Ok(r) => reply(enc, &r),
         Err(e) => {
             let code = match &e {
