@@ -22,7 +22,7 @@ use actix::prelude::*;
 use libp2p::{Multiaddr, PeerId};
 use optimystic_actors::block::{BlockRegistry, RegistryOptions, StorageRepo};
 use optimystic_actors::cluster::{MemberDirectory, TxnStore};
-use optimystic_actors::coordinator::Coordinator;
+use optimystic_actors::coordinator::{Coordinator, CoordinatorHandle};
 use optimystic_actors::metrics::export::NodeCollector;
 use optimystic_actors::metrics::EngineMetrics;
 use optimystic_actors::net::{
@@ -255,7 +255,7 @@ impl NodeHandle {
             repo.clone(),
             TxnStore::open(&cfg.data_dir).map_err(RepoError::from)?,
         );
-        let coordinator = Arc::new(Coordinator::new(
+        let coordinator = CoordinatorHandle::start(Coordinator::new(
             key.clone(),
             repo.clone(),
             net_cell.clone(),
@@ -263,6 +263,11 @@ impl NodeHandle {
             cfg.cluster_size,
             net_cfg.request_timeout,
         ));
+        let cluster_actors = vec![
+            members.metrics().clone(),
+            coordinator.actor_metrics().clone(),
+        ];
+        let txn_metrics = coordinator.txn_metrics().clone();
         let members_for_net = members.clone();
         let consensus = Consensus {
             members,
@@ -282,6 +287,8 @@ impl NodeHandle {
             engine: engine_metrics.clone(),
             net: net_metrics.clone(),
             storage: raw.clone(),
+            actors: cluster_actors,
+            txns: Some(txn_metrics),
         }));
         let registry = Arc::new(registry);
         let (tx, rx) = oneshot::channel();

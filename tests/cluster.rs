@@ -164,6 +164,39 @@ async fn writes_land_on_every_member_in_order() {
             .unwrap();
         assert_eq!(r[&x].block.as_ref().unwrap().fields["items"], json!([3, 2]));
     }
+    // Each node coordinated one write: a pend and a commit, both agreed by the cluster.
+    let metric = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let mut committed = 0.0;
+    for (node, _) in &nodes {
+        let m = node.render_metrics();
+        committed += metric(&m, r#"optimystic_transactions_total{outcome="committed"}"#);
+        assert_eq!(
+            metric(&m, r#"optimystic_transactions_total{outcome="aborted"}"#),
+            0.0
+        );
+        assert!(
+            metric(
+                &m,
+                r#"optimystic_actor_messages_handled_total{actor="cluster_member"}"#
+            ) >= 6.0,
+            "{m}"
+        );
+        assert!(
+            metric(
+                &m,
+                r#"optimystic_actor_messages_handled_total{actor="coordinator"}"#
+            ) >= 2.0
+        );
+        assert!(
+            m.contains(r#"optimystic_transaction_phase_seconds_count{phase="promise"} 2"#),
+            "{m}"
+        );
+    }
+    assert_eq!(committed, 6.0);
     for (n, _) in nodes {
         n.shutdown().await;
     }

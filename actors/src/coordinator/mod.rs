@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
@@ -24,6 +24,7 @@ use crate::cluster::{
     closest_peers, majority, message_hash, operation_blocks, peer_entry, ClusterPeer,
     ClusterRecord, MemberDirectory, VoteType,
 };
+use crate::metrics::{ActorMetrics, Counter, Histogram};
 use crate::model::{
     CancelOperation, CommitRequest, CommitResult, PendRequest, PendResult, RepoMessage,
     RepoOperation, TrxBlocks,
@@ -31,8 +32,28 @@ use crate::model::{
 use crate::net::{cluster_update, now_ms, ErrorReply, NetClient, NetError};
 use crate::storage::RepoError;
 
+/// Transaction outcomes and phase latencies, as the coordinator saw them.
+#[derive(Debug, Default)]
+pub struct TxnMetrics {
+    /// Transactions started (records built).
+    pub started: Counter,
+    /// Decided commit.
+    pub committed: Counter,
+    /// Refused (threshold of promises not reached).
+    pub aborted: Counter,
+    /// Decided commit but fewer than threshold commit acknowledgements came back.
+    pub in_doubt: Counter,
+    /// Writes applied directly (lone node).
+    pub local: Counter,
+    /// Phase 1 (promises) latency.
+    pub phase1: Histogram,
+    /// Phase 2 (commits) latency.
+    pub phase2: Histogram,
+}
+
 /// Runs writes through the cluster.
 pub struct Coordinator {
+    metrics: Arc<TxnMetrics>,
     key: Keypair,
     me: PeerId,
     repo: StorageRepo,
@@ -60,6 +81,7 @@ impl Coordinator {
     ) -> Self {
         let me = key.public().to_peer_id();
         Self {
+            metrics: Arc::new(TxnMetrics::default()),
             key,
             me,
             repo,
@@ -70,21 +92,9 @@ impl Coordinator {
         }
     }
 
-    /// Pends through the cluster.
-    pub async fn pend(&self, req: PendRequest) -> Result<PendResult, RepoError> {
-        self.run(RepoOperation::Pend(req)).await
-    }
-
-    /// Commits through the cluster.
-    pub async fn commit(&self, req: CommitRequest) -> Result<CommitResult, RepoError> {
-        self.run(RepoOperation::Commit(req)).await
-    }
-
-    /// Cancels through the cluster.
-    pub async fn cancel(&self, trx_ref: TrxBlocks) -> Result<(), RepoError> {
-        self.run::<serde_json::Value>(RepoOperation::Cancel(CancelOperation { trx_ref }))
-            .await
-            .map(|_| ())
+    /// Outcome counts and phase latencies.
+    pub fn metrics(&self) -> &Arc<TxnMetrics> {
+        &self.metrics
     }
 
     fn net(&self) -> Result<&NetClient, RepoError> {
@@ -134,8 +144,10 @@ impl Coordinator {
     async fn run<T: DeserializeOwned>(&self, op: RepoOperation) -> Result<T, RepoError> {
         let plan = self.plan(&op).await?;
         if plan.remote.is_empty() {
+            self.metrics.local.add(1);
             return self.local(op).await;
         }
+        self.metrics.started.add(1);
         let expiration =
             now_ms().saturating_add(u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX));
         let message = RepoMessage {
@@ -151,7 +163,9 @@ impl Coordinator {
         };
         let hash = record.message_hash.clone();
         // Phase 1: every member promises (or refuses).
+        let phase1 = Instant::now();
         let replies = self.fan_out(&record, &plan.remote).await;
+        self.metrics.phase1.observe(phase1.elapsed());
         for (peer, reply) in &replies {
             if let Some(v) = reply.as_ref().ok().and_then(|r| r.promises.get(peer)) {
                 record.promises.insert(peer.clone(), v.clone());
@@ -164,6 +178,7 @@ impl Coordinator {
             .count();
         let threshold = majority(record.peers.len());
         if approvals < threshold {
+            self.metrics.aborted.add(1);
             // Tell members now so they release, not at expiry.
             let _ = self.fan_out(&record, &plan.remote).await;
             let mut reasons: Vec<String> = record
@@ -183,12 +198,16 @@ impl Coordinator {
             return stale(reason);
         }
         // Phase 2: the decision is commit; members execute and sign.
+        self.metrics.committed.add(1);
+        let phase2 = Instant::now();
         let replies = self.fan_out(&record, &plan.remote).await;
+        self.metrics.phase2.observe(phase2.elapsed());
         let committed = replies
             .iter()
             .filter(|(p, r)| r.as_ref().is_ok_and(|r| r.commits.contains_key(p)))
             .count();
         if committed < threshold {
+            self.metrics.in_doubt.add(1);
             tracing::warn!(%hash, committed, threshold, "commit decided but not yet acknowledged by a majority; members settle by recovery");
         }
         let result = self.members.result(&hash).ok_or_else(|| {
@@ -259,4 +278,101 @@ fn decode_result<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, RepoErr
     }
     serde_json::from_value(v)
         .map_err(|e| RepoError::Invalid(format!("unexpected local result: {e}")))
+}
+
+/// The coordinator as an actor: one mailbox (bounded, metered) in front of the
+/// shared logic; each write runs as its own future.
+pub struct CoordinatorActor {
+    inner: Arc<Coordinator>,
+    metrics: Arc<ActorMetrics>,
+}
+
+impl actix::Actor for CoordinatorActor {
+    type Context = actix::Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+/// A client write to coordinate.
+#[derive(actix::Message)]
+#[rtype(result = "Result<serde_json::Value, RepoError>")]
+struct Coordinate(RepoOperation);
+
+impl actix::Handler<Coordinate> for CoordinatorActor {
+    type Result = actix::ResponseFuture<Result<serde_json::Value, RepoError>>;
+
+    fn handle(&mut self, Coordinate(op): Coordinate, _: &mut Self::Context) -> Self::Result {
+        let timer = self.metrics.start();
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let r = inner.run::<serde_json::Value>(op).await;
+            drop(timer);
+            r
+        })
+    }
+}
+
+/// Typed handle to the [`CoordinatorActor`].
+#[derive(Clone)]
+pub struct CoordinatorHandle {
+    addr: actix::Addr<CoordinatorActor>,
+    metrics: Arc<ActorMetrics>,
+    txns: Arc<TxnMetrics>,
+}
+
+impl CoordinatorHandle {
+    /// Starts the actor (on the current arbiter).
+    pub fn start(inner: Coordinator) -> Self {
+        use actix::Actor as _;
+        let metrics = Arc::new(ActorMetrics::new("coordinator"));
+        let txns = inner.metrics.clone();
+        let addr = CoordinatorActor {
+            inner: Arc::new(inner),
+            metrics: metrics.clone(),
+        }
+        .start();
+        Self {
+            addr,
+            metrics,
+            txns,
+        }
+    }
+
+    /// Mailbox metrics.
+    pub fn actor_metrics(&self) -> &Arc<ActorMetrics> {
+        &self.metrics
+    }
+
+    /// Transaction outcomes.
+    pub fn txn_metrics(&self) -> &Arc<TxnMetrics> {
+        &self.txns
+    }
+
+    async fn call<T: DeserializeOwned>(&self, op: RepoOperation) -> Result<T, RepoError> {
+        self.metrics.enqueued();
+        let v = self.addr.send(Coordinate(op)).await.map_err(|e| {
+            self.metrics.dropped();
+            RepoError::Unavailable(format!("coordinator: {e}"))
+        })??;
+        decode_result(v)
+    }
+
+    /// Pends through the cluster.
+    pub async fn pend(&self, req: PendRequest) -> Result<PendResult, RepoError> {
+        self.call(RepoOperation::Pend(req)).await
+    }
+
+    /// Commits through the cluster.
+    pub async fn commit(&self, req: CommitRequest) -> Result<CommitResult, RepoError> {
+        self.call(RepoOperation::Commit(req)).await
+    }
+
+    /// Cancels through the cluster.
+    pub async fn cancel(&self, trx_ref: TrxBlocks) -> Result<(), RepoError> {
+        self.call::<serde_json::Value>(RepoOperation::Cancel(CancelOperation { trx_ref }))
+            .await
+            .map(|_| ())
+    }
 }

@@ -20,6 +20,10 @@ pub struct NodeCollector {
     pub net: Arc<NetMetrics>,
     /// The storage backend (write counters, block count).
     pub storage: Arc<dyn RawStorage>,
+    /// Further actor kinds (cluster member, coordinator).
+    pub actors: Vec<Arc<super::ActorMetrics>>,
+    /// Transaction outcomes, when the node takes part in consensus.
+    pub txns: Option<Arc<crate::coordinator::TxnMetrics>>,
 }
 
 impl std::fmt::Debug for NodeCollector {
@@ -77,12 +81,7 @@ fn actors(e: Enc<'_, '_>, snaps: &[ActorSnapshot]) -> std::fmt::Result {
         MetricType::Histogram,
     )?;
     for s in snaps {
-        let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_US
-            .iter()
-            .map(|us| *us as f64 / 1e6)
-            .chain([f64::INFINITY])
-            .zip(s.latency.buckets.iter().copied())
-            .collect();
+        let buckets = buckets(&s.latency);
         m.encode_family(&labels(s))?
             .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
                 s.latency.sum_us as f64 / 1e6,
@@ -94,13 +93,23 @@ fn actors(e: Enc<'_, '_>, snaps: &[ActorSnapshot]) -> std::fmt::Result {
     Ok(())
 }
 
+fn buckets(h: &super::HistogramSnapshot) -> Vec<(f64, u64)> {
+    LATENCY_BUCKETS_US
+        .iter()
+        .map(|us| *us as f64 / 1e6)
+        .chain([f64::INFINITY])
+        .zip(h.buckets.iter().copied())
+        .collect()
+}
+
 impl Collector for NodeCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
-        let snaps = [
+        let mut snaps = vec![
             self.engine.block_actor.snapshot(),
             self.net.swarm_actor.snapshot(),
             self.net.repo_service.snapshot(),
         ];
+        snaps.extend(self.actors.iter().map(|a| a.snapshot()));
         actors(&mut e, &snaps)?;
         let r = &self.engine.registry;
         gauge(
@@ -183,6 +192,44 @@ impl Collector for NodeCollector {
                 "Blocks stored (approximate on the embedded engine)",
                 i64::try_from(n).unwrap_or(i64::MAX),
             )?;
+        }
+
+        if let Some(t) = &self.txns {
+            let mut m = e.encode_descriptor(
+                "optimystic_transactions",
+                "Cluster transactions by outcome (started, committed, aborted, in_doubt, local)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (name, c) in [
+                ("started", &t.started),
+                ("committed", &t.committed),
+                ("aborted", &t.aborted),
+                ("in_doubt", &t.in_doubt),
+                ("local", &t.local),
+            ] {
+                m.encode_family(&[("outcome", name)])?
+                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
+                        &c.get(),
+                        None,
+                    )?;
+            }
+            let mut m = e.encode_descriptor(
+                "optimystic_transaction_phase_seconds",
+                "Latency of each two-phase-commit phase, seen by the coordinator",
+                None,
+                MetricType::Histogram,
+            )?;
+            for (phase, h) in [("promise", &t.phase1), ("commit", &t.phase2)] {
+                let s = h.snapshot();
+                m.encode_family(&[("phase", phase)])?
+                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                        s.sum_us as f64 / 1e6,
+                        s.count,
+                        &buckets(&s),
+                        None,
+                    )?;
+            }
         }
 
         let mut m = e.encode_descriptor(

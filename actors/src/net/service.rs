@@ -15,7 +15,7 @@ use super::wire::{
 use super::{now_ms, Encoding, NetMetrics};
 use crate::block::StorageRepo;
 use crate::cluster::{ClusterError, MemberDirectory, RecordError};
-use crate::coordinator::Coordinator;
+use crate::coordinator::CoordinatorHandle;
 use crate::model::RepoOperation;
 use crate::storage::RepoError;
 
@@ -35,7 +35,7 @@ pub struct Consensus {
     /// This node's cluster members (answers the cluster protocol).
     pub members: Arc<MemberDirectory>,
     /// Runs client writes through the cluster.
-    pub coordinator: Arc<Coordinator>,
+    pub coordinator: CoordinatorHandle,
 }
 
 impl RepoService {
