@@ -250,11 +250,7 @@ impl NodeHandle {
             cfg.registry.clone(),
         )?;
         let repo = StorageRepo::new(registry);
-        let members = MemberDirectory::new(
-            key.clone(),
-            repo.clone(),
-            TxnStore::open(&cfg.data_dir).map_err(RepoError::from)?,
-        );
+        let members = MemberDirectory::new(key.clone(), repo.clone(), TxnStore::new(raw.clone()));
         let coordinator = CoordinatorHandle::start(Coordinator::new(
             key.clone(),
             repo.clone(),

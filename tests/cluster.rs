@@ -306,7 +306,7 @@ async fn tampered_and_replayed_records_change_nothing() {
     let (p, c) = write_via(&nodes[0].0, &net, &nodes[0].1, "t1", 1, insert("y")).await;
     assert!(p.is_success() && c.unwrap().is_success());
     // A committed record, as stored by member A.
-    let store = TxnStore::open(dirs[0].path()).unwrap();
+    let store = TxnStore::new(nodes[0].0.storage().clone());
     let decided: Vec<ClusterRecord> = store
         .all()
         .unwrap()

@@ -17,14 +17,14 @@ use parking_lot::Mutex;
 
 use super::phase::{Action, Event, Phase, TxnError};
 use super::record::{
-    majority, sign_commit, sign_promise, validate, ClusterRecord, RecordError, VoteType,
+    majority, sign_commit, sign_promise, tally, validate, ClusterRecord, RecordError, VoteType,
 };
 use super::store::{TxnState, TxnStore};
 use crate::block::StorageRepo;
-use crate::metrics::ActorMetrics;
+use crate::metrics::{ActorMetrics, HandlerTimer};
 use crate::model::{BlockId, RepoOperation};
 use crate::net::{now_ms, NetClient};
-use crate::storage::{RepoError, StorageError};
+use crate::storage::{RepoError, StorageError, WriteFuture};
 
 /// Why a member refused a record.
 #[derive(Debug, thiserror::Error)]
@@ -229,21 +229,23 @@ impl ClusterMember {
         self.state.as_ref().map_or(Phase::Idle, |s| s.phase.clone())
     }
 
-    fn persist(
+    /// Sets the new state in memory and returns the write that makes it durable;
+    /// the reply waits for that write.
+    fn stage(
         &mut self,
         phase: Phase,
         record: ClusterRecord,
         result: Option<serde_json::Value>,
-    ) -> Result<(), ClusterError> {
+    ) -> Result<WriteFuture, ClusterError> {
         let result = result.or_else(|| self.state.as_ref().and_then(|s| s.result.clone()));
         let state = TxnState {
             phase,
             record,
             result,
         };
-        self.dir.store.save(&self.hash, &state)?;
+        let write = self.dir.store.save(&self.hash, &state)?;
         self.state = Some(state);
-        Ok(())
+        Ok(write)
     }
 
     /// The stored record with the incoming record's votes added (ours win).
@@ -309,29 +311,44 @@ impl ClusterMember {
             })
             .collect();
         let threshold = majority(record.peers.len());
-        let fut = fut::wrap_future::<_, Self>(futures::future::join_all(queries)).map(move |replies, act, ctx| {
-            let proof = replies.into_iter().flatten().find(|r| {
-                r.message_hash == act.hash
-                    && validate(r, 0).is_ok_and(|t| t.approvals >= threshold && t.commits >= 1)
-            });
-            match proof {
-                // Decided commit: take the normal path (execute once, sign, persist).
-                Some(p) => {
-                    if ctx.address().try_send(Update(p)).is_err() {
-                        act.arm_recovery(ctx);
-                    }
-                }
-                None => {
-                    act.dir.release(&act.blocks(), &act.hash);
-                    if let Some(r) = act.state.as_ref().map(|s| s.record.clone()) {
-                        if let Err(e) = act.persist(Phase::Aborted, r, None) {
-                            tracing::error!(hash = %act.hash, error = %e, "cannot persist recovery abort");
+        let fut = fut::wrap_future::<_, Self>(futures::future::join_all(queries)).map(
+            move |replies, act, ctx| {
+                let proof = replies.into_iter().flatten().find(|r| {
+                    r.message_hash == act.hash
+                        && validate(r, 0).is_ok_and(|t| t.approvals >= threshold && t.commits >= 1)
+                });
+                match proof {
+                    // Decided commit: take the normal path (execute once, sign, persist).
+                    Some(p) => {
+                        if ctx.address().try_send(Update(p)).is_err() {
+                            act.arm_recovery(ctx);
                         }
                     }
-                    ctx.stop();
+                    None => {
+                        act.dir.release(&act.blocks(), &act.hash);
+                        let staged = act
+                            .state
+                            .as_ref()
+                            .map(|s| s.record.clone())
+                            .map(|r| act.stage(Phase::Aborted, r, None));
+                        let hash = act.hash.clone();
+                        let write = async move {
+                            match staged {
+                                Some(Ok(w)) => w.await.map_err(ClusterError::from),
+                                Some(Err(e)) => Err(e),
+                                None => Ok(()),
+                            }
+                        };
+                        ctx.wait(fut::wrap_future::<_, Self>(write).map(move |r, _, ctx| {
+                            if let Err(e) = r {
+                                tracing::error!(%hash, error = %e, "cannot persist recovery abort");
+                            }
+                            ctx.stop();
+                        }));
+                    }
                 }
-            }
-        });
+            },
+        );
         ctx.wait(fut);
     }
 }
@@ -372,6 +389,49 @@ async fn execute(repo: StorageRepo, op: RepoOperation) -> serde_json::Value {
     r.unwrap_or_else(|e: RepoError| to_value(crate::net::repo_error(e)))
 }
 
+/// What a handler decided: the reply, and the write it waits for (if any).
+type Staged = Result<(ClusterRecord, Option<WriteFuture>), ClusterError>;
+
+impl ClusterMember {
+    /// Replies once `staged`'s write is durable; on a failed write, releases the
+    /// blocks and stops (the next delivery reloads what is on disk).
+    fn finish(
+        staged: Staged,
+        blocks: BTreeSet<BlockId>,
+        timer: HandlerTimer,
+    ) -> ResponseActFuture<Self, Result<ClusterRecord, ClusterError>> {
+        let (record, write) = match staged {
+            Ok(x) => x,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let write = async move {
+            match write {
+                Some(w) => w.await,
+                None => Ok(()),
+            }
+        };
+        Box::pin(
+            fut::wrap_future::<_, Self>(write).map(move |written, act, ctx| {
+                drop(timer);
+                match written {
+                    Ok(()) => {
+                        if act.phase().is_decided() {
+                            // Decided: the next delivery reloads the decided state.
+                            ctx.stop();
+                        }
+                        Ok(record)
+                    }
+                    Err(e) => {
+                        act.dir.release(&blocks, &act.hash);
+                        ctx.stop();
+                        Err(ClusterError::Storage(e))
+                    }
+                }
+            }),
+        )
+    }
+}
+
 impl Handler<Update> for ClusterMember {
     type Result = AtomicResponse<Self, Result<ClusterRecord, ClusterError>>;
 
@@ -387,10 +447,8 @@ impl Handler<Update> for ClusterMember {
             .first()
             .map(operation_blocks)
             .unwrap_or_default();
-        let tally = match validate(&record, 0) {
-            Ok(t) => t,
-            Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e.into())))),
-        };
+        // Incoming votes were verified by the directory; stored ones when they came.
+        let tally = tally(&record);
         let event = if first_phase {
             Event::Proposed {
                 conflict: self.dir.conflict(&blocks, &self.hash),
@@ -403,46 +461,46 @@ impl Handler<Update> for ClusterMember {
             Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e.into())))),
         };
         let me = self.dir.me.clone();
-        let key = &self.dir.key;
-        let result = match action {
+        let key = self.dir.key.clone();
+        let staged: Staged = match action {
             Action::PromiseApprove => match self.dir.reserve(&blocks, &self.hash) {
                 Ok(()) => {
                     let mut r = incoming;
                     r.promises
-                        .insert(me, sign_promise(key, &r, VoteType::Approve, None));
-                    let saved = self.persist(next, r.clone(), None).map(|()| r);
+                        .insert(me, sign_promise(&key, &r, VoteType::Approve, None));
+                    let staged = self.stage(next, r.clone(), None).map(|w| (r, Some(w)));
                     self.arm_recovery(ctx);
-                    saved
+                    staged
                 }
                 Err(holder) => {
                     let reason = format!("conflict:{holder}");
                     let mut r = incoming;
                     r.promises.insert(
                         me,
-                        sign_promise(key, &r, VoteType::Reject, Some(reason.clone())),
+                        sign_promise(&key, &r, VoteType::Reject, Some(reason.clone())),
                     );
-                    self.persist(Phase::Rejected { reason }, r.clone(), None)
-                        .map(|()| r)
+                    self.stage(Phase::Rejected { reason }, r.clone(), None)
+                        .map(|w| (r, Some(w)))
                 }
             },
             Action::PromiseReject(reason) => {
                 let mut r = incoming;
                 r.promises
-                    .insert(me, sign_promise(key, &r, VoteType::Reject, Some(reason)));
-                self.persist(next, r.clone(), None).map(|()| r)
+                    .insert(me, sign_promise(&key, &r, VoteType::Reject, Some(reason)));
+                self.stage(next, r.clone(), None).map(|w| (r, Some(w)))
             }
             Action::Release => {
                 self.dir.release(&blocks, &self.hash);
-                self.persist(next, incoming.clone(), None)
-                    .map(|()| incoming)
+                self.stage(next, incoming.clone(), None)
+                    .map(|w| (incoming, Some(w)))
             }
             Action::Repeat | Action::Wait => {
                 // The stored record as signed (votes over it stay verifiable).
                 let r = self.state.as_ref().map_or(incoming, |s| s.record.clone());
                 if next != self.phase() {
-                    self.persist(next, r.clone(), None).map(|()| r)
+                    self.stage(next, r.clone(), None).map(|w| (r, Some(w)))
                 } else {
-                    Ok(r)
+                    Ok((r, None))
                 }
             }
             Action::ExecuteAndCommit => {
@@ -454,31 +512,21 @@ impl Handler<Update> for ClusterMember {
                         None => serde_json::Value::Null,
                     }
                 };
-                let fut = fut::wrap_future::<_, Self>(work).map(move |result, act, ctx| {
-                    let _timer = timer;
+                let fut = fut::wrap_future::<_, Self>(work).then(move |result, act, _| {
                     let mut r = incoming;
                     r.commits.insert(
                         act.dir.me.clone(),
                         sign_commit(&act.dir.key, &r, VoteType::Approve, None),
                     );
                     act.dir.release(&blocks, &act.hash);
-                    let saved = act.persist(Phase::Committed, r.clone(), Some(result));
-                    // Decided: the next delivery reloads the decided state.
-                    ctx.stop();
-                    saved.map(|()| r)
+                    let staged = act
+                        .stage(Phase::Committed, r.clone(), Some(result))
+                        .map(|w| (r, Some(w)));
+                    Self::finish(staged, blocks, timer)
                 });
                 return AtomicResponse::new(Box::pin(fut));
             }
         };
-        drop(timer);
-        // Stop once the reply is out: a decided transaction reloads from disk.
-        AtomicResponse::new(Box::pin(fut::ready(result).map(
-            |r, act: &mut Self, ctx| {
-                if act.phase().is_decided() {
-                    ctx.stop();
-                }
-                r
-            },
-        )))
+        AtomicResponse::new(Self::finish(staged, blocks, timer))
     }
 }

@@ -156,25 +156,45 @@ pub fn message_hash(message: &RepoMessage) -> String {
     digest(message)
 }
 
-fn promise_payload(r: &ClusterRecord, vote: VoteType, reason: Option<&str>) -> Vec<u8> {
+/// The digests a record's vote payloads cover, computed once per record.
+struct Digests {
+    peers: String,
+    promises: String,
+}
+
+impl Digests {
+    fn of(r: &ClusterRecord) -> Self {
+        Self {
+            peers: digest(&r.peers),
+            promises: digest(&r.promises),
+        }
+    }
+}
+
+fn promise_payload(
+    r: &ClusterRecord,
+    d: &Digests,
+    vote: VoteType,
+    reason: Option<&str>,
+) -> Vec<u8> {
     format!(
         "optimystic/cluster/v1/promise\n{}\n{}\n{}\n{}",
         r.message_hash,
-        digest(&r.peers),
+        d.peers,
         vote.as_str(),
         reason.unwrap_or("")
     )
     .into_bytes()
 }
 
-fn commit_payload(r: &ClusterRecord, vote: VoteType, reason: Option<&str>) -> Vec<u8> {
+fn commit_payload(r: &ClusterRecord, d: &Digests, vote: VoteType, reason: Option<&str>) -> Vec<u8> {
     format!(
         "optimystic/cluster/v1/commit\n{}\n{}\n{}\n{}\n{}",
         r.message_hash,
-        digest(&r.peers),
+        d.peers,
         vote.as_str(),
         reason.unwrap_or(""),
-        digest(&r.promises)
+        d.promises
     )
     .into_bytes()
 }
@@ -197,7 +217,7 @@ pub fn sign_promise(
 ) -> Signature {
     sign(
         key,
-        &promise_payload(r, vote, reason.as_deref()),
+        &promise_payload(r, &Digests::of(r), vote, reason.as_deref()),
         vote,
         reason,
     )
@@ -212,7 +232,7 @@ pub fn sign_commit(
 ) -> Signature {
     sign(
         key,
-        &commit_payload(r, vote, reason.as_deref()),
+        &commit_payload(r, &Digests::of(r), vote, reason.as_deref()),
         vote,
         reason,
     )
@@ -292,21 +312,27 @@ pub fn validate(r: &ClusterRecord, now_ms: u64) -> Result<Tally, RecordError> {
         }
         Ok(())
     };
+    let digests = Digests::of(r);
     check("promise", &r.promises, &|s| {
-        promise_payload(r, s.vote, s.reject_reason.as_deref())
+        promise_payload(r, &digests, s.vote, s.reject_reason.as_deref())
     })?;
     check("commit", &r.commits, &|s| {
-        commit_payload(r, s.vote, s.reject_reason.as_deref())
+        commit_payload(r, &digests, s.vote, s.reject_reason.as_deref())
     })?;
+    Ok(tally(r))
+}
+
+/// Counts a record's votes without checking them (for records already validated).
+pub fn tally(r: &ClusterRecord) -> Tally {
     let count = |votes: &BTreeMap<String, Signature>, v: VoteType| {
         votes.values().filter(|s| s.vote == v).count()
     };
-    Ok(Tally {
+    Tally {
         members: r.peers.len(),
         approvals: count(&r.promises, VoteType::Approve),
         rejections: count(&r.promises, VoteType::Reject),
         commits: count(&r.commits, VoteType::Approve),
-    })
+    }
 }
 
 /// Simple majority of `members`: the default threshold.

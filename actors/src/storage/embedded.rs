@@ -65,6 +65,7 @@ enum Space {
     Meta = 0,
     Pend = 1,
     Data = 2,
+    Txn = 3,
 }
 
 struct Encoded {
@@ -88,6 +89,7 @@ pub struct EmbeddedRawStorage {
     meta: Keyspace,
     pend: Keyspace,
     data: Keyspace,
+    txn: Keyspace,
     queue: Option<mpsc::Sender<WriteRequest>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     _lock: DataDirLock,
@@ -118,6 +120,7 @@ impl EmbeddedRawStorage {
         let meta = ks("meta")?;
         let pend = ks("pend")?;
         let data = ks("data")?;
+        let txn = ks("txn")?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let pending = Arc::new(PendingIndex::load(&pend)?);
         let stats = Arc::new(StorageStats::default());
@@ -125,7 +128,7 @@ impl EmbeddedRawStorage {
             stats: stats.clone(),
             db: db.clone(),
             pending: pending.clone(),
-            spaces: [meta.clone(), pend.clone(), data.clone()],
+            spaces: [meta.clone(), pend.clone(), data.clone(), txn.clone()],
         };
         let handle = std::thread::Builder::new()
             .name("optimystic-writer".into())
@@ -138,6 +141,7 @@ impl EmbeddedRawStorage {
             meta,
             pend,
             data,
+            txn,
             queue: Some(tx),
             writer: Mutex::new(Some(handle)),
             _lock: lock,
@@ -199,6 +203,20 @@ impl EmbeddedRawStorage {
             ),
             WriteOp::PutRevision { block, rev, trx } => {
                 data(key(block, b'r', &rev.to_be_bytes()), val(trx)?)
+            }
+            WriteOp::PutTxn { hash, bytes } => {
+                crate::model::validate_id("message hash", hash).map_err(|e| {
+                    StorageError::Encode {
+                        what: "txn key".into(),
+                        message: e.to_string(),
+                    }
+                })?;
+                Encoded {
+                    space: Space::Txn,
+                    pend: None,
+                    key: hash.as_bytes().to_vec(),
+                    value: Some((**bytes).clone()),
+                }
             }
             WriteOp::PutMeta { block, meta } => Encoded {
                 space: Space::Meta,
@@ -266,7 +284,7 @@ struct Writer {
     pending: Arc<PendingIndex>,
     db: Database,
     /// Indexed by [`Space`].
-    spaces: [Keyspace; 3],
+    spaces: [Keyspace; 4],
 }
 
 impl Writer {
@@ -440,6 +458,23 @@ impl RawStorage for EmbeddedRawStorage {
 
     fn stats(&self) -> &StorageStats {
         &self.stats
+    }
+
+    fn get_txn(&self, hash: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .txn
+            .get(hash.as_bytes())
+            .map_err(engine)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn list_txns(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let mut out = Vec::new();
+        for guard in self.txn.iter() {
+            let (k, v) = guard.into_inner().map_err(engine)?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
+        }
+        Ok(out)
     }
 
     fn flush(&self) -> Result<(), StorageError> {

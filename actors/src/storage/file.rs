@@ -31,6 +31,7 @@ pub struct FileRawStorage {
 
 struct Inner {
     base: PathBuf,
+    txn_dir: PathBuf,
     stats: StorageStats,
     tmp_counter: AtomicU64,
     _lock: DataDirLock,
@@ -42,10 +43,13 @@ impl FileRawStorage {
         let lock = DataDirLock::acquire(data_dir)?;
         let base = data_dir.join("blocks");
         fs::create_dir_all(&base).map_err(|e| StorageError::io(&base, e))?;
+        let txn_dir = data_dir.join("cluster");
+        fs::create_dir_all(&txn_dir).map_err(|e| StorageError::io(&txn_dir, e))?;
         sync_dir(data_dir)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 base,
+                txn_dir,
                 stats: StorageStats::default(),
                 tmp_counter: AtomicU64::new(0),
                 _lock: lock,
@@ -94,6 +98,12 @@ impl Inner {
             }
             WriteOp::PutRevision { block, rev, trx } => {
                 self.put(block, "revs", &rev.to_string(), trx, dirty)
+            }
+            WriteOp::PutTxn { hash, bytes } => {
+                let path = self.txn_path(hash)?;
+                self.write_file(&path, bytes)?;
+                dirty.insert(self.txn_dir.clone());
+                Ok(())
             }
             WriteOp::PutMeta { block, meta } => {
                 let dir = self.ensure_dir(block, None, dirty)?;
@@ -165,6 +175,12 @@ impl Inner {
             let _ = fs::remove_file(&tmp);
             StorageError::io(path, e)
         })
+    }
+
+    fn txn_path(&self, hash: &str) -> Result<PathBuf, StorageError> {
+        crate::model::validate_id("message hash", hash)
+            .map_err(|e| StorageError::corrupt(hash, e))?;
+        Ok(self.txn_dir.join(format!("{hash}.json")))
     }
 
     fn read<T: DeserializeOwned>(&self, path: &Path) -> Result<Option<T>, StorageError> {
@@ -310,6 +326,34 @@ impl RawStorage for FileRawStorage {
 
     fn stats(&self) -> &StorageStats {
         &self.inner.stats
+    }
+
+    fn get_txn(&self, hash: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let path = self.inner.txn_path(hash)?;
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StorageError::io(path, e)),
+        }
+    }
+
+    fn list_txns(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let dir = &self.inner.txn_dir;
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
+            let entry = entry.map_err(|e| StorageError::io(dir, e))?;
+            let name = entry.file_name();
+            let Some(hash) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if crate::model::validate_id("message hash", hash).is_err() {
+                continue;
+            }
+            if let Some(b) = self.get_txn(hash)? {
+                out.push((hash.to_string(), b));
+            }
+        }
+        Ok(out)
     }
 
     fn block_count(&self) -> Result<u64, StorageError> {

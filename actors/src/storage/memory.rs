@@ -21,6 +21,7 @@ struct MemBlock {
 #[derive(Default)]
 pub struct MemoryRawStorage {
     blocks: Mutex<HashMap<BlockId, MemBlock>>,
+    txns: Mutex<HashMap<String, Vec<u8>>>,
     stats: StorageStats,
 }
 
@@ -147,12 +148,28 @@ impl RawStorage for MemoryRawStorage {
                 WriteOp::PutRevision { block, rev, trx } => {
                     blocks.entry(block).or_default().revisions.insert(rev, trx);
                 }
+                WriteOp::PutTxn { hash, bytes } => {
+                    self.txns.lock().insert(hash, (*bytes).clone());
+                }
                 WriteOp::PutMeta { block, meta } => {
                     blocks.entry(block).or_default().meta = Some(meta);
                 }
             }
         }
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn get_txn(&self, hash: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.txns.lock().get(hash).cloned())
+    }
+
+    fn list_txns(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        Ok(self
+            .txns
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     fn block_count(&self) -> Result<u64, StorageError> {

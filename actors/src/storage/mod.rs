@@ -72,6 +72,10 @@ pub trait RawStorage: Send + Sync + 'static {
     fn block_count(&self) -> Result<u64, StorageError>;
     /// Write counters of this backend.
     fn stats(&self) -> &StorageStats;
+    /// A cluster transaction's stored state (JSON), by messageHash.
+    fn get_txn(&self, hash: &str) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Every stored cluster transaction, as (messageHash, JSON).
+    fn list_txns(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
     /// Makes everything written so far durable (every acknowledged write already
     /// is; this also persists engine state, for a clean shutdown).
     fn flush(&self) -> Result<(), StorageError> {

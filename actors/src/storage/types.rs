@@ -141,6 +141,13 @@ pub enum WriteOp {
         /// Transaction.
         trx: TrxId,
     },
+    /// Store a cluster transaction's state (JSON) under its messageHash.
+    PutTxn {
+        /// The transaction's messageHash (validated as an id).
+        hash: String,
+        /// Its state, JSON.
+        bytes: Arc<Vec<u8>>,
+    },
     /// Replace the block's metadata.
     PutMeta {
         /// Block.
