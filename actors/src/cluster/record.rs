@@ -250,7 +250,22 @@ pub fn peer_entry(key: &Keypair, multiaddrs: Vec<String>) -> (String, ClusterPee
     )
 }
 
+/// Keys already checked against their PeerId, by (peerId, publicKey) text:
+/// decoding a key decompresses a curve point, which profiles showed dominating
+/// validation. Bounded; cleared when full.
+fn key_cache() -> &'static dashmap::DashMap<(String, String), PublicKey> {
+    static CACHE: std::sync::OnceLock<dashmap::DashMap<(String, String), PublicKey>> =
+        std::sync::OnceLock::new();
+    CACHE.get_or_init(dashmap::DashMap::new)
+}
+
+const KEY_CACHE_MAX: usize = 4096;
+
 fn peer_key(id: &str, p: &ClusterPeer) -> Result<PublicKey, RecordError> {
+    let cache_key = (id.to_string(), p.public_key.clone());
+    if let Some(k) = key_cache().get(&cache_key) {
+        return Ok(k.clone());
+    }
     let bad = |m: &str| RecordError::BadPeer(id.to_string(), m.to_string());
     let peer: PeerId = id.parse().map_err(|_| bad("not a PeerId"))?;
     let bytes = B64
@@ -261,6 +276,11 @@ fn peer_key(id: &str, p: &ClusterPeer) -> Result<PublicKey, RecordError> {
     if key.to_peer_id() != peer {
         return Err(bad("publicKey does not belong to this PeerId"));
     }
+    let cache = key_cache();
+    if cache.len() >= KEY_CACHE_MAX {
+        cache.clear();
+    }
+    cache.insert(cache_key, key.clone());
     Ok(key)
 }
 
