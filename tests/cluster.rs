@@ -138,6 +138,19 @@ async fn writes_land_on_every_member_in_order() {
         assert!(p.is_success() && c.unwrap().is_success(), "{t}: {p:?}");
     }
     for (node, _) in &nodes {
+        // The reply came once a majority committed; the last member follows at once.
+        let storage = node.storage().clone();
+        eventually(Duration::from_secs(10), || {
+            let storage = storage.clone();
+            async move {
+                storage
+                    .get_meta(&bid("x"))
+                    .unwrap()
+                    .and_then(|m| m.latest)
+                    .is_some_and(|l| l.rev == 3)
+            }
+        })
+        .await;
         // Durable on every member, without any restoration.
         let meta = node.storage().get_meta(&x).unwrap().expect("replicated");
         assert_eq!(

@@ -14,15 +14,16 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
-use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use serde::de::DeserializeOwned;
 
 use crate::block::StorageRepo;
+use crate::cluster::record::tally;
 use crate::cluster::{
     closest_peers, majority, message_hash, operation_blocks, peer_entry, ClusterPeer,
-    ClusterRecord, MemberDirectory, VoteType,
+    ClusterRecord, MemberDirectory,
 };
 use crate::metrics::{ActorMetrics, Counter, Histogram};
 use crate::model::{
@@ -162,90 +163,149 @@ impl Coordinator {
             commits: BTreeMap::new(),
         };
         let hash = record.message_hash.clone();
-        // Phase 1: every member promises (or refuses).
+        let threshold = majority(record.peers.len());
+        let members = record.peers.len();
+        // Phase 1: collect promises until the decision is known either way.
         let phase1 = Instant::now();
-        let replies = self.fan_out(&record, &plan.remote).await;
-        self.metrics.phase1.observe(phase1.elapsed());
-        for (peer, reply) in &replies {
-            if let Some(v) = reply.as_ref().ok().and_then(|r| r.promises.get(peer)) {
-                record.promises.insert(peer.clone(), v.clone());
+        let mut calls = self.calls(&record, &plan.remote);
+        let mut failures = Vec::new();
+        while let Some((peer, reply)) = calls.next().await {
+            match reply {
+                Ok(r) => {
+                    if let Some(v) = r.promises.get(&peer) {
+                        record.promises.insert(peer, v.clone());
+                    }
+                }
+                Err(e) => failures.push(format!("{peer}: {e}")),
+            }
+            let t = tally(&record);
+            let unreachable = members.saturating_sub(t.rejections + failures.len()) < threshold;
+            if t.approvals >= threshold || unreachable {
+                break;
             }
         }
-        let approvals = record
-            .promises
-            .values()
-            .filter(|s| s.vote == VoteType::Approve)
-            .count();
-        let threshold = majority(record.peers.len());
+        finish_in_background(calls);
+        self.metrics.phase1.observe(phase1.elapsed());
+        let approvals = tally(&record).approvals;
         if approvals < threshold {
             self.metrics.aborted.add(1);
             // Tell members now so they release, not at expiry.
-            let _ = self.fan_out(&record, &plan.remote).await;
+            finish_in_background(self.calls(&record, &plan.remote));
             let mut reasons: Vec<String> = record
                 .promises
                 .values()
                 .filter_map(|s| s.reject_reason.clone())
                 .collect();
-            reasons.extend(
-                replies
-                    .iter()
-                    .filter_map(|(p, r)| r.as_ref().err().map(|e| format!("{p}: {e}"))),
-            );
+            reasons.extend(failures);
             let reason = format!(
                 "cluster refused ({approvals}/{threshold} promises): {}",
                 reasons.join(", ")
             );
             return stale(reason);
         }
-        // Phase 2: the decision is commit; members execute and sign.
+        // Phase 2: the decision is commit; members execute and sign. Answer once a
+        // majority (this node included) has committed; retry the rest in the background.
         self.metrics.committed.add(1);
         let phase2 = Instant::now();
-        let replies = self.fan_out(&record, &plan.remote).await;
+        let me = self.me.to_string();
+        let mut calls = self.calls(&record, &plan.remote);
+        let (mut committed, mut local_done, mut stragglers) = (0, false, Vec::new());
+        while let Some((peer, reply)) = calls.next().await {
+            local_done |= peer == me;
+            match reply {
+                Ok(r) if r.commits.contains_key(&peer) => committed += 1,
+                _ => stragglers.push(peer),
+            }
+            if local_done && committed >= threshold {
+                break;
+            }
+        }
         self.metrics.phase2.observe(phase2.elapsed());
-        let committed = replies
-            .iter()
-            .filter(|(p, r)| r.as_ref().is_ok_and(|r| r.commits.contains_key(p)))
-            .count();
         if committed < threshold {
             self.metrics.in_doubt.add(1);
-            tracing::warn!(%hash, committed, threshold, "commit decided but not yet acknowledged by a majority; members settle by recovery");
+            tracing::warn!(%hash, committed, threshold, "commit decided but not yet acknowledged by a majority; retrying");
         }
+        self.retry_stragglers(calls, stragglers, record, &plan.remote);
         let result = self.members.result(&hash).ok_or_else(|| {
-            RepoError::Unavailable(format!("transaction {hash} was not executed locally"))
+            RepoError::Unavailable(format!(
+                "transaction {hash} was not executed locally (in doubt)"
+            ))
         })?;
         decode_result(result)
     }
 
-    /// Sends the record to this node's member and to every remote member, concurrently.
-    async fn fan_out(
+    /// One call per member (this node locally, the others over the network), each
+    /// independent of `self` so unfinished ones can run on after a decision.
+    fn calls(
         &self,
         record: &ClusterRecord,
         remote: &[(PeerId, Vec<Multiaddr>)],
-    ) -> Vec<(String, Result<ClusterRecord, String>)> {
-        let local = async {
-            (
-                self.me.to_string(),
-                self.members
-                    .update(record.clone())
-                    .await
-                    .map_err(|e| e.to_string()),
-            )
-        };
+    ) -> FuturesUnordered<MemberCall> {
+        let calls = FuturesUnordered::new();
+        let (members, rec, me) = (self.members.clone(), record.clone(), self.me.to_string());
+        calls.push(Box::pin(
+            async move { (me, members.update(rec).await.map_err(|e| e.to_string())) },
+        ) as MemberCall);
         let net = self.net.get().cloned();
-        let remotes = remote.iter().map(|(p, addrs)| {
-            let (net, rec) = (net.clone(), record.clone());
-            async move {
+        for (p, addrs) in remote {
+            let (net, rec, addrs, peer, timeout) =
+                (net.clone(), record.clone(), addrs.clone(), *p, self.timeout);
+            calls.push(Box::pin(async move {
                 let r = match net {
-                    Some(net) => cluster_update(&net, *p, addrs.clone(), rec, self.timeout)
+                    Some(net) => cluster_update(&net, peer, addrs, rec, timeout)
                         .await
                         .map_err(|e: NetError| e.to_string()),
                     None => Err("network not started".to_string()),
                 };
-                (p.to_string(), r)
+                (peer.to_string(), r)
+            }));
+        }
+        calls
+    }
+
+    /// Lets unfinished calls complete, then re-sends the decided record to members
+    /// that have not committed, with backoff, until the record expires.
+    fn retry_stragglers(
+        &self,
+        rest: FuturesUnordered<MemberCall>,
+        mut stragglers: Vec<String>,
+        record: ClusterRecord,
+        remote: &[(PeerId, Vec<Multiaddr>)],
+    ) {
+        let net = self.net.get().cloned();
+        let remote: BTreeMap<String, (PeerId, Vec<Multiaddr>)> = remote
+            .iter()
+            .map(|(p, a)| (p.to_string(), (*p, a.clone())))
+            .collect();
+        let timeout = self.timeout;
+        actix_rt::spawn(async move {
+            let mut rest = rest;
+            while let Some((peer, reply)) = rest.next().await {
+                if !reply.is_ok_and(|r| r.commits.contains_key(&peer)) {
+                    stragglers.push(peer);
+                }
+            }
+            let Some(net) = net else { return };
+            let deadline = record.message.expiration.unwrap_or(0);
+            let mut backoff = Duration::from_millis(100);
+            while !stragglers.is_empty() && now_ms() < deadline {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                let mut still = Vec::new();
+                for peer in stragglers {
+                    let Some((id, addrs)) = remote.get(&peer) else {
+                        continue;
+                    };
+                    let ok = cluster_update(&net, *id, addrs.clone(), record.clone(), timeout)
+                        .await
+                        .is_ok_and(|r| r.commits.contains_key(&peer));
+                    if !ok {
+                        still.push(peer);
+                    }
+                }
+                stragglers = still;
             }
         });
-        let (mine, others) = futures::join!(local, join_all(remotes));
-        std::iter::once(mine).chain(others).collect()
     }
 
     async fn local<T: DeserializeOwned>(&self, op: RepoOperation) -> Result<T, RepoError> {
@@ -261,6 +321,16 @@ impl Coordinator {
         .map_err(|e| RepoError::Invalid(e.to_string()))?;
         decode_result(v)
     }
+}
+
+/// A member's answer: its PeerId and the record it returned.
+type MemberCall = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (String, Result<ClusterRecord, String>)> + Send>,
+>;
+
+/// Lets the calls still running finish (their members still get the record).
+fn finish_in_background(mut calls: FuturesUnordered<MemberCall>) {
+    actix_rt::spawn(async move { while calls.next().await.is_some() {} });
 }
 
 fn stale<T: DeserializeOwned>(reason: String) -> Result<T, RepoError> {
