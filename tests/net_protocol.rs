@@ -395,6 +395,63 @@ async fn node_b_restores_a_block_and_an_old_revision_from_node_a() {
         b.storage().get_revision(&id, 1).unwrap().map(String::from),
         Some("t1".to_string())
     );
+
+    // A revision newer than B's latest: B is behind and catches up from A.
+    let trx = TrxId::new("t4").unwrap();
+    assert!(a
+        .repo()
+        .pend(PendRequest {
+            trx_id: trx.clone(),
+            rev: Some(4),
+            transforms: append(4),
+            policy: PendPolicy::Fail
+        })
+        .await
+        .unwrap()
+        .is_success());
+    assert!(a
+        .repo()
+        .commit(CommitRequest {
+            trx_id: trx,
+            block_ids: vec![id.clone()],
+            rev: 4,
+            header_id: None,
+            tail_id: None
+        })
+        .await
+        .unwrap()
+        .is_success());
+    let ctx = TrxContext {
+        committed: vec![],
+        rev: 4,
+        trx_id: None,
+    };
+    let r = b
+        .repo()
+        .get(BlockGets {
+            block_ids: vec![id.clone()],
+            context: Some(ctx),
+        })
+        .await
+        .unwrap();
+    assert_eq!(r[&id].state.latest.as_ref().unwrap().rev, 4);
+    assert_eq!(
+        r[&id].block.as_ref().unwrap().fields["items"],
+        json!([4, 3, 2])
+    );
+    let plain = b
+        .repo()
+        .get(BlockGets {
+            block_ids: vec![id.clone()],
+            context: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        plain[&id].state.latest.as_ref().unwrap().rev,
+        4,
+        "the catch-up is durable"
+    );
     b.shutdown().await;
     a.shutdown().await;
 }

@@ -199,7 +199,7 @@ async fn read_slow(
         }
     }
     if let Some(restore) = restore.filter(|_| st.needs_restore(msg.rev)) {
-        match restore(st.id().clone(), msg.rev).await {
+        match restore(st.id().clone(), st.restore_from(msg.rev)).await {
             Ok(Some(archive)) => {
                 let (ops, effect) = match st.plan_restore(archive) {
                     Ok(p) => p,

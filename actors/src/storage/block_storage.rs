@@ -158,8 +158,20 @@ impl BlockStorage {
     pub fn needs_restore(&self, rev: Option<Rev>) -> bool {
         match (&self.state.meta, rev) {
             (None, _) => true,
-            (Some(meta), Some(rev)) => !meta.covers(rev),
+            // Asked for a revision this node lacks, or one past its latest (it is behind).
+            (Some(meta), Some(rev)) => {
+                !meta.covers(rev) || meta.latest.as_ref().is_none_or(|l| rev > l.rev)
+            }
             (Some(_), None) => false,
+        }
+    }
+
+    /// The first revision to ask peers for when reading at `rev`: the one after
+    /// this node's latest when it is behind, else `rev` itself.
+    pub fn restore_from(&self, rev: Option<Rev>) -> Option<Rev> {
+        match (self.latest(), rev) {
+            (Some(l), Some(r)) if r > l.rev => Some(l.rev + 1),
+            _ => rev,
         }
     }
 
