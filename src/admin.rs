@@ -132,6 +132,7 @@ struct StatusReply {
 #[serde(rename_all = "camelCase")]
 struct StorageStatus {
     backend: &'static str,
+    size_bytes: u64,
     blocks: u64,
     bytes_written: u64,
     commits: u64,
@@ -157,6 +158,7 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
         cluster_size: state.cluster_size,
         storage: StorageStatus {
             backend: state.storage.backend(),
+            size_bytes: state.storage.disk_bytes().unwrap_or(0),
             blocks,
             bytes_written: stats.bytes.get(),
             commits: stats.batches.get(),

@@ -264,6 +264,7 @@ impl NodeHandle {
             coordinator.actor_metrics().clone(),
         ];
         let txn_metrics = coordinator.txn_metrics().clone();
+        let expired = members.expired().clone();
         let members_for_net = members.clone();
         let consensus = Consensus {
             members,
@@ -285,6 +286,7 @@ impl NodeHandle {
             storage: raw.clone(),
             actors: cluster_actors,
             txns: Some(txn_metrics),
+            expired: Some(expired),
         }));
         let registry = Arc::new(registry);
         let (tx, rx) = oneshot::channel();

@@ -557,8 +557,13 @@ async fn members_settle_by_recovery_when_the_coordinator_vanishes() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-
-    // 2. Phase 2 reaches only B: C must learn the decision from B and apply it too.
+    for (n, _) in &nodes[1..] {
+        assert!(
+            n.render_metrics()
+                .contains(r#"optimystic_transactions_total{outcome="expired"} 1"#),
+            "recovery abort counted"
+        );
+    } // 2. Phase 2 reaches only B: C must learn the decision from B and apply it too.
     let mut r2 = orphan_record(&nodes, "halfway", 1_500);
     let (pb, pc) = futures::join!(send(1, r2.clone()), send(2, r2.clone()));
     for (reply, i) in [(pb, 1), (pc, 2)] {

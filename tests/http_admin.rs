@@ -207,6 +207,7 @@ async fn endpoints_report_the_workload() {
     let st: Value = serde_json::from_str(&b).unwrap();
     assert_eq!(st["peerId"], json!(node.peer_id().to_string()));
     assert_eq!(st["storage"]["backend"], json!("embedded"));
+    assert!(st["storage"]["sizeBytes"].as_u64().unwrap() > 0);
     assert_eq!(st["blockCount"], json!(N));
     assert_eq!(st["clusterSize"], json!(3));
     assert_eq!(st["activeTransactions"], json!(0));

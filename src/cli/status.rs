@@ -52,6 +52,7 @@ fn status_text(addr: &str) -> Result<String, String> {
         v["storage"]["commits"],
         v["storage"]["bytesWritten"]
     );
+    out += &format!("storage size       {} bytes\n", v["storage"]["sizeBytes"]);
     out += &format!("live block actors  {}\n", s("liveBlockActors"));
     out += &format!("active writes      {}\n", s("activeTransactions"));
     out += &format!("inbound requests   {}\n", s("inboundRequests"));
@@ -141,6 +142,24 @@ fn inspect_text(addr: &str) -> Result<String, String> {
             n("stale"),
             n("error")
         );
+    }
+    out += "\ncluster transactions\n";
+    for outcome in [
+        "started",
+        "committed",
+        "aborted",
+        "expired",
+        "in_doubt",
+        "local",
+    ] {
+        let n = samples
+            .iter()
+            .find(|(n, l, _)| {
+                n == "optimystic_transactions_total"
+                    && l.get("outcome").map(String::as_str) == Some(outcome)
+            })
+            .map_or(0.0, |s| s.2);
+        out += &format!("  {outcome:<10} {n:>8}\n");
     }
     Ok(out)
 }

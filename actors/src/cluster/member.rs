@@ -63,6 +63,7 @@ pub struct MemberDirectory {
     reservations: Mutex<HashMap<BlockId, String>>,
     metrics: Arc<ActorMetrics>,
     net: OnceLock<NetClient>,
+    expired: Arc<crate::metrics::Counter>,
 }
 
 /// How long past its deadline a promised member waits before recovering.
@@ -82,7 +83,13 @@ impl MemberDirectory {
             reservations: Mutex::new(HashMap::new()),
             metrics: Arc::new(ActorMetrics::new("cluster_member")),
             net: OnceLock::new(),
+            expired: Arc::new(crate::metrics::Counter::default()),
         })
+    }
+
+    /// Promises dropped at expiry by recovery (no proof of a commit).
+    pub fn expired(&self) -> &Arc<crate::metrics::Counter> {
+        &self.expired
     }
 
     /// The network, for recovery queries (set once the swarm runs).
@@ -325,6 +332,7 @@ impl ClusterMember {
                         }
                     }
                     None => {
+                        act.dir.expired.add(1);
                         act.dir.release(&act.blocks(), &act.hash);
                         let staged = act
                             .state

@@ -24,6 +24,8 @@ pub struct NodeCollector {
     pub actors: Vec<Arc<super::ActorMetrics>>,
     /// Transaction outcomes, when the node takes part in consensus.
     pub txns: Option<Arc<crate::coordinator::TxnMetrics>>,
+    /// Promises this node's members dropped at expiry.
+    pub expired: Option<Arc<super::Counter>>,
 }
 
 impl std::fmt::Debug for NodeCollector {
@@ -185,6 +187,15 @@ impl Collector for NodeCollector {
             "Write batches that failed",
             st.failures.get(),
         )?;
+        if let Ok(n) = self.storage.disk_bytes() {
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            gauge(
+                &mut e,
+                "optimystic_storage_disk_bytes",
+                "Bytes the store occupies on disk",
+                n,
+            )?;
+        }
         if let Ok(n) = self.storage.block_count() {
             gauge(
                 &mut e,
@@ -197,22 +208,21 @@ impl Collector for NodeCollector {
         if let Some(t) = &self.txns {
             let mut m = e.encode_descriptor(
                 "optimystic_transactions",
-                "Cluster transactions by outcome (started, committed, aborted, in_doubt, local)",
+                "Cluster transactions by outcome (started, committed, aborted, expired, in_doubt, local)",
                 None,
                 MetricType::Counter,
             )?;
+            let expired = self.expired.as_ref().map_or(0, |c| c.get());
             for (name, c) in [
-                ("started", &t.started),
-                ("committed", &t.committed),
-                ("aborted", &t.aborted),
-                ("in_doubt", &t.in_doubt),
-                ("local", &t.local),
+                ("started", t.started.get()),
+                ("committed", t.committed.get()),
+                ("aborted", t.aborted.get()),
+                ("expired", expired),
+                ("in_doubt", t.in_doubt.get()),
+                ("local", t.local.get()),
             ] {
                 m.encode_family(&[("outcome", name)])?
-                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
-                        &c.get(),
-                        None,
-                    )?;
+                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&c, None)?;
             }
             let mut m = e.encode_descriptor(
                 "optimystic_transaction_phase_seconds",

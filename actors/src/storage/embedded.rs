@@ -477,6 +477,10 @@ impl RawStorage for EmbeddedRawStorage {
         Ok(out)
     }
 
+    fn disk_bytes(&self) -> Result<u64, StorageError> {
+        self.db.disk_space().map_err(engine)
+    }
+
     fn flush(&self) -> Result<(), StorageError> {
         self.db.persist(PersistMode::SyncAll).map_err(engine)
     }

@@ -76,6 +76,10 @@ pub trait RawStorage: Send + Sync + 'static {
     fn get_txn(&self, hash: &str) -> Result<Option<Vec<u8>>, StorageError>;
     /// Every stored cluster transaction, as (messageHash, JSON).
     fn list_txns(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
+    /// Bytes the store occupies on disk (0 for memory).
+    fn disk_bytes(&self) -> Result<u64, StorageError> {
+        Ok(0)
+    }
     /// Makes everything written so far durable (every acknowledged write already
     /// is; this also persists engine state, for a clean shutdown).
     fn flush(&self) -> Result<(), StorageError> {
