@@ -318,15 +318,32 @@ async fn tampered_and_replayed_records_change_nothing() {
     let net = client_net();
     let (p, c) = write_via(&nodes[0].0, &net, &nodes[0].1, "t1", 1, insert("y")).await;
     assert!(p.is_success() && c.unwrap().is_success());
+    // Let every member settle (the reply came once a majority had committed).
+    for (n, _) in &nodes {
+        let storage = n.storage().clone();
+        eventually(Duration::from_secs(10), || {
+            let storage = storage.clone();
+            async move { storage.get_meta(&bid("y")).unwrap().is_some() }
+        })
+        .await;
+    }
     // A committed record, as stored by member A.
     let store = TxnStore::new(nodes[0].0.storage().clone());
-    let decided: Vec<ClusterRecord> = store
-        .all()
-        .unwrap()
-        .into_iter()
-        .filter(|(_, s)| !s.record.commits.is_empty())
-        .map(|(_, s)| s.record)
-        .collect();
+    let committed_records = || -> Vec<ClusterRecord> {
+        store
+            .all()
+            .unwrap()
+            .into_iter()
+            .filter(|(_, s)| !s.record.commits.is_empty())
+            .map(|(_, s)| s.record)
+            .collect()
+    };
+    eventually(Duration::from_secs(10), || {
+        let n = committed_records().len();
+        async move { n == 2 }
+    })
+    .await;
+    let decided = committed_records();
     assert_eq!(decided.len(), 2, "pend and commit were each agreed");
     let b_peer = nodes[1].0.peer_id();
     let b_addr = vec![nodes[1].1.clone()];

@@ -64,6 +64,9 @@ pub struct MemberDirectory {
     metrics: Arc<ActorMetrics>,
     net: OnceLock<NetClient>,
     expired: Arc<crate::metrics::Counter>,
+    /// Results of executions this node's coordinator has not collected yet (taken
+    /// once; the durable copy is in the transaction's stored state).
+    results: DashMap<String, serde_json::Value>,
 }
 
 /// How long past its deadline a promised member waits before recovering.
@@ -84,6 +87,7 @@ impl MemberDirectory {
             metrics: Arc::new(ActorMetrics::new("cluster_member")),
             net: OnceLock::new(),
             expired: Arc::new(crate::metrics::Counter::default()),
+            results: DashMap::new(),
         })
     }
 
@@ -169,6 +173,9 @@ impl MemberDirectory {
 
     /// The local result of a committed transaction (JSON), if this member executed it.
     pub fn result(&self, hash: &str) -> Option<serde_json::Value> {
+        if let Some((_, v)) = self.results.remove(hash) {
+            return Some(v);
+        }
         self.store.load(hash).ok().flatten().and_then(|s| s.result)
     }
 
@@ -520,17 +527,31 @@ impl Handler<Update> for ClusterMember {
                         None => serde_json::Value::Null,
                     }
                 };
-                let fut = fut::wrap_future::<_, Self>(work).then(move |result, act, _| {
+                let fut = fut::wrap_future::<_, Self>(work).map(move |result, act, ctx| {
+                    let _timer = timer;
                     let mut r = incoming;
                     r.commits.insert(
                         act.dir.me.clone(),
                         sign_commit(&act.dir.key, &r, VoteType::Approve, None),
                     );
                     act.dir.release(&blocks, &act.hash);
-                    let staged = act
-                        .stage(Phase::Committed, r.clone(), Some(result))
-                        .map(|w| (r, Some(w)));
-                    Self::finish(staged, blocks, timer)
+                    // The execution is durable already; the commit vote does not wait
+                    // for the Committed state. If that write is lost, this member
+                    // restarts Promised, recovers the decision from its peers and
+                    // re-executes, which the repo's idempotent operations absorb. The
+                    // actor stays (answering repeats from memory) until it lands.
+                    if act.dir.results.len() < 65_536 {
+                        act.dir.results.insert(act.hash.clone(), result.clone());
+                    }
+                    let write = act.stage(Phase::Committed, r.clone(), Some(result))?;
+                    let hash = act.hash.clone();
+                    ctx.spawn(fut::wrap_future::<_, Self>(write).map(move |written, _, ctx| {
+                        if let Err(e) = written {
+                            tracing::error!(%hash, error = %e, "cannot persist committed state; recovery will settle it");
+                        }
+                        ctx.stop();
+                    }));
+                    Ok(r)
                 });
                 return AtomicResponse::new(Box::pin(fut));
             }
