@@ -10,7 +10,6 @@ use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use futures::StreamExt;
-use optimystic_actors::block::StorageRepo;
 use optimystic_actors::metrics::EngineMetrics;
 use optimystic_actors::net::{codes, repo_error, ErrorReply, NetClient};
 use optimystic_actors::storage::{RawStorage, RepoError};
@@ -24,8 +23,8 @@ pub const MAX_BODY: usize = 8 << 20;
 /// What the handlers need.
 #[derive(Clone)]
 pub struct AdminState {
-    /// The local repo.
-    pub repo: StorageRepo,
+    /// The node's repo (writes through the cluster when it has peers).
+    pub repo: crate::node::NodeRepo,
     /// The network (status).
     pub net: NetClient,
     /// Every metric.

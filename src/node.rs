@@ -25,6 +25,9 @@ use optimystic_actors::cluster::{MemberDirectory, TxnStore};
 use optimystic_actors::coordinator::{Coordinator, CoordinatorHandle};
 use optimystic_actors::metrics::export::NodeCollector;
 use optimystic_actors::metrics::EngineMetrics;
+use optimystic_actors::model::{
+    BlockGets, CommitRequest, CommitResult, GetBlockResults, PendRequest, PendResult, TrxBlocks,
+};
 use optimystic_actors::net::{
     build_swarm, load_or_create_identity, restore_from_peers, Consensus, Dial, Drain, Listen,
     NetClient, NetConfig, NetError, NetEvent, NetMetrics, ProtocolIds, RepoService, SwarmActor,
@@ -207,10 +210,44 @@ pub enum NodeError {
     Config(String),
 }
 
+/// The repo API of a node, as clients of the node see it.
+#[derive(Clone)]
+pub struct NodeRepo {
+    local: StorageRepo,
+    coordinator: CoordinatorHandle,
+}
+
+impl NodeRepo {
+    /// Reads blocks (locally; restored from peers when missing or behind).
+    pub async fn get(&self, gets: BlockGets) -> Result<GetBlockResults, RepoError> {
+        self.local.get(gets).await
+    }
+
+    /// Pends a transaction (through the cluster when the node has peers).
+    pub async fn pend(&self, req: PendRequest) -> Result<PendResult, RepoError> {
+        self.coordinator.pend(req).await
+    }
+
+    /// Commits a transaction (through the cluster when the node has peers).
+    pub async fn commit(&self, req: CommitRequest) -> Result<CommitResult, RepoError> {
+        self.coordinator.commit(req).await
+    }
+
+    /// Cancels a pending transaction (through the cluster when the node has peers).
+    pub async fn cancel(&self, trx: TrxBlocks) -> Result<(), RepoError> {
+        self.coordinator.cancel(trx).await
+    }
+
+    /// This node's own store, bypassing consensus (tests, tools).
+    pub fn local(&self) -> &StorageRepo {
+        &self.local
+    }
+}
+
 /// A running node.
 pub struct NodeHandle {
     peer_id: PeerId,
-    repo: StorageRepo,
+    repo: NodeRepo,
     net: NetClient,
     events: mpsc::Receiver<NetEvent>,
     raw: Arc<dyn RawStorage>,
@@ -266,6 +303,10 @@ impl NodeHandle {
         let txn_metrics = coordinator.txn_metrics().clone();
         let expired = members.expired().clone();
         let members_for_net = members.clone();
+        let node_repo = NodeRepo {
+            local: repo.clone(),
+            coordinator: coordinator.clone(),
+        };
         let consensus = Consensus {
             members,
             coordinator,
@@ -330,7 +371,7 @@ impl NodeHandle {
         let http = match cfg.http {
             Some(addr) => {
                 let state = crate::admin::AdminState {
-                    repo: repo.clone(),
+                    repo: node_repo.clone(),
                     net: net.clone(),
                     registry: registry.clone(),
                     storage: raw.clone(),
@@ -347,7 +388,7 @@ impl NodeHandle {
         tracing::info!(%peer_id, "node started");
         Ok(Self {
             peer_id,
-            repo,
+            repo: node_repo,
             net,
             events,
             raw,
@@ -380,8 +421,9 @@ impl NodeHandle {
         self.peer_id
     }
 
-    /// The node-local repo.
-    pub fn repo(&self) -> &StorageRepo {
+    /// The repo: reads are local; with peers, writes are agreed by each block's
+    /// cluster (signed two-phase commit), alone they apply directly.
+    pub fn repo(&self) -> &NodeRepo {
         &self.repo
     }
 
@@ -419,7 +461,7 @@ impl NodeHandle {
         if self.net.call(Drain { grace: DRAIN_GRACE }).await.is_err() {
             tracing::warn!("swarm already stopped");
         }
-        self.repo.registry().shutdown();
+        self.repo.local.registry().shutdown();
         if let Err(e) = self.raw.flush() {
             tracing::error!(error = %e, "final storage flush failed");
         }

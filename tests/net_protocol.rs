@@ -320,6 +320,7 @@ async fn node_b_restores_a_block_and_an_old_revision_from_node_a() {
         let trx = TrxId::new(format!("t{rev}")).unwrap();
         assert!(a
             .repo()
+            .local()
             .pend(PendRequest {
                 trx_id: trx.clone(),
                 rev: Some(rev),
@@ -331,6 +332,7 @@ async fn node_b_restores_a_block_and_an_old_revision_from_node_a() {
             .is_success());
         assert!(a
             .repo()
+            .local()
             .commit(CommitRequest {
                 trx_id: trx,
                 block_ids: vec![id.clone()],
@@ -400,6 +402,7 @@ async fn node_b_restores_a_block_and_an_old_revision_from_node_a() {
     let trx = TrxId::new("t4").unwrap();
     assert!(a
         .repo()
+        .local()
         .pend(PendRequest {
             trx_id: trx.clone(),
             rev: Some(4),
@@ -411,6 +414,7 @@ async fn node_b_restores_a_block_and_an_old_revision_from_node_a() {
         .is_success());
     assert!(a
         .repo()
+        .local()
         .commit(CommitRequest {
             trx_id: trx,
             block_ids: vec![id.clone()],
