@@ -165,8 +165,14 @@ async fn endpoints_report_the_workload() {
     );
     assert!(metric(&m, "optimystic_storage_commits_total") >= (2 * N) as f64);
     // A lone node: every write (N pends, N + 2 commits, 1 cancel) applied directly.
-    assert_eq!(metric(&m, r#"optimystic_transactions_total{outcome="local"}"#), (2 * N + 3) as f64);
-    assert_eq!(metric(&m, r#"optimystic_transactions_total{outcome="started"}"#), 0.0);
+    assert_eq!(
+        metric(&m, r#"optimystic_transactions_total{outcome="local"}"#),
+        (2 * N + 3) as f64
+    );
+    assert_eq!(
+        metric(&m, r#"optimystic_transactions_total{outcome="started"}"#),
+        0.0
+    );
     assert!(metric(&m, "optimystic_storage_syncs_total") >= 1.0);
     assert!(metric(&m, "optimystic_storage_bytes_written_total") > 0.0);
     assert!(

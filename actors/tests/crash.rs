@@ -209,3 +209,84 @@ fn sigkill_loses_no_acknowledged_commit_embedded() {
 fn sigkill_loses_no_acknowledged_commit_file() {
     crash_loop(StorageKind::File);
 }
+
+/// Regression: on the file backend a commit that crashed after writing its
+/// revision and transform files but before `meta.json` left (1) an orphan revision
+/// record that a later commit at a higher revision made part of the history, and
+/// (2) a committed-looking transform that made the still-pending transaction vanish
+/// on reload. Found by the SIGKILL loop above (history count off by one).
+#[actix_rt::test]
+async fn unpublished_commit_records_are_ignored_and_cleaned() {
+    use optimystic_actors::storage::{BlockStorage, WriteOp};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let raw = open_storage(StorageKind::File, dir.path()).unwrap();
+    let repo = repo_on(raw.clone());
+    write(&repo, "t1", 1, insert(&["o"])).await;
+    let p = repo
+        .pend(pend_req(
+            "t2",
+            Some(2),
+            append(&["o"], json!(2)),
+            PendPolicy::Fail,
+        ))
+        .await
+        .unwrap();
+    assert!(p.is_success(), "acknowledged pend");
+    // The crash: phase 0 of t2's commit at rev 2 landed, meta.json did not.
+    let t = Arc::new(raw.get_pending(&bid("o"), &tid("t2")).unwrap().unwrap());
+    raw.write(vec![
+        WriteOp::PutTransaction {
+            block: bid("o"),
+            trx: tid("t2"),
+            transform: t,
+        },
+        WriteOp::PutRevision {
+            block: bid("o"),
+            rev: 2,
+            trx: tid("t2"),
+        },
+    ])
+    .await
+    .unwrap();
+    repo.registry().shutdown();
+
+    let st = BlockStorage::load(bid("o"), raw.clone()).unwrap();
+    assert_eq!(
+        st.pending_ids(),
+        vec![tid("t2")],
+        "the acknowledged pend survives"
+    );
+    assert_eq!(st.state().orphans, vec![2]);
+    drop(st);
+    // A commit of another transaction at a higher revision removes the orphan.
+    let repo = repo_on(raw.clone());
+    let p = repo
+        .pend(pend_req(
+            "t3",
+            Some(5),
+            append(&["o"], json!(3)),
+            PendPolicy::Continue,
+        ))
+        .await
+        .unwrap();
+    assert!(p.is_success());
+    assert!(repo
+        .commit(commit_req("t3", &["o"], 5))
+        .await
+        .unwrap()
+        .is_success());
+    let revs: Vec<Rev> = raw
+        .list_revisions(&bid("o"), 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.rev)
+        .collect();
+    assert_eq!(revs, vec![1, 5]);
+    let r = repo.get(gets(&["o"])).await.unwrap();
+    assert_eq!(
+        r[&bid("o")].block.as_ref().unwrap().fields["items"],
+        json!([3])
+    );
+    assert_eq!(r[&bid("o")].state.pendings, Some(vec![tid("t2")]));
+}

@@ -33,6 +33,9 @@ pub struct CachedState {
     pub pending: BTreeMap<TrxId, Arc<Transform>>,
     /// The block materialized at `meta.latest` (`None` = deleted or never written).
     pub latest_block: Option<Arc<Block>>,
+    /// Revision records past `latest`, left by commits that crashed before they were
+    /// published (file backend only); the next commit removes them.
+    pub orphans: Vec<Rev>,
 }
 
 /// A cache change to apply once its batch is durable.
@@ -92,11 +95,27 @@ impl BlockStorage {
     /// Loads the block's metadata, pending transforms and latest materialization.
     pub fn load(id: BlockId, raw: Arc<dyn RawStorage>) -> Result<Self, StorageError> {
         let meta = raw.get_meta(&id)?;
+        let latest_rev = meta.as_ref().and_then(|m| m.latest.as_ref()).map(|l| l.rev);
+        // Backends without atomic batches may hold records of a commit that crashed
+        // before its metadata published it: revisions past `latest`, and a committed
+        // transform beside a still-pending one.
+        let orphans: Vec<TrxRev> = if raw.atomic_batches() {
+            Vec::new()
+        } else {
+            raw.list_revisions(&id, latest_rev.map_or(0, |r| r + 1), Rev::MAX)?
+        };
         let mut pending = BTreeMap::new();
         for trx in raw.list_pending(&id)? {
-            // A pending record left behind by a crash after its commit was published.
-            if meta.is_some() && raw.get_transaction(&id, &trx)?.is_some() {
-                continue;
+            if let Some(latest) = latest_rev.filter(|_| !raw.atomic_batches()) {
+                // Left behind by a crash after its commit was published.
+                let published = raw.get_transaction(&id, &trx)?.is_some()
+                    && raw
+                        .list_revisions(&id, 0, latest)?
+                        .iter()
+                        .any(|r| r.trx_id == trx);
+                if published {
+                    continue;
+                }
             }
             if let Some(t) = raw.get_pending(&id, &trx)? {
                 pending.insert(trx, Arc::new(t));
@@ -109,6 +128,7 @@ impl BlockStorage {
                 meta,
                 pending,
                 latest_block: None,
+                orphans: orphans.into_iter().map(|r| r.rev).collect(),
             },
         };
         me.state.latest_block = me.load_latest_block()?;
@@ -336,7 +356,17 @@ impl BlockStorage {
         };
         meta.latest = Some(trx_rev.clone());
         let id = &self.id;
-        let ops = vec![
+        let mut ops: Vec<WriteOp> = self
+            .state
+            .orphans
+            .iter()
+            .filter(|r| **r != rev)
+            .map(|r| WriteOp::DeleteRevision {
+                block: id.clone(),
+                rev: *r,
+            })
+            .collect();
+        ops.extend([
             WriteOp::PutTransaction {
                 block: id.clone(),
                 trx: trx.clone(),
@@ -360,7 +390,7 @@ impl BlockStorage {
                 block: id.clone(),
                 trx: trx.clone(),
             },
-        ];
+        ]);
         Ok(CommitPlan::Apply(
             ops,
             Effect::Committed {
@@ -498,6 +528,7 @@ impl BlockStorage {
                 meta,
             } => {
                 self.state.pending.remove(&trx_rev.trx_id);
+                self.state.orphans.clear();
                 self.state.meta = Some(meta);
                 self.state.latest_block = block;
             }

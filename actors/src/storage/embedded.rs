@@ -201,6 +201,9 @@ impl EmbeddedRawStorage {
                 key(block, b'b', trx.as_str().as_bytes()),
                 val(&value.as_deref())?,
             ),
+            WriteOp::DeleteRevision { block, rev } => {
+                data(key(block, b'r', &rev.to_be_bytes()), None)
+            }
             WriteOp::PutRevision { block, rev, trx } => {
                 data(key(block, b'r', &rev.to_be_bytes()), val(trx)?)
             }

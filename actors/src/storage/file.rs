@@ -111,6 +111,17 @@ impl Inner {
                 dirty.insert(dir);
                 Ok(())
             }
+            WriteOp::DeleteRevision { block, rev } => {
+                let path = self.path(block, "revs", &rev.to_string());
+                match fs::remove_file(&path) {
+                    Ok(()) => {
+                        dirty.insert(self.block_dir(block).join("revs"));
+                        Ok(())
+                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(StorageError::io(path, e)),
+                }
+            }
             WriteOp::DeletePending { block, trx } => {
                 let path = self.path(block, "pend", trx.as_str());
                 match fs::remove_file(&path) {
@@ -326,6 +337,10 @@ impl RawStorage for FileRawStorage {
 
     fn stats(&self) -> &StorageStats {
         &self.inner.stats
+    }
+
+    fn atomic_batches(&self) -> bool {
+        false
     }
 
     fn get_txn(&self, hash: &str) -> Result<Option<Vec<u8>>, StorageError> {

@@ -145,6 +145,9 @@ impl RawStorage for MemoryRawStorage {
                         .materialized
                         .insert(trx, value);
                 }
+                WriteOp::DeleteRevision { block, rev } => {
+                    blocks.entry(block).or_default().revisions.remove(&rev);
+                }
                 WriteOp::PutRevision { block, rev, trx } => {
                     blocks.entry(block).or_default().revisions.insert(rev, trx);
                 }

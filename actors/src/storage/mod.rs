@@ -76,6 +76,11 @@ pub trait RawStorage: Send + Sync + 'static {
     fn get_txn(&self, hash: &str) -> Result<Option<Vec<u8>>, StorageError>;
     /// Every stored cluster transaction, as (messageHash, JSON).
     fn list_txns(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
+    /// Whether a batch lands all-or-nothing (false for the file backend, whose
+    /// blocks are only atomic one at a time and may keep unpublished records).
+    fn atomic_batches(&self) -> bool {
+        true
+    }
     /// Bytes the store occupies on disk (0 for memory).
     fn disk_bytes(&self) -> Result<u64, StorageError> {
         Ok(0)

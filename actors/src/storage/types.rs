@@ -132,6 +132,13 @@ pub enum WriteOp {
         /// Result.
         value: Option<Arc<Block>>,
     },
+    /// Drop a revision record left by a commit that crashed before it was published.
+    DeleteRevision {
+        /// Block.
+        block: BlockId,
+        /// Revision.
+        rev: Rev,
+    },
     /// Record that `rev` was produced by `trx`.
     PutRevision {
         /// Block.

@@ -26,6 +26,17 @@ pub fn repo(kind: StorageKind, dir: &Path) -> StorageRepo {
     repo_with(kind, dir, RegistryOptions::default())
 }
 
+pub fn repo_on(raw: std::sync::Arc<dyn optimystic_actors::storage::RawStorage>) -> StorageRepo {
+    let registry = BlockRegistry::start(
+        raw,
+        Arc::new(EngineMetrics::default()),
+        None,
+        RegistryOptions::default(),
+    )
+    .unwrap();
+    StorageRepo::new(registry)
+}
+
 pub fn repo_with(kind: StorageKind, dir: &Path, opts: RegistryOptions) -> StorageRepo {
     let raw = open_storage(kind, dir).unwrap();
     let registry =
