@@ -187,3 +187,156 @@ fn append(id: &str, v: i64) -> Transforms {
         ..Transforms::default()
     }
 }
+
+/// A phase-1 record for a pend inserting `block` among the given members, as a
+/// coordinator would build it (the test process plays the coordinator).
+fn record_for(
+    members: &[&NodeProcess],
+    block: &str,
+    ttl_ms: u64,
+) -> optimystic_actors::cluster::ClusterRecord {
+    use base64::Engine as _;
+    let message = RepoMessage {
+        operations: vec![RepoOperation::Pend(PendRequest {
+            trx_id: TrxId::new(format!("orphan-{block}")).unwrap(),
+            rev: Some(1),
+            transforms: insert(block),
+            policy: PendPolicy::Fail,
+        })],
+        expiration: Some(optimystic_actors::net::now_ms() + ttl_ms),
+    };
+    let peers = members
+        .iter()
+        .map(|m| {
+            let peer: libp2p::PeerId = m.peer_id().parse().unwrap();
+            let key =
+                libp2p::identity::PublicKey::try_decode_protobuf(peer.as_ref().digest()).unwrap();
+            let public_key =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.encode_protobuf());
+            (
+                peer.to_string(),
+                optimystic_actors::cluster::ClusterPeer {
+                    multiaddrs: vec![m.addr.clone()],
+                    public_key,
+                },
+            )
+        })
+        .collect();
+    optimystic_actors::cluster::ClusterRecord {
+        message_hash: optimystic_actors::cluster::message_hash(&message),
+        peers,
+        message,
+        promises: Default::default(),
+        commits: Default::default(),
+    }
+}
+
+#[actix_rt::test]
+async fn coordinator_gone_between_phases() {
+    use optimystic_actors::cluster::ClusterRecord;
+    use optimystic_actors::net::cluster_update;
+    let dirs = [
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    ];
+    let a = NodeProcess::start(dirs[0].path(), &[]);
+    let b = NodeProcess::start(dirs[1].path(), &["--bootstrap", &a.addr]);
+    let c = NodeProcess::start(dirs[2].path(), &["--bootstrap", &a.addr]);
+    let (ca, cb, cc) = (client(&a.addr), client(&b.addr), client(&c.addr));
+    eventually(Duration::from_secs(30), || async {
+        write(&ca, "probe", 1, insert("probe")).await
+    })
+    .await;
+    let cfg = NetConfig {
+        client_only: true,
+        ..NetConfig::default()
+    };
+    let metrics = std::sync::Arc::new(NetMetrics::default());
+    let net = NetClient::new(
+        actix::Actor::start(SwarmActor::new(
+            build_swarm(Keypair::generate_ed25519(), &cfg).unwrap(),
+            cfg,
+            None,
+            None,
+            metrics.clone(),
+        )),
+        metrics,
+    );
+    let nodes = [&a, &b, &c];
+    let send = |i: usize, r: ClusterRecord| {
+        let (net, peer, addr) = (
+            net.clone(),
+            nodes[i].peer_id().parse().unwrap(),
+            nodes[i].addr.parse().unwrap(),
+        );
+        async move {
+            cluster_update(&net, peer, vec![addr], r, Duration::from_secs(10))
+                .await
+                .unwrap()
+        }
+    };
+
+    // Phase 1 only, then the coordinator is gone: every member holds the block.
+    let r1 = record_for(&nodes, "held", 1_500);
+    futures::join!(
+        send(0, r1.clone()),
+        send(1, r1.clone()),
+        send(2, r1.clone())
+    );
+    assert!(
+        !write(&cb, "early", 1, insert("held")).await,
+        "the block is held by the orphan"
+    );
+    // No block stays locked past expiry plus grace.
+    let started = std::time::Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        if write(&cb, &format!("late{n}"), 1, insert("held")).await {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "held past expiry plus grace"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Phase 2 reaches A only: once settled, all three applied it, not some.
+    let mut r2 = record_for(&nodes, "split", 1_500);
+    let replies = futures::join!(
+        send(0, r2.clone()),
+        send(1, r2.clone()),
+        send(2, r2.clone())
+    );
+    for (reply, i) in [(replies.0, 0), (replies.1, 1), (replies.2, 2)] {
+        let id = nodes[i].peer_id();
+        r2.promises.insert(id.clone(), reply.promises[&id].clone());
+    }
+    let done = send(0, r2.clone()).await;
+    assert!(done.commits.contains_key(&a.peer_id()));
+    let trx = TrxId::new("orphan-split").unwrap();
+    for cl in [&ca, &cb, &cc] {
+        // The pend executed everywhere: the transaction is pending on "split" on every node.
+        eventually(Duration::from_secs(20), || {
+            let trx = trx.clone();
+            async move {
+                cl.get(BlockGets {
+                    block_ids: vec![bid("split")],
+                    context: None,
+                })
+                .await
+                .is_ok_and(|r| {
+                    r[&bid("split")]
+                        .state
+                        .pendings
+                        .as_ref()
+                        .is_some_and(|p| p.contains(&trx))
+                })
+            }
+        })
+        .await;
+    }
+    drop((a, b, c));
+}
