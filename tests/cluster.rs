@@ -15,6 +15,13 @@ use optimystic_actors::net::{cluster_update, peer_of, NetClient, NetError};
 use serde_json::json;
 use support::*;
 
+fn members_of(nodes: &[(NodeHandle, libp2p::Multiaddr)]) -> Vec<(String, String)> {
+    nodes
+        .iter()
+        .map(|(n, a)| (n.peer_id().to_string(), a.to_string()))
+        .collect()
+}
+
 async fn three_nodes(dirs: &[tempfile::TempDir; 3]) -> Vec<(NodeHandle, libp2p::Multiaddr)> {
     let a = start_node(dirs[0].path(), vec![]).await;
     let b = start_node(dirs[1].path(), vec![a.1.clone()]).await;
@@ -29,34 +36,6 @@ async fn three_nodes(dirs: &[tempfile::TempDir; 3]) -> Vec<(NodeHandle, libp2p::
         .await;
     }
     nodes
-}
-
-fn bid(s: &str) -> BlockId {
-    BlockId::new(s).unwrap()
-}
-
-fn insert(id: &str) -> Transforms {
-    let block = serde_json::from_value(
-        json!({"header": {"id": id, "type": "T", "collectionId": "c"}, "items": []}),
-    )
-    .unwrap();
-    Transforms {
-        inserts: Some([(bid(id), block)].into()),
-        ..Transforms::default()
-    }
-}
-
-fn append(id: &str, v: i64) -> Transforms {
-    let op = BlockOperation {
-        entity: "items".into(),
-        index: 0,
-        delete_count: 0,
-        inserted: json!([v]),
-    };
-    Transforms {
-        updates: Some([(bid(id), vec![op])].into()),
-        ..Transforms::default()
-    }
 }
 
 async fn write_via(
@@ -98,25 +77,6 @@ async fn write_via(
         .await
         .unwrap();
     (p, Some(r))
-}
-
-fn client_net() -> NetClient {
-    let cfg = optimystic_actors::net::NetConfig {
-        client_only: true,
-        ..Default::default()
-    };
-    let swarm = optimystic_actors::net::build_swarm(Keypair::generate_ed25519(), &cfg).unwrap();
-    let metrics = std::sync::Arc::new(optimystic_actors::net::NetMetrics::default());
-    NetClient::new(
-        actix::Actor::start(optimystic_actors::net::SwarmActor::new(
-            swarm,
-            cfg,
-            None,
-            None,
-            metrics.clone(),
-        )),
-        metrics,
-    )
 }
 
 #[actix_rt::test]
@@ -469,50 +429,6 @@ async fn tampered_and_replayed_records_change_nothing() {
     }
 }
 
-/// The libp2p public key embedded in an Ed25519 PeerId.
-fn key_of(peer: &libp2p::PeerId) -> String {
-    use base64::Engine as _;
-    let digest = peer.as_ref().digest();
-    let key = libp2p::identity::PublicKey::try_decode_protobuf(digest).unwrap();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.encode_protobuf())
-}
-
-/// A phase-1 record for a pend inserting `block`, as a coordinator would build it.
-fn orphan_record(
-    nodes: &[(NodeHandle, libp2p::Multiaddr)],
-    block: &str,
-    ttl_ms: u64,
-) -> ClusterRecord {
-    let message = RepoMessage {
-        operations: vec![RepoOperation::Pend(PendRequest {
-            trx_id: TrxId::new(format!("orphan-{block}")).unwrap(),
-            rev: Some(1),
-            transforms: insert(block),
-            policy: PendPolicy::Fail,
-        })],
-        expiration: Some(optimystic_actors::net::now_ms() + ttl_ms),
-    };
-    ClusterRecord {
-        message_hash: optimystic_actors::cluster::message_hash(&message),
-        peers: nodes
-            .iter()
-            .map(|(n, a)| {
-                let p = n.peer_id();
-                (
-                    p.to_string(),
-                    optimystic_actors::cluster::ClusterPeer {
-                        multiaddrs: vec![a.to_string()],
-                        public_key: key_of(&p),
-                    },
-                )
-            })
-            .collect(),
-        message,
-        promises: Default::default(),
-        commits: Default::default(),
-    }
-}
-
 #[actix_rt::test]
 async fn members_settle_by_recovery_when_the_coordinator_vanishes() {
     let dirs = [
@@ -532,7 +448,7 @@ async fn members_settle_by_recovery_when_the_coordinator_vanishes() {
     };
 
     // 1. Phase 1 reaches B and C, then the "coordinator" dies: no decision anywhere.
-    let r1 = orphan_record(&nodes, "locked", 1_500);
+    let r1 = pend_record(&members_of(&nodes), "locked", 1_500);
     let (pb, pc) = futures::join!(send(1, r1.clone()), send(2, r1.clone()));
     assert!(
         pb.promises.contains_key(&nodes[1].0.peer_id().to_string())
@@ -581,7 +497,7 @@ async fn members_settle_by_recovery_when_the_coordinator_vanishes() {
             "recovery abort counted"
         );
     } // 2. Phase 2 reaches only B: C must learn the decision from B and apply it too.
-    let mut r2 = orphan_record(&nodes, "halfway", 1_500);
+    let mut r2 = pend_record(&members_of(&nodes), "halfway", 1_500);
     let (pb, pc) = futures::join!(send(1, r2.clone()), send(2, r2.clone()));
     for (reply, i) in [(pb, 1), (pc, 2)] {
         let id = nodes[i].0.peer_id().to_string();

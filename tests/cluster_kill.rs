@@ -7,37 +7,10 @@ mod support;
 
 use std::time::Duration;
 
-use libp2p::identity::Keypair;
 use optimystic_actors::model::*;
-use optimystic_actors::net::{
-    build_swarm, peer_of, NetClient, NetConfig, NetMetrics, RepoClient, SwarmActor,
-};
+use optimystic_actors::net::RepoClient;
 use serde_json::json;
 use support::*;
-
-fn client(addr: &str) -> RepoClient {
-    let cfg = NetConfig {
-        client_only: true,
-        ..NetConfig::default()
-    };
-    let swarm = build_swarm(Keypair::generate_ed25519(), &cfg).unwrap();
-    let metrics = std::sync::Arc::new(NetMetrics::default());
-    let net = NetClient::new(
-        actix::Actor::start(SwarmActor::new(swarm, cfg, None, None, metrics.clone())),
-        metrics,
-    );
-    let addr: libp2p::Multiaddr = addr.parse().unwrap();
-    RepoClient::new(
-        net,
-        peer_of(&addr).unwrap(),
-        vec![addr],
-        Duration::from_secs(10),
-    )
-}
-
-fn bid(s: &str) -> BlockId {
-    BlockId::new(s).unwrap()
-}
 
 /// Pend + commit of `t` at `rev` through `c`; true when both were acknowledged.
 async fn write(c: &RepoClient, trx: &str, rev: Rev, t: Transforms) -> bool {
@@ -96,13 +69,14 @@ async fn sigkill_a_member_mid_stream() {
     let a = NodeProcess::start(dirs[0].path(), &[]);
     let b = NodeProcess::start(dirs[1].path(), &["--bootstrap", &a.addr]);
     let c = NodeProcess::start(dirs[2].path(), &["--bootstrap", &a.addr]);
-    let (ca, cb) = (client(&a.addr), client(&b.addr));
+    let net_ = client_net();
+    let (ca, cb) = (repo_client(&net_, &a.addr), repo_client(&net_, &b.addr));
     // Wait until the cluster has formed: a write through A lands on B and C.
     eventually(Duration::from_secs(30), || async {
         write(&ca, "probe", 1, insert("probe")).await
     })
     .await;
-    let cc = client(&c.addr);
+    let cc = repo_client(&net_, &c.addr);
     eventually(Duration::from_secs(30), || async {
         latest(&cc, "probe", None).await.is_some()
     })
@@ -148,7 +122,7 @@ async fn sigkill_a_member_mid_stream() {
 
     // C restarts with its data, rejoins, and catches up when asked at the latest revision.
     let c = NodeProcess::start(dirs[2].path(), &["--bootstrap", &a.addr]);
-    let cc = client(&c.addr);
+    let cc = repo_client(&net_, &c.addr);
     eventually(Duration::from_secs(30), || async {
         latest(&cc, "s", Some(top))
             .await
@@ -164,73 +138,6 @@ async fn sigkill_a_member_mid_stream() {
     drop((a, b, c));
 }
 
-fn insert(id: &str) -> Transforms {
-    let block = serde_json::from_value(
-        json!({"header": {"id": id, "type": "T", "collectionId": "c"}, "items": []}),
-    )
-    .unwrap();
-    Transforms {
-        inserts: Some([(bid(id), block)].into()),
-        ..Transforms::default()
-    }
-}
-
-fn append(id: &str, v: i64) -> Transforms {
-    let op = BlockOperation {
-        entity: "items".into(),
-        index: 0,
-        delete_count: 0,
-        inserted: json!([v]),
-    };
-    Transforms {
-        updates: Some([(bid(id), vec![op])].into()),
-        ..Transforms::default()
-    }
-}
-
-/// A phase-1 record for a pend inserting `block` among the given members, as a
-/// coordinator would build it (the test process plays the coordinator).
-fn record_for(
-    members: &[&NodeProcess],
-    block: &str,
-    ttl_ms: u64,
-) -> optimystic_actors::cluster::ClusterRecord {
-    use base64::Engine as _;
-    let message = RepoMessage {
-        operations: vec![RepoOperation::Pend(PendRequest {
-            trx_id: TrxId::new(format!("orphan-{block}")).unwrap(),
-            rev: Some(1),
-            transforms: insert(block),
-            policy: PendPolicy::Fail,
-        })],
-        expiration: Some(optimystic_actors::net::now_ms() + ttl_ms),
-    };
-    let peers = members
-        .iter()
-        .map(|m| {
-            let peer: libp2p::PeerId = m.peer_id().parse().unwrap();
-            let key =
-                libp2p::identity::PublicKey::try_decode_protobuf(peer.as_ref().digest()).unwrap();
-            let public_key =
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.encode_protobuf());
-            (
-                peer.to_string(),
-                optimystic_actors::cluster::ClusterPeer {
-                    multiaddrs: vec![m.addr.clone()],
-                    public_key,
-                },
-            )
-        })
-        .collect();
-    optimystic_actors::cluster::ClusterRecord {
-        message_hash: optimystic_actors::cluster::message_hash(&message),
-        peers,
-        message,
-        promises: Default::default(),
-        commits: Default::default(),
-    }
-}
-
 #[actix_rt::test]
 async fn coordinator_gone_between_phases() {
     use optimystic_actors::cluster::ClusterRecord;
@@ -243,26 +150,17 @@ async fn coordinator_gone_between_phases() {
     let a = NodeProcess::start(dirs[0].path(), &[]);
     let b = NodeProcess::start(dirs[1].path(), &["--bootstrap", &a.addr]);
     let c = NodeProcess::start(dirs[2].path(), &["--bootstrap", &a.addr]);
-    let (ca, cb, cc) = (client(&a.addr), client(&b.addr), client(&c.addr));
+    let net_ = client_net();
+    let (ca, cb, cc) = (
+        repo_client(&net_, &a.addr),
+        repo_client(&net_, &b.addr),
+        repo_client(&net_, &c.addr),
+    );
     eventually(Duration::from_secs(30), || async {
         write(&ca, "probe", 1, insert("probe")).await
     })
     .await;
-    let cfg = NetConfig {
-        client_only: true,
-        ..NetConfig::default()
-    };
-    let metrics = std::sync::Arc::new(NetMetrics::default());
-    let net = NetClient::new(
-        actix::Actor::start(SwarmActor::new(
-            build_swarm(Keypair::generate_ed25519(), &cfg).unwrap(),
-            cfg,
-            None,
-            None,
-            metrics.clone(),
-        )),
-        metrics,
-    );
+    let net = client_net();
     let nodes = [&a, &b, &c];
     let send = |i: usize, r: ClusterRecord| {
         let (net, peer, addr) = (
@@ -278,7 +176,14 @@ async fn coordinator_gone_between_phases() {
     };
 
     // Phase 1 only, then the coordinator is gone: every member holds the block.
-    let r1 = record_for(&nodes, "held", 1_500);
+    let r1 = pend_record(
+        &nodes
+            .iter()
+            .map(|m| (m.peer_id(), m.addr.clone()))
+            .collect::<Vec<_>>(),
+        "held",
+        1_500,
+    );
     futures::join!(
         send(0, r1.clone()),
         send(1, r1.clone()),
@@ -304,7 +209,14 @@ async fn coordinator_gone_between_phases() {
     }
 
     // Phase 2 reaches A only: once settled, all three applied it, not some.
-    let mut r2 = record_for(&nodes, "split", 1_500);
+    let mut r2 = pend_record(
+        &nodes
+            .iter()
+            .map(|m| (m.peer_id(), m.addr.clone()))
+            .collect::<Vec<_>>(),
+        "split",
+        1_500,
+    );
     let replies = futures::join!(
         send(0, r2.clone()),
         send(1, r2.clone()),

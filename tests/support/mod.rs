@@ -154,3 +154,105 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+use optimystic_actors::cluster::{message_hash, ClusterPeer, ClusterRecord};
+use optimystic_actors::model::{
+    BlockId, BlockOperation, PendPolicy, PendRequest, RepoMessage, RepoOperation, Transforms, TrxId,
+};
+use optimystic_actors::net::{
+    build_swarm, peer_of, NetClient, NetConfig, NetMetrics, RepoClient, SwarmActor,
+};
+
+pub fn bid(s: &str) -> BlockId {
+    BlockId::new(s).unwrap()
+}
+
+/// Inserts block `id` with an empty `items` array.
+pub fn insert(id: &str) -> Transforms {
+    let block = serde_json::from_value(
+        serde_json::json!({"header": {"id": id, "type": "T", "collectionId": "c"}, "items": []}),
+    )
+    .unwrap();
+    Transforms {
+        inserts: Some([(bid(id), block)].into()),
+        ..Transforms::default()
+    }
+}
+
+/// Prepends `v` to block `id`'s `items`.
+pub fn append(id: &str, v: i64) -> Transforms {
+    let op = BlockOperation {
+        entity: "items".into(),
+        index: 0,
+        delete_count: 0,
+        inserted: serde_json::json!([v]),
+    };
+    Transforms {
+        updates: Some([(bid(id), vec![op])].into()),
+        ..Transforms::default()
+    }
+}
+
+/// A client-only swarm on the current arbiter.
+pub fn client_net() -> NetClient {
+    let cfg = NetConfig {
+        client_only: true,
+        ..NetConfig::default()
+    };
+    let swarm = build_swarm(libp2p::identity::Keypair::generate_ed25519(), &cfg).unwrap();
+    let metrics = std::sync::Arc::new(NetMetrics::default());
+    NetClient::new(
+        actix::Actor::start(SwarmActor::new(swarm, cfg, None, None, metrics.clone())),
+        metrics,
+    )
+}
+
+/// A repo client of the node at `addr` (…/p2p/<peerId>).
+pub fn repo_client(net: &NetClient, addr: &str) -> RepoClient {
+    let addr: Multiaddr = addr.parse().unwrap();
+    RepoClient::new(
+        net.clone(),
+        peer_of(&addr).unwrap(),
+        vec![addr],
+        Duration::from_secs(10),
+    )
+}
+
+/// A phase-1 record for a pend inserting `block`, among `members` (PeerId, address),
+/// as a coordinator would build it; Ed25519 PeerIds carry their public key.
+pub fn pend_record(members: &[(String, String)], block: &str, ttl_ms: u64) -> ClusterRecord {
+    use base64::Engine as _;
+    let message = RepoMessage {
+        operations: vec![RepoOperation::Pend(PendRequest {
+            trx_id: TrxId::new(format!("orphan-{block}")).unwrap(),
+            rev: Some(1),
+            transforms: insert(block),
+            policy: PendPolicy::Fail,
+        })],
+        expiration: Some(optimystic_actors::net::now_ms() + ttl_ms),
+    };
+    let peers = members
+        .iter()
+        .map(|(id, addr)| {
+            let peer: libp2p::PeerId = id.parse().unwrap();
+            let key =
+                libp2p::identity::PublicKey::try_decode_protobuf(peer.as_ref().digest()).unwrap();
+            let public_key =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.encode_protobuf());
+            (
+                id.clone(),
+                ClusterPeer {
+                    multiaddrs: vec![addr.clone()],
+                    public_key,
+                },
+            )
+        })
+        .collect();
+    ClusterRecord {
+        message_hash: message_hash(&message),
+        peers,
+        message,
+        promises: Default::default(),
+        commits: Default::default(),
+    }
+}
