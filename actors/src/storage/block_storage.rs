@@ -239,20 +239,24 @@ impl BlockStorage {
             }
         }
         for tr in &revs[from..] {
-            let t = self
-                .raw
-                .get_transaction(&self.id, &tr.trx_id)?
-                .ok_or_else(|| {
-                    StorageError::corrupt(
-                        format!("block {} rev {}", self.id, tr.rev),
-                        "transform missing",
-                    )
-                })?;
+            let t = self.committed_transform(tr)?;
             base = apply_transform(&self.id, base.as_ref(), &t).map_err(|e| {
                 StorageError::corrupt(format!("block {} rev {}", self.id, tr.rev), e)
             })?;
         }
         Ok(Some((read, base)))
+    }
+
+    /// The transform of a published revision; its absence means a damaged store.
+    fn committed_transform(&self, tr: &TrxRev) -> Result<Transform, StorageError> {
+        self.raw
+            .get_transaction(&self.id, &tr.trx_id)?
+            .ok_or_else(|| {
+                StorageError::corrupt(
+                    format!("block {} rev {}", self.id, tr.rev),
+                    "transform missing",
+                )
+            })
     }
 
     /// Committed transactions in `from..=latest`, as reported in `missing`.
@@ -486,15 +490,7 @@ impl BlockStorage {
         };
         let mut revisions = Vec::new();
         for tr in self.raw.list_revisions(&self.id, start, latest.rev)? {
-            let transform = self
-                .raw
-                .get_transaction(&self.id, &tr.trx_id)?
-                .ok_or_else(|| {
-                    StorageError::corrupt(
-                        format!("block {} rev {}", self.id, tr.rev),
-                        "transform missing",
-                    )
-                })?;
+            let transform = self.committed_transform(&tr)?;
             let block = self.raw.get_materialized(&self.id, &tr.trx_id)?.flatten();
             revisions.push(ArchiveRevision {
                 trx_rev: tr,
