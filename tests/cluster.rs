@@ -538,3 +538,86 @@ async fn members_settle_by_recovery_when_the_coordinator_vanishes() {
         n.shutdown().await;
     }
 }
+
+/// Starts a node whose clusters have `k` members.
+async fn start_k(
+    dir: &std::path::Path,
+    bootstrap: Vec<libp2p::Multiaddr>,
+    k: usize,
+) -> (NodeHandle, libp2p::Multiaddr) {
+    let cfg = optimystic::node::NodeConfig {
+        data_dir: dir.to_path_buf(),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        bootstrap,
+        cluster_size: k,
+        ..optimystic::node::NodeConfig::default()
+    };
+    let mut node = NodeHandle::start(cfg).await.unwrap();
+    let addr = loop {
+        if let Some(optimystic_actors::net::NetEvent::Listening(a)) = node.next_event().await {
+            break a;
+        }
+    };
+    (node, addr)
+}
+
+#[actix_rt::test]
+async fn replicas_are_exactly_each_blocks_k_closest_peers() {
+    const K: usize = 2;
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let first = start_k(dirs[0].path(), vec![], K).await;
+    let mut nodes = vec![first];
+    for d in &dirs[1..] {
+        let boot = nodes[0].1.clone();
+        nodes.push(start_k(d.path(), vec![boot], K).await);
+    }
+    for (n, _) in &nodes {
+        let net = n.net().clone();
+        eventually(Duration::from_secs(30), || {
+            let net = net.clone();
+            async move { net.status().await.unwrap().members.len() == 3 }
+        })
+        .await;
+    }
+    let peers: Vec<libp2p::PeerId> = nodes.iter().map(|(n, _)| n.peer_id()).collect();
+    let net = client_net();
+    let mut forwarded_somewhere = false;
+    for i in 0..12 {
+        let name = format!("k{i}");
+        let via = i % nodes.len();
+        let (p, c) = write_via(
+            &nodes[via].0,
+            &net,
+            &nodes[via].1,
+            &format!("t{i}"),
+            1,
+            insert(&name),
+        )
+        .await;
+        assert!(p.is_success() && c.unwrap().is_success(), "{name}: {p:?}");
+        let cluster = optimystic_actors::cluster::closest_peers(&bid(&name), peers.clone(), K);
+        forwarded_somewhere |= !cluster.contains(&peers[via]);
+        for (n, _) in &nodes {
+            let storage = n.storage().clone();
+            if cluster.contains(&n.peer_id()) {
+                eventually(Duration::from_secs(10), || {
+                    let (storage, name) = (storage.clone(), name.clone());
+                    async move { storage.get_meta(&bid(&name)).unwrap().is_some() }
+                })
+                .await;
+            } else {
+                assert!(
+                    storage.get_meta(&bid(&name)).unwrap().is_none(),
+                    "{name} stored outside its cluster"
+                );
+            }
+        }
+    }
+    assert!(
+        forwarded_somewhere,
+        "some writes entered through a node outside the block's cluster"
+    );
+    for (n, _) in nodes {
+        n.shutdown().await;
+    }
+}

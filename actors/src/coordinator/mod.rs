@@ -30,7 +30,7 @@ use crate::model::{
     CancelOperation, CommitRequest, CommitResult, PendRequest, PendResult, RepoMessage,
     RepoOperation, TrxBlocks,
 };
-use crate::net::{cluster_update, now_ms, ErrorReply, NetClient, NetError};
+use crate::net::{cluster_coordinate, cluster_update, now_ms, ErrorReply, NetClient, NetError};
 use crate::storage::RepoError;
 
 /// Transaction outcomes and phase latencies, as the coordinator saw them.
@@ -46,6 +46,8 @@ pub struct TxnMetrics {
     pub in_doubt: Counter,
     /// Writes applied directly (lone node).
     pub local: Counter,
+    /// Writes handed to the blocks' coordinator (this node is not in their cluster).
+    pub forwarded: Counter,
     /// Phase 1 (promises) latency.
     pub phase1: Histogram,
     /// Phase 2 (commits) latency.
@@ -68,6 +70,9 @@ pub struct Coordinator {
 struct Plan {
     peers: BTreeMap<String, ClusterPeer>,
     remote: Vec<(PeerId, Vec<Multiaddr>)>,
+    /// This node is in none of the blocks' clusters: the closest peer of the first
+    /// block, to forward the write to.
+    forward_to: Option<(PeerId, Vec<Multiaddr>)>,
 }
 
 impl Coordinator {
@@ -113,14 +118,24 @@ impl Coordinator {
         let infos: BTreeMap<PeerId, _> =
             status.members.into_iter().map(|p| (p.peer_id, p)).collect();
         let candidates: Vec<PeerId> = infos.keys().copied().chain([self.me]).collect();
-        let mut chosen = BTreeSet::from([self.me]);
-        for block in operation_blocks(op) {
+        let blocks = operation_blocks(op);
+        let mut chosen = BTreeSet::new();
+        for block in &blocks {
             chosen.extend(closest_peers(
-                &block,
+                block,
                 candidates.iter().copied(),
                 self.cluster_size,
             ));
         }
+        let forward_to = match (chosen.contains(&self.me), blocks.iter().next()) {
+            (false, Some(first)) => closest_peers(first, candidates.iter().copied(), 1)
+                .into_iter()
+                .find(|p| *p != self.me)
+                .and_then(|p| infos.get(&p).map(|i| (p, i.addrs.clone()))),
+            _ => None,
+        };
+        // Taking part itself lets the coordinator answer from its own store.
+        chosen.insert(self.me);
         let my_addrs = status
             .listen_addrs
             .iter()
@@ -139,11 +154,42 @@ impl Coordinator {
             );
             remote.push((p, info.addrs.clone()));
         }
-        Ok(Plan { peers, remote })
+        Ok(Plan {
+            peers,
+            remote,
+            forward_to,
+        })
     }
 
-    async fn run<T: DeserializeOwned>(&self, op: RepoOperation) -> Result<T, RepoError> {
+    async fn run<T: DeserializeOwned>(
+        &self,
+        op: RepoOperation,
+        forwarded: bool,
+    ) -> Result<T, RepoError> {
         let plan = self.plan(&op).await?;
+        if let Some((peer, addrs)) = plan.forward_to.filter(|_| !forwarded) {
+            // Not in the cluster: the block's coordinator runs it (and never forwards
+            // again). If it cannot be reached, coordinate here instead.
+            let expiration = now_ms()
+                .saturating_add(u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX));
+            let message = RepoMessage {
+                operations: vec![op.clone()],
+                expiration: Some(expiration),
+            };
+            match cluster_coordinate(self.net()?, peer, addrs, message, self.timeout).await {
+                Ok(v) => {
+                    self.metrics.forwarded.add(1);
+                    return decode_result(v);
+                }
+                Err(NetError::Remote { code, message }) => {
+                    return Err(RepoError::Coded { code, message })
+                }
+                Err(e) if e.is_in_doubt() => {
+                    return Err(RepoError::Unavailable(format!("forwarded to {peer}: {e}")))
+                }
+                Err(e) => tracing::warn!(%peer, error = %e, "cannot forward; coordinating here"),
+            }
+        }
         if plan.remote.is_empty() {
             self.metrics.local.add(1);
             return self.local(op).await;
@@ -368,16 +414,20 @@ impl actix::Actor for CoordinatorActor {
 /// A client write to coordinate.
 #[derive(actix::Message)]
 #[rtype(result = "Result<serde_json::Value, RepoError>")]
-struct Coordinate(RepoOperation);
+struct Coordinate(RepoOperation, bool);
 
 impl actix::Handler<Coordinate> for CoordinatorActor {
     type Result = actix::ResponseFuture<Result<serde_json::Value, RepoError>>;
 
-    fn handle(&mut self, Coordinate(op): Coordinate, _: &mut Self::Context) -> Self::Result {
+    fn handle(
+        &mut self,
+        Coordinate(op, forwarded): Coordinate,
+        _: &mut Self::Context,
+    ) -> Self::Result {
         let timer = self.metrics.start();
         let inner = self.inner.clone();
         Box::pin(async move {
-            let r = inner.run::<serde_json::Value>(op).await;
+            let r = inner.run::<serde_json::Value>(op, forwarded).await;
             drop(timer);
             r
         })
@@ -422,11 +472,24 @@ impl CoordinatorHandle {
 
     async fn call<T: DeserializeOwned>(&self, op: RepoOperation) -> Result<T, RepoError> {
         self.metrics.enqueued();
-        let v = self.addr.send(Coordinate(op)).await.map_err(|e| {
+        let v = self.addr.send(Coordinate(op, false)).await.map_err(|e| {
             self.metrics.dropped();
             RepoError::Unavailable(format!("coordinator: {e}"))
         })??;
         decode_result(v)
+    }
+
+    /// Runs a write another node forwarded here: coordinated by this node (which
+    /// takes part even if it is not in the cluster), never forwarded again.
+    pub async fn coordinate_forwarded(
+        &self,
+        op: RepoOperation,
+    ) -> Result<serde_json::Value, RepoError> {
+        self.metrics.enqueued();
+        self.addr.send(Coordinate(op, true)).await.map_err(|e| {
+            self.metrics.dropped();
+            RepoError::Unavailable(format!("coordinator: {e}"))
+        })?
     }
 
     /// Pends through the cluster.

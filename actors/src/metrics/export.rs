@@ -208,7 +208,7 @@ impl Collector for NodeCollector {
         if let Some(t) = &self.txns {
             let mut m = e.encode_descriptor(
                 "optimystic_transactions",
-                "Cluster transactions by outcome (started, committed, aborted, expired, in_doubt, local)",
+                "Cluster transactions by outcome (started, committed, aborted, expired, in_doubt, local, forwarded)",
                 None,
                 MetricType::Counter,
             )?;
@@ -220,6 +220,7 @@ impl Collector for NodeCollector {
                 ("expired", expired),
                 ("in_doubt", t.in_doubt.get()),
                 ("local", t.local.get()),
+                ("forwarded", t.forwarded.get()),
             ] {
                 m.encode_family(&[("outcome", name)])?
                     .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&c, None)?;

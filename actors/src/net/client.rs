@@ -212,11 +212,39 @@ async fn cluster_call(
 ) -> Result<crate::cluster::ClusterRecord, NetError> {
     let req = super::wire::ClusterRequest {
         operation: operation.into(),
-        record,
+        record: Some(record),
+        message: None,
     };
+    cluster_send(net, peer, addrs, &req, timeout).await
+}
+
+/// Hands a write to `peer`, the coordinator of its blocks, which runs it without
+/// forwarding again; returns that node's result (JSON).
+pub async fn cluster_coordinate(
+    net: &NetClient,
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+    message: RepoMessage,
+    timeout: Duration,
+) -> Result<serde_json::Value, NetError> {
+    let req = super::wire::ClusterRequest {
+        operation: "coordinate".into(),
+        record: None,
+        message: Some(message),
+    };
+    cluster_send(net, peer, addrs, &req, timeout).await
+}
+
+async fn cluster_send<T: DeserializeOwned>(
+    net: &NetClient,
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+    req: &super::wire::ClusterRequest,
+    timeout: Duration,
+) -> Result<T, NetError> {
     for proto in [Proto::ClusterMp, Proto::ClusterJson] {
         let enc = proto.encoding();
-        let bytes = encode(enc, &req).map_err(NetError::Decode)?;
+        let bytes = encode(enc, req).map_err(NetError::Decode)?;
         match net
             .request(peer, addrs.clone(), proto, bytes, timeout)
             .await

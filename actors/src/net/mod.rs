@@ -21,7 +21,8 @@ use parking_lot::Mutex;
 
 pub use behaviour::{build_swarm, load_or_create_identity, NetConfig, NodeBehaviour, Proto};
 pub use client::{
-    cluster_query, cluster_update, fetch_archive, restore_from_peers, NetClient, RepoClient,
+    cluster_coordinate, cluster_query, cluster_update, fetch_archive, restore_from_peers,
+    NetClient, RepoClient,
 };
 pub use frame::{read_frame, write_frame, Frame, FrameCodec};
 pub use protocol::{

@@ -79,7 +79,7 @@ impl Handler<Inbound> for RepoService {
                     serve_repo(&repo, consensus.as_ref(), enc, &msg.bytes).await
                 }
                 Proto::ClusterJson | Proto::ClusterMp => match &consensus {
-                    Some(c) => serve_cluster(&c.members, enc, &msg.bytes).await,
+                    Some(c) => serve_cluster(c, enc, &msg.bytes).await,
                     None => Err(ErrorReply::new(
                         codes::UNAVAILABLE,
                         "this node takes no part in consensus",
@@ -153,15 +153,32 @@ async fn serve_repo(
 }
 
 async fn serve_cluster(
-    members: &Arc<MemberDirectory>,
+    consensus: &Consensus,
     enc: Encoding,
     bytes: &[u8],
 ) -> Result<Vec<u8>, ErrorReply> {
     let req: ClusterRequest =
         decode(enc, bytes).map_err(|e| ErrorReply::new(codes::BAD_REQUEST, e))?;
+    let members = &consensus.members;
+    let need_record =
+        || ErrorReply::new(codes::BAD_REQUEST, "this cluster operation needs a record");
     let result = match req.operation.as_str() {
-        "update" => members.update(req.record).await,
-        "query" => members.query(req.record),
+        "update" => members.update(req.record.ok_or_else(need_record)?).await,
+        "query" => members.query(req.record.ok_or_else(need_record)?),
+        "coordinate" => {
+            let message = req
+                .message
+                .ok_or_else(|| ErrorReply::new(codes::BAD_REQUEST, "coordinate needs a message"))?;
+            let op = message.operations.into_iter().next().ok_or_else(|| {
+                ErrorReply::new(codes::BAD_REQUEST, "a repo message needs one operation")
+            })?;
+            let v = consensus
+                .coordinator
+                .coordinate_forwarded(op)
+                .await
+                .map_err(repo_error)?;
+            return reply(enc, &v);
+        }
         other => {
             return Err(ErrorReply::new(
                 codes::UNKNOWN_OPERATION,

@@ -73,13 +73,18 @@ impl ErrorReply {
     }
 }
 
-/// A request on the cluster protocol: `{"operation":"update","record":…}`.
+/// A request on the cluster protocol: `{"operation":"update"|"query","record":…}`, or
+/// `{"operation":"coordinate","message":…}` (a write forwarded to a block's coordinator).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterRequest {
-    /// Always `update`.
+    /// `update`, `query` or `coordinate`.
     pub operation: String,
-    /// The record.
-    pub record: crate::cluster::ClusterRecord,
+    /// The record (`update`, `query`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<crate::cluster::ClusterRecord>,
+    /// The repo message to coordinate (`coordinate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<RepoMessage>,
 }
 
 /// Ask a peer for a block's archive (`{prefix}/block/1.0.0`).
