@@ -42,6 +42,9 @@ pub struct NetConfig {
     pub idle_timeout: Duration,
     /// Client mode: no inbound protocols, Kademlia as a client.
     pub client_only: bool,
+    /// Use libp2p's in-process memory transport (`/memory/N` addresses) instead of
+    /// TCP: for tests that run many nodes in one process.
+    pub memory_transport: bool,
 }
 
 impl Default for NetConfig {
@@ -58,6 +61,7 @@ impl Default for NetConfig {
             max_connections_per_peer: 4,
             idle_timeout: Duration::from_secs(300),
             client_only: false,
+            memory_transport: false,
         }
     }
 }
@@ -177,6 +181,9 @@ impl NodeBehaviour {
 /// own the swarm, so its listeners register with that runtime.
 pub fn build_swarm(key: Keypair, cfg: &NetConfig) -> Result<Swarm<NodeBehaviour>, NetError> {
     let net = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+    if cfg.memory_transport {
+        return build_memory_swarm(key, cfg);
+    }
     let swarm = SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -184,6 +191,31 @@ pub fn build_swarm(key: Keypair, cfg: &NetConfig) -> Result<Swarm<NodeBehaviour>
             noise::Config::new,
             yamux::Config::default,
         )
+        .map_err(|e| net(&e))?
+        .with_behaviour(|key| NodeBehaviour::new(key, cfg))
+        .map_err(|e| net(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(cfg.idle_timeout))
+        .build();
+    Ok(swarm)
+}
+
+fn build_memory_swarm(key: Keypair, cfg: &NetConfig) -> Result<Swarm<NodeBehaviour>, NetError> {
+    use libp2p::core::transport::{MemoryTransport, Transport as _};
+    use libp2p::core::upgrade::Version;
+    let net = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+    let swarm = SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_other_transport(|key| {
+            let noise = noise::Config::new(key)
+                .map_err(Box::<dyn std::error::Error + Send + Sync>::from)?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                MemoryTransport::default()
+                    .upgrade(Version::V1)
+                    .authenticate(noise)
+                    .multiplex(yamux::Config::default())
+                    .boxed(),
+            )
+        })
         .map_err(|e| net(&e))?
         .with_behaviour(|key| NodeBehaviour::new(key, cfg))
         .map_err(|e| net(&e))?
