@@ -168,3 +168,44 @@ fn devnet_runs_its_workload_once() {
     );
     assert!(tmp.path().join("node2").join("identity.key").exists());
 }
+
+#[test]
+fn bench_drives_a_node_and_reports_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(tmp.path(), &[]);
+    for workload in ["insert", "mixed"] {
+        let out = Command::new(BIN)
+            .args([
+                "bench",
+                "--peer",
+                &node.addr,
+                "--clients",
+                "4",
+                "--duration",
+                "1",
+                "--blocks",
+                "8",
+                "--json",
+                "--workload",
+                workload,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["workload"], serde_json::json!(workload));
+        assert!(r["operations"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(r["errors"], serde_json::json!({}), "{r}");
+        assert!(r["p50Us"].as_u64().unwrap() <= r["p99Us"].as_u64().unwrap());
+    }
+    let out = Command::new(BIN)
+        .args(["bench", "--peer", "/ip4/127.0.0.1/tcp/1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(node.stop(), Some(0));
+}

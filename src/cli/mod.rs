@@ -1,5 +1,6 @@
 //! The `optimystic` command line.
 
+mod bench;
 mod devnet;
 mod http;
 mod node;
@@ -38,6 +39,9 @@ pub enum Command {
     ///
     /// Prints each node's address and metrics URL; Ctrl-C stops it (or --once).
     Devnet(DevnetArgs),
+    /// Load generator: drive running nodes through RepoClient and report throughput,
+    /// latency percentiles (p50/p90/p99/max) and errors by kind.
+    Bench(BenchArgs),
     /// Run one repo operation: reads the request JSON on stdin, prints the reply JSON.
     ///
     /// Local (`--data-dir`) or remote (`--peer`). Exit status 0 for every reply
@@ -111,6 +115,46 @@ pub struct AdminArgs {
     /// The node's HTTP admin address (its --http).
     #[arg(long, default_value = "127.0.0.1:7480", env = "OPTIMYSTIC_HTTP")]
     pub http: String,
+}
+
+/// Arguments of `optimystic bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Node to send requests to (…/p2p/<peerId>); repeat to spread clients over nodes.
+    #[arg(long, required = true)]
+    pub peer: Vec<Multiaddr>,
+    /// Concurrent clients (requests in flight).
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// insert: new blocks; update: pend+commit on existing blocks; read: gets;
+    /// mixed: 70% reads, 30% updates.
+    #[arg(long, value_enum, default_value = "insert")]
+    pub workload: Workload,
+    /// Blocks the update/read/mixed workloads work on.
+    #[arg(long, default_value_t = 1000)]
+    pub blocks: u64,
+    /// Bytes of payload per block.
+    #[arg(long, default_value_t = 256)]
+    pub value_size: usize,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A bench workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// Pend + commit of new blocks.
+    Insert,
+    /// Pend + commit of updates to existing blocks.
+    Update,
+    /// Gets of existing blocks.
+    Read,
+    /// 70% reads, 30% updates.
+    Mixed,
 }
 
 /// Arguments of `optimystic devnet`.
@@ -190,6 +234,10 @@ pub fn run(cli: Cli) -> i32 {
             repo::run(args)
         }
         Command::Status(a) => status::status(&a.http),
+        Command::Bench(a) => {
+            init_logging("text");
+            bench::run(a)
+        }
         Command::Inspect(a) => status::inspect(&a.http),
         Command::Devnet(a) => {
             init_logging("text");
