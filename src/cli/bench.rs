@@ -6,17 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::Actor;
 use futures::future::join_all;
 use indicatif::{ProgressBar, ProgressStyle};
-use libp2p::identity::Keypair;
 use libp2p::Multiaddr;
 use optimystic_actors::model::{
     BlockGets, BlockId, BlockOperation, CommitRequest, PendPolicy, PendRequest, Transforms, TrxId,
 };
-use optimystic_actors::net::{
-    build_swarm, peer_of, NetClient, NetConfig, NetError, NetMetrics, RepoClient, SwarmActor,
-};
+use optimystic_actors::net::{peer_of, NetClient, NetConfig, NetError, RepoClient};
 use parking_lot::Mutex;
 use serde::Serialize;
 
@@ -172,16 +168,7 @@ async fn op(
 }
 
 async fn bench(args: BenchArgs) -> Result<Report, String> {
-    let cfg = NetConfig {
-        client_only: true,
-        ..NetConfig::default()
-    };
-    let swarm = build_swarm(Keypair::generate_ed25519(), &cfg).map_err(|e| e.to_string())?;
-    let metrics = Arc::new(NetMetrics::default());
-    let net = NetClient::new(
-        SwarmActor::new(swarm, cfg, None, None, metrics.clone()).start(),
-        metrics,
-    );
+    let net = NetClient::start_client(NetConfig::default()).map_err(|e| e.to_string())?;
     let timeout = Duration::from_secs(30);
     let clients: Vec<Arc<RepoClient>> = args
         .peer

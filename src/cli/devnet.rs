@@ -1,19 +1,14 @@
 //! `optimystic devnet`: a local cluster on loopback with a sample workload.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Actor;
 use indicatif::{ProgressBar, ProgressStyle};
-use libp2p::identity::Keypair;
 use libp2p::Multiaddr;
 use optimystic_actors::model::{
     BlockGets, BlockId, CommitRequest, PendPolicy, PendRequest, Transforms, TrxId,
 };
-use optimystic_actors::net::{
-    build_swarm, peer_of, NetClient, NetConfig, NetEvent, NetMetrics, RepoClient, SwarmActor,
-};
+use optimystic_actors::net::{peer_of, NetClient, NetConfig, NetEvent, RepoClient};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::DevnetArgs;
@@ -97,16 +92,7 @@ async fn devnet(args: DevnetArgs, dir: PathBuf) -> Result<(), String> {
 /// Writes `ops` blocks round-robin through the nodes (pend + commit over the
 /// network), then reads each back through the next node.
 async fn workload(addrs: &[Multiaddr], ops: usize) -> Result<(), String> {
-    let cfg = NetConfig {
-        client_only: true,
-        ..NetConfig::default()
-    };
-    let swarm = build_swarm(Keypair::generate_ed25519(), &cfg).map_err(|e| e.to_string())?;
-    let metrics = Arc::new(NetMetrics::default());
-    let net = NetClient::new(
-        SwarmActor::new(swarm, cfg, None, None, metrics.clone()).start(),
-        metrics,
-    );
+    let net = NetClient::start_client(NetConfig::default()).map_err(|e| e.to_string())?;
     let clients: Vec<RepoClient> = addrs
         .iter()
         .filter_map(|a| {

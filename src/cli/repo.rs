@@ -1,16 +1,10 @@
 //! `optimystic repo`: one request on stdin, its reply on stdout.
 
 use std::io::{Read, Write};
-use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Actor;
-use libp2p::identity::Keypair;
 use libp2p::Multiaddr;
-use optimystic_actors::net::{
-    build_swarm, peer_of, NetClient, NetConfig, NetError, NetMetrics, ProtocolIds, RepoClient,
-    SwarmActor,
-};
+use optimystic_actors::net::{peer_of, NetClient, NetConfig, NetError, ProtocolIds, RepoClient};
 
 use optimystic_actors::block::{RegistryOptions, StorageRepo};
 use optimystic_actors::model::{BlockGets, CommitRequest, PendRequest, TrxBlocks};
@@ -97,10 +91,8 @@ async fn remote(args: &RepoArgs, peer: Multiaddr, request: Request) -> Result<St
         client_only: true,
         ..NetConfig::default()
     };
-    let swarm = build_swarm(Keypair::generate_ed25519(), &cfg).map_err(|e| e.to_string())?;
-    let metrics = Arc::new(NetMetrics::default());
-    let addr = SwarmActor::new(swarm, cfg, None, None, metrics.clone()).start();
-    let mut client = RepoClient::new(NetClient::new(addr, metrics), peer_id, vec![peer], timeout);
+    let net = NetClient::start_client(cfg).map_err(|e| e.to_string())?;
+    let mut client = RepoClient::new(net, peer_id, vec![peer], timeout);
     if args.json {
         client = client.force_json();
     }

@@ -159,9 +159,7 @@ use optimystic_actors::cluster::{message_hash, ClusterPeer, ClusterRecord};
 use optimystic_actors::model::{
     BlockId, BlockOperation, PendPolicy, PendRequest, RepoMessage, RepoOperation, Transforms, TrxId,
 };
-use optimystic_actors::net::{
-    build_swarm, peer_of, NetClient, NetConfig, NetMetrics, RepoClient, SwarmActor,
-};
+use optimystic_actors::net::{peer_of, NetClient, NetConfig, RepoClient};
 
 pub fn bid(s: &str) -> BlockId {
     BlockId::new(s).unwrap()
@@ -195,16 +193,7 @@ pub fn append(id: &str, v: i64) -> Transforms {
 
 /// A client-only swarm on the current arbiter.
 pub fn client_net() -> NetClient {
-    let cfg = NetConfig {
-        client_only: true,
-        ..NetConfig::default()
-    };
-    let swarm = build_swarm(libp2p::identity::Keypair::generate_ed25519(), &cfg).unwrap();
-    let metrics = std::sync::Arc::new(NetMetrics::default());
-    NetClient::new(
-        actix::Actor::start(SwarmActor::new(swarm, cfg, None, None, metrics.clone())),
-        metrics,
-    )
+    NetClient::start_client(NetConfig::default()).unwrap()
 }
 
 /// A repo client of the node at `addr` (…/p2p/<peerId>).

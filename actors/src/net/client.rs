@@ -29,6 +29,19 @@ pub struct NetClient {
 }
 
 impl NetClient {
+    /// Starts a client-only swarm (fresh identity, no listening, no inbound
+    /// protocols) on the current arbiter and returns its client.
+    pub fn start_client(mut cfg: super::NetConfig) -> Result<Self, NetError> {
+        use actix::Actor as _;
+        cfg.client_only = true;
+        let swarm = super::build_swarm(libp2p::identity::Keypair::generate_ed25519(), &cfg)?;
+        let metrics = Arc::new(NetMetrics::default());
+        Ok(Self::new(
+            SwarmActor::new(swarm, cfg, None, None, metrics.clone()).start(),
+            metrics,
+        ))
+    }
+
     /// A client of the given swarm.
     pub fn new(swarm: Addr<SwarmActor>, metrics: Arc<NetMetrics>) -> Self {
         Self { swarm, metrics }
