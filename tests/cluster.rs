@@ -22,6 +22,10 @@ fn members_of(nodes: &[(NodeHandle, libp2p::Multiaddr)]) -> Vec<(String, String)
         .collect()
 }
 
+fn three_dirs() -> [tempfile::TempDir; 3] {
+    [(); 3].map(|()| tempfile::tempdir().unwrap())
+}
+
 async fn three_nodes(dirs: &[tempfile::TempDir; 3]) -> Vec<(NodeHandle, libp2p::Multiaddr)> {
     let a = start_node(dirs[0].path(), vec![]).await;
     let b = start_node(dirs[1].path(), vec![a.1.clone()]).await;
@@ -81,11 +85,7 @@ async fn write_via(
 
 #[actix_rt::test]
 async fn writes_land_on_every_member_in_order() {
-    let dirs = [
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    ];
+    let dirs = three_dirs();
     let nodes = three_nodes(&dirs).await;
     let net = client_net();
     let x = bid("x");
@@ -177,11 +177,7 @@ async fn writes_land_on_every_member_in_order() {
 
 #[actix_rt::test]
 async fn racing_pends_have_at_most_one_winner() {
-    let dirs = [
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    ];
+    let dirs = three_dirs();
     let nodes = three_nodes(&dirs).await;
     let net = client_net();
     let (p, c) = write_via(&nodes[0].0, &net, &nodes[0].1, "base", 1, insert("hot")).await;
@@ -269,11 +265,7 @@ async fn racing_pends_have_at_most_one_winner() {
 
 #[actix_rt::test]
 async fn tampered_and_replayed_records_change_nothing() {
-    let dirs = [
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    ];
+    let dirs = three_dirs();
     let nodes = three_nodes(&dirs).await;
     let net = client_net();
     let (p, c) = write_via(&nodes[0].0, &net, &nodes[0].1, "t1", 1, insert("y")).await;
@@ -431,11 +423,7 @@ async fn tampered_and_replayed_records_change_nothing() {
 
 #[actix_rt::test]
 async fn members_settle_by_recovery_when_the_coordinator_vanishes() {
-    let dirs = [
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    ];
+    let dirs = three_dirs();
     let nodes = three_nodes(&dirs).await;
     let net = client_net();
     let send = |i: usize, r: ClusterRecord| {

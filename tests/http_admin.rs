@@ -44,17 +44,23 @@ fn metric(text: &str, name_and_labels: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name_and_labels} not in /metrics"))
 }
 
-#[actix_rt::test]
-async fn endpoints_report_the_workload() {
-    let tmp = tempfile::tempdir().unwrap();
+/// A lone node with its HTTP admin server on a free port, and that server's base URL.
+async fn node_with_http(dir: &std::path::Path) -> (optimystic::node::NodeHandle, String) {
     let node = optimystic::node::NodeBuilder::new()
-        .data_dir(tmp.path())
+        .data_dir(dir)
         .listen("/ip4/127.0.0.1/tcp/0")
         .http("127.0.0.1:0")
         .start()
         .await
         .unwrap();
     let base = format!("http://{}", node.http_addr().unwrap());
+    (node, base)
+}
+
+#[actix_rt::test]
+async fn endpoints_report_the_workload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (node, base) = node_with_http(tmp.path()).await;
     const N: usize = 12;
     for i in 0..N {
         let block =
@@ -234,14 +240,7 @@ type Case = (&'static str, String, Option<Vec<u8>>, u16, &'static str);
 #[actix_rt::test]
 async fn bad_requests_get_json_errors_and_the_node_keeps_serving() {
     let tmp = tempfile::tempdir().unwrap();
-    let node = optimystic::node::NodeBuilder::new()
-        .data_dir(tmp.path())
-        .listen("/ip4/127.0.0.1/tcp/0")
-        .http("127.0.0.1:0")
-        .start()
-        .await
-        .unwrap();
-    let base = format!("http://{}", node.http_addr().unwrap());
+    let (node, base) = node_with_http(tmp.path()).await;
     let cases: Vec<Case> = vec![
         (
             "POST",
