@@ -80,6 +80,42 @@ async fn txn(c: &RepoClient, i: u64) -> Duration {
     t.elapsed()
 }
 
+/// A counter's or histogram part's value in node `n`'s metrics text.
+fn metric(n: &NodeHandle, name: &str) -> f64 {
+    n.render_metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Mean latency (ms) of each coordinator phase since `before`, and records run.
+fn phases(n: &NodeHandle, before: &[f64; 5]) -> String {
+    let now = snapshot(n);
+    let d: Vec<f64> = now.iter().zip(before).map(|(a, b)| a - b).collect();
+    format!(
+        "promise phase mean {:.2} ms, commit phase mean {:.2} ms, {:.1} writes per record",
+        d[0] / d[1].max(1.0) * 1e3,
+        d[2] / d[3].max(1.0) * 1e3,
+        d[4] / d[1].max(1.0)
+    )
+}
+
+fn snapshot(n: &NodeHandle) -> [f64; 5] {
+    let h = |part: &str, phase: &str| {
+        metric(
+            n,
+            &format!("optimystic_transaction_phase_seconds_{part}{{phase=\"{phase}\"}}"),
+        )
+    };
+    [
+        h("sum", "promise"),
+        h("count", "promise"),
+        h("sum", "commit"),
+        h("count", "commit"),
+        metric(n, "optimystic_transaction_operations_total"),
+    ]
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -107,6 +143,7 @@ fn main() {
         for i in 0..20 {
             txn(&client, 1_000_000 + i).await;
         }
+        let before = snapshot(&a);
         let start = Instant::now();
         let mut lat = Vec::new();
         for i in 0..SEQUENTIAL as u64 {
@@ -114,6 +151,8 @@ fn main() {
         }
         let seq_rate = SEQUENTIAL as f64 / start.elapsed().as_secs_f64();
         lat.sort();
+        let seq_phases = phases(&a, &before);
+        let before = snapshot(&a);
         let start = Instant::now();
         join_all((0..IN_FLIGHT as u64).map(|lane| {
             let client = client.clone();
@@ -130,6 +169,8 @@ fn main() {
             lat[lat.len() / 2],
             lat[lat.len() * 99 / 100]
         );
+        println!("  sequential: {seq_phases}");
+        println!("  64 in flight: {}", phases(&a, &before));
         for n in [a, b, c] {
             n.shutdown().await;
         }

@@ -53,6 +53,11 @@ pub fn operation_blocks(op: &RepoOperation) -> BTreeSet<BlockId> {
     }
 }
 
+/// The blocks of every operation of a message.
+pub fn message_blocks(ops: &[RepoOperation]) -> BTreeSet<BlockId> {
+    ops.iter().flat_map(operation_blocks).collect()
+}
+
 /// Routes records to member actors; owns reservations; shared by the node.
 pub struct MemberDirectory {
     key: Keypair,
@@ -282,8 +287,7 @@ impl ClusterMember {
     fn blocks(&self) -> BTreeSet<BlockId> {
         self.state
             .as_ref()
-            .and_then(|s| s.record.message.operations.first())
-            .map(operation_blocks)
+            .map(|s| message_blocks(&s.record.message.operations))
             .unwrap_or_default()
     }
 
@@ -404,6 +408,26 @@ async fn execute(repo: StorageRepo, op: RepoOperation) -> serde_json::Value {
     r.unwrap_or_else(|e: RepoError| to_value(crate::net::repo_error(e)))
 }
 
+/// Runs every operation of an agreed message; the results in the message's order
+/// (a JSON array). Operations on disjoint blocks run concurrently (their durable
+/// writes share the storage's group commit); a message whose operations overlap
+/// runs them one after another, so every member applies them in the same order.
+async fn execute_all(repo: StorageRepo, ops: Vec<RepoOperation>) -> serde_json::Value {
+    let sets: Vec<BTreeSet<BlockId>> = ops.iter().map(operation_blocks).collect();
+    let mut seen = BTreeSet::new();
+    let disjoint = sets.iter().flatten().all(|b| seen.insert(b));
+    let results = if disjoint {
+        futures::future::join_all(ops.into_iter().map(|op| execute(repo.clone(), op))).await
+    } else {
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(execute(repo.clone(), op).await);
+        }
+        out
+    };
+    serde_json::Value::Array(results)
+}
+
 /// What a handler decided: the reply, and the write it waits for (if any).
 type Staged = Result<(ClusterRecord, Option<WriteFuture>), ClusterError>;
 
@@ -456,12 +480,7 @@ impl Handler<Update> for ClusterMember {
         // Decide on every vote known; sign over the coordinator's record as sent, so
         // all members' commits cover the same promise set.
         let record = self.merged(incoming.clone());
-        let blocks = record
-            .message
-            .operations
-            .first()
-            .map(operation_blocks)
-            .unwrap_or_default();
+        let blocks = message_blocks(&record.message.operations);
         // Incoming votes were verified by the directory; stored ones when they came.
         let tally = tally(&record);
         let event = if first_phase {
@@ -519,14 +538,7 @@ impl Handler<Update> for ClusterMember {
                 }
             }
             Action::ExecuteAndCommit => {
-                let op = record.message.operations.first().cloned();
-                let repo = self.dir.repo.clone();
-                let work = async move {
-                    match op {
-                        Some(op) => execute(repo, op).await,
-                        None => serde_json::Value::Null,
-                    }
-                };
+                let work = execute_all(self.dir.repo.clone(), record.message.operations.clone());
                 let fut = fut::wrap_future::<_, Self>(work).map(move |result, act, ctx| {
                     let _timer = timer;
                     let mut r = incoming;

@@ -107,7 +107,14 @@ pub enum RecordError {
     /// This node is not in the record's cluster.
     #[error("this node is not a member of the record's cluster")]
     NotAMember,
+    /// A message with no operations, or more than [`MAX_OPERATIONS`].
+    #[error("a cluster message carries 1 to {MAX_OPERATIONS} operations, not {0}")]
+    Operations(usize),
 }
+
+/// Most operations one record may carry (a coordinator batches concurrent client
+/// writes on one cluster into one record).
+pub const MAX_OPERATIONS: usize = 256;
 
 /// JSON with object keys sorted (by UTF-8 bytes) and no insignificant space.
 pub fn canonical_json(v: &Value) -> Vec<u8> {
@@ -300,6 +307,10 @@ pub struct Tally {
 /// Checks everything about a record: hash, deadline, peers and every vote.
 /// Returns the tally of its votes.
 pub fn validate(r: &ClusterRecord, now_ms: u64) -> Result<Tally, RecordError> {
+    let ops = r.message.operations.len();
+    if ops == 0 || ops > MAX_OPERATIONS {
+        return Err(RecordError::Operations(ops));
+    }
     if message_hash(&r.message) != r.message_hash {
         return Err(RecordError::AlteredMessage);
     }
@@ -500,6 +511,25 @@ mod tests {
         assert!(matches!(
             validate(&late, 0),
             Err(RecordError::BadSignature { kind: "commit", .. })
+        ));
+    }
+
+    #[test]
+    fn a_message_carries_one_to_max_operations() {
+        let a = Keypair::generate_ed25519();
+        let with = |n: usize| {
+            let mut r = record(&[&a], u64::MAX);
+            let op = r.message.operations[0].clone();
+            r.message.operations = vec![op; n];
+            r.message_hash = message_hash(&r.message);
+            validate(&r, 0)
+        };
+        assert!(matches!(with(0), Err(RecordError::Operations(0))));
+        assert!(with(1).is_ok());
+        assert!(with(MAX_OPERATIONS).is_ok());
+        assert!(matches!(
+            with(MAX_OPERATIONS + 1),
+            Err(RecordError::Operations(n)) if n == MAX_OPERATIONS + 1
         ));
     }
 

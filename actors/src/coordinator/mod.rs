@@ -8,7 +8,7 @@
 //! answer from its own store). A lone node (cluster of one) applies writes
 //! directly.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ use crate::cluster::{
 };
 use crate::metrics::{ActorMetrics, Counter, Histogram};
 use crate::model::{
-    CancelOperation, CommitRequest, CommitResult, PendRequest, PendResult, RepoMessage,
+    BlockId, CancelOperation, CommitRequest, CommitResult, PendRequest, PendResult, RepoMessage,
     RepoOperation, TrxBlocks,
 };
 use crate::net::{cluster_coordinate, cluster_update, now_ms, ErrorReply, NetClient, NetError};
@@ -52,6 +52,8 @@ pub struct TxnMetrics {
     pub phase1: Histogram,
     /// Phase 2 (commits) latency.
     pub phase2: Histogram,
+    /// Client writes carried by records (divided by `started`: the mean batch).
+    pub operations: Counter,
 }
 
 /// Runs writes through the cluster.
@@ -64,9 +66,11 @@ pub struct Coordinator {
     members: Arc<MemberDirectory>,
     cluster_size: usize,
     timeout: Duration,
+    lanes: parking_lot::Mutex<HashMap<String, Lane>>,
 }
 
 /// The peers of one transaction and how to reach them.
+#[derive(Clone)]
 struct Plan {
     peers: BTreeMap<String, ClusterPeer>,
     remote: Vec<(PeerId, Vec<Multiaddr>)>,
@@ -95,6 +99,7 @@ impl Coordinator {
             members,
             cluster_size: cluster_size.max(1),
             timeout,
+            lanes: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
@@ -162,12 +167,12 @@ impl Coordinator {
     }
 
     async fn run<T: DeserializeOwned>(
-        &self,
+        self: &Arc<Self>,
         op: RepoOperation,
         forwarded: bool,
     ) -> Result<T, RepoError> {
-        let plan = self.plan(&op).await?;
-        if let Some((peer, addrs)) = plan.forward_to.filter(|_| !forwarded) {
+        let mut plan = self.plan(&op).await?;
+        if let Some((peer, addrs)) = plan.forward_to.take().filter(|_| !forwarded) {
             // Not in the cluster: the block's coordinator runs it (and never forwards
             // again). If it cannot be reached, coordinate here instead.
             let expiration = now_ms()
@@ -194,16 +199,141 @@ impl Coordinator {
             self.metrics.local.add(1);
             return self.local(op).await;
         }
+        decode_result(self.submit(plan, op).await?)
+    }
+
+    /// Queues `op` for a round with its peer set: it starts one at once while fewer
+    /// than [`MAX_ROUNDS`] run for that peer set, otherwise it joins the oldest
+    /// waiting batch it fits in (disjoint blocks, fewer than [`MAX_BATCH`]
+    /// operations). Sequential writes therefore never wait, and under load one
+    /// record carries many writes: one round of votes and one storage sync per
+    /// member for all of them.
+    async fn submit(
+        self: &Arc<Self>,
+        plan: Plan,
+        op: RepoOperation,
+    ) -> Result<serde_json::Value, RepoError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let key = plan.peers.keys().cloned().collect::<Vec<_>>().join(",");
+        let blocks = operation_blocks(&op);
+        let start = {
+            let mut lanes = self.lanes.lock();
+            let lane = lanes.entry(key.clone()).or_default();
+            if lane.running < MAX_ROUNDS {
+                lane.running += 1;
+                Some(Batch::new(plan, op, blocks, tx))
+            } else {
+                let size = serde_json::to_vec(&op).map_or(MAX_BATCH_BYTES, |v| v.len());
+                match lane.waiting.iter_mut().find(|b| {
+                    b.ops.len() < MAX_BATCH
+                        && b.bytes + size <= MAX_BATCH_BYTES
+                        && b.blocks.is_disjoint(&blocks)
+                }) {
+                    Some(b) => b.push(op, blocks, size, tx),
+                    None => {
+                        let mut b = Batch::new(plan, op, blocks, tx);
+                        b.bytes = size;
+                        lane.waiting.push_back(b);
+                    }
+                }
+                None
+            }
+        };
+        if let Some(batch) = start {
+            actix_rt::spawn(self.clone().drive(key, batch));
+        }
+        rx.await
+            .map_err(|_| RepoError::Unavailable("coordinator stopped".into()))?
+    }
+
+    /// Runs `batch`, then the batches that waited for it, until the lane is idle.
+    async fn drive(self: Arc<Self>, key: String, mut batch: Batch) {
+        loop {
+            self.round(batch).await;
+            let next = {
+                let mut lanes = self.lanes.lock();
+                let Some(lane) = lanes.get_mut(&key) else {
+                    return;
+                };
+                match lane.waiting.pop_front() {
+                    Some(b) => b,
+                    None => {
+                        lane.running = lane.running.saturating_sub(1);
+                        if lane.running == 0 {
+                            lanes.remove(&key);
+                        }
+                        return;
+                    }
+                }
+            };
+            batch = next;
+        }
+    }
+
+    /// One record for the whole batch; every waiting client gets its operation's
+    /// result. A refused batch of several is retried one operation per record, so
+    /// one conflicting write does not fail the others with it.
+    async fn round(&self, batch: Batch) {
+        let Batch {
+            plan, ops, replies, ..
+        } = batch;
+        match self.agree(&plan, ops.clone()).await {
+            Ok(results) => answer(replies, results),
+            Err(Agreement::Refused(reason)) if ops.len() > 1 => {
+                tracing::debug!(ops = ops.len(), %reason, "batch refused; retrying one by one");
+                let solo = ops.into_iter().map(|op| {
+                    let plan = &plan;
+                    async move {
+                        match self.agree(plan, vec![op.clone()]).await {
+                            Ok(mut r) => r.pop().ok_or_else(|| {
+                                RepoError::Unavailable("no result for the operation".into())
+                            }),
+                            Err(Agreement::Refused(reason)) => refused(&op, reason),
+                            Err(Agreement::Failed(e)) => Err(e),
+                        }
+                    }
+                });
+                let results = futures::future::join_all(solo).await;
+                for (reply, r) in replies.into_iter().zip(results) {
+                    let _ = reply.send(r);
+                }
+            }
+            Err(Agreement::Refused(reason)) => {
+                for (reply, op) in replies.into_iter().zip(&ops) {
+                    let _ = reply.send(refused(op, reason.clone()));
+                }
+            }
+            Err(Agreement::Failed(e)) => {
+                let reply = crate::net::repo_error(e);
+                for r in replies {
+                    let _ = r.send(Err(RepoError::Coded {
+                        code: reply.error.code.clone(),
+                        message: reply.error.message.clone(),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Runs one record over `plan`'s peers: promises, then (at threshold) commits.
+    /// The local execution's results, one per operation.
+    async fn agree(
+        &self,
+        plan: &Plan,
+        operations: Vec<RepoOperation>,
+    ) -> Result<Vec<serde_json::Value>, Agreement> {
         self.metrics.started.add(1);
+        self.metrics.operations.add(operations.len() as u64);
         let expiration =
             now_ms().saturating_add(u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX));
+        let count = operations.len();
         let message = RepoMessage {
-            operations: vec![op],
+            operations,
             expiration: Some(expiration),
         };
         let mut record = ClusterRecord {
             message_hash: message_hash(&message),
-            peers: plan.peers,
+            peers: plan.peers.clone(),
             message,
             promises: BTreeMap::new(),
             commits: BTreeMap::new(),
@@ -235,19 +365,23 @@ impl Coordinator {
         let approvals = tally(&record).approvals;
         if approvals < threshold {
             self.metrics.aborted.add(1);
-            // Tell members now so they release, not at expiry.
-            finish_in_background(self.calls(&record, &plan.remote));
+            // Tell members now so they release, not at expiry; wait for it, so a
+            // retry of the same writes does not find its own blocks still held.
+            let mut release = self.calls(&record, &plan.remote);
+            let _ = tokio::time::timeout(self.timeout, async {
+                while release.next().await.is_some() {}
+            })
+            .await;
             let mut reasons: Vec<String> = record
                 .promises
                 .values()
                 .filter_map(|s| s.reject_reason.clone())
                 .collect();
             reasons.extend(failures);
-            let reason = format!(
+            return Err(Agreement::Refused(format!(
                 "cluster refused ({approvals}/{threshold} promises): {}",
                 reasons.join(", ")
-            );
-            return stale(reason);
+            )));
         }
         // Phase 2: the decision is commit; members execute and sign. Answer once a
         // majority (this node included) has committed; retry the rest in the background.
@@ -272,12 +406,15 @@ impl Coordinator {
             tracing::warn!(%hash, committed, threshold, "commit decided but not yet acknowledged by a majority; retrying");
         }
         self.retry_stragglers(calls, stragglers, record, &plan.remote);
-        let result = self.members.result(&hash).ok_or_else(|| {
-            RepoError::Unavailable(format!(
+        let in_doubt = || {
+            Agreement::Failed(RepoError::Unavailable(format!(
                 "transaction {hash} was not executed locally (in doubt)"
-            ))
-        })?;
-        decode_result(result)
+            )))
+        };
+        match self.members.result(&hash) {
+            Some(serde_json::Value::Array(results)) if results.len() == count => Ok(results),
+            _ => Err(in_doubt()),
+        }
     }
 
     /// One call per member (this node locally, the others over the network), each
@@ -369,6 +506,84 @@ impl Coordinator {
     }
 }
 
+/// Most records running at once per peer set; further writes wait in batches.
+/// One: on the 3-nodes-on-2-cores bench, 1 round gave 2,173 txn/s with 64 in
+/// flight, 2 rounds 1,671 and 4 rounds 1,435 (larger batches spread each record's
+/// signatures, verifications and syncs over more writes); a lone writer never
+/// waits either way.
+const MAX_ROUNDS: usize = 1;
+/// Most operations in one batch (one record).
+const MAX_BATCH: usize = 64;
+/// Most JSON bytes of operations in one batch, so a record stays well inside the
+/// 1 MiB cluster frame (a single larger write still runs, alone).
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// How a record ended, short of a result.
+enum Agreement {
+    /// Fewer than threshold promises: nothing was applied anywhere.
+    Refused(String),
+    /// The coordinator could not run or finish the record.
+    Failed(RepoError),
+}
+
+/// The clients waiting on one peer set: rounds running, batches waiting.
+#[derive(Default)]
+struct Lane {
+    running: usize,
+    waiting: VecDeque<Batch>,
+}
+
+/// Writes that will share one record.
+struct Batch {
+    plan: Plan,
+    bytes: usize,
+    blocks: BTreeSet<BlockId>,
+    ops: Vec<RepoOperation>,
+    replies: Vec<Reply>,
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<serde_json::Value, RepoError>>;
+
+impl Batch {
+    fn new(plan: Plan, op: RepoOperation, blocks: BTreeSet<BlockId>, reply: Reply) -> Self {
+        Self {
+            plan,
+            bytes: 0,
+            blocks,
+            ops: vec![op],
+            replies: vec![reply],
+        }
+    }
+
+    fn push(&mut self, op: RepoOperation, blocks: BTreeSet<BlockId>, size: usize, reply: Reply) {
+        self.bytes += size;
+        self.blocks.extend(blocks);
+        self.ops.push(op);
+        self.replies.push(reply);
+    }
+}
+
+/// Hands each client its operation's result.
+fn answer(replies: Vec<Reply>, results: Vec<serde_json::Value>) {
+    for (reply, v) in replies.into_iter().zip(results) {
+        let _ = reply.send(Ok(v));
+    }
+}
+
+/// A refused write's answer: `{"success":false,"reason"}` for pend and commit (a
+/// retryable stale result, as the seed reports it); an error for a cancel.
+fn refused(op: &RepoOperation, reason: String) -> Result<serde_json::Value, RepoError> {
+    match op {
+        RepoOperation::Pend(_) | RepoOperation::Commit(_) => {
+            Ok(serde_json::json!({"success": false, "reason": reason}))
+        }
+        _ => Err(RepoError::Coded {
+            code: crate::net::codes::CONFLICT.into(),
+            message: reason,
+        }),
+    }
+}
+
 /// A member's answer: its PeerId and the record it returned.
 type MemberCall = std::pin::Pin<
     Box<dyn std::future::Future<Output = (String, Result<ClusterRecord, String>)> + Send>,
@@ -377,11 +592,6 @@ type MemberCall = std::pin::Pin<
 /// Lets the calls still running finish (their members still get the record).
 fn finish_in_background(mut calls: FuturesUnordered<MemberCall>) {
     actix_rt::spawn(async move { while calls.next().await.is_some() {} });
-}
-
-fn stale<T: DeserializeOwned>(reason: String) -> Result<T, RepoError> {
-    let failure = serde_json::json!({"success": false, "reason": reason});
-    serde_json::from_value(failure).map_err(|_| RepoError::Unavailable(reason))
 }
 
 /// The local execution's JSON back into a result (or the error it recorded).

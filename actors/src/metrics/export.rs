@@ -226,6 +226,16 @@ impl Collector for NodeCollector {
                     .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&c, None)?;
             }
             let mut m = e.encode_descriptor(
+                "optimystic_transaction_operations",
+                "Client writes carried by cluster records (divided by started records: the mean batch)",
+                None,
+                MetricType::Counter,
+            )?;
+            m.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
+                &t.operations.get(),
+                None,
+            )?;
+            let mut m = e.encode_descriptor(
                 "optimystic_transaction_phase_seconds",
                 "Latency of each two-phase-commit phase, seen by the coordinator",
                 None,

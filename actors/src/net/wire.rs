@@ -43,6 +43,8 @@ pub mod codes {
     pub const NOT_A_MEMBER: &str = "not_a_member";
     /// The record contradicts this member's decision.
     pub const DECIDED: &str = "decided";
+    /// The cluster refused a write: another transaction holds one of its blocks.
+    pub const CONFLICT: &str = "conflict";
 }
 
 /// `{"error":{"code","message"}}`.
