@@ -605,6 +605,49 @@ async fn replicas_are_exactly_each_blocks_k_closest_peers() {
         forwarded_somewhere,
         "some writes entered through a node outside the block's cluster"
     );
+    // One transaction over two blocks with different clusters: each block lands on
+    // its own cluster only (one record per cluster), and both commit.
+    let cluster_of =
+        |name: &str| optimystic_actors::cluster::closest_peers(&bid(name), peers.clone(), K);
+    let a = "m0".to_string();
+    let b = (1..200)
+        .map(|i| format!("m{i}"))
+        .find(|n| {
+            let (ca, cb) = (cluster_of(&a), cluster_of(n));
+            ca.iter().all(|p| !cb.contains(p))
+        })
+        .expect("two blocks with disjoint clusters");
+    let mut t = insert(&a);
+    t.inserts
+        .get_or_insert_with(Default::default)
+        .extend(insert(&b).inserts.unwrap_or_default());
+    let (p, c) = write_via(&nodes[0].0, &net, &nodes[0].1, "split", 1, t).await;
+    assert!(p.is_success(), "{p:?}");
+    assert!(c.as_ref().is_some_and(|c| c.is_success()), "{c:?}");
+    for name in [&a, &b] {
+        let cluster = cluster_of(name);
+        for (n, _) in &nodes {
+            let storage = n.storage().clone();
+            if cluster.contains(&n.peer_id()) {
+                eventually(Duration::from_secs(10), || {
+                    let (storage, name) = (storage.clone(), name.clone());
+                    async move {
+                        storage
+                            .get_meta(&bid(&name))
+                            .unwrap()
+                            .and_then(|m| m.latest)
+                            .is_some_and(|l| l.rev == 1)
+                    }
+                })
+                .await;
+            } else {
+                assert!(
+                    storage.get_meta(&bid(name)).unwrap().is_none(),
+                    "{name} stored outside its cluster"
+                );
+            }
+        }
+    }
     for (n, _) in nodes {
         n.shutdown().await;
     }

@@ -69,6 +69,14 @@ pub struct Coordinator {
     lanes: parking_lot::Mutex<HashMap<String, Lane>>,
 }
 
+/// The peers this node can take into a cluster.
+struct View {
+    infos: BTreeMap<PeerId, crate::net::PeerInfo>,
+    /// Those peers and this node.
+    candidates: Vec<PeerId>,
+    my_addrs: Vec<String>,
+}
+
 /// The peers of one transaction and how to reach them.
 #[derive(Clone)]
 struct Plan {
@@ -114,7 +122,8 @@ impl Coordinator {
             .ok_or_else(|| RepoError::Unavailable("network not started".into()))
     }
 
-    async fn plan(&self, op: &RepoOperation) -> Result<Plan, RepoError> {
+    /// Who this node can reach and take into a cluster right now.
+    async fn view(&self) -> Result<View, RepoError> {
         let status = self
             .net()?
             .status()
@@ -122,34 +131,55 @@ impl Coordinator {
             .map_err(|e| RepoError::Unavailable(e.to_string()))?;
         let infos: BTreeMap<PeerId, _> =
             status.members.into_iter().map(|p| (p.peer_id, p)).collect();
-        let candidates: Vec<PeerId> = infos.keys().copied().chain([self.me]).collect();
-        let blocks = operation_blocks(op);
-        let mut chosen = BTreeSet::new();
-        for block in &blocks {
-            chosen.extend(closest_peers(
-                block,
-                candidates.iter().copied(),
-                self.cluster_size,
-            ));
-        }
-        let forward_to = match (chosen.contains(&self.me), blocks.iter().next()) {
-            (false, Some(first)) => closest_peers(first, candidates.iter().copied(), 1)
-                .into_iter()
-                .find(|p| *p != self.me)
-                .and_then(|p| infos.get(&p).map(|i| (p, i.addrs.clone()))),
-            _ => None,
-        };
-        // Taking part itself lets the coordinator answer from its own store.
-        chosen.insert(self.me);
+        let candidates = infos.keys().copied().chain([self.me]).collect();
         let my_addrs = status
             .listen_addrs
             .iter()
             .map(ToString::to_string)
             .collect();
-        let mut peers = BTreeMap::from([peer_entry(&self.key, my_addrs)]);
+        Ok(View {
+            infos,
+            candidates,
+            my_addrs,
+        })
+    }
+
+    /// The operation's blocks grouped by cluster (the `cluster_size` closest peers).
+    fn groups(
+        &self,
+        view: &View,
+        blocks: BTreeSet<BlockId>,
+    ) -> BTreeMap<BTreeSet<PeerId>, BTreeSet<BlockId>> {
+        let mut groups: BTreeMap<BTreeSet<PeerId>, BTreeSet<BlockId>> = BTreeMap::new();
+        for block in blocks {
+            let cluster: BTreeSet<PeerId> =
+                closest_peers(&block, view.candidates.iter().copied(), self.cluster_size)
+                    .into_iter()
+                    .collect();
+            groups.entry(cluster).or_default().insert(block);
+        }
+        groups
+    }
+
+    /// The record's peers for one cluster: the cluster plus this node (it always
+    /// takes part, so it can answer from its own store), and where to forward the
+    /// write when this node is not in the cluster.
+    fn plan(&self, view: &View, cluster: &BTreeSet<PeerId>, blocks: &BTreeSet<BlockId>) -> Plan {
+        let forward_to = match blocks.first() {
+            // The cluster's coordinator: its member closest to the first block.
+            Some(first) if !cluster.contains(&self.me) => {
+                closest_peers(first, cluster.iter().copied(), cluster.len())
+                    .into_iter()
+                    .find_map(|p| view.infos.get(&p).map(|i| (p, i.addrs.clone())))
+            }
+            _ => None,
+        };
+        let mut peers = BTreeMap::from([peer_entry(&self.key, view.my_addrs.clone())]);
         let mut remote = Vec::new();
-        for p in chosen.into_iter().filter(|p| *p != self.me) {
-            let Some(info) = infos.get(&p) else { continue };
+        for p in cluster.iter().filter(|p| **p != self.me) {
+            let Some(info) = view.infos.get(p) else {
+                continue;
+            };
             peers.insert(
                 p.to_string(),
                 ClusterPeer {
@@ -157,13 +187,13 @@ impl Coordinator {
                     public_key: B64.encode(info.public_key.encode_protobuf()),
                 },
             );
-            remote.push((p, info.addrs.clone()));
+            remote.push((*p, info.addrs.clone()));
         }
-        Ok(Plan {
+        Plan {
             peers,
             remote,
             forward_to,
-        })
+        }
     }
 
     async fn run<T: DeserializeOwned>(
@@ -171,7 +201,72 @@ impl Coordinator {
         op: RepoOperation,
         forwarded: bool,
     ) -> Result<T, RepoError> {
-        let mut plan = self.plan(&op).await?;
+        let view = self.view().await?;
+        let groups = self.groups(&view, operation_blocks(&op));
+        if groups.len() <= 1 {
+            let (cluster, blocks) = groups.into_iter().next().unwrap_or_default();
+            let plan = self.plan(&view, &cluster, &blocks);
+            return decode_result(self.run_part(plan, op, forwarded).await?);
+        }
+        decode_result(self.run_split(&view, groups, op, forwarded).await?)
+    }
+
+    /// A write whose blocks belong to several clusters: one part per cluster, each
+    /// agreed by its own cluster only. A commit naming a `tailId` commits the tail's
+    /// part first (the collection's commit point) and the other parts only if that
+    /// succeeded; all other parts run concurrently. The answer merges the parts'.
+    async fn run_split(
+        self: &Arc<Self>,
+        view: &View,
+        groups: BTreeMap<BTreeSet<PeerId>, BTreeSet<BlockId>>,
+        op: RepoOperation,
+        forwarded: bool,
+    ) -> Result<serde_json::Value, RepoError> {
+        let mut parts: Vec<(Plan, RepoOperation, bool)> = groups
+            .iter()
+            .map(|(cluster, blocks)| {
+                let first = match &op {
+                    RepoOperation::Commit(c) => {
+                        c.tail_id.as_ref().is_some_and(|t| blocks.contains(t))
+                    }
+                    _ => false,
+                };
+                (
+                    self.plan(view, cluster, blocks),
+                    op.restricted_to(blocks),
+                    first,
+                )
+            })
+            .collect();
+        let mut results = Vec::new();
+        if let Some(i) = parts.iter().position(|(_, _, first)| *first) {
+            let (plan, part, _) = parts.remove(i);
+            let r = self.run_part(plan, part, forwarded).await?;
+            let committed =
+                serde_json::from_value::<CommitResult>(r.clone()).is_ok_and(|c| c.is_success());
+            if !committed {
+                return Ok(r);
+            }
+            results.push(r);
+        }
+        let rest = parts
+            .into_iter()
+            .map(|(plan, part, _)| self.run_part(plan, part, forwarded));
+        for r in futures::future::join_all(rest).await {
+            results.push(r?);
+        }
+        merge_results(&op, results)
+    }
+
+    /// One cluster's part: forwarded to the cluster's coordinator when this node is
+    /// not a member (unless it was itself forwarded here), applied directly on a lone
+    /// node, or agreed by the cluster.
+    async fn run_part(
+        self: &Arc<Self>,
+        mut plan: Plan,
+        op: RepoOperation,
+        forwarded: bool,
+    ) -> Result<serde_json::Value, RepoError> {
         if let Some((peer, addrs)) = plan.forward_to.take().filter(|_| !forwarded) {
             // Not in the cluster: the block's coordinator runs it (and never forwards
             // again). If it cannot be reached, coordinate here instead.
@@ -199,7 +294,7 @@ impl Coordinator {
             self.metrics.local.add(1);
             return self.local(op).await;
         }
-        decode_result(self.submit(plan, op).await?)
+        self.submit(plan, op).await
     }
 
     /// Queues `op` for a round with its peer set: it starts one at once while fewer
@@ -491,7 +586,7 @@ impl Coordinator {
         });
     }
 
-    async fn local<T: DeserializeOwned>(&self, op: RepoOperation) -> Result<T, RepoError> {
+    async fn local(&self, op: RepoOperation) -> Result<serde_json::Value, RepoError> {
         let v = match op {
             RepoOperation::Pend(p) => serde_json::to_value(self.repo.pend(p).await?),
             RepoOperation::Commit(c) => serde_json::to_value(self.repo.commit(c).await?),
@@ -502,7 +597,7 @@ impl Coordinator {
             RepoOperation::Get(g) => serde_json::to_value(self.repo.get(g).await?),
         }
         .map_err(|e| RepoError::Invalid(e.to_string()))?;
-        decode_result(v)
+        Ok(v)
     }
 }
 
@@ -561,6 +656,89 @@ impl Batch {
         self.ops.push(op);
         self.replies.push(reply);
     }
+}
+
+/// The answer to a split write from its parts' answers: success when every part
+/// succeeded; otherwise a stale failure gathering every failed part's reasons,
+/// missing transactions and conflicting pendings (parts that succeeded stay
+/// pended, and a client cancels them as after any failed pend).
+fn merge_results(
+    op: &RepoOperation,
+    parts: Vec<serde_json::Value>,
+) -> Result<serde_json::Value, RepoError> {
+    let bad = |e: serde_json::Error| RepoError::Invalid(format!("unexpected part result: {e}"));
+    let mut stale: Option<crate::model::StaleFailure> = None;
+    let mut fold = |s: crate::model::StaleFailure| {
+        let into = stale.get_or_insert_with(Default::default);
+        into.reason = match (into.reason.take(), s.reason) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
+        if let Some(m) = s.missing {
+            into.missing.get_or_insert_with(Vec::new).extend(m);
+        }
+        if let Some(p) = s.pending {
+            into.pending.get_or_insert_with(Vec::new).extend(p);
+        }
+    };
+    let v = match op {
+        RepoOperation::Pend(_) => {
+            let mut ok = crate::model::PendSuccess {
+                pending: Vec::new(),
+                block_ids: Vec::new(),
+            };
+            for part in parts {
+                for e in [decode_error(&part)].into_iter().flatten() {
+                    return Err(e);
+                }
+                match serde_json::from_value::<PendResult>(part).map_err(bad)? {
+                    PendResult::Success(s) => {
+                        ok.pending.extend(s.pending);
+                        ok.block_ids.extend(s.block_ids);
+                    }
+                    PendResult::Stale(s) => fold(s),
+                }
+            }
+            match stale {
+                Some(s) => serde_json::to_value(PendResult::Stale(s)),
+                None => serde_json::to_value(PendResult::Success(ok)),
+            }
+        }
+        RepoOperation::Commit(_) => {
+            for part in parts {
+                for e in [decode_error(&part)].into_iter().flatten() {
+                    return Err(e);
+                }
+                if let CommitResult::Stale(s) =
+                    serde_json::from_value::<CommitResult>(part).map_err(bad)?
+                {
+                    fold(s);
+                }
+            }
+            match stale {
+                Some(s) => serde_json::to_value(CommitResult::Stale(s)),
+                None => serde_json::to_value(CommitResult::Success),
+            }
+        }
+        _ => {
+            for part in parts {
+                for e in [decode_error(&part)].into_iter().flatten() {
+                    return Err(e);
+                }
+            }
+            Ok(serde_json::json!({}))
+        }
+    };
+    v.map_err(|e| RepoError::Invalid(e.to_string()))
+}
+
+/// An error reply carried as a result.
+fn decode_error(v: &serde_json::Value) -> Option<RepoError> {
+    let e = serde_json::from_value::<ErrorReply>(v.clone()).ok()?;
+    Some(RepoError::Coded {
+        code: e.error.code,
+        message: e.error.message,
+    })
 }
 
 /// Hands each client its operation's result.

@@ -111,6 +111,34 @@ impl Transforms {
         ids
     }
 
+    /// The part of the transforms that concerns `blocks`.
+    pub fn restricted_to(&self, blocks: &BTreeSet<BlockId>) -> Transforms {
+        fn keep<V: Clone>(
+            m: &Option<BTreeMap<BlockId, V>>,
+            blocks: &BTreeSet<BlockId>,
+        ) -> Option<BTreeMap<BlockId, V>> {
+            let kept: BTreeMap<BlockId, V> = m
+                .iter()
+                .flatten()
+                .filter(|(id, _)| blocks.contains(*id))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (!kept.is_empty()).then_some(kept)
+        }
+        let deletes: Vec<BlockId> = self
+            .deletes
+            .iter()
+            .flatten()
+            .filter(|id| blocks.contains(*id))
+            .cloned()
+            .collect();
+        Transforms {
+            inserts: keep(&self.inserts, blocks),
+            updates: keep(&self.updates, blocks),
+            deletes: (!deletes.is_empty()).then_some(deletes),
+        }
+    }
+
     /// The part of the transforms that concerns `id`.
     pub fn for_block(&self, id: &BlockId) -> Transform {
         Transform {

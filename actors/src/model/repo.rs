@@ -328,6 +328,37 @@ pub enum RepoOperation {
     Commit(CommitRequest),
 }
 
+impl RepoOperation {
+    /// The same operation limited to `blocks` (a write spanning several clusters
+    /// runs as one part per cluster). Reads are returned unchanged.
+    pub fn restricted_to(&self, blocks: &std::collections::BTreeSet<BlockId>) -> RepoOperation {
+        let ids = |v: &[BlockId]| -> Vec<BlockId> {
+            v.iter().filter(|b| blocks.contains(*b)).cloned().collect()
+        };
+        let within = |b: &Option<BlockId>| b.clone().filter(|b| blocks.contains(b));
+        match self {
+            RepoOperation::Get(g) => RepoOperation::Get(g.clone()),
+            RepoOperation::Pend(p) => RepoOperation::Pend(PendRequest {
+                transforms: p.transforms.restricted_to(blocks),
+                ..p.clone()
+            }),
+            RepoOperation::Commit(c) => RepoOperation::Commit(CommitRequest {
+                trx_id: c.trx_id.clone(),
+                block_ids: ids(&c.block_ids),
+                rev: c.rev,
+                header_id: within(&c.header_id),
+                tail_id: within(&c.tail_id),
+            }),
+            RepoOperation::Cancel(c) => RepoOperation::Cancel(CancelOperation {
+                trx_ref: TrxBlocks {
+                    trx_id: c.trx_ref.trx_id.clone(),
+                    block_ids: ids(&c.trx_ref.block_ids),
+                },
+            }),
+        }
+    }
+}
+
 /// A request on the repo protocol.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

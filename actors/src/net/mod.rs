@@ -30,7 +30,8 @@ pub use protocol::{
 };
 pub use service::{repo_error, Consensus, RepoService};
 pub use swarm::{
-    Dial, Drain, Inbound, InboundKey, Listen, NetStatus, Request, Respond, Status, SwarmActor,
+    Dial, Drain, Inbound, InboundKey, Listen, NetStatus, PeerInfo, Request, Respond, Status,
+    SwarmActor,
 };
 pub use wire::{
     codes, decode, decode_reply, decode_request, encode, BlockRequest, ClusterRequest, ErrorBody,
