@@ -666,6 +666,9 @@ fn merge_results(
     op: &RepoOperation,
     parts: Vec<serde_json::Value>,
 ) -> Result<serde_json::Value, RepoError> {
+    if let Some(e) = parts.iter().find_map(decode_error) {
+        return Err(e);
+    }
     let bad = |e: serde_json::Error| RepoError::Invalid(format!("unexpected part result: {e}"));
     let mut stale: Option<crate::model::StaleFailure> = None;
     let mut fold = |s: crate::model::StaleFailure| {
@@ -688,9 +691,6 @@ fn merge_results(
                 block_ids: Vec::new(),
             };
             for part in parts {
-                for e in [decode_error(&part)].into_iter().flatten() {
-                    return Err(e);
-                }
                 match serde_json::from_value::<PendResult>(part).map_err(bad)? {
                     PendResult::Success(s) => {
                         ok.pending.extend(s.pending);
@@ -706,9 +706,6 @@ fn merge_results(
         }
         RepoOperation::Commit(_) => {
             for part in parts {
-                for e in [decode_error(&part)].into_iter().flatten() {
-                    return Err(e);
-                }
                 if let CommitResult::Stale(s) =
                     serde_json::from_value::<CommitResult>(part).map_err(bad)?
                 {
@@ -720,14 +717,7 @@ fn merge_results(
                 None => serde_json::to_value(CommitResult::Success),
             }
         }
-        _ => {
-            for part in parts {
-                for e in [decode_error(&part)].into_iter().flatten() {
-                    return Err(e);
-                }
-            }
-            Ok(serde_json::json!({}))
-        }
+        _ => Ok(serde_json::json!({})),
     };
     v.map_err(|e| RepoError::Invalid(e.to_string()))
 }
