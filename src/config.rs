@@ -28,6 +28,8 @@ pub struct Settings {
     pub cluster_size: usize,
     /// Log format: `text` or `json` (level from `RUST_LOG`).
     pub log_format: String,
+    /// Deadline of each network request and cluster transaction, ms.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for Settings {
@@ -42,6 +44,7 @@ impl Default for Settings {
             max_live_blocks: 10_000,
             cluster_size: 3,
             log_format: "text".into(),
+            request_timeout_ms: 30_000,
         }
     }
 }
@@ -68,6 +71,8 @@ pub struct Overrides {
     pub cluster_size: Option<usize>,
     /// `--log-format` / `OPTIMYSTIC_LOG_FORMAT`.
     pub log_format: Option<String>,
+    /// `--request-timeout-ms` / `OPTIMYSTIC_REQUEST_TIMEOUT_MS`.
+    pub request_timeout_ms: Option<u64>,
 }
 
 impl Settings {
@@ -96,7 +101,8 @@ impl Settings {
             http,
             max_live_blocks,
             cluster_size,
-            log_format
+            log_format,
+            request_timeout_ms
         );
         s.validate()?;
         Ok(s)
@@ -117,6 +123,12 @@ impl Settings {
         }
         if self.cluster_size == 0 || self.max_live_blocks == 0 {
             return Err("cluster-size and max-live-blocks must be at least 1".into());
+        }
+        if !(100..=3_600_000).contains(&self.request_timeout_ms) {
+            return Err(format!(
+                "request-timeout-ms must be between 100 and 3600000, not {}",
+                self.request_timeout_ms
+            ));
         }
         if !self.http.is_empty() {
             self.http

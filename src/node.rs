@@ -116,6 +116,7 @@ impl NodeBuilder {
             b = b.http(&s.http);
         }
         b.cfg.cluster_size = s.cluster_size;
+        b.cfg.net.request_timeout = std::time::Duration::from_millis(s.request_timeout_ms);
         b
     }
 

@@ -252,3 +252,155 @@ async fn coordinator_gone_between_phases() {
     }
     drop((a, b, c));
 }
+
+/// Whether `trx` is pending on `block` as read through `c`.
+async fn pending_on(c: &RepoClient, block: &str, trx: &TrxId) -> bool {
+    c.get(BlockGets {
+        block_ids: vec![bid(block)],
+        context: None,
+    })
+    .await
+    .is_ok_and(|r| {
+        r.get(&bid(block))
+            .and_then(|g| g.state.pendings.as_ref())
+            .is_some_and(|p| p.contains(trx))
+    })
+}
+
+/// Pend of `block` by `trx` through `c`, in the background (its coordinator hangs).
+fn pend_in_background(
+    net: &optimystic_actors::net::NetClient,
+    addr: &str,
+    block: &str,
+    trx: &TrxId,
+) {
+    let (c, t, trx) = (repo_client(net, addr), insert(block), trx.clone());
+    actix_rt::spawn(async move {
+        let _ = c
+            .pend(PendRequest {
+                trx_id: trx,
+                rev: Some(1),
+                transforms: t,
+                policy: PendPolicy::Fail,
+            })
+            .await;
+    });
+}
+
+/// The real node binary as coordinator, SIGKILLed between the phases by a test-only
+/// fault hook (debug builds only): after phase 1, the members settle by recovery and
+/// release the block within expiry plus grace, and nobody applied the write; after
+/// phase 2 reached one member, recovery makes every member apply it.
+#[actix_rt::test]
+async fn sigkill_the_coordinator_binary_between_phases() {
+    const TIMEOUT: &str = "3000";
+    let dirs = [
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    ];
+    let flags = ["--request-timeout-ms", TIMEOUT];
+    let fault = |f| [("OPTIMYSTIC_TEST_FAULT", f)];
+    let a = NodeProcess::start_with_env(dirs[0].path(), &flags, &fault("hang-after-promises"));
+    let with_boot =
+        |addr: &str| ["--bootstrap", addr, "--request-timeout-ms", TIMEOUT].map(String::from);
+    let boot = with_boot(&a.addr);
+    let boot: Vec<&str> = boot.iter().map(String::as_str).collect();
+    let b = NodeProcess::start(dirs[1].path(), &boot);
+    let c = NodeProcess::start(dirs[2].path(), &boot);
+    let net_ = client_net();
+    let (ca, cb, cc) = (
+        repo_client(&net_, &a.addr),
+        repo_client(&net_, &b.addr),
+        repo_client(&net_, &c.addr),
+    );
+    eventually(Duration::from_secs(30), || async {
+        write(&ca, "probe", 1, insert("probe")).await
+    })
+    .await;
+    eventually(Duration::from_secs(30), || async {
+        latest(&cc, "probe", None).await.is_some()
+    })
+    .await;
+
+    // 1. A decides commit after phase 1, then dies before anyone hears it.
+    let orphan = TrxId::new("orphan1").unwrap();
+    pend_in_background(&net_, &a.addr, "fault-1", &orphan);
+    let line = a.wait_line("fault: HangAfterPromises").await;
+    let hung_at = std::time::Instant::now();
+    a.kill();
+    assert!(
+        !write(&cb, "early", 1, insert("fault-1")).await,
+        "the block is held while undecided: {line}"
+    );
+    // Released by recovery (expiry 3 s + grace 2 s), not held longer.
+    let mut n = 0;
+    while !write(&cb, &format!("after{n}"), 1, insert("fault-1")).await {
+        n += 1;
+        assert!(
+            hung_at.elapsed() < Duration::from_secs(15),
+            "fault-1 still held {:?} after the coordinator died",
+            hung_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for cl in [&cb, &cc] {
+        assert!(!pending_on(cl, "fault-1", &orphan).await, "orphan applied");
+    }
+
+    // 2. A restarts (armed again), resumes its own promise, finds no commit
+    //    anywhere and drops it: the orphan is applied on no member.
+    let a = NodeProcess::start_with_env(
+        dirs[0].path(),
+        &with_boot(&b.addr).each_ref().map(String::as_str),
+        &fault("hang-after-one-commit"),
+    );
+    let ca = repo_client(&net_, &a.addr);
+    eventually(Duration::from_secs(30), || async {
+        latest(&ca, "fault-1", Some(1))
+            .await
+            .is_some_and(|(r, _)| r == 1)
+    })
+    .await;
+    assert!(
+        !pending_on(&ca, "fault-1", &orphan).await,
+        "orphan applied on A"
+    );
+
+    // 3. Phase 2 reaches one member, then A dies: recovery carries the decision to
+    //    the other member, so both applied the pend, and it commits.
+    let decided = TrxId::new("decided2").unwrap();
+    eventually(Duration::from_secs(30), || async {
+        write(&ca, "probe2", 1, insert("probe2")).await
+    })
+    .await;
+    pend_in_background(&net_, &a.addr, "fault-2", &decided);
+    a.wait_line("fault: HangAfterOneCommit").await;
+    a.kill();
+    for cl in [&cb, &cc] {
+        eventually(Duration::from_secs(20), || async {
+            pending_on(cl, "fault-2", &decided).await
+        })
+        .await;
+    }
+    let commit = cb
+        .commit(CommitRequest {
+            trx_id: decided,
+            block_ids: vec![bid("fault-2")],
+            rev: 1,
+            header_id: None,
+            tail_id: None,
+        })
+        .await
+        .unwrap();
+    assert!(commit.is_success(), "{commit:?}");
+    for cl in [&cb, &cc] {
+        eventually(Duration::from_secs(10), || async {
+            latest(cl, "fault-2", None)
+                .await
+                .is_some_and(|(r, _)| r == 1)
+        })
+        .await;
+    }
+    drop((b, c));
+}

@@ -89,6 +89,10 @@ pub struct NodeArgs {
     /// Log format: text or json; the level comes from RUST_LOG [default: text].
     #[arg(long, env = "OPTIMYSTIC_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Deadline of each network request, and of each cluster transaction (its
+    /// record expires this long after it starts), in ms [default: 30000].
+    #[arg(long, env = "OPTIMYSTIC_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
 }
 
 impl NodeArgs {
@@ -104,6 +108,7 @@ impl NodeArgs {
             max_live_blocks: self.max_live_blocks,
             cluster_size: self.cluster_size,
             log_format: self.log_format.clone(),
+            request_timeout_ms: self.request_timeout_ms,
         };
         crate::config::Settings::resolve(self.config.as_deref(), o)
     }

@@ -33,10 +33,16 @@ impl NodeProcess {
     /// Starts `optimystic node` on a free loopback port and waits for its first
     /// `listening on` line (deadline 30 s).
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// [`NodeProcess::start`] with extra environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
             .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -68,6 +74,31 @@ impl NodeProcess {
             lines,
             seen,
         }
+    }
+
+    /// Waits (deadline 30 s) for a stdout line starting with `prefix`; returns it.
+    /// Polls without blocking the thread, so the test's own tasks keep running.
+    pub async fn wait_line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.lines.try_recv() {
+                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(_) => continue,
+                Err(mpsc::TryRecvError::Disconnected) => panic!("node exited before {prefix:?}"),
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line starting with {prefix:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// The PeerId part of the address.

@@ -8,6 +8,8 @@
 //! answer from its own store). A lone node (cluster of one) applies writes
 //! directly.
 
+mod fault;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -67,6 +69,7 @@ pub struct Coordinator {
     cluster_size: usize,
     timeout: Duration,
     lanes: parking_lot::Mutex<HashMap<String, Lane>>,
+    fault: fault::Fault,
 }
 
 /// The peers this node can take into a cluster.
@@ -108,6 +111,7 @@ impl Coordinator {
             cluster_size: cluster_size.max(1),
             timeout,
             lanes: parking_lot::Mutex::new(HashMap::new()),
+            fault: fault::Fault::configured(),
         }
     }
 
@@ -481,6 +485,9 @@ impl Coordinator {
         // Phase 2: the decision is commit; members execute and sign. Answer once a
         // majority (this node included) has committed; retry the rest in the background.
         self.metrics.committed.add(1);
+        if self.fault.hits(&record) {
+            self.inject(&record, &plan.remote).await;
+        }
         let phase2 = Instant::now();
         let me = self.me.to_string();
         let mut calls = self.calls(&record, &plan.remote);
@@ -510,6 +517,19 @@ impl Coordinator {
             Some(serde_json::Value::Array(results)) if results.len() == count => Ok(results),
             _ => Err(in_doubt()),
         }
+    }
+
+    /// Test-only: stops between the phases (see [`fault`]).
+    async fn inject(&self, record: &ClusterRecord, remote: &[(PeerId, Vec<Multiaddr>)]) {
+        if self.fault == fault::Fault::HangAfterOneCommit {
+            if let (Some(net), Some((peer, addrs))) = (self.net.get(), remote.first()) {
+                let r = cluster_update(net, *peer, addrs.clone(), record.clone(), self.timeout);
+                if let Err(e) = r.await {
+                    tracing::warn!(error = %e, "fault injection: phase 2 to one member failed");
+                }
+            }
+        }
+        self.fault.hang(record).await;
     }
 
     /// One call per member (this node locally, the others over the network), each
