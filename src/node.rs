@@ -221,7 +221,7 @@ pub struct NodeRepo {
 impl NodeRepo {
     /// Reads blocks (locally; restored from peers when missing or behind).
     pub async fn get(&self, gets: BlockGets) -> Result<GetBlockResults, RepoError> {
-        self.local.get(gets).await
+        self.coordinator.get(gets).await
     }
 
     /// Pends a transaction (through the cluster when the node has peers).

@@ -29,8 +29,8 @@ use crate::cluster::{
 };
 use crate::metrics::{ActorMetrics, Counter, Histogram};
 use crate::model::{
-    BlockId, CancelOperation, CommitRequest, CommitResult, PendRequest, PendResult, RepoMessage,
-    RepoOperation, TrxBlocks,
+    BlockGets, BlockId, CancelOperation, CommitRequest, CommitResult, GetBlockResults, PendRequest,
+    PendResult, RepoMessage, RepoOperation, TrxBlocks,
 };
 use crate::net::{cluster_coordinate, cluster_update, now_ms, ErrorReply, NetClient, NetError};
 use crate::storage::RepoError;
@@ -70,7 +70,23 @@ pub struct Coordinator {
     timeout: Duration,
     lanes: parking_lot::Mutex<HashMap<String, Lane>>,
     fault: fault::Fault,
+    fresh: parking_lot::Mutex<Fresh>,
 }
+
+/// Blocks whose local copy was compared with their cluster since the set of
+/// connected members last changed (a node that was down or cut off may be behind
+/// on exactly those blocks it has not compared yet).
+#[derive(Default)]
+struct Fresh {
+    /// Fingerprint of the member set the entries were checked under.
+    members: u64,
+    blocks: std::collections::HashSet<BlockId>,
+}
+
+/// Most blocks remembered as fresh; past it the set starts over (reads re-check).
+const MAX_FRESH: usize = 100_000;
+/// Per-peer wait when a read compares a block with its cluster.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The peers this node can take into a cluster.
 struct View {
@@ -112,6 +128,7 @@ impl Coordinator {
             timeout,
             lanes: parking_lot::Mutex::new(HashMap::new()),
             fault: fault::Fault::configured(),
+            fresh: parking_lot::Mutex::new(Fresh::default()),
         }
     }
 
@@ -126,15 +143,124 @@ impl Coordinator {
             .ok_or_else(|| RepoError::Unavailable("network not started".into()))
     }
 
+    /// A read: served by the local store; a block not compared with its cluster
+    /// since this node started or its member set last changed is compared first (one
+    /// round trip to its cluster peers), and restored from them when they hold a
+    /// newer revision. Reads with a context restore on their own.
+    pub async fn get(&self, gets: BlockGets) -> Result<GetBlockResults, RepoError> {
+        if gets.context.is_none() {
+            self.catch_up(&gets.block_ids).await;
+        }
+        self.repo.get(gets).await
+    }
+
+    async fn catch_up(&self, blocks: &[BlockId]) {
+        let Ok(view) = self.view().await else {
+            return;
+        };
+        if view.infos.is_empty() {
+            return;
+        }
+        let members = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            view.infos.keys().collect::<Vec<_>>().hash(&mut h);
+            h.finish()
+        };
+        let stale: Vec<BlockId> = {
+            let mut f = self.fresh.lock();
+            if f.members != members || f.blocks.len() > MAX_FRESH {
+                f.members = members;
+                f.blocks.clear();
+            }
+            blocks
+                .iter()
+                .filter(|b| !f.blocks.contains(*b))
+                .cloned()
+                .collect()
+        };
+        if stale.is_empty() {
+            return;
+        }
+        let checked = futures::future::join_all(
+            stale
+                .iter()
+                .map(|b| async { (b.clone(), self.catch_up_block(&view, b).await) }),
+        )
+        .await;
+        let mut f = self.fresh.lock();
+        if f.members == members {
+            f.blocks
+                .extend(checked.into_iter().filter(|(_, ok)| *ok).map(|(b, _)| b));
+        }
+    }
+
+    /// Compares one block with its cluster peers; restores when one is ahead.
+    /// True when the comparison happened (some peer answered, or none to ask).
+    async fn catch_up_block(&self, view: &View, block: &BlockId) -> bool {
+        let Ok(net) = self.net() else {
+            return false;
+        };
+        let peers: Vec<PeerId> =
+            closest_peers(block, view.candidates.iter().copied(), self.cluster_size)
+                .into_iter()
+                .filter(|p| *p != self.me && view.infos.contains_key(p))
+                .collect();
+        if peers.is_empty() {
+            return true;
+        }
+        let answers = futures::future::join_all(
+            peers
+                .iter()
+                .map(|p| crate::net::fetch_archive(net, *p, block, None, CATCH_UP_TIMEOUT)),
+        )
+        .await;
+        let answered = answers.iter().any(Result::is_ok);
+        let newest = answers
+            .into_iter()
+            .filter_map(Result::ok)
+            .flatten()
+            .filter(|a| a.block_id == *block)
+            .filter_map(|a| a.revisions.last().map(|r| r.trx_rev.rev))
+            .max();
+        let Some(newest) = newest else {
+            return answered;
+        };
+        let one = |context| BlockGets {
+            block_ids: vec![block.clone()],
+            context,
+        };
+        let local = self
+            .repo
+            .get(one(None))
+            .await
+            .ok()
+            .and_then(|r| r.get(block)?.state.latest.as_ref().map(|l| l.rev));
+        if local.is_some_and(|l| l >= newest) {
+            return answered;
+        }
+        let ctx = crate::model::TrxContext {
+            committed: Vec::new(),
+            rev: newest,
+            trx_id: None,
+        };
+        match self.repo.get(one(Some(ctx))).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(%block, error = %e, "cannot catch up with the cluster");
+                false
+            }
+        }
+    }
+
     /// Who this node can reach and take into a cluster right now.
     async fn view(&self) -> Result<View, RepoError> {
-        let status = self
-            .net()?
-            .status()
-            .await
-            .map_err(|e| RepoError::Unavailable(e.to_string()))?;
-        let infos: BTreeMap<PeerId, _> =
-            status.members.into_iter().map(|p| (p.peer_id, p)).collect();
+        let status = self.net()?.member_view();
+        let infos: BTreeMap<PeerId, _> = status
+            .members
+            .iter()
+            .map(|p| (p.peer_id, p.clone()))
+            .collect();
         let candidates = infos.keys().copied().chain([self.me]).collect();
         let my_addrs = status
             .listen_addrs
@@ -836,6 +962,7 @@ impl actix::Handler<Coordinate> for CoordinatorActor {
 #[derive(Clone)]
 pub struct CoordinatorHandle {
     addr: actix::Addr<CoordinatorActor>,
+    inner: Arc<Coordinator>,
     metrics: Arc<ActorMetrics>,
     txns: Arc<TxnMetrics>,
 }
@@ -846,13 +973,15 @@ impl CoordinatorHandle {
         use actix::Actor as _;
         let metrics = Arc::new(ActorMetrics::new("coordinator"));
         let txns = inner.metrics.clone();
+        let inner = Arc::new(inner);
         let addr = CoordinatorActor {
-            inner: Arc::new(inner),
+            inner: inner.clone(),
             metrics: metrics.clone(),
         }
         .start();
         Self {
             addr,
+            inner,
             metrics,
             txns,
         }
@@ -888,6 +1017,12 @@ impl CoordinatorHandle {
             self.metrics.dropped();
             RepoError::Unavailable(format!("coordinator: {e}"))
         })?
+    }
+
+    /// Reads (see [`Coordinator::get`]): local, caught up with the cluster first
+    /// when this node may be behind. Not queued behind writes.
+    pub async fn get(&self, gets: BlockGets) -> Result<GetBlockResults, RepoError> {
+        self.inner.get(gets).await
     }
 
     /// Pends through the cluster.

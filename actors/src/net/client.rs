@@ -90,6 +90,12 @@ impl NetClient {
         self.call(Status).await
     }
 
+    /// Connected consensus members and listen addresses, without a mailbox trip
+    /// (as the SwarmActor last published them).
+    pub fn member_view(&self) -> Arc<super::MemberView> {
+        self.metrics.view()
+    }
+
     /// Sends any SwarmActor message (counted in its mailbox metrics).
     pub async fn call<M>(&self, msg: M) -> Result<M::Result, NetError>
     where

@@ -126,6 +126,18 @@ pub struct NetMetrics {
     /// RepoService mailbox and handlers.
     pub repo_service: Arc<ActorMetrics>,
     rejected: Mutex<BTreeMap<String, u64>>,
+    /// The consensus members and listen addresses, as the SwarmActor last published
+    /// them (read without a trip through its mailbox).
+    view: parking_lot::RwLock<Arc<MemberView>>,
+}
+
+/// Connected consensus members and this node's listen addresses.
+#[derive(Debug, Clone, Default)]
+pub struct MemberView {
+    /// Connected peers that take part in consensus.
+    pub members: Vec<PeerInfo>,
+    /// Addresses this node listens on.
+    pub listen_addrs: Vec<Multiaddr>,
 }
 
 impl Default for NetMetrics {
@@ -134,6 +146,7 @@ impl Default for NetMetrics {
             swarm_actor: Arc::new(ActorMetrics::new("swarm")),
             repo_service: Arc::new(ActorMetrics::new("repo_service")),
             rejected: Mutex::new(BTreeMap::new()),
+            view: parking_lot::RwLock::new(Arc::default()),
         }
     }
 }
@@ -142,6 +155,16 @@ impl NetMetrics {
     /// Counts an inbound frame or request rejected for `reason`.
     pub fn count_rejected(&self, reason: &str) {
         *self.rejected.lock().entry(reason.to_string()).or_default() += 1;
+    }
+
+    /// The latest published member view.
+    pub fn view(&self) -> Arc<MemberView> {
+        self.view.read().clone()
+    }
+
+    /// Publishes a new member view (the SwarmActor, on every change).
+    pub fn publish_view(&self, view: MemberView) {
+        *self.view.write() = Arc::new(view);
     }
 
     /// Rejections so far, by reason.

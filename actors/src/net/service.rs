@@ -132,7 +132,7 @@ async fn serve_repo(
     }
     if let Some(c) = consensus.map(|c| &c.coordinator) {
         return match op {
-            RepoOperation::Get(g) => reply(enc, &repo.get(g).await.map_err(repo_error)?),
+            RepoOperation::Get(g) => reply(enc, &c.get(g).await.map_err(repo_error)?),
             RepoOperation::Pend(p) => reply(enc, &c.pend(p).await.map_err(repo_error)?),
             RepoOperation::Commit(r) => reply(enc, &c.commit(r).await.map_err(repo_error)?),
             RepoOperation::Cancel(x) => {

@@ -224,6 +224,14 @@ impl SwarmActor {
         }
     }
 
+    /// Shares the member set with readers outside the actor.
+    fn publish_view(&self) {
+        self.metrics.publish_view(super::MemberView {
+            members: self.members.values().cloned().collect(),
+            listen_addrs: self.listen_addrs.clone(),
+        });
+    }
+
     fn on_event(&mut self, ev: SwarmEvent<NodeBehaviourEvent>) {
         self.record(&ev);
         match ev {
@@ -233,6 +241,7 @@ impl SwarmActor {
                     .with_p2p(*self.swarm.local_peer_id())
                     .unwrap_or_else(|a| a);
                 self.listen_addrs.push(address);
+                self.publish_view();
                 self.emit(NetEvent::Listening(full));
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
@@ -244,7 +253,9 @@ impl SwarmActor {
                 ..
             } => {
                 self.block_servers.remove(&peer_id);
-                self.members.remove(&peer_id);
+                if self.members.remove(&peer_id).is_some() {
+                    self.publish_view();
+                }
                 self.emit(NetEvent::Disconnected(peer_id))
             }
             SwarmEvent::Behaviour(NodeBehaviourEvent::Identify(identify::Event::Received {
@@ -267,6 +278,7 @@ impl SwarmActor {
                             addrs,
                         },
                     );
+                    self.publish_view();
                 }
                 let is_new = self.known.insert(peer_id);
                 for addr in info.listen_addrs {
