@@ -17,7 +17,8 @@ use parking_lot::Mutex;
 
 use super::phase::{Action, Event, Phase, TxnError};
 use super::record::{
-    majority, sign_commit, sign_promise, tally, validate, ClusterRecord, RecordError, VoteType,
+    majority, promise_payload_of, sign_commit, sign_promise, tally, validate, validate_trusting,
+    ClusterRecord, RecordError, Signature, VoteType,
 };
 use super::store::{TxnState, TxnStore};
 use crate::block::StorageRepo;
@@ -72,7 +73,13 @@ pub struct MemberDirectory {
     /// Results of executions this node's coordinator has not collected yet (taken
     /// once; the durable copy is in the transaction's stored state).
     results: DashMap<String, serde_json::Value>,
+    /// The promises this node signed for undecided transactions, by messageHash,
+    /// with their exact payloads: phase 2 trusts them without re-verifying.
+    own: DashMap<String, (Vec<u8>, Signature)>,
 }
+
+/// Most own promises remembered (past it the map starts over: votes get verified).
+const MAX_OWN: usize = 65_536;
 
 /// How long past its deadline a promised member waits before recovering.
 const RECOVERY_GRACE: Duration = Duration::from_secs(2);
@@ -93,6 +100,7 @@ impl MemberDirectory {
             net: OnceLock::new(),
             expired: Arc::new(crate::metrics::Counter::default()),
             results: DashMap::new(),
+            own: DashMap::new(),
         })
     }
 
@@ -140,6 +148,23 @@ impl MemberDirectory {
     /// This node's PeerId, as records spell it.
     pub fn me(&self) -> &str {
         &self.me
+    }
+
+    /// Signs this node's promise on `r` and remembers it (see `own`).
+    fn promise(&self, r: &ClusterRecord, vote: VoteType, reason: Option<String>) -> Signature {
+        let payload = promise_payload_of(r, vote, reason.as_deref());
+        let sig = sign_promise(&self.key, r, vote, reason);
+        if self.own.len() >= MAX_OWN {
+            self.own.clear();
+        }
+        self.own
+            .insert(r.message_hash.clone(), (payload, sig.clone()));
+        sig
+    }
+
+    /// Forgets this node's promise once the transaction is decided.
+    fn decided(&self, hash: &str) {
+        self.own.remove(hash);
     }
 
     /// Reserves `blocks` for `hash`; on conflict returns the holder and reserves nothing.
@@ -190,7 +215,14 @@ impl MemberDirectory {
         self: &Arc<Self>,
         record: ClusterRecord,
     ) -> Result<ClusterRecord, ClusterError> {
-        validate(&record, now_ms())?;
+        let own = |peer: &str, payload: &[u8], vote: &Signature| {
+            peer == self.me
+                && self
+                    .own
+                    .get(&record.message_hash)
+                    .is_some_and(|e| e.0 == payload && e.1 == *vote)
+        };
+        validate_trusting(&record, now_ms(), &own)?;
         if !record.peers.contains_key(&self.me) {
             return Err(RecordError::NotAMember.into());
         }
@@ -345,6 +377,7 @@ impl ClusterMember {
                     None => {
                         act.dir.expired.add(1);
                         act.dir.release(&act.blocks(), &act.hash);
+                        act.dir.decided(&act.hash);
                         let staged = act
                             .state
                             .as_ref()
@@ -495,13 +528,12 @@ impl Handler<Update> for ClusterMember {
             Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e.into())))),
         };
         let me = self.dir.me.clone();
-        let key = self.dir.key.clone();
         let staged: Staged = match action {
             Action::PromiseApprove => match self.dir.reserve(&blocks, &self.hash) {
                 Ok(()) => {
                     let mut r = incoming;
-                    r.promises
-                        .insert(me, sign_promise(&key, &r, VoteType::Approve, None));
+                    let vote = self.dir.promise(&r, VoteType::Approve, None);
+                    r.promises.insert(me, vote);
                     let staged = self.stage(next, r.clone(), None).map(|w| (r, Some(w)));
                     self.arm_recovery(ctx);
                     staged
@@ -509,22 +541,21 @@ impl Handler<Update> for ClusterMember {
                 Err(holder) => {
                     let reason = format!("conflict:{holder}");
                     let mut r = incoming;
-                    r.promises.insert(
-                        me,
-                        sign_promise(&key, &r, VoteType::Reject, Some(reason.clone())),
-                    );
+                    let vote = self.dir.promise(&r, VoteType::Reject, Some(reason.clone()));
+                    r.promises.insert(me, vote);
                     self.stage(Phase::Rejected { reason }, r.clone(), None)
                         .map(|w| (r, Some(w)))
                 }
             },
             Action::PromiseReject(reason) => {
                 let mut r = incoming;
-                r.promises
-                    .insert(me, sign_promise(&key, &r, VoteType::Reject, Some(reason)));
+                let vote = self.dir.promise(&r, VoteType::Reject, Some(reason));
+                r.promises.insert(me, vote);
                 self.stage(next, r.clone(), None).map(|w| (r, Some(w)))
             }
             Action::Release => {
                 self.dir.release(&blocks, &self.hash);
+                self.dir.decided(&self.hash);
                 self.stage(next, incoming.clone(), None)
                     .map(|w| (incoming, Some(w)))
             }
@@ -547,6 +578,7 @@ impl Handler<Update> for ClusterMember {
                         sign_commit(&act.dir.key, &r, VoteType::Approve, None),
                     );
                     act.dir.release(&blocks, &act.hash);
+                    act.dir.decided(&act.hash);
                     // The execution is durable already; the commit vote does not wait
                     // for the Committed state. If that write is lost, this member
                     // restarts Promised, recovers the decision from its peers and

@@ -307,6 +307,26 @@ pub struct Tally {
 /// Checks everything about a record: hash, deadline, peers and every vote.
 /// Returns the tally of its votes.
 pub fn validate(r: &ClusterRecord, now_ms: u64) -> Result<Tally, RecordError> {
+    validate_trusting(r, now_ms, &|_, _, _| false)
+}
+
+/// Decides whether a vote is one this node signed itself: given the voter, the exact
+/// payload the vote must cover and the vote, true skips its signature check.
+pub type OwnVote<'a> = &'a dyn Fn(&str, &[u8], &Signature) -> bool;
+
+/// The bytes a promise by anyone on `r` signs.
+pub fn promise_payload_of(r: &ClusterRecord, vote: VoteType, reason: Option<&str>) -> Vec<u8> {
+    promise_payload(r, &Digests::of(r), vote, reason)
+}
+
+/// [`validate`], skipping the signature check of votes `own` recognises as this
+/// node's (the same payload and the same signature it produced: Ed25519 signatures
+/// are deterministic, so equality is as strong as verifying under its own key).
+pub fn validate_trusting(
+    r: &ClusterRecord,
+    now_ms: u64,
+    own: OwnVote<'_>,
+) -> Result<Tally, RecordError> {
     let ops = r.message.operations.len();
     if ops == 0 || ops > MAX_OPERATIONS {
         return Err(RecordError::Operations(ops));
@@ -333,8 +353,12 @@ pub fn validate(r: &ClusterRecord, now_ms: u64) -> Result<Tally, RecordError> {
             let key = keys
                 .get(peer.as_str())
                 .ok_or_else(|| RecordError::NonMember(peer.clone()))?;
+            let bytes = payload(sig);
+            if own(peer, &bytes, sig) {
+                continue;
+            }
             let raw = B64.decode(&sig.signature).unwrap_or_default();
-            if !key.verify(&payload(sig), &raw) {
+            if !key.verify(&bytes, &raw) {
                 return Err(RecordError::BadSignature {
                     kind,
                     peer: peer.clone(),
@@ -511,6 +535,49 @@ mod tests {
         assert!(matches!(
             validate(&late, 0),
             Err(RecordError::BadSignature { kind: "commit", .. })
+        ));
+    }
+
+    #[test]
+    fn an_own_vote_is_trusted_only_for_the_exact_payload_and_signature() {
+        let (a, b) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        let mut r = record(&[&a, &b], u64::MAX);
+        let sig = sign_promise(&a, &r, VoteType::Approve, None);
+        let signed = (promise_payload_of(&r, VoteType::Approve, None), sig.clone());
+        let me = id(&a);
+        let own = |peer: &str, payload: &[u8], vote: &Signature| {
+            peer == me && signed.0 == payload && signed.1 == *vote
+        };
+        r.promises.insert(id(&a), sig.clone());
+        assert_eq!(validate_trusting(&r, 0, &own).unwrap().approvals, 1);
+        // The same signature under a flipped vote is neither trusted nor valid.
+        let mut flipped = r.clone();
+        flipped.promises.insert(
+            id(&a),
+            Signature {
+                vote: VoteType::Reject,
+                ..sig.clone()
+            },
+        );
+        assert!(matches!(
+            validate_trusting(&flipped, 0, &own),
+            Err(RecordError::BadSignature { .. })
+        ));
+        // Nor moved to another peer set (the payload covers it).
+        let c = Keypair::generate_ed25519();
+        let mut moved = r.clone();
+        moved.peers.extend([peer_entry(&c, vec![])]);
+        assert!(matches!(
+            validate_trusting(&moved, 0, &own),
+            Err(RecordError::BadSignature { .. })
+        ));
+        // Nor claimed for another peer.
+        let mut stolen = r.clone();
+        stolen.promises.clear();
+        stolen.promises.insert(id(&b), sig);
+        assert!(matches!(
+            validate_trusting(&stolen, 0, &own),
+            Err(RecordError::BadSignature { .. })
         ));
     }
 

@@ -12,6 +12,7 @@ use crate::cluster::{message_blocks, ClusterRecord};
 
 /// Where the coordinator stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
 pub(crate) enum Fault {
     /// No fault (always, in release builds).
     None,
