@@ -194,9 +194,18 @@ pub fn build_swarm(key: Keypair, cfg: &NetConfig) -> Result<Swarm<NodeBehaviour>
         .map_err(|e| net(&e))?
         .with_behaviour(|key| NodeBehaviour::new(key, cfg))
         .map_err(|e| net(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(cfg.idle_timeout))
+        .with_swarm_config(|c| swarm_config(c, cfg))
         .build();
     Ok(swarm)
+}
+
+/// Idle timeout, and lazy protocol negotiation on outbound streams: the request is
+/// sent with the protocol proposal instead of after the peer confirmed it, saving a
+/// round trip per request (every protocol we open, the peer announced in Identify;
+/// a peer that refuses it just fails the stream).
+fn swarm_config(c: libp2p::swarm::Config, cfg: &NetConfig) -> libp2p::swarm::Config {
+    c.with_idle_connection_timeout(cfg.idle_timeout)
+        .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
 }
 
 fn build_memory_swarm(key: Keypair, cfg: &NetConfig) -> Result<Swarm<NodeBehaviour>, NetError> {
@@ -219,7 +228,7 @@ fn build_memory_swarm(key: Keypair, cfg: &NetConfig) -> Result<Swarm<NodeBehavio
         .map_err(|e| net(&e))?
         .with_behaviour(|key| NodeBehaviour::new(key, cfg))
         .map_err(|e| net(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(cfg.idle_timeout))
+        .with_swarm_config(|c| swarm_config(c, cfg))
         .build();
     Ok(swarm)
 }
