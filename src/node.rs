@@ -360,6 +360,21 @@ impl NodeHandle {
             Ok(n) => tracing::info!(n, "resumed undecided cluster transactions"),
             Err(e) => tracing::error!(error = %e, "cannot resume cluster transactions"),
         }
+        // Decided transactions are forgotten RETENTION after their deadline, so the
+        // transaction store (and the next start's scan of it) stays bounded.
+        let prunable = Arc::downgrade(&members_for_net);
+        actix_rt::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                let Some(dir) = prunable.upgrade() else {
+                    return;
+                };
+                if let Err(e) = dir.prune(optimystic_actors::net::now_ms()).await {
+                    tracing::warn!(error = %e, "cannot prune decided cluster transactions");
+                }
+            }
+        });
         for addr in &cfg.listen {
             net.call(Listen(addr.clone())).await??;
         }

@@ -76,7 +76,15 @@ pub struct MemberDirectory {
     /// The promises this node signed for undecided transactions, by messageHash,
     /// with their exact payloads: phase 2 trusts them without re-verifying.
     own: DashMap<String, (Vec<u8>, Signature)>,
+    /// Decided transactions by deadline, to forget [`RETENTION`] after it.
+    retired: Mutex<BTreeSet<(u64, String)>>,
 }
+
+/// How long a decided transaction's state is kept past its deadline: it answers
+/// duplicate deliveries (refused as expired anyway once the deadline is past) and
+/// recovery queries of members that were down. A member down for longer finds no
+/// proof and drops its promise; the data it missed comes back by restoration.
+pub const RETENTION: Duration = Duration::from_secs(600);
 
 /// Most own promises remembered (past it the map starts over: votes get verified).
 const MAX_OWN: usize = 65_536;
@@ -101,6 +109,7 @@ impl MemberDirectory {
             expired: Arc::new(crate::metrics::Counter::default()),
             results: DashMap::new(),
             own: DashMap::new(),
+            retired: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -122,8 +131,38 @@ impl MemberDirectory {
             if state.phase == Phase::Promised {
                 self.member(&hash)?;
                 n += 1;
+            } else {
+                self.retire(&hash, state.record.message.expiration.unwrap_or(0));
             }
         }
+        Ok(n)
+    }
+
+    /// Queues a decided transaction to be forgotten [`RETENTION`] after `deadline`.
+    fn retire(&self, hash: &str, deadline: u64) {
+        self.retired.lock().insert((deadline, hash.to_string()));
+    }
+
+    /// Forgets decided transactions whose deadline is more than [`RETENTION`] before
+    /// `now_ms` (one durable write), and the finished actors' entries. Returns how many.
+    pub async fn prune(&self, now_ms: u64) -> Result<usize, ClusterError> {
+        let cutoff = now_ms.saturating_sub(u64::try_from(RETENTION.as_millis()).unwrap_or(0));
+        let due: Vec<String> = {
+            let mut r = self.retired.lock();
+            let keep = r.split_off(&(cutoff, String::new()));
+            std::mem::replace(&mut *r, keep)
+                .into_iter()
+                .map(|(_, h)| h)
+                .collect()
+        };
+        if due.is_empty() {
+            return Ok(0);
+        }
+        for h in &due {
+            self.members.remove_if(h, |_, a| !a.connected());
+        }
+        let n = due.len();
+        self.store.delete(due).await?;
         Ok(n)
     }
 
@@ -407,6 +446,13 @@ impl ClusterMember {
 
 impl Actor for ClusterMember {
     type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(s) = self.state.as_ref().filter(|s| s.phase != Phase::Promised) {
+            self.dir
+                .retire(&self.hash, s.record.message.expiration.unwrap_or(0));
+        }
+    }
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(64);

@@ -9,7 +9,7 @@ pub mod record;
 pub mod store;
 
 pub use keyspace::closest_peers;
-pub use member::{message_blocks, operation_blocks, ClusterError, MemberDirectory};
+pub use member::{message_blocks, operation_blocks, ClusterError, MemberDirectory, RETENTION};
 pub use phase::{Action, Event, Phase, TxnError};
 pub use record::{
     canonical_json, majority, message_hash, peer_entry, sign_commit, sign_promise, validate,

@@ -48,6 +48,16 @@ impl TxnStore {
         }]))
     }
 
+    /// Starts forgetting the states under `hashes` (one durable write).
+    pub fn delete(&self, hashes: Vec<String>) -> WriteFuture {
+        self.raw.write(
+            hashes
+                .into_iter()
+                .map(|hash| WriteOp::DeleteTxn { hash })
+                .collect(),
+        )
+    }
+
     /// The state saved under `hash`.
     pub fn load(&self, hash: &str) -> Result<Option<TxnState>, StorageError> {
         match self.raw.get_txn(hash)? {

@@ -221,6 +221,20 @@ impl EmbeddedRawStorage {
                     value: Some((**bytes).clone()),
                 }
             }
+            WriteOp::DeleteTxn { hash } => {
+                crate::model::validate_id("message hash", hash).map_err(|e| {
+                    StorageError::Encode {
+                        what: "txn key".into(),
+                        message: e.to_string(),
+                    }
+                })?;
+                Encoded {
+                    space: Space::Txn,
+                    pend: None,
+                    key: hash.as_bytes().to_vec(),
+                    value: None,
+                }
+            }
             WriteOp::PutMeta { block, meta } => Encoded {
                 space: Space::Meta,
                 pend: None,

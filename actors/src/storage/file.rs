@@ -105,6 +105,17 @@ impl Inner {
                 dirty.insert(self.txn_dir.clone());
                 Ok(())
             }
+            WriteOp::DeleteTxn { hash } => {
+                let path = self.txn_path(hash)?;
+                match fs::remove_file(&path) {
+                    Ok(()) => {
+                        dirty.insert(self.txn_dir.clone());
+                        Ok(())
+                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(StorageError::io(path, e)),
+                }
+            }
             WriteOp::PutMeta { block, meta } => {
                 let dir = self.ensure_dir(block, None, dirty)?;
                 self.write_file(&dir.join("meta.json"), &encode(meta)?)?;

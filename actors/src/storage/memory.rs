@@ -154,6 +154,9 @@ impl RawStorage for MemoryRawStorage {
                 WriteOp::PutTxn { hash, bytes } => {
                     self.txns.lock().insert(hash, (*bytes).clone());
                 }
+                WriteOp::DeleteTxn { hash } => {
+                    self.txns.lock().remove(&hash);
+                }
                 WriteOp::PutMeta { block, meta } => {
                     blocks.entry(block).or_default().meta = Some(meta);
                 }

@@ -155,6 +155,11 @@ pub enum WriteOp {
         /// Its state, JSON.
         bytes: Arc<Vec<u8>>,
     },
+    /// Forget a cluster transaction's state (pruning decided ones).
+    DeleteTxn {
+        /// The transaction's messageHash (validated as an id).
+        hash: String,
+    },
     /// Replace the block's metadata.
     PutMeta {
         /// Block.
