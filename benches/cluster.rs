@@ -1,8 +1,11 @@
-//! Three nodes on loopback in one process; each transaction = pend + commit of one
-//! new block through the signed two-phase commit, durable on every replica.
-//! Sequential latency and throughput with 64 transactions in flight.
+//! Nodes on loopback in one process (3 by default); each transaction = pend +
+//! commit of one new block through the signed two-phase commit, durable on every
+//! replica. Sequential latency, throughput with 64 transactions in flight, and
+//! reads with 64 in flight, all through a RepoClient talking to the first node.
 //!
 //! `cargo bench --bench cluster` — figures in docs/BENCHMARKS.md.
+//! `NODES=1|3|5` sets the node count (= cluster size); `PRELOAD=N` first stores N
+//! blocks on every node (directly, 64 in flight) to measure at that size.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::sync::Arc;
@@ -28,9 +31,11 @@ const PER_LANE: usize = 40;
 async fn node(
     dir: &std::path::Path,
     bootstrap: Option<&libp2p::Multiaddr>,
+    k: usize,
 ) -> (NodeHandle, libp2p::Multiaddr) {
     let mut b = NodeBuilder::new()
         .data_dir(dir)
+        .cluster_size(k)
         .listen("/ip4/127.0.0.1/tcp/0");
     if let Some(a) = bootstrap {
         b = b.bootstrap(&a.to_string());
@@ -116,20 +121,103 @@ fn snapshot(n: &NodeHandle) -> [f64; 5] {
     ]
 }
 
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Stores `n` blocks on `node` directly (no consensus), 64 in flight.
+async fn preload(node: &NodeHandle, n: usize) {
+    let repo = node.repo().local().clone();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    join_all((0..64).map(|_| {
+        let (repo, next) = (repo.clone(), next.clone());
+        async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                let id = BlockId::new(format!("pre{i}")).unwrap();
+                let trx = TrxId::new(format!("pre{i}")).unwrap();
+                let block = serde_json::from_value(json!({
+                    "header": {"id": id, "type": "T", "collectionId": "c"}, "v": "x".repeat(200)
+                }))
+                .unwrap();
+                let transforms = Transforms {
+                    inserts: Some([(id.clone(), block)].into()),
+                    ..Transforms::default()
+                };
+                let p = repo
+                    .pend(PendRequest {
+                        trx_id: trx.clone(),
+                        rev: Some(1),
+                        transforms,
+                        policy: PendPolicy::Fail,
+                    })
+                    .await
+                    .unwrap();
+                assert!(p.is_success());
+                let c = repo
+                    .commit(CommitRequest {
+                        trx_id: trx,
+                        block_ids: vec![id],
+                        rev: 1,
+                        header_id: None,
+                        tail_id: None,
+                    })
+                    .await
+                    .unwrap();
+                assert!(c.is_success());
+            }
+        }
+    }))
+    .await;
+}
+
+fn rss_mb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")?
+                    .trim()
+                    .strip_suffix(" kB")?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+        })
+        .unwrap_or(0)
+        / 1024
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes_n = env("NODES", 3).max(1);
+    let preload_n = env("PRELOAD", 0);
+    let dirs: Vec<_> = (0..nodes_n).map(|_| tempfile::tempdir().unwrap()).collect();
     actix_rt::System::new().block_on(async {
-        let (a, a_addr) = node(dirs[0].path(), None).await;
-        let (b, _) = node(dirs[1].path(), Some(&a_addr)).await;
-        let (c, _) = node(dirs[2].path(), Some(&a_addr)).await;
-        for n in [&a, &b, &c] {
-            while n.net().status().await.unwrap().members.len() < 2 {
+        let (a, a_addr) = node(dirs[0].path(), None, nodes_n).await;
+        let mut nodes = vec![a];
+        for d in &dirs[1..] {
+            nodes.push(node(d.path(), Some(&a_addr), nodes_n).await.0);
+        }
+        for n in &nodes {
+            while n.net().member_view().members.len() < nodes_n - 1 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+        if preload_n > 0 {
+            let t = Instant::now();
+            join_all(nodes.iter().map(|n| preload(n, preload_n))).await;
+            println!("preloaded {preload_n} blocks on each of {nodes_n} nodes in {:?}; RSS {} MB", t.elapsed(), rss_mb());
+        }
+        let a = &nodes[0];
         let cfg = NetConfig { client_only: true, ..NetConfig::default() };
         let metrics = Arc::new(NetMetrics::default());
         let arbiter = Arbiter::new();
@@ -143,7 +231,7 @@ fn main() {
         for i in 0..20 {
             txn(&client, 1_000_000 + i).await;
         }
-        let before = snapshot(&a);
+        let before = snapshot(a);
         let start = Instant::now();
         let mut lat = Vec::new();
         for i in 0..SEQUENTIAL as u64 {
@@ -151,8 +239,8 @@ fn main() {
         }
         let seq_rate = SEQUENTIAL as f64 / start.elapsed().as_secs_f64();
         lat.sort();
-        let seq_phases = phases(&a, &before);
-        let before = snapshot(&a);
+        let seq_phases = phases(a, &before);
+        let before = snapshot(a);
         let start = Instant::now();
         join_all((0..IN_FLIGHT as u64).map(|lane| {
             let client = client.clone();
@@ -164,14 +252,32 @@ fn main() {
         }))
         .await;
         let par = (IN_FLIGHT * PER_LANE) as f64 / start.elapsed().as_secs_f64();
+        // Reads of the blocks just written, 64 in flight, through the same client.
+        const READS: u64 = 20_000;
+        let start = Instant::now();
+        join_all((0..IN_FLIGHT as u64).map(|lane| {
+            let client = client.clone();
+            async move {
+                for k in 0..READS / IN_FLIGHT as u64 {
+                    let i = (lane * 7_919 + k * 104_729) % (IN_FLIGHT * PER_LANE) as u64;
+                    let l = i / PER_LANE as u64;
+                    let id = BlockId::new(format!("c{}", 10_000 + l * 1_000 + i % PER_LANE as u64)).unwrap();
+                    let r = client.get(BlockGets { block_ids: vec![id.clone()], context: None }).await.unwrap();
+                    assert!(r[&id].block.is_some());
+                }
+            }
+        }))
+        .await;
+        let reads = READS as f64 / start.elapsed().as_secs_f64();
         println!(
-            "3 nodes: sequential txn p50 {:?} p99 {:?} ({seq_rate:.0}/s); 64 in flight {par:.0} txn/s",
+            "{nodes_n} nodes: sequential txn p50 {:?} p99 {:?} ({seq_rate:.0}/s); 64 in flight {par:.0} txn/s; reads 64 in flight {reads:.0}/s; RSS {} MB",
             lat[lat.len() / 2],
-            lat[lat.len() * 99 / 100]
+            lat[lat.len() * 99 / 100],
+            rss_mb()
         );
         println!("  sequential: {seq_phases}");
-        println!("  64 in flight: {}", phases(&a, &before));
-        for n in [a, b, c] {
+        println!("  64 in flight: {}", phases(a, &before));
+        for n in nodes {
             n.shutdown().await;
         }
         arbiter.stop();

@@ -115,7 +115,7 @@ impl NodeBuilder {
         if !s.http.is_empty() {
             b = b.http(&s.http);
         }
-        b.cfg.cluster_size = s.cluster_size;
+        b = b.cluster_size(s.cluster_size);
         b.cfg.net.request_timeout = std::time::Duration::from_millis(s.request_timeout_ms);
         b
     }
@@ -171,6 +171,12 @@ impl NodeBuilder {
     /// Most block actors kept alive.
     pub fn max_live_blocks(mut self, n: usize) -> Self {
         self.cfg.registry.max_live = n;
+        self
+    }
+
+    /// Peers per block cluster (default 3).
+    pub fn cluster_size(mut self, k: usize) -> Self {
+        self.cfg.cluster_size = k.max(1);
         self
     }
 

@@ -78,6 +78,7 @@ pub struct MemberDirectory {
     own: DashMap<String, (Vec<u8>, Signature)>,
     /// Decided transactions by deadline, to forget [`RETENTION`] after it.
     retired: Mutex<BTreeSet<(u64, String)>>,
+    fresh: Arc<super::Freshness>,
 }
 
 /// How long a decided transaction's state is kept past its deadline: it answers
@@ -110,6 +111,7 @@ impl MemberDirectory {
             results: DashMap::new(),
             own: DashMap::new(),
             retired: Mutex::new(BTreeSet::new()),
+            fresh: Arc::default(),
         })
     }
 
@@ -177,6 +179,12 @@ impl MemberDirectory {
             .store
             .load(&record.message_hash)?
             .map_or(record, |s| s.record))
+    }
+
+    /// The blocks this node knows to be current (agreed commits applied here mark
+    /// theirs).
+    pub fn freshness(&self) -> &Arc<super::Freshness> {
+        &self.fresh
     }
 
     /// Mailbox metrics of the member actors.
@@ -491,8 +499,19 @@ async fn execute(repo: StorageRepo, op: RepoOperation) -> serde_json::Value {
 /// (a JSON array). Operations on disjoint blocks run concurrently (their durable
 /// writes share the storage's group commit); a message whose operations overlap
 /// runs them one after another, so every member applies them in the same order.
-async fn execute_all(repo: StorageRepo, ops: Vec<RepoOperation>) -> serde_json::Value {
+async fn execute_all(
+    repo: StorageRepo,
+    fresh: Arc<super::Freshness>,
+    ops: Vec<RepoOperation>,
+) -> serde_json::Value {
     let sets: Vec<BTreeSet<BlockId>> = ops.iter().map(operation_blocks).collect();
+    let ops_blocks: Vec<Option<Vec<BlockId>>> = ops
+        .iter()
+        .map(|op| match op {
+            RepoOperation::Commit(c) => Some(c.block_ids.clone()),
+            _ => None,
+        })
+        .collect();
     let mut seen = BTreeSet::new();
     let disjoint = sets.iter().flatten().all(|b| seen.insert(b));
     let results = if disjoint {
@@ -504,6 +523,14 @@ async fn execute_all(repo: StorageRepo, ops: Vec<RepoOperation>) -> serde_json::
         }
         out
     };
+    // Blocks an agreed commit just succeeded on are current here.
+    for (op, r) in ops_blocks.into_iter().zip(&results) {
+        if let Some(blocks) =
+            op.filter(|_| r.get("success") == Some(&serde_json::Value::Bool(true)))
+        {
+            fresh.written(blocks);
+        }
+    }
     serde_json::Value::Array(results)
 }
 
@@ -615,7 +642,11 @@ impl Handler<Update> for ClusterMember {
                 }
             }
             Action::ExecuteAndCommit => {
-                let work = execute_all(self.dir.repo.clone(), record.message.operations.clone());
+                let work = execute_all(
+                    self.dir.repo.clone(),
+                    self.dir.fresh.clone(),
+                    record.message.operations.clone(),
+                );
                 let fut = fut::wrap_future::<_, Self>(work).map(move |result, act, ctx| {
                     let _timer = timer;
                     let mut r = incoming;

@@ -2,12 +2,14 @@
 //! signed votes, the member's two-phase-commit state machine, and the key-space
 //! arithmetic that picks each block's cluster. docs/CONSENSUS.md states the rules.
 
+pub mod fresh;
 pub mod keyspace;
 pub mod member;
 pub mod phase;
 pub mod record;
 pub mod store;
 
+pub use fresh::Freshness;
 pub use keyspace::closest_peers;
 pub use member::{message_blocks, operation_blocks, ClusterError, MemberDirectory, RETENTION};
 pub use phase::{Action, Event, Phase, TxnError};

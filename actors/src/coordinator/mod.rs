@@ -70,21 +70,8 @@ pub struct Coordinator {
     timeout: Duration,
     lanes: parking_lot::Mutex<HashMap<String, Lane>>,
     fault: fault::Fault,
-    fresh: parking_lot::Mutex<Fresh>,
 }
 
-/// Blocks whose local copy was compared with their cluster since the set of
-/// connected members last changed (a node that was down or cut off may be behind
-/// on exactly those blocks it has not compared yet).
-#[derive(Default)]
-struct Fresh {
-    /// Fingerprint of the member set the entries were checked under.
-    members: u64,
-    blocks: std::collections::HashSet<BlockId>,
-}
-
-/// Most blocks remembered as fresh; past it the set starts over (reads re-check).
-const MAX_FRESH: usize = 100_000;
 /// Per-peer wait when a read compares a block with its cluster.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -128,7 +115,6 @@ impl Coordinator {
             timeout,
             lanes: parking_lot::Mutex::new(HashMap::new()),
             fault: fault::Fault::configured(),
-            fresh: parking_lot::Mutex::new(Fresh::default()),
         }
     }
 
@@ -167,18 +153,8 @@ impl Coordinator {
             view.infos.keys().collect::<Vec<_>>().hash(&mut h);
             h.finish()
         };
-        let stale: Vec<BlockId> = {
-            let mut f = self.fresh.lock();
-            if f.members != members || f.blocks.len() > MAX_FRESH {
-                f.members = members;
-                f.blocks.clear();
-            }
-            blocks
-                .iter()
-                .filter(|b| !f.blocks.contains(*b))
-                .cloned()
-                .collect()
-        };
+        let fresh = self.members.freshness();
+        let stale = fresh.unknown(members, blocks);
         if stale.is_empty() {
             return;
         }
@@ -188,11 +164,10 @@ impl Coordinator {
                 .map(|b| async { (b.clone(), self.catch_up_block(&view, b).await) }),
         )
         .await;
-        let mut f = self.fresh.lock();
-        if f.members == members {
-            f.blocks
-                .extend(checked.into_iter().filter(|(_, ok)| *ok).map(|(b, _)| b));
-        }
+        fresh.compared(
+            members,
+            checked.into_iter().filter(|(_, ok)| *ok).map(|(b, _)| b),
+        );
     }
 
     /// Compares one block with its cluster peers; restores when one is ahead.
