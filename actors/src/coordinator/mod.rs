@@ -141,23 +141,22 @@ impl Coordinator {
     }
 
     async fn catch_up(&self, blocks: &[BlockId]) {
-        let Ok(view) = self.view().await else {
+        let Ok(net) = self.net() else {
             return;
         };
-        if view.infos.is_empty() {
+        let published = net.member_view();
+        if published.members.is_empty() {
             return;
         }
-        let members = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            view.infos.keys().collect::<Vec<_>>().hash(&mut h);
-            h.finish()
-        };
+        let members = published.fingerprint;
         let fresh = self.members.freshness();
         let stale = fresh.unknown(members, blocks);
         if stale.is_empty() {
             return;
         }
+        let Ok(view) = self.view().await else {
+            return;
+        };
         let checked = futures::future::join_all(
             stale
                 .iter()

@@ -138,6 +138,8 @@ pub struct MemberView {
     pub members: Vec<PeerInfo>,
     /// Addresses this node listens on.
     pub listen_addrs: Vec<Multiaddr>,
+    /// A hash of the members' PeerIds: changes whenever the member set does.
+    pub fingerprint: u64,
 }
 
 impl Default for NetMetrics {

@@ -226,9 +226,15 @@ impl SwarmActor {
 
     /// Shares the member set with readers outside the actor.
     fn publish_view(&self) {
+        use std::hash::{Hash, Hasher};
+        let mut ids: Vec<&PeerId> = self.members.keys().collect();
+        ids.sort();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        ids.hash(&mut h);
         self.metrics.publish_view(super::MemberView {
             members: self.members.values().cloned().collect(),
             listen_addrs: self.listen_addrs.clone(),
+            fingerprint: h.finish(),
         });
     }
 
