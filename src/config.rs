@@ -30,6 +30,8 @@ pub struct Settings {
     pub log_format: String,
     /// Deadline of each network request and cluster transaction, ms.
     pub request_timeout_ms: u64,
+    /// Inbound requests accepted per second from one peer (0 = unlimited).
+    pub max_requests_per_peer: u32,
 }
 
 impl Default for Settings {
@@ -45,6 +47,7 @@ impl Default for Settings {
             cluster_size: 3,
             log_format: "text".into(),
             request_timeout_ms: 30_000,
+            max_requests_per_peer: 16_000,
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct Overrides {
     pub log_format: Option<String>,
     /// `--request-timeout-ms` / `OPTIMYSTIC_REQUEST_TIMEOUT_MS`.
     pub request_timeout_ms: Option<u64>,
+    /// `--max-requests-per-peer` / `OPTIMYSTIC_MAX_REQUESTS_PER_PEER`.
+    pub max_requests_per_peer: Option<u32>,
 }
 
 impl Settings {
@@ -102,7 +107,8 @@ impl Settings {
             max_live_blocks,
             cluster_size,
             log_format,
-            request_timeout_ms
+            request_timeout_ms,
+            max_requests_per_peer
         );
         s.validate()?;
         Ok(s)

@@ -117,6 +117,7 @@ impl NodeBuilder {
         }
         b = b.cluster_size(s.cluster_size);
         b.cfg.net.request_timeout = std::time::Duration::from_millis(s.request_timeout_ms);
+        b.cfg.net.max_requests_per_peer_per_sec = s.max_requests_per_peer;
         b
     }
 

@@ -459,3 +459,39 @@ async fn node_b_restores_a_block_and_an_old_revision_from_node_a() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// A peer over its per-second budget gets `rate_limited` errors (counted), while
+/// another peer's requests keep being served.
+#[actix_rt::test]
+async fn a_peer_over_its_rate_is_refused_and_others_are_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (node, addr) = start_node_with(tmp.path(), vec![], |c| {
+        c.net.max_requests_per_peer_per_sec = 50;
+    })
+    .await;
+    let gets = || BlockGets {
+        block_ids: vec![BlockId::new("nothing").unwrap()],
+        context: None,
+    };
+    let hostile = good_client(&addr);
+    // 400 requests at once: the bucket holds 50 and refills 50 per second.
+    let results = futures::future::join_all((0..400).map(|_| hostile.get(gets()))).await;
+    let limited = results
+        .iter()
+        .filter(|r| {
+            matches!(r, Err(optimystic_actors::net::NetError::Remote { code, .. }) if code == "rate_limited")
+        })
+        .count();
+    let served = results.iter().filter(|r| r.is_ok()).count();
+    assert!(served >= 50, "the budget's worth is served: {served}");
+    assert!(limited >= 100, "most of the burst is refused: {limited}");
+    assert_eq!(served + limited, 400, "nothing else went wrong");
+    // Another peer has its own budget.
+    let good = good_client(&addr);
+    for i in 0..40 {
+        assert!(good.get(gets()).await.is_ok(), "request {i}");
+    }
+    let rejected = node.net_metrics().rejected();
+    assert_eq!(rejected.get("rate_limited").copied(), Some(limited as u64));
+    node.shutdown().await;
+}

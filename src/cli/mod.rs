@@ -93,6 +93,10 @@ pub struct NodeArgs {
     /// record expires this long after it starts), in ms [default: 30000].
     #[arg(long, env = "OPTIMYSTIC_REQUEST_TIMEOUT_MS")]
     pub request_timeout_ms: Option<u64>,
+    /// Inbound requests accepted per second from one peer; 0 = unlimited
+    /// [default: 16000]. Over it a peer gets `rate_limited` errors.
+    #[arg(long, env = "OPTIMYSTIC_MAX_REQUESTS_PER_PEER")]
+    pub max_requests_per_peer: Option<u32>,
 }
 
 impl NodeArgs {
@@ -109,6 +113,7 @@ impl NodeArgs {
             cluster_size: self.cluster_size,
             log_format: self.log_format.clone(),
             request_timeout_ms: self.request_timeout_ms,
+            max_requests_per_peer: self.max_requests_per_peer,
         };
         crate::config::Settings::resolve(self.config.as_deref(), o)
     }

@@ -150,13 +150,23 @@ pub fn remote(addr: &str, op: &str, input: &str, extra: &[&str]) -> Output {
 
 /// Starts an in-process node on a free loopback port; returns it with its address.
 pub async fn start_node(dir: &Path, bootstrap: Vec<Multiaddr>) -> (NodeHandle, Multiaddr) {
-    let cfg = NodeConfig {
+    start_node_with(dir, bootstrap, |_| {}).await
+}
+
+/// [`start_node`] with the configuration adjusted by `adjust`.
+pub async fn start_node_with(
+    dir: &Path,
+    bootstrap: Vec<Multiaddr>,
+    adjust: impl FnOnce(&mut NodeConfig),
+) -> (NodeHandle, Multiaddr) {
+    let mut cfg = NodeConfig {
         data_dir: dir.to_path_buf(),
         storage: StorageKind::Embedded,
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         bootstrap,
         ..NodeConfig::default()
     };
+    adjust(&mut cfg);
     let mut node = NodeHandle::start(cfg).await.unwrap();
     let addr = tokio::time::timeout(Duration::from_secs(30), async {
         loop {

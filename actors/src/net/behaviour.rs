@@ -32,6 +32,9 @@ pub struct NetConfig {
     pub max_inbound_total: usize,
     /// Inbound requests being served at once, from one peer.
     pub max_inbound_per_peer: usize,
+    /// Inbound requests accepted per second from one peer (a token bucket holding
+    /// one second's worth); 0 = unlimited. Over it, requests get `rate_limited`.
+    pub max_requests_per_peer_per_sec: u32,
     /// Concurrent streams per connection and protocol (libp2p's cap).
     pub max_streams_per_connection: usize,
     /// Established connections, in total.
@@ -56,6 +59,7 @@ impl Default for NetConfig {
             request_timeout: Duration::from_secs(30),
             max_inbound_total: 1024,
             max_inbound_per_peer: 256,
+            max_requests_per_peer_per_sec: 16_000,
             max_streams_per_connection: 512,
             max_connections: 512,
             max_connections_per_peer: 4,

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix::WeakRecipient;
@@ -151,6 +151,8 @@ pub struct SwarmActor {
     sending: HashSet<InboundKey>,
     listeners: Vec<libp2p::core::transport::ListenerId>,
     per_peer: HashMap<PeerId, usize>,
+    /// Request budget per peer: tokens left and when they were last topped up.
+    budgets: HashMap<PeerId, (f64, Instant)>,
     listen_addrs: Vec<Multiaddr>,
     block_servers: HashSet<PeerId>,
     members: HashMap<PeerId, PeerInfo>,
@@ -183,6 +185,7 @@ impl SwarmActor {
             sending: HashSet::new(),
             listeners: Vec::new(),
             per_peer: HashMap::new(),
+            budgets: HashMap::new(),
             listen_addrs: Vec::new(),
             block_servers: HashSet::new(),
             members: HashMap::new(),
@@ -259,6 +262,7 @@ impl SwarmActor {
                 ..
             } => {
                 self.block_servers.remove(&peer_id);
+                self.budgets.remove(&peer_id);
                 if self.members.remove(&peer_id).is_some() {
                     self.publish_view();
                 }
@@ -371,6 +375,25 @@ impl SwarmActor {
         }
     }
 
+    /// Takes one request from `peer`'s budget (refilled at the configured rate, at
+    /// most one second's worth); false when it is spent.
+    fn spend(&mut self, peer: PeerId) -> bool {
+        let rate = f64::from(self.cfg.max_requests_per_peer_per_sec);
+        if rate <= 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        let (tokens, at) = self.budgets.entry(peer).or_insert((rate, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(rate);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
     fn on_request(
         &mut self,
         key: InboundKey,
@@ -380,6 +403,16 @@ impl SwarmActor {
     ) {
         let (code, detail) = match request {
             Frame::Data(bytes) => {
+                if !self.spend(peer) {
+                    self.metrics.count_rejected(codes::RATE_LIMITED);
+                    let rate = self.cfg.max_requests_per_peer_per_sec;
+                    return self.reply_error(
+                        key.0,
+                        channel,
+                        codes::RATE_LIMITED,
+                        format!("more than {rate} requests/s from this peer; retry later"),
+                    );
+                }
                 let peer_load = self.per_peer.get(&peer).copied().unwrap_or(0);
                 let (Some(service), Some(reply_to)) = (&self.service, &self.self_recipient) else {
                     return self.reply_error(

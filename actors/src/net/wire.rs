@@ -45,6 +45,8 @@ pub mod codes {
     pub const DECIDED: &str = "decided";
     /// The cluster refused a write: another transaction holds one of its blocks.
     pub const CONFLICT: &str = "conflict";
+    /// The peer sent more requests per second than this node accepts from one peer.
+    pub const RATE_LIMITED: &str = "rate_limited";
 }
 
 /// `{"error":{"code","message"}}`.
