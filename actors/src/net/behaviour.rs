@@ -35,6 +35,10 @@ pub struct NetConfig {
     /// Inbound requests accepted per second from one peer (a token bucket holding
     /// one second's worth); 0 = unlimited. Over it, requests get `rate_limited`.
     pub max_requests_per_peer_per_sec: u32,
+    /// A peer refused by the rate limit more times in one second than the limit
+    /// itself (it sends at least twice its allowance) is disconnected and refused
+    /// connections for this long.
+    pub flood_ban: Duration,
     /// Concurrent streams per connection and protocol (libp2p's cap).
     pub max_streams_per_connection: usize,
     /// Established connections, in total.
@@ -60,6 +64,7 @@ impl Default for NetConfig {
             max_inbound_total: 1024,
             max_inbound_per_peer: 256,
             max_requests_per_peer_per_sec: 16_000,
+            flood_ban: Duration::from_secs(10),
             max_streams_per_connection: 512,
             max_connections: 512,
             max_connections_per_peer: 4,
@@ -99,6 +104,7 @@ impl Proto {
 #[derive(NetworkBehaviour)]
 pub struct NodeBehaviour {
     pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -158,6 +164,7 @@ impl NodeBehaviour {
             .with_max_pending_incoming(Some(128));
         Self {
             limits: connection_limits::Behaviour::new(limits),
+            blocked: Default::default(),
             identify: identify::Behaviour::new(
                 identify::Config::new("optimystic/1.0.0".into(), key.public())
                     .with_agent_version(format!("optimystic/{}", env!("CARGO_PKG_VERSION"))),

@@ -153,6 +153,10 @@ pub struct SwarmActor {
     per_peer: HashMap<PeerId, usize>,
     /// Request budget per peer: tokens left and when they were last topped up.
     budgets: HashMap<PeerId, (f64, Instant)>,
+    /// Refusals per peer in the current one-second window (flood detection).
+    refusals: HashMap<PeerId, (u32, Instant)>,
+    /// Peers blocked for flooding, and until when.
+    banned: HashMap<PeerId, Instant>,
     listen_addrs: Vec<Multiaddr>,
     block_servers: HashSet<PeerId>,
     members: HashMap<PeerId, PeerInfo>,
@@ -186,6 +190,8 @@ impl SwarmActor {
             listeners: Vec::new(),
             per_peer: HashMap::new(),
             budgets: HashMap::new(),
+            refusals: HashMap::new(),
+            banned: HashMap::new(),
             listen_addrs: Vec::new(),
             block_servers: HashSet::new(),
             members: HashMap::new(),
@@ -263,6 +269,7 @@ impl SwarmActor {
             } => {
                 self.block_servers.remove(&peer_id);
                 self.budgets.remove(&peer_id);
+                self.refusals.remove(&peer_id);
                 if self.members.remove(&peer_id).is_some() {
                     self.publish_view();
                 }
@@ -394,6 +401,40 @@ impl SwarmActor {
         }
     }
 
+    /// Counts a rate-limit refusal; a peer refused more than its per-second limit
+    /// within one second is disconnected and blocked for `flood_ban`.
+    fn refused(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        let (n, since) = self.refusals.entry(peer).or_insert((0, now));
+        if now.duration_since(*since) > Duration::from_secs(1) {
+            *n = 0;
+            *since = now;
+        }
+        *n += 1;
+        if *n > self.cfg.max_requests_per_peer_per_sec {
+            self.refusals.remove(&peer);
+            self.banned.insert(peer, now + self.cfg.flood_ban);
+            self.metrics.count_rejected("banned");
+            tracing::warn!(%peer, ban = ?self.cfg.flood_ban, "peer flooding requests: disconnected and blocked");
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+        }
+    }
+
+    /// Lifts the bans that have run out.
+    fn unban_expired(&mut self) {
+        let now = Instant::now();
+        let done: Vec<PeerId> = self
+            .banned
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in done {
+            self.banned.remove(&p);
+            self.swarm.behaviour_mut().blocked.unblock_peer(p);
+        }
+    }
+
     fn on_request(
         &mut self,
         key: InboundKey,
@@ -405,6 +446,7 @@ impl SwarmActor {
             Frame::Data(bytes) => {
                 if !self.spend(peer) {
                     self.metrics.count_rejected(codes::RATE_LIMITED);
+                    self.refused(peer);
                     let rate = self.cfg.max_requests_per_peer_per_sec;
                     return self.reply_error(
                         key.0,
@@ -551,6 +593,7 @@ impl Actor for SwarmActor {
         ctx.set_mailbox_capacity(SWARM_MAILBOX);
         self.self_recipient = Some(ctx.address().downgrade().recipient());
         ctx.spawn(SwarmPoller);
+        ctx.run_interval(Duration::from_secs(1), |act, _| act.unban_expired());
     }
 }
 
