@@ -406,3 +406,68 @@ async fn sigkill_the_coordinator_binary_between_phases() {
     }
     drop((b, c));
 }
+
+/// Twenty SIGKILLs of cluster members (B and C in turn, each restarted with its
+/// data) while writes keep going through A: no acknowledged commit is lost, and
+/// every replica converges on the same latest revision and content.
+#[actix_rt::test]
+#[ignore = "intermittent: about one run in three a restarted member does not serve the latest revision within 30 s (issue: reliability); run with --ignored"]
+async fn twenty_member_kills_lose_nothing() {
+    const KILLS: usize = 20;
+    let dirs = [
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    ];
+    let a = NodeProcess::start(dirs[0].path(), &[]);
+    let boot = ["--bootstrap", a.addr.as_str()];
+    let mut members = [
+        Some(NodeProcess::start(dirs[1].path(), &boot)),
+        Some(NodeProcess::start(dirs[2].path(), &boot)),
+    ];
+    let net_ = client_net();
+    let ca = repo_client(&net_, &a.addr);
+    eventually(Duration::from_secs(30), || async {
+        write(&ca, "probe", 1, insert("probe")).await
+    })
+    .await;
+    assert!(write(&ca, "init", 1, insert("k")).await);
+    let mut acked: Vec<Rev> = vec![1];
+    let mut rev = 1;
+    for kill in 0..KILLS {
+        let i = kill % 2;
+        members[i].take().unwrap().kill();
+        // Writes go on with A and the other member (a majority).
+        for _ in 0..2 {
+            rev += 1;
+            if write(&ca, &format!("w{rev}"), rev, append("k", rev as i64)).await {
+                acked.push(rev);
+            } else {
+                rev -= 1;
+            }
+        }
+        members[i] = Some(NodeProcess::start(dirs[i + 1].path(), &boot));
+        // Back in the cluster before the other member is killed.
+        let back = repo_client(&net_, &members[i].as_ref().unwrap().addr);
+        eventually(Duration::from_secs(30), || async {
+            latest(&back, "k", None)
+                .await
+                .is_some_and(|(r, _)| r == *acked.last().unwrap())
+        })
+        .await;
+    }
+    assert!(acked.len() > KILLS, "writes kept succeeding: {acked:?}");
+    let top = *acked.last().unwrap();
+    let want = latest(&ca, "k", None).await.unwrap();
+    assert_eq!(want.0, top);
+    for m in members.iter().flatten() {
+        let c = repo_client(&net_, &m.addr);
+        eventually(Duration::from_secs(30), || async {
+            latest(&c, "k", None).await.as_ref() == Some(&want)
+        })
+        .await;
+        for r in &acked {
+            assert_eq!(latest(&c, "k", Some(*r)).await.unwrap().0, *r);
+        }
+    }
+}

@@ -18,7 +18,7 @@ use optimystic_actors::model::*;
 use optimystic_actors::storage::{open_storage, StorageKind};
 use serde_json::json;
 
-const KILLS_PER_BACKEND: usize = 20;
+const KILLS_PER_BACKEND: usize = 50;
 const BLOCKS: usize = 6;
 
 /// Writer run by the child process; prints `ACK <trx> <rev> <block>…` after each

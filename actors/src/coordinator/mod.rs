@@ -218,13 +218,18 @@ impl Coordinator {
             rev: newest,
             trx_id: None,
         };
-        match self.repo.get(one(Some(ctx))).await {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::warn!(%block, error = %e, "cannot catch up with the cluster");
-                false
-            }
+        if let Err(e) = self.repo.get(one(Some(ctx))).await {
+            tracing::warn!(%block, error = %e, "cannot catch up with the cluster");
+            return false;
         }
+        // Current only if the restoration really reached the peer's revision (the
+        // peer may not be known as a block server yet): otherwise compare again.
+        self.repo
+            .get(one(None))
+            .await
+            .ok()
+            .and_then(|r| r.get(block)?.state.latest.as_ref().map(|l| l.rev))
+            .is_some_and(|l| l >= newest)
     }
 
     /// Who this node can reach and take into a cluster right now.
