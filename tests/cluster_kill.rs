@@ -411,7 +411,7 @@ async fn sigkill_the_coordinator_binary_between_phases() {
 /// data) while writes keep going through A: no acknowledged commit is lost, and
 /// every replica converges on the same latest revision and content.
 #[actix_rt::test]
-#[ignore = "intermittent: about one run in three a restarted member does not serve the latest revision within 30 s (issue: reliability); run with --ignored"]
+#[ignore = "fails intermittently: a refused record whose missing votes are unreachable members (not rejections) leaves approving members holding the block until the deadline (issue: reliability); run with --ignored"]
 async fn twenty_member_kills_lose_nothing() {
     const KILLS: usize = 20;
     let dirs = [
@@ -449,12 +449,19 @@ async fn twenty_member_kills_lose_nothing() {
         members[i] = Some(NodeProcess::start(dirs[i + 1].path(), &boot));
         // Back in the cluster before the other member is killed.
         let back = repo_client(&net_, &members[i].as_ref().unwrap().addr);
-        eventually(Duration::from_secs(30), || async {
-            latest(&back, "k", None)
-                .await
-                .is_some_and(|(r, _)| r == *acked.last().unwrap())
-        })
-        .await;
+        let since = std::time::Instant::now();
+        loop {
+            let got = latest(&back, "k", None).await.map(|(r, _)| r);
+            if got == acked.last().copied() {
+                break;
+            }
+            assert!(
+                since.elapsed() < Duration::from_secs(30),
+                "kill {kill}: the restarted member serves {got:?}, acked {acked:?}, A serves {:?}",
+                latest(&ca, "k", None).await.map(|(r, _)| r)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     assert!(acked.len() > KILLS, "writes kept succeeding: {acked:?}");
     let top = *acked.last().unwrap();

@@ -44,7 +44,12 @@ impl NodeProcess {
             .args(extra)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // OPTIMYSTIC_TEST_STDERR=1 shows the nodes' logs (with RUST_LOG).
+            .stderr(if std::env::var_os("OPTIMYSTIC_TEST_STDERR").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .unwrap();
         let (tx, lines) = mpsc::channel();

@@ -92,6 +92,9 @@ const MAX_OWN: usize = 65_536;
 
 /// How long past its deadline a promised member waits before recovering.
 const RECOVERY_GRACE: Duration = Duration::from_secs(2);
+/// How long after a restart a resumed member first asks its peers for the decision
+/// (time to reconnect).
+const RESUME_QUERY_DELAY: Duration = Duration::from_millis(500);
 /// Per-peer wait of a recovery query.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -421,6 +424,13 @@ impl ClusterMember {
                             act.arm_recovery(ctx);
                         }
                     }
+                    // Asked before the deadline (just resumed): the coordinator may
+                    // still decide; the deadline's recovery settles it otherwise.
+                    None if act
+                        .state
+                        .as_ref()
+                        .and_then(|s| s.record.message.expiration)
+                        .is_some_and(|d| now_ms() < d) => {}
                     None => {
                         act.dir.expired.add(1);
                         act.dir.release(&act.blocks(), &act.hash);
@@ -470,6 +480,9 @@ impl Actor for ClusterMember {
             if let Err(holder) = self.dir.reserve(&blocks, &self.hash) {
                 tracing::warn!(hash = %self.hash, %holder, "resumed transaction overlaps another");
             }
+            // The decision may be known already (this member was down while it was
+            // taken): ask the other members soon, not only at the deadline.
+            ctx.run_later(RESUME_QUERY_DELAY, |act, ctx| act.recover(ctx));
             self.arm_recovery(ctx);
         }
     }

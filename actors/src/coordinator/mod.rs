@@ -564,10 +564,16 @@ impl Coordinator {
                 break;
             }
         }
-        finish_in_background(calls);
         self.metrics.phase1.observe(phase1.elapsed());
         let approvals = tally(&record).approvals;
         if approvals < threshold {
+            // Let the promise requests still in flight land first: a member that
+            // heard the refusal before the proposal would promise afterwards and hold
+            // the blocks until the deadline.
+            let _ = tokio::time::timeout(self.timeout, async {
+                while calls.next().await.is_some() {}
+            })
+            .await;
             self.metrics.aborted.add(1);
             // Tell members now so they release, not at expiry; wait for it, so a
             // retry of the same writes does not find its own blocks still held.
@@ -587,6 +593,7 @@ impl Coordinator {
                 reasons.join(", ")
             )));
         }
+        finish_in_background(calls);
         // Phase 2: the decision is commit; members execute and sign. Answer once a
         // majority (this node included) has committed; retry the rest in the background.
         self.metrics.committed.add(1);

@@ -39,6 +39,10 @@ pub struct NetConfig {
     /// itself (it sends at least twice its allowance) is disconnected and refused
     /// connections for this long.
     pub flood_ban: Duration,
+    /// How long a consensus member whose connection closed stays in the clusters it
+    /// belongs to (writes need its vote, or a majority without it) before the
+    /// clusters re-form without it.
+    pub member_grace: Duration,
     /// Concurrent streams per connection and protocol (libp2p's cap).
     pub max_streams_per_connection: usize,
     /// Established connections, in total.
@@ -65,6 +69,7 @@ impl Default for NetConfig {
             max_inbound_per_peer: 256,
             max_requests_per_peer_per_sec: 16_000,
             flood_ban: Duration::from_secs(10),
+            member_grace: Duration::from_secs(60),
             max_streams_per_connection: 512,
             max_connections: 512,
             max_connections_per_peer: 4,

@@ -301,8 +301,10 @@ pub async fn fetch_archive(
         .map_err(NetError::from)
 }
 
-/// A restore callback that asks every connected peer serving the block protocol in turn for the block's
-/// archive. `net` is filled in once the swarm runs (the registry is built first).
+/// A restore callback that asks every connected peer serving the block protocol for
+/// the block's archive, all at once, and keeps the one reaching the highest revision
+/// (a peer that is itself behind must not stand in for the cluster). `net` is filled
+/// in once the swarm runs (the registry is built first).
 pub fn restore_from_peers(net: Arc<OnceLock<NetClient>>, timeout: Duration) -> RestoreFn {
     Arc::new(move |block: BlockId, rev: Option<Rev>| {
         let net = net.clone();
@@ -311,16 +313,30 @@ pub fn restore_from_peers(net: Arc<OnceLock<NetClient>>, timeout: Duration) -> R
                 return Ok(None);
             };
             let status = net.status().await.map_err(|e| e.to_string())?;
+            let answers = futures::future::join_all(
+                status
+                    .block_servers
+                    .iter()
+                    .map(|peer| fetch_archive(&net, *peer, &block, rev, timeout)),
+            )
+            .await;
             let mut last_err = None;
-            for peer in status.block_servers {
-                match fetch_archive(&net, peer, &block, rev, timeout).await {
-                    Ok(Some(a)) if a.block_id == block => return Ok(Some(a)),
+            let mut best: Option<BlockArchive> = None;
+            for (peer, answer) in status.block_servers.iter().zip(answers) {
+                match answer {
+                    Ok(Some(a)) if a.block_id == block => {
+                        let top = |a: &BlockArchive| a.revisions.last().map(|r| r.trx_rev.rev);
+                        if best.as_ref().is_none_or(|b| top(&a) > top(b)) {
+                            best = Some(a);
+                        }
+                    }
                     Ok(_) => {}
                     Err(e) => last_err = Some(format!("{peer}: {e}")),
                 }
             }
-            match last_err {
-                Some(e) if rev.is_some() => Err(e),
+            match (best, last_err) {
+                (Some(a), _) => Ok(Some(a)),
+                (None, Some(e)) if rev.is_some() => Err(e),
                 _ => Ok(None),
             }
         })

@@ -134,11 +134,13 @@ pub struct NetMetrics {
 /// Connected consensus members and this node's listen addresses.
 #[derive(Debug, Clone, Default)]
 pub struct MemberView {
-    /// Connected peers that take part in consensus.
+    /// Peers that take part in consensus: connected ones, and those whose
+    /// connection closed less than `member_grace` ago (still in their clusters).
     pub members: Vec<PeerInfo>,
     /// Addresses this node listens on.
     pub listen_addrs: Vec<Multiaddr>,
-    /// A hash of the members' PeerIds: changes whenever the member set does.
+    /// A hash of the members' PeerIds and connection states, and of how many came
+    /// back: changes whenever a member joins, leaves, departs or returns.
     pub fingerprint: u64,
 }
 

@@ -160,6 +160,12 @@ pub struct SwarmActor {
     listen_addrs: Vec<Multiaddr>,
     block_servers: HashSet<PeerId>,
     members: HashMap<PeerId, PeerInfo>,
+    /// Members whose last connection closed, and when: they stay in every
+    /// cluster they belong to for `member_grace`, so a write needs their vote (and
+    /// fails rather than succeeding on fewer replicas) while they may come back.
+    departed: HashMap<PeerId, (PeerInfo, Instant)>,
+    /// Members that came back after departing (part of the view's fingerprint).
+    returns: u64,
     known: HashSet<PeerId>,
     drain_waiters: Vec<oneshot::Sender<()>>,
     self_recipient: Option<WeakRecipient<Respond>>,
@@ -195,6 +201,8 @@ impl SwarmActor {
             listen_addrs: Vec::new(),
             block_servers: HashSet::new(),
             members: HashMap::new(),
+            departed: HashMap::new(),
+            returns: 0,
             known: HashSet::new(),
             drain_waiters: Vec::new(),
             self_recipient: None,
@@ -236,12 +244,23 @@ impl SwarmActor {
     /// Shares the member set with readers outside the actor.
     fn publish_view(&self) {
         use std::hash::{Hash, Hasher};
-        let mut ids: Vec<&PeerId> = self.members.keys().collect();
+        let mut ids: Vec<(&PeerId, bool)> = self
+            .members
+            .keys()
+            .map(|p| (p, true))
+            .chain(self.departed.keys().map(|p| (p, false)))
+            .collect();
         ids.sort();
         let mut h = std::collections::hash_map::DefaultHasher::new();
         ids.hash(&mut h);
+        self.returns.hash(&mut h);
         self.metrics.publish_view(super::MemberView {
-            members: self.members.values().cloned().collect(),
+            members: self
+                .members
+                .values()
+                .chain(self.departed.values().map(|(info, _)| info))
+                .cloned()
+                .collect(),
             listen_addrs: self.listen_addrs.clone(),
             fingerprint: h.finish(),
         });
@@ -270,7 +289,8 @@ impl SwarmActor {
                 self.block_servers.remove(&peer_id);
                 self.budgets.remove(&peer_id);
                 self.refusals.remove(&peer_id);
-                if self.members.remove(&peer_id).is_some() {
+                if let Some(info) = self.members.remove(&peer_id) {
+                    self.departed.insert(peer_id, (info, Instant::now()));
                     self.publish_view();
                 }
                 self.emit(NetEvent::Disconnected(peer_id))
@@ -287,6 +307,9 @@ impl SwarmActor {
                     || info.protocols.contains(&self.cfg.protocols.cluster_json)
                 {
                     let addrs = info.listen_addrs.clone();
+                    if self.departed.remove(&peer_id).is_some() {
+                        self.returns += 1;
+                    }
                     self.members.insert(
                         peer_id,
                         PeerInfo {
@@ -417,6 +440,17 @@ impl SwarmActor {
             self.metrics.count_rejected("banned");
             tracing::warn!(%peer, ban = ?self.cfg.flood_ban, "peer flooding requests: disconnected and blocked");
             self.swarm.behaviour_mut().blocked.block_peer(peer);
+        }
+    }
+
+    /// Drops members gone for longer than `member_grace` from the view.
+    fn forget_departed(&mut self) {
+        let grace = self.cfg.member_grace;
+        let before = self.departed.len();
+        self.departed
+            .retain(|_, (_, since)| since.elapsed() < grace);
+        if self.departed.len() != before {
+            self.publish_view();
         }
     }
 
@@ -593,7 +627,10 @@ impl Actor for SwarmActor {
         ctx.set_mailbox_capacity(SWARM_MAILBOX);
         self.self_recipient = Some(ctx.address().downgrade().recipient());
         ctx.spawn(SwarmPoller);
-        ctx.run_interval(Duration::from_secs(1), |act, _| act.unban_expired());
+        ctx.run_interval(Duration::from_secs(1), |act, _| {
+            act.unban_expired();
+            act.forget_departed();
+        });
     }
 }
 
