@@ -100,6 +100,7 @@ fn record(keys: &[Keypair], ops: usize) -> ClusterRecord {
             .map(|i| RepoOperation::Pend(pend_of(&format!("b{i}"), 200)))
             .collect(),
         expiration: Some(u64::MAX),
+        coordinator: None,
     };
     ClusterRecord {
         message_hash: message_hash(&message),

@@ -31,6 +31,7 @@ fn pend_record(key: &Keypair, block: &str) -> ClusterRecord {
             policy: PendPolicy::Fail,
         })],
         expiration: Some(now_ms() + 30_000),
+        coordinator: None,
     };
     ClusterRecord {
         message_hash: message_hash(&message),

@@ -265,6 +265,7 @@ pub fn pend_record(members: &[(String, String)], block: &str, ttl_ms: u64) -> Cl
             policy: PendPolicy::Fail,
         })],
         expiration: Some(optimystic_actors::net::now_ms() + ttl_ms),
+        coordinator: None,
     };
     let peers = members
         .iter()

@@ -413,9 +413,14 @@ impl ClusterMember {
         let threshold = majority(record.peers.len());
         let fut = fut::wrap_future::<_, Self>(futures::future::join_all(queries)).map(
             move |replies, act, ctx| {
+                // Proof of the decision either way: a commit (threshold promises and
+                // a commit vote), or the coordinator's abort.
                 let proof = replies.into_iter().flatten().find(|r| {
                     r.message_hash == act.hash
-                        && validate(r, 0).is_ok_and(|t| t.approvals >= threshold && t.commits >= 1)
+                        && validate(r, 0).is_ok_and(|t| {
+                            (t.approvals >= threshold && t.commits >= 1)
+                                || super::record::abandoned(r)
+                        })
                 });
                 match proof {
                     // Decided commit: take the normal path (execute once, sign, persist).
@@ -602,7 +607,9 @@ impl Handler<Update> for ClusterMember {
         let blocks = message_blocks(&record.message.operations);
         // Incoming votes were verified by the directory; stored ones when they came.
         let tally = tally(&record);
-        let event = if first_phase {
+        let event = if super::record::abandoned(&record) {
+            Event::Abandoned
+        } else if first_phase {
             Event::Proposed {
                 conflict: self.dir.conflict(&blocks, &self.hash),
             }

@@ -14,7 +14,7 @@ pub use keyspace::closest_peers;
 pub use member::{message_blocks, operation_blocks, ClusterError, MemberDirectory, RETENTION};
 pub use phase::{Action, Event, Phase, TxnError};
 pub use record::{
-    canonical_json, majority, message_hash, peer_entry, sign_commit, sign_promise, validate,
-    ClusterPeer, ClusterRecord, RecordError, Signature, Tally, VoteType, MAX_OPERATIONS,
+    abandoned, canonical_json, majority, message_hash, peer_entry, sign_commit, sign_promise,
+    validate, ClusterPeer, ClusterRecord, RecordError, Signature, Tally, VoteType, MAX_OPERATIONS,
 };
 pub use store::{TxnState, TxnStore};

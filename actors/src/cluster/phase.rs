@@ -37,6 +37,9 @@ pub enum Event {
     },
     /// A valid record carrying promises (phase 2, or a peer's answer in recovery).
     Votes(Tally),
+    /// The record's coordinator signed a rejecting commit: it decided abort (too
+    /// few promises) and will never send a commit decision.
+    Abandoned,
     /// The deadline passed; `commit_proven` when some member's record shows
     /// threshold promises and at least one commit.
     Expired {
@@ -104,6 +107,8 @@ impl Phase {
                 (Phase::Committed, A::ExecuteAndCommit)
             }
             (Phase::Idle, Event::Votes(_)) => (Phase::Idle, A::Wait),
+            // Remembered, so a proposal arriving late is not promised.
+            (Phase::Idle, Event::Abandoned) => (Phase::Aborted, A::Wait),
             (Phase::Idle, Event::Expired { .. }) => (Phase::Aborted, A::Wait),
 
             (Phase::Promised, Event::Proposed { .. }) => (Phase::Promised, A::Repeat),
@@ -112,6 +117,7 @@ impl Phase {
             }
             (Phase::Promised, Event::Votes(t)) if doomed(t) => (Phase::Aborted, A::Release),
             (Phase::Promised, Event::Votes(_)) => (Phase::Promised, A::Wait),
+            (Phase::Promised, Event::Abandoned) => (Phase::Aborted, A::Release),
             (
                 Phase::Promised,
                 Event::Expired {
@@ -135,7 +141,9 @@ impl Phase {
             (Phase::Committed, Event::Proposed { .. } | Event::Votes(_)) => {
                 (Phase::Committed, A::Repeat)
             }
-            (Phase::Committed, Event::Expired { .. }) => (Phase::Committed, A::Wait),
+            (Phase::Committed, Event::Expired { .. } | Event::Abandoned) => {
+                (Phase::Committed, A::Wait)
+            }
             (Phase::Aborted, Event::Votes(t)) if decided_commit(t) => {
                 return Err(TxnError {
                     phase: "aborted".into(),
@@ -257,5 +265,25 @@ mod tests {
     #[test]
     fn an_aborted_member_refuses_a_commit_decision() {
         assert!(Phase::Aborted.next(&votes(3, 2, 0), 2).is_err());
+    }
+
+    #[test]
+    fn the_coordinators_abort_releases_and_blocks_late_promises() {
+        assert_eq!(
+            Phase::Promised.next(&Event::Abandoned, 2).unwrap(),
+            (Phase::Aborted, Action::Release)
+        );
+        let (p, _) = Phase::Idle.next(&Event::Abandoned, 2).unwrap();
+        assert_eq!(p, Phase::Aborted);
+        // A proposal that arrives after the abort gets no promise.
+        assert_eq!(
+            p.next(&Event::Proposed { conflict: None }, 2).unwrap(),
+            (Phase::Aborted, Action::Wait)
+        );
+        // A committed member stays committed.
+        assert_eq!(
+            Phase::Committed.next(&Event::Abandoned, 2).unwrap(),
+            (Phase::Committed, Action::Wait)
+        );
     }
 }

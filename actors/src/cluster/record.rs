@@ -390,6 +390,16 @@ pub fn tally(r: &ClusterRecord) -> Tally {
     }
 }
 
+/// Whether the record's coordinator (named in the message) has signed a rejecting
+/// commit: it decided abort. Only meaningful on a validated record.
+pub fn abandoned(r: &ClusterRecord) -> bool {
+    r.message
+        .coordinator
+        .as_ref()
+        .and_then(|c| r.commits.get(c))
+        .is_some_and(|v| v.vote == VoteType::Reject)
+}
+
 /// Simple majority of `members`: the default threshold.
 pub fn majority(members: usize) -> usize {
     members / 2 + 1
@@ -407,6 +417,7 @@ mod tests {
                 context: None,
             })],
             expiration: Some(expiration),
+            coordinator: None,
         };
         ClusterRecord {
             message_hash: message_hash(&message),

@@ -24,8 +24,8 @@ use serde::de::DeserializeOwned;
 use crate::block::StorageRepo;
 use crate::cluster::record::tally;
 use crate::cluster::{
-    closest_peers, majority, message_hash, operation_blocks, peer_entry, ClusterPeer,
-    ClusterRecord, MemberDirectory,
+    closest_peers, majority, message_hash, operation_blocks, peer_entry, sign_commit, ClusterPeer,
+    ClusterRecord, MemberDirectory, VoteType,
 };
 use crate::metrics::{ActorMetrics, Counter, Histogram};
 use crate::model::{
@@ -384,6 +384,7 @@ impl Coordinator {
             let message = RepoMessage {
                 operations: vec![op.clone()],
                 expiration: Some(expiration),
+                coordinator: None,
             };
             match cluster_coordinate(self.net()?, peer, addrs, message, self.timeout).await {
                 Ok(v) => {
@@ -534,6 +535,7 @@ impl Coordinator {
         let message = RepoMessage {
             operations,
             expiration: Some(expiration),
+            coordinator: Some(self.me.to_string()),
         };
         let mut record = ClusterRecord {
             message_hash: message_hash(&message),
@@ -575,6 +577,12 @@ impl Coordinator {
             })
             .await;
             self.metrics.aborted.add(1);
+            // Decided abort, signed: members release at once (an unreachable
+            // member is a failure, not a rejection, so without it the approving
+            // ones could not tell the threshold is out of reach).
+            let reason = "refused: too few promises".to_string();
+            let vote = sign_commit(&self.key, &record, VoteType::Reject, Some(reason));
+            record.commits.insert(self.me.to_string(), vote);
             // Tell members now so they release, not at expiry; wait for it, so a
             // retry of the same writes does not find its own blocks still held.
             let mut release = self.calls(&record, &plan.remote);

@@ -368,4 +368,8 @@ pub struct RepoMessage {
     /// Deadline, milliseconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiration: Option<u64>,
+    /// In a cluster record: the PeerId of the coordinator, the only member whose
+    /// rejecting commit vote aborts the transaction. Absent in client requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinator: Option<String>,
 }

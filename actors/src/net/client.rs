@@ -149,6 +149,7 @@ impl RepoClient {
                 now_ms()
                     .saturating_add(u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)),
             ),
+            coordinator: None,
         };
         if !self.json_only.load(Ordering::Relaxed) {
             match self.send(Proto::RepoMp, &msg).await {
