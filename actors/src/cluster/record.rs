@@ -593,6 +593,40 @@ mod tests {
     }
 
     #[test]
+    fn only_the_coordinators_rejecting_commit_abandons() {
+        let (a, b) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        let mut r = record(&[&a, &b], u64::MAX);
+        r.message.coordinator = Some(id(&a));
+        r.message_hash = message_hash(&r.message);
+        assert!(!abandoned(&r));
+        let mut by_member = r.clone();
+        let vote = sign_commit(&b, &by_member, VoteType::Reject, Some("no".into()));
+        by_member.commits.insert(id(&b), vote);
+        assert!(validate(&by_member, 0).is_ok());
+        assert!(
+            !abandoned(&by_member),
+            "a member cannot abort for the coordinator"
+        );
+        let mut by_coordinator = r.clone();
+        let vote = sign_commit(
+            &a,
+            &by_coordinator,
+            VoteType::Reject,
+            Some("refused".into()),
+        );
+        by_coordinator.commits.insert(id(&a), vote);
+        assert!(validate(&by_coordinator, 0).is_ok());
+        assert!(abandoned(&by_coordinator));
+        // Naming another coordinator after signing alters the message: refused.
+        let mut renamed = by_coordinator.clone();
+        renamed.message.coordinator = Some(id(&b));
+        assert!(matches!(
+            validate(&renamed, 0),
+            Err(RecordError::AlteredMessage)
+        ));
+    }
+
+    #[test]
     fn a_message_carries_one_to_max_operations() {
         let a = Keypair::generate_ed25519();
         let with = |n: usize| {
