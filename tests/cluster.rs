@@ -42,6 +42,23 @@ async fn three_nodes(dirs: &[tempfile::TempDir; 3]) -> Vec<(NodeHandle, libp2p::
     nodes
 }
 
+/// Delivers `r` to `node` on the cluster protocol; its answer.
+async fn deliver(
+    net: &NetClient,
+    node: &(NodeHandle, libp2p::Multiaddr),
+    r: ClusterRecord,
+) -> ClusterRecord {
+    cluster_update(
+        net,
+        node.0.peer_id(),
+        vec![node.1.clone()],
+        r,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap()
+}
+
 async fn write_via(
     node: &NodeHandle,
     client_net: &NetClient,
@@ -426,14 +443,7 @@ async fn members_settle_by_recovery_when_the_coordinator_vanishes() {
     let dirs = three_dirs();
     let nodes = three_nodes(&dirs).await;
     let net = client_net();
-    let send = |i: usize, r: ClusterRecord| {
-        let (net, peer, addr) = (net.clone(), nodes[i].0.peer_id(), nodes[i].1.clone());
-        async move {
-            cluster_update(&net, peer, vec![addr], r, Duration::from_secs(10))
-                .await
-                .unwrap()
-        }
-    };
+    let send = |i: usize, r: ClusterRecord| deliver(&net, &nodes[i], r);
 
     // 1. Phase 1 reaches B and C, then the "coordinator" dies: no decision anywhere.
     let r1 = pend_record(&members_of(&nodes), "locked", 1_500);
@@ -660,14 +670,7 @@ async fn concurrent_writes_share_records_and_a_conflict_fails_only_itself() {
     let dirs = three_dirs();
     let nodes = three_nodes(&dirs).await;
     let net = client_net();
-    let send = |i: usize, r: ClusterRecord| {
-        let (net, peer, addr) = (net.clone(), nodes[i].0.peer_id(), nodes[i].1.clone());
-        async move {
-            cluster_update(&net, peer, vec![addr], r, Duration::from_secs(10))
-                .await
-                .unwrap()
-        }
-    };
+    let send = |i: usize, r: ClusterRecord| deliver(&net, &nodes[i], r);
     // A phase-1 record from a coordinator that never decides holds "held" on all
     // three members for the next 20 s.
     let orphan = pend_record(&members_of(&nodes), "held", 20_000);

@@ -176,6 +176,18 @@ impl EmbeddedRawStorage {
             key,
             value,
         };
+        let txn = |hash: &str, value| -> Result<Encoded, StorageError> {
+            crate::model::validate_id("message hash", hash).map_err(|e| StorageError::Encode {
+                what: "txn key".into(),
+                message: e.to_string(),
+            })?;
+            Ok(Encoded {
+                space: Space::Txn,
+                pend: None,
+                key: hash.as_bytes().to_vec(),
+                value,
+            })
+        };
         let pend = |block: &BlockId, trx: &TrxId, value| Encoded {
             space: Space::Pend,
             pend: Some((block.clone(), trx.clone())),
@@ -207,34 +219,8 @@ impl EmbeddedRawStorage {
             WriteOp::PutRevision { block, rev, trx } => {
                 data(key(block, b'r', &rev.to_be_bytes()), val(trx)?)
             }
-            WriteOp::PutTxn { hash, bytes } => {
-                crate::model::validate_id("message hash", hash).map_err(|e| {
-                    StorageError::Encode {
-                        what: "txn key".into(),
-                        message: e.to_string(),
-                    }
-                })?;
-                Encoded {
-                    space: Space::Txn,
-                    pend: None,
-                    key: hash.as_bytes().to_vec(),
-                    value: Some((**bytes).clone()),
-                }
-            }
-            WriteOp::DeleteTxn { hash } => {
-                crate::model::validate_id("message hash", hash).map_err(|e| {
-                    StorageError::Encode {
-                        what: "txn key".into(),
-                        message: e.to_string(),
-                    }
-                })?;
-                Encoded {
-                    space: Space::Txn,
-                    pend: None,
-                    key: hash.as_bytes().to_vec(),
-                    value: None,
-                }
-            }
+            WriteOp::PutTxn { hash, bytes } => txn(hash, Some((**bytes).clone()))?,
+            WriteOp::DeleteTxn { hash } => txn(hash, None)?,
             WriteOp::PutMeta { block, meta } => Encoded {
                 space: Space::Meta,
                 pend: None,
