@@ -12,7 +12,7 @@ use crate::model::{
     apply_transform, BlockTrxState, GetBlockResult, PendPolicy, Rev, TrxId, TrxRev,
 };
 use crate::storage::{
-    BlockArchive, BlockStorage, CommitPlan, Effect, RepoError, RestoreFn, WriteBatch,
+    BlockArchive, BlockStorage, CommitPlan, Effect, RepoError, RestoreFn, StorageError, WriteBatch,
 };
 
 type Outcome<T> = (Option<BlockStorage>, Result<T, RepoError>);
@@ -234,7 +234,13 @@ impl Handler<Read> for BlockActor {
         let slow = !catch_up_needed(st, &msg.catch_up).is_empty()
             || (restore.is_some() && st.needs_restore(msg.rev));
         if !slow {
-            return Reply::Now(read_now(st, msg.rev, msg.overlay.as_ref()), timer);
+            match read_now(st, msg.rev, msg.overlay.as_ref()) {
+                // A damaged record: repair the block from peers, then read again.
+                Err(RepoError::Storage(e @ StorageError::Corrupt { .. })) if restore.is_some() => {
+                    st.mark_damaged(e.to_string());
+                }
+                r => return Reply::Now(r, timer),
+            }
         }
         match self.take_storage() {
             Ok(st) => Reply::Wait(read_slow(st, msg, restore).boxed_local(), timer),

@@ -187,6 +187,12 @@ impl Collector for NodeCollector {
             "Write batches that failed",
             st.failures.get(),
         )?;
+        counter(
+            &mut e,
+            "optimystic_storage_corrupt_reads",
+            "Reads that found a damaged record (checksum, truncation, encoding); the block is restored from peers",
+            st.corrupt.get(),
+        )?;
         if let Ok(n) = self.storage.disk_bytes() {
             let n = i64::try_from(n).unwrap_or(i64::MAX);
             gauge(

@@ -24,6 +24,22 @@ pub type RestoreFn = Arc<
         + Sync,
 >;
 
+/// A damaged record (see [`StorageError::Corrupt`]) read as absent, remembering why
+/// in `damaged`; other errors pass through.
+fn missing_if_corrupt<T>(
+    r: Result<T, StorageError>,
+    damaged: &mut Option<String>,
+) -> Result<Option<T>, StorageError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e @ StorageError::Corrupt { .. }) => {
+            *damaged = Some(e.to_string());
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// What the owner of a block keeps between operations.
 #[derive(Debug, Clone, Default)]
 pub struct CachedState {
@@ -36,6 +52,10 @@ pub struct CachedState {
     /// Revision records past `latest`, left by commits that crashed before they were
     /// published (file backend only); the next commit removes them.
     pub orphans: Vec<Rev>,
+    /// Why the block is damaged on this node (a record failed its checksum or did
+    /// not decode), until a restoration from peers repairs it. A damaged block is
+    /// never served nor written: reads restore it first, or fail.
+    pub damaged: Option<String>,
 }
 
 /// A cache change to apply once its batch is durable.
@@ -94,7 +114,8 @@ pub struct BlockStorage {
 impl BlockStorage {
     /// Loads the block's metadata, pending transforms and latest materialization.
     pub fn load(id: BlockId, raw: Arc<dyn RawStorage>) -> Result<Self, StorageError> {
-        let meta = raw.get_meta(&id)?;
+        let mut damaged = None;
+        let meta = missing_if_corrupt(raw.get_meta(&id), &mut damaged)?.flatten();
         let latest_rev = meta.as_ref().and_then(|m| m.latest.as_ref()).map(|l| l.rev);
         // Backends without atomic batches may hold records of a commit that crashed
         // before its metadata published it: revisions past `latest`, and a committed
@@ -117,7 +138,8 @@ impl BlockStorage {
                     continue;
                 }
             }
-            if let Some(t) = raw.get_pending(&id, &trx)? {
+            if let Some(t) = missing_if_corrupt(raw.get_pending(&id, &trx), &mut damaged)?.flatten()
+            {
                 pending.insert(trx, Arc::new(t));
             }
         }
@@ -129,24 +151,55 @@ impl BlockStorage {
                 pending,
                 latest_block: None,
                 orphans: orphans.into_iter().map(|r| r.rev).collect(),
+                damaged,
             },
         };
         me.state.latest_block = me.load_latest_block()?;
         Ok(me)
     }
 
-    fn load_latest_block(&self) -> Result<Option<Arc<Block>>, StorageError> {
-        let Some(latest) = self.latest() else {
+    /// Loads the latest materialization into the cache; a damaged record marks the
+    /// block damaged instead of failing.
+    fn load_latest_block(&mut self) -> Result<Option<Arc<Block>>, StorageError> {
+        let Some(latest) = self.latest().cloned() else {
             return Ok(None);
         };
         // Every local commit stores its materialization: usually one point read.
-        if let Some(m) = self.raw.get_materialized(&self.id, &latest.trx_id)? {
+        if let Some(m) = self.materialized(&latest.trx_id)? {
             return Ok(m.map(Arc::new));
         }
-        Ok(self
-            .materialize_at(latest.rev)?
-            .and_then(|(_, b)| b)
-            .map(Arc::new))
+        let mut damaged = None;
+        let read = missing_if_corrupt(self.materialize_at(latest.rev), &mut damaged)?;
+        if damaged.is_some() {
+            self.state.damaged = damaged;
+        }
+        Ok(read.flatten().and_then(|(_, b)| b).map(Arc::new))
+    }
+
+    /// A stored materialization; a damaged one counts as absent (the transforms
+    /// rebuild it).
+    fn materialized(&self, trx: &TrxId) -> Result<Option<Option<Block>>, StorageError> {
+        match self.raw.get_materialized(&self.id, trx) {
+            Err(StorageError::Corrupt { .. }) => Ok(None),
+            r => r,
+        }
+    }
+
+    /// Marks the block damaged (a read found a record that failed its checks), so
+    /// the next read restores it from peers before serving anything.
+    pub fn mark_damaged(&mut self, why: String) {
+        self.state.damaged = Some(why);
+    }
+
+    /// The error to return for a damaged block nobody could repair.
+    fn damaged_error(&self) -> Option<StorageError> {
+        self.state
+            .damaged
+            .as_ref()
+            .map(|why| StorageError::Corrupt {
+                what: format!("block {}", self.id),
+                message: format!("{why}; no peer restored it"),
+            })
     }
 
     /// The block id.
@@ -176,6 +229,9 @@ impl BlockStorage {
 
     /// Whether `rev` must be restored from peers before it can be read.
     pub fn needs_restore(&self, rev: Option<Rev>) -> bool {
+        if self.state.damaged.is_some() {
+            return true;
+        }
         match (&self.state.meta, rev) {
             (None, _) => true,
             // Asked for a revision this node lacks, or one past its latest (it is behind).
@@ -187,8 +243,12 @@ impl BlockStorage {
     }
 
     /// The first revision to ask peers for when reading at `rev`: the one after
-    /// this node's latest when it is behind, else `rev` itself.
+    /// this node's latest when it is behind, else `rev` itself (a damaged block
+    /// asks for `rev`: its own records cannot be trusted).
     pub fn restore_from(&self, rev: Option<Rev>) -> Option<Rev> {
+        if self.state.damaged.is_some() {
+            return rev;
+        }
         match (self.latest(), rev) {
             (Some(l), Some(r)) if r > l.rev => Some(l.rev + 1),
             _ => rev,
@@ -198,6 +258,9 @@ impl BlockStorage {
     /// The block at `rev` (or the latest): the revision read and the block
     /// (`None` = deleted). `None` when the block did not exist at that revision.
     pub fn read(&self, rev: Option<Rev>) -> Result<Option<(TrxRev, Option<Block>)>, StorageError> {
+        if let Some(e) = self.damaged_error() {
+            return Err(e);
+        }
         let Some(latest) = self.latest() else {
             return Ok(None);
         };
@@ -232,7 +295,7 @@ impl BlockStorage {
         let mut base: Option<Block> = None;
         let mut from = 0;
         for (i, tr) in revs.iter().enumerate().rev() {
-            if let Some(m) = self.raw.get_materialized(&self.id, &tr.trx_id)? {
+            if let Some(m) = self.materialized(&tr.trx_id)? {
                 base = m;
                 from = i + 1;
                 break;
@@ -287,6 +350,9 @@ impl BlockStorage {
         rev: Option<Rev>,
         policy: PendPolicy,
     ) -> Result<PendPlan, RepoError> {
+        if let Some(e) = self.damaged_error() {
+            return Err(e.into());
+        }
         let pending = self
             .state
             .pending
@@ -332,6 +398,9 @@ impl BlockStorage {
 
     /// Checks a commit of pending `trx` as `rev` (DESIGN §4 "commit").
     pub fn plan_commit(&self, trx: &TrxId, rev: Rev) -> Result<CommitPlan, RepoError> {
+        if let Some(e) = self.damaged_error() {
+            return Err(e.into());
+        }
         if let Some(latest) = self.latest() {
             if latest.rev >= rev {
                 if self.raw.get_revision(&self.id, rev)?.as_ref() == Some(trx) {
@@ -427,6 +496,8 @@ impl BlockStorage {
             });
         }
         let mut state = self.state.clone();
+        // Every record the archive covers is rewritten (sealed afresh).
+        state.damaged = None;
         let meta = state.meta.get_or_insert_with(BlockMeta::default);
         let mut ops = Vec::new();
         let id = &self.id;
@@ -481,6 +552,9 @@ impl BlockStorage {
     /// the latest) or, without `from`, just the latest revision. `None` when the
     /// block has no committed revision here.
     pub fn archive(&self, from: Option<Rev>) -> Result<Option<BlockArchive>, StorageError> {
+        if let Some(e) = self.damaged_error() {
+            return Err(e);
+        }
         let (Some(meta), Some(latest)) = (&self.state.meta, self.latest()) else {
             return Ok(None);
         };
@@ -491,7 +565,7 @@ impl BlockStorage {
         let mut revisions = Vec::new();
         for tr in self.raw.list_revisions(&self.id, start, latest.rev)? {
             let transform = self.committed_transform(&tr)?;
-            let block = self.raw.get_materialized(&self.id, &tr.trx_id)?.flatten();
+            let block = self.materialized(&tr.trx_id)?.flatten();
             revisions.push(ArchiveRevision {
                 trx_rev: tr,
                 transform,
@@ -533,7 +607,8 @@ impl BlockStorage {
             }
             Effect::Restored(state) => {
                 self.state = *state;
-                self.state.latest_block = self.load_latest_block()?;
+                let latest = self.load_latest_block()?;
+                self.state.latest_block = latest;
             }
         }
         Ok(())

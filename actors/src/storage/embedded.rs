@@ -29,7 +29,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    BlockMeta, DataDirLock, RawStorage, StorageError, StorageStats, WriteBatch, WriteFuture,
+    seal, BlockMeta, DataDirLock, RawStorage, StorageError, StorageStats, WriteBatch, WriteFuture,
     WriteOp,
 };
 use crate::model::{Block, BlockId, Rev, Transform, TrxId, TrxRev};
@@ -156,15 +156,15 @@ impl EmbeddedRawStorage {
         let Some(bytes) = ks.get(key).map_err(engine)? else {
             return Ok(None);
         };
-        rmp_serde::from_slice(&bytes)
+        seal::decode_value(&String::from_utf8_lossy(key), &bytes)
             .map(Some)
-            .map_err(|e| StorageError::corrupt(String::from_utf8_lossy(key), e))
+            .map_err(|e| self.stats.corrupt_found(e))
     }
 
     fn encode(op: &WriteOp) -> Result<Encoded, StorageError> {
         fn val<T: Serialize + ?Sized>(v: &T) -> Result<Option<Vec<u8>>, StorageError> {
             rmp_serde::to_vec_named(v)
-                .map(Some)
+                .map(|v| Some(seal::seal_value(&v)))
                 .map_err(|e| StorageError::Encode {
                     what: "messagepack record".into(),
                     message: e.to_string(),
@@ -219,7 +219,7 @@ impl EmbeddedRawStorage {
             WriteOp::PutRevision { block, rev, trx } => {
                 data(key(block, b'r', &rev.to_be_bytes()), val(trx)?)
             }
-            WriteOp::PutTxn { hash, bytes } => txn(hash, Some((**bytes).clone()))?,
+            WriteOp::PutTxn { hash, bytes } => txn(hash, Some(seal::seal_value(bytes)))?,
             WriteOp::DeleteTxn { hash } => txn(hash, None)?,
             WriteOp::PutMeta { block, meta } => Encoded {
                 space: Space::Meta,
@@ -395,8 +395,8 @@ impl RawStorage for EmbeddedRawStorage {
                 k.get(p..).and_then(|s| s.try_into().ok()).ok_or_else(|| {
                     StorageError::corrupt(String::from_utf8_lossy(&k), "bad revision key")
                 })?;
-            let trx_id = rmp_serde::from_slice(&v)
-                .map_err(|e| StorageError::corrupt(String::from_utf8_lossy(&k), e))?;
+            let trx_id = seal::decode_value(&String::from_utf8_lossy(&k), &v)
+                .map_err(|e| self.stats.corrupt_found(e))?;
             out.push(TrxRev {
                 trx_id,
                 rev: Rev::from_be_bytes(rev_bytes),
@@ -464,18 +464,30 @@ impl RawStorage for EmbeddedRawStorage {
     }
 
     fn get_txn(&self, hash: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self
-            .txn
-            .get(hash.as_bytes())
-            .map_err(engine)?
-            .map(|v| v.to_vec()))
+        let Some(v) = self.txn.get(hash.as_bytes()).map_err(engine)? else {
+            return Ok(None);
+        };
+        match seal::open_value(&v) {
+            Ok(record) => Ok(Some(record.to_vec())),
+            Err(e) => Err(self
+                .stats
+                .corrupt_found(StorageError::corrupt(format!("txn {hash}"), e))),
+        }
     }
 
     fn list_txns(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         let mut out = Vec::new();
         for guard in self.txn.iter() {
             let (k, v) = guard.into_inner().map_err(engine)?;
-            out.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
+            let hash = String::from_utf8_lossy(&k).into_owned();
+            match seal::open_value(&v) {
+                Ok(record) => out.push((hash, record.to_vec())),
+                // Counted and logged; a damaged state is skipped, not fatal.
+                Err(e) => {
+                    self.stats
+                        .corrupt_found(StorageError::corrupt(format!("txn {hash}"), e));
+                }
+            }
         }
         Ok(out)
     }

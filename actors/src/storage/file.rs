@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    BlockMeta, DataDirLock, RawStorage, StorageError, StorageStats, WriteBatch, WriteFuture,
+    seal, BlockMeta, DataDirLock, RawStorage, StorageError, StorageStats, WriteBatch, WriteFuture,
     WriteOp,
 };
 use crate::model::{Block, BlockId, Rev, Transform, TrxId, TrxRev};
@@ -101,7 +101,7 @@ impl Inner {
             }
             WriteOp::PutTxn { hash, bytes } => {
                 let path = self.txn_path(hash)?;
-                self.write_file(&path, bytes)?;
+                self.write_file(&path, &seal::seal_json(bytes))?;
                 dirty.insert(self.txn_dir.clone());
                 Ok(())
             }
@@ -211,9 +211,24 @@ impl Inner {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StorageError::io(path, e)),
         };
-        serde_json::from_slice(&bytes)
+        seal::decode_json(&path.display().to_string(), &bytes)
             .map(Some)
-            .map_err(|e| StorageError::corrupt(path.display().to_string(), e))
+            .map_err(|e| self.stats.corrupt_found(e))
+    }
+
+    fn read_txn(&self, hash: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let path = self.txn_path(hash)?;
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StorageError::io(path, e)),
+        };
+        match seal::open_json(&bytes) {
+            Ok(record) => Ok(Some(record.to_vec())),
+            Err(e) => Err(self
+                .stats
+                .corrupt_found(StorageError::corrupt(path.display().to_string(), e))),
+        }
     }
 
     /// File stems in `{block}/{sub}/` that parse with `parse`, skipping anything else
@@ -247,10 +262,12 @@ impl Inner {
 }
 
 fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StorageError> {
-    serde_json::to_vec(value).map_err(|e| StorageError::Encode {
-        what: "json record".into(),
-        message: e.to_string(),
-    })
+    serde_json::to_vec(value)
+        .map(|json| seal::seal_json(&json))
+        .map_err(|e| StorageError::Encode {
+            what: "json record".into(),
+            message: e.to_string(),
+        })
 }
 
 /// Returns whether the directory was created now.
@@ -355,12 +372,7 @@ impl RawStorage for FileRawStorage {
     }
 
     fn get_txn(&self, hash: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let path = self.inner.txn_path(hash)?;
-        match fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StorageError::io(path, e)),
-        }
+        self.inner.read_txn(hash)
     }
 
     fn list_txns(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
@@ -375,8 +387,12 @@ impl RawStorage for FileRawStorage {
             if crate::model::validate_id("message hash", hash).is_err() {
                 continue;
             }
-            if let Some(b) = self.get_txn(hash)? {
-                out.push((hash.to_string(), b));
+            match self.get_txn(hash) {
+                Ok(Some(b)) => out.push((hash.to_string(), b)),
+                Ok(None) => {}
+                // Counted and logged; a damaged state is skipped, not fatal.
+                Err(StorageError::Corrupt { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(out)

@@ -12,6 +12,7 @@ mod error;
 mod file;
 mod lock;
 mod memory;
+mod seal;
 mod types;
 
 use std::future::Future;
@@ -25,6 +26,7 @@ pub use error::{RepoError, StorageError};
 pub use file::FileRawStorage;
 pub use lock::DataDirLock;
 pub use memory::MemoryRawStorage;
+pub use seal::{read_embedded_meta, read_file_meta};
 pub use types::{ArchiveRevision, BlockArchive, BlockMeta, RevRange, WriteBatch, WriteOp};
 
 use crate::metrics::Counter;
@@ -103,6 +105,19 @@ pub struct StorageStats {
     pub bytes: Counter,
     /// Write batches that failed.
     pub failures: Counter,
+    /// Reads that found a damaged record (checksum mismatch, truncation, bad encoding).
+    pub corrupt: Counter,
+}
+
+impl StorageStats {
+    /// Counts and logs a damaged record found by a read, passing the error on.
+    pub(crate) fn corrupt_found(&self, e: StorageError) -> StorageError {
+        if matches!(e, StorageError::Corrupt { .. }) {
+            self.corrupt.add(1);
+            tracing::warn!(error = %e, "damaged record on disk: treated as missing, to be restored from peers");
+        }
+        e
+    }
 }
 
 /// Which backend a node stores its blocks in.
