@@ -32,6 +32,10 @@ pub struct Settings {
     pub request_timeout_ms: u64,
     /// Inbound requests accepted per second from one peer (0 = unlimited).
     pub max_requests_per_peer: u32,
+    /// Most pending transactions one block may hold.
+    pub max_pending_per_block: usize,
+    /// Most cluster transactions in progress at once on this node as a member.
+    pub max_active_transactions: usize,
 }
 
 impl Default for Settings {
@@ -48,6 +52,8 @@ impl Default for Settings {
             log_format: "text".into(),
             request_timeout_ms: 30_000,
             max_requests_per_peer: 16_000,
+            max_pending_per_block: 256,
+            max_active_transactions: optimystic_actors::cluster::DEFAULT_MAX_ACTIVE,
         }
     }
 }
@@ -78,6 +84,10 @@ pub struct Overrides {
     pub request_timeout_ms: Option<u64>,
     /// `--max-requests-per-peer` / `OPTIMYSTIC_MAX_REQUESTS_PER_PEER`.
     pub max_requests_per_peer: Option<u32>,
+    /// `--max-pending-per-block` / `OPTIMYSTIC_MAX_PENDING_PER_BLOCK`.
+    pub max_pending_per_block: Option<usize>,
+    /// `--max-active-transactions` / `OPTIMYSTIC_MAX_ACTIVE_TRANSACTIONS`.
+    pub max_active_transactions: Option<usize>,
 }
 
 impl Settings {
@@ -108,7 +118,9 @@ impl Settings {
             cluster_size,
             log_format,
             request_timeout_ms,
-            max_requests_per_peer
+            max_requests_per_peer,
+            max_pending_per_block,
+            max_active_transactions
         );
         s.validate()?;
         Ok(s)
@@ -127,8 +139,12 @@ impl Settings {
                 self.log_format
             ));
         }
-        if self.cluster_size == 0 || self.max_live_blocks == 0 {
-            return Err("cluster-size and max-live-blocks must be at least 1".into());
+        if self.cluster_size == 0
+            || self.max_live_blocks == 0
+            || self.max_pending_per_block == 0
+            || self.max_active_transactions == 0
+        {
+            return Err("cluster-size, max-live-blocks, max-pending-per-block and max-active-transactions must be at least 1".into());
         }
         if !(100..=3_600_000).contains(&self.request_timeout_ms) {
             return Err(format!(

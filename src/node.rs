@@ -63,6 +63,8 @@ pub struct NodeConfig {
     pub http: Option<SocketAddr>,
     /// Peers per block cluster (reported now, used by consensus).
     pub cluster_size: usize,
+    /// Most cluster transactions in progress at once on this node as a member.
+    pub max_active_transactions: usize,
 }
 
 impl Default for NodeConfig {
@@ -77,6 +79,7 @@ impl Default for NodeConfig {
             net: NetConfig::default(),
             http: None,
             cluster_size: 3,
+            max_active_transactions: optimystic_actors::cluster::DEFAULT_MAX_ACTIVE,
         }
     }
 }
@@ -118,6 +121,8 @@ impl NodeBuilder {
         b = b.cluster_size(s.cluster_size);
         b.cfg.net.request_timeout = std::time::Duration::from_millis(s.request_timeout_ms);
         b.cfg.net.max_requests_per_peer_per_sec = s.max_requests_per_peer;
+        b.cfg.registry.max_pending_per_block = s.max_pending_per_block;
+        b.cfg.max_active_transactions = s.max_active_transactions;
         b
     }
 
@@ -296,6 +301,7 @@ impl NodeHandle {
         )?;
         let repo = StorageRepo::new(registry);
         let members = MemberDirectory::new(key.clone(), repo.clone(), TxnStore::new(raw.clone()));
+        members.set_max_active(cfg.max_active_transactions);
         let coordinator = CoordinatorHandle::start(Coordinator::new(
             key.clone(),
             repo.clone(),

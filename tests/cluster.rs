@@ -537,6 +537,54 @@ async fn members_settle_by_recovery_when_the_coordinator_vanishes() {
     }
 }
 
+#[actix_rt::test]
+async fn a_member_refuses_new_transactions_past_its_active_limit() {
+    let dirs = three_dirs();
+    let a = start_node(dirs[0].path(), vec![]).await;
+    let b = start_node_with(dirs[1].path(), vec![a.1.clone()], |c| {
+        c.max_active_transactions = 1
+    })
+    .await;
+    let c = start_node(dirs[2].path(), vec![a.1.clone()]).await;
+    let nodes = vec![a, b, c];
+    let net = client_net();
+    let members = members_of(&nodes);
+    let first = pend_record(&members, "held", 30_000);
+    let promised = deliver(&net, &nodes[1], first.clone()).await;
+    assert!(promised
+        .promises
+        .contains_key(&nodes[1].0.peer_id().to_string()));
+    // A second transaction while the first is undecided: refused, retryable.
+    let second = pend_record(&members, "other", 30_000);
+    let refused = cluster_update(
+        &net,
+        nodes[1].0.peer_id(),
+        vec![nodes[1].1.clone()],
+        second.clone(),
+        Duration::from_secs(10),
+    )
+    .await;
+    match refused {
+        Err(NetError::Remote { code, .. }) => assert_eq!(code, "busy"),
+        other => panic!("second transaction past the limit: {other:?}"),
+    }
+    // The transaction already in progress is still served.
+    let again = deliver(&net, &nodes[1], first).await;
+    assert!(again
+        .promises
+        .contains_key(&nodes[1].0.peer_id().to_string()));
+    // The refused one left nothing behind: the block is not held on B.
+    assert!(nodes[1]
+        .0
+        .storage()
+        .list_pending(&bid("other"))
+        .unwrap()
+        .is_empty());
+    for (n, _) in nodes {
+        n.shutdown().await;
+    }
+}
+
 /// Starts a node whose clusters have `k` members.
 async fn start_k(
     dir: &std::path::Path,

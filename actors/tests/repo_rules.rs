@@ -319,3 +319,44 @@ async fn context_catch_up_commits_pending() {
     assert_eq!(r[&bid("a")].state.latest.as_ref().unwrap().rev, 2);
     assert_eq!(r[&bid("a")].state.pendings, None);
 }
+
+#[actix_rt::test]
+async fn a_block_holds_at_most_max_pending_transactions() {
+    use optimystic_actors::block::RegistryOptions;
+    for kind in KINDS {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RegistryOptions {
+            max_pending_per_block: 3,
+            ..RegistryOptions::default()
+        };
+        let repo = repo_with(kind, dir.path(), opts);
+        write(&repo, "t0", 1, insert(&["a"])).await;
+        let pend = |trx: &str| {
+            repo.pend(pend_req(
+                trx,
+                None,
+                append(&["a"], json!(trx)),
+                PendPolicy::Continue,
+            ))
+        };
+        for trx in ["p1", "p2", "p3"] {
+            assert!(pend(trx).await.unwrap().is_success(), "{kind}: {trx}");
+        }
+        match pend("p4").await {
+            Err(RepoError::TooManyPending { block, limit: 3 }) => assert_eq!(block, bid("a")),
+            other => panic!("{kind}: fourth pend gave {other:?}"),
+        }
+        // A repeat of a pending transaction is not a new one.
+        assert!(pend("p2").await.unwrap().is_success(), "{kind}");
+        let r = repo.get(gets(&["a"])).await.unwrap();
+        assert_eq!(
+            r[&bid("a")].state.pendings.as_ref().map(Vec::len),
+            Some(3),
+            "{kind}: the refused pend left something behind"
+        );
+        // Room again once one commits.
+        let c = repo.commit(commit_req("p1", &["a"], 2)).await.unwrap();
+        assert!(c.is_success(), "{kind}");
+        assert!(pend("p4").await.unwrap().is_success(), "{kind}");
+    }
+}

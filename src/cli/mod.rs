@@ -97,6 +97,14 @@ pub struct NodeArgs {
     /// [default: 16000]. Over it a peer gets `rate_limited` errors.
     #[arg(long, env = "OPTIMYSTIC_MAX_REQUESTS_PER_PEER")]
     pub max_requests_per_peer: Option<u32>,
+    /// Most pending transactions one block may hold; a pend past it gets
+    /// `too_many_pending` [default: 256].
+    #[arg(long, env = "OPTIMYSTIC_MAX_PENDING_PER_BLOCK")]
+    pub max_pending_per_block: Option<usize>,
+    /// Most cluster transactions in progress at once on this node as a member; a
+    /// new one past it gets `busy` [default: 4096].
+    #[arg(long, env = "OPTIMYSTIC_MAX_ACTIVE_TRANSACTIONS")]
+    pub max_active_transactions: Option<usize>,
 }
 
 impl NodeArgs {
@@ -114,6 +122,8 @@ impl NodeArgs {
             log_format: self.log_format.clone(),
             request_timeout_ms: self.request_timeout_ms,
             max_requests_per_peer: self.max_requests_per_peer,
+            max_pending_per_block: self.max_pending_per_block,
+            max_active_transactions: self.max_active_transactions,
         };
         crate::config::Settings::resolve(self.config.as_deref(), o)
     }

@@ -160,7 +160,10 @@ impl BlockActor {
 
     fn storage(&mut self) -> Result<&mut BlockStorage, RepoError> {
         if self.storage.is_none() {
-            self.storage = Some(BlockStorage::load(self.id.clone(), self.core.raw.clone())?);
+            self.storage = Some(
+                BlockStorage::load(self.id.clone(), self.core.raw.clone())?
+                    .with_pending_limit(self.core.max_pending),
+            );
         }
         self.storage
             .as_mut()

@@ -37,6 +37,9 @@ pub struct RegistryOptions {
     pub max_live: usize,
     /// Arbiters (threads) the actors are spread over.
     pub arbiters: usize,
+    /// Most pending transactions one block may hold (a pend past it is refused with
+    /// `too_many_pending`).
+    pub max_pending_per_block: usize,
 }
 
 impl Default for RegistryOptions {
@@ -44,6 +47,7 @@ impl Default for RegistryOptions {
         Self {
             max_live: 10_000,
             arbiters: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_pending_per_block: 256,
         }
     }
 }
@@ -57,6 +61,7 @@ pub(crate) struct RegistryCore {
     arbiters: Vec<ArbiterHandle>,
     hasher: std::collections::hash_map::RandomState,
     max_live: usize,
+    pub(crate) max_pending: usize,
     clock: AtomicU64,
     next_generation: AtomicU64,
     evicting: AtomicUsize,
@@ -190,6 +195,7 @@ impl BlockRegistry {
                 arbiters,
                 hasher: Default::default(),
                 max_live: opts.max_live.max(1),
+                max_pending: opts.max_pending_per_block.max(1),
                 clock: AtomicU64::new(0),
                 next_generation: AtomicU64::new(0),
                 evicting: AtomicUsize::new(0),

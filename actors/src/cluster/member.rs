@@ -7,6 +7,7 @@
 //! reservations, so conflict detection has one owner per node.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -42,6 +43,9 @@ pub enum ClusterError {
     /// The member actor is gone.
     #[error("cluster member unavailable: {0}")]
     Unavailable(String),
+    /// Too many transactions are undecided here; retry later.
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 /// The blocks an operation touches (reserved while undecided).
@@ -79,7 +83,14 @@ pub struct MemberDirectory {
     /// Decided transactions by deadline, to forget [`RETENTION`] after it.
     retired: Mutex<BTreeSet<(u64, String)>>,
     fresh: Arc<super::Freshness>,
+    /// Member actors running (transactions in progress here).
+    active: AtomicUsize,
+    /// Most member actors running at once; a new transaction past it is refused.
+    max_active: AtomicUsize,
 }
+
+/// Default of [`MemberDirectory::set_max_active`].
+pub const DEFAULT_MAX_ACTIVE: usize = 4096;
 
 /// How long a decided transaction's state is kept past its deadline: it answers
 /// duplicate deliveries (refused as expired anyway once the deadline is past) and
@@ -115,7 +126,21 @@ impl MemberDirectory {
             own: DashMap::new(),
             retired: Mutex::new(BTreeSet::new()),
             fresh: Arc::default(),
+            active: AtomicUsize::new(0),
+            max_active: AtomicUsize::new(DEFAULT_MAX_ACTIVE),
         })
+    }
+
+    /// Sets the most transactions in progress at once on this member; a record of a
+    /// new transaction past it is refused (`busy`, retryable). Transactions this
+    /// member already knows are never refused.
+    pub fn set_max_active(&self, n: usize) {
+        self.max_active.store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// Member actors running now.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
     }
 
     /// Promises dropped at expiry by recovery (no proof of a commit).
@@ -296,6 +321,12 @@ impl MemberDirectory {
             return Ok(a.clone());
         }
         let state = self.store.load(hash)?;
+        if state.is_none() && self.active() >= self.max_active.load(Ordering::Relaxed) {
+            return Err(ClusterError::Busy(format!(
+                "{} transactions in progress on this member",
+                self.active()
+            )));
+        }
         let dir = self.clone();
         let hash_owned = hash.to_string();
         let addr = self
@@ -323,6 +354,7 @@ pub struct ClusterMember {
 
 impl ClusterMember {
     fn new(dir: Arc<MemberDirectory>, hash: String, state: Option<TxnState>) -> Self {
+        dir.active.fetch_add(1, Ordering::Relaxed);
         Self { dir, hash, state }
     }
 
@@ -471,6 +503,7 @@ impl Actor for ClusterMember {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.dir.active.fetch_sub(1, Ordering::Relaxed);
         if let Some(s) = self.state.as_ref().filter(|s| s.phase != Phase::Promised) {
             self.dir
                 .retire(&self.hash, s.record.message.expiration.unwrap_or(0));

@@ -11,7 +11,9 @@ pub mod store;
 
 pub use fresh::Freshness;
 pub use keyspace::closest_peers;
-pub use member::{message_blocks, operation_blocks, ClusterError, MemberDirectory, RETENTION};
+pub use member::{
+    message_blocks, operation_blocks, ClusterError, MemberDirectory, DEFAULT_MAX_ACTIVE, RETENTION,
+};
 pub use phase::{Action, Event, Phase, TxnError};
 pub use record::{
     abandoned, canonical_json, majority, message_hash, peer_entry, sign_commit, sign_promise,

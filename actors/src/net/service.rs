@@ -195,6 +195,7 @@ async fn serve_cluster(
                 ClusterError::Txn(_) => codes::DECIDED,
                 ClusterError::Storage(_) => codes::STORAGE,
                 ClusterError::Unavailable(_) => codes::UNAVAILABLE,
+                ClusterError::Busy(_) => codes::BUSY,
             };
             Err(ErrorReply::new(code, e.to_string()))
         }
@@ -221,6 +222,7 @@ pub fn repo_error(e: RepoError) -> ErrorReply {
         RepoError::Transform(_) => codes::TRANSFORM,
         RepoError::NotPending { .. } | RepoError::ContextTrxMissing { .. } => codes::NOT_PENDING,
         RepoError::PendConflict { .. } => codes::PEND_CONFLICT,
+        RepoError::TooManyPending { .. } => codes::TOO_MANY_PENDING,
         RepoError::Invalid(_) => codes::INVALID,
         RepoError::Restore { .. } => codes::RESTORE,
         RepoError::Unavailable(_) => codes::UNAVAILABLE,

@@ -29,6 +29,8 @@ pub mod codes {
     pub const TRANSFORM: &str = "transform";
     /// Same transaction pended again with a different transform.
     pub const PEND_CONFLICT: &str = "pend_conflict";
+    /// The block already holds the most pending transactions allowed; retry after some commit or cancel.
+    pub const TOO_MANY_PENDING: &str = "too_many_pending";
     /// A request that is well-formed but makes no sense (e.g. names no block).
     pub const INVALID: &str = "invalid";
     /// The node's storage failed; nothing was acknowledged.

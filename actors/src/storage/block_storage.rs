@@ -109,6 +109,7 @@ pub struct BlockStorage {
     id: BlockId,
     raw: Arc<dyn RawStorage>,
     state: CachedState,
+    max_pending: usize,
 }
 
 impl BlockStorage {
@@ -146,6 +147,7 @@ impl BlockStorage {
         let mut me = Self {
             id,
             raw,
+            max_pending: usize::MAX,
             state: CachedState {
                 meta,
                 pending,
@@ -200,6 +202,13 @@ impl BlockStorage {
                 what: format!("block {}", self.id),
                 message: format!("{why}; no peer restored it"),
             })
+    }
+
+    /// Limits the pending transactions a pend may leave on the block (a repeat of
+    /// one already pending is not counted); unlimited by default.
+    pub fn with_pending_limit(mut self, max_pending: usize) -> Self {
+        self.max_pending = max_pending;
+        self
     }
 
     /// The block id.
@@ -384,6 +393,12 @@ impl BlockStorage {
             return Err(RepoError::PendConflict {
                 block: self.id.clone(),
                 trx: trx.clone(),
+            });
+        }
+        if self.state.pending.len() >= self.max_pending {
+            return Err(RepoError::TooManyPending {
+                block: self.id.clone(),
+                limit: self.max_pending,
             });
         }
         apply_transform(&self.id, self.state.latest_block.as_deref(), transform)?;
@@ -616,7 +631,7 @@ impl BlockStorage {
 
     /// Reloads everything from the backend (after a write whose outcome is unknown).
     pub fn reload(&mut self) -> Result<(), StorageError> {
-        *self = Self::load(self.id.clone(), self.raw.clone())?;
+        *self = Self::load(self.id.clone(), self.raw.clone())?.with_pending_limit(self.max_pending);
         Ok(())
     }
 

@@ -110,6 +110,14 @@ pub enum RepoError {
         /// Detail.
         message: String,
     },
+    /// The block holds the most pending transactions allowed.
+    #[error("block {block} already holds {limit} pending transactions; retry after some commit or cancel")]
+    TooManyPending {
+        /// The block.
+        block: BlockId,
+        /// The limit (`max-pending-per-block`).
+        limit: usize,
+    },
     /// The actor system is shutting down or overloaded.
     #[error("repo unavailable: {0}")]
     Unavailable(String),
