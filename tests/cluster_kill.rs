@@ -411,7 +411,6 @@ async fn sigkill_the_coordinator_binary_between_phases() {
 /// data) while writes keep going through A: no acknowledged commit is lost, and
 /// every replica converges on the same latest revision and content.
 #[actix_rt::test]
-#[ignore = "fails intermittently: a member that was down sometimes reads an old revision as the one before it (issue: reliability, docs/RELIABILITY.md); run with --ignored"]
 async fn twenty_member_kills_lose_nothing() {
     const KILLS: usize = 20;
     let dirs = [

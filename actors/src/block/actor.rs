@@ -14,7 +14,7 @@ use crate::metrics::HandlerTimer;
 use crate::model::{
     BlockId, GetBlockResult, PendPolicy, Rev, Transform, TrxId, TrxPending, TrxRev, TrxTransforms,
 };
-use crate::storage::{BlockArchive, BlockStorage, RepoError, RestoreFn, WriteBatch};
+use crate::storage::{BlockStorage, RepoError, RestoreFn, WriteBatch};
 
 /// Mailbox capacity of a BlockActor (senders wait beyond it).
 pub(crate) const BLOCK_MAILBOX: usize = 64;
@@ -85,13 +85,6 @@ pub(crate) struct Read {
     pub(crate) overlay: Option<TrxId>,
     /// Committed transactions to catch up on first, sorted by rev.
     pub(crate) catch_up: Arc<Vec<TrxRev>>,
-}
-
-/// The block's archive for a restoring peer (never triggers restoration itself).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<Option<BlockArchive>, RepoError>")]
-pub(crate) struct Archive {
-    pub(crate) from: Option<Rev>,
 }
 
 /// Stop if still the registered generation.

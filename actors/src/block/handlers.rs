@@ -6,13 +6,13 @@ use futures::FutureExt;
 use tokio::sync::oneshot;
 
 use super::actor::{
-    Archive, BlockActor, BlockOp, Decision, Mode, Passivate, Prepare, Prepared, Read, Reply,
+    BlockActor, BlockOp, Decision, Mode, Passivate, Prepare, Prepared, Read, Reply,
 };
 use crate::model::{
     apply_transform, BlockTrxState, GetBlockResult, PendPolicy, Rev, TrxId, TrxRev,
 };
 use crate::storage::{
-    BlockArchive, BlockStorage, CommitPlan, Effect, RepoError, RestoreFn, StorageError, WriteBatch,
+    BlockStorage, CommitPlan, Effect, RepoError, RestoreFn, StorageError, WriteBatch,
 };
 
 type Outcome<T> = (Option<BlockStorage>, Result<T, RepoError>);
@@ -258,15 +258,5 @@ impl Handler<Passivate> for BlockActor {
         self.core().forget(&id, generation);
         self.core().metrics.registry.passivated.add(1);
         ctx.stop();
-    }
-}
-
-impl Handler<Archive> for BlockActor {
-    type Result = Reply<Result<Option<BlockArchive>, RepoError>>;
-
-    fn handle(&mut self, msg: Archive, _: &mut Context<Self>) -> Self::Result {
-        let timer = self.timer();
-        let r = self.loaded().and_then(|st| Ok(st.archive(msg.from)?));
-        Reply::Now(r, timer)
     }
 }

@@ -11,14 +11,14 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 
-use super::actor::{Archive, BlockOp, Decision, Mode, Prepare, Prepared, Read};
+use super::actor::{BlockOp, Decision, Mode, Prepare, Prepared, Read};
 use super::registry::BlockRegistry;
 use crate::metrics::{Outcome, RepoOp};
 use crate::model::{
     BlockGets, BlockId, CommitRequest, CommitResult, GetBlockResults, PendPolicy, PendRequest,
     PendResult, PendSuccess, Rev, StaleFailure, TrxBlocks, TrxPending, TrxRev, TrxTransforms,
 };
-use crate::storage::{BlockArchive, RepoError};
+use crate::storage::{BlockArchive, BlockStorage, RepoError};
 
 /// The local repo: `get`, `pend`, `commit`, `cancel`.
 #[derive(Clone)]
@@ -186,12 +186,21 @@ impl StorageRepo {
     }
 
     /// The block's archive for a restoring peer: from `from`, or its latest revision.
+    ///
+    /// Read straight from storage (what is durable), not through the block's actor:
+    /// that actor may itself be restoring the block from the asking peer, and two
+    /// nodes restoring one block from each other would wait on each other.
     pub async fn archive(
         &self,
         id: &BlockId,
         from: Option<Rev>,
     ) -> Result<Option<BlockArchive>, RepoError> {
-        self.registry.call(id, Archive { from }).await?
+        let raw = self.registry.raw().clone();
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || BlockStorage::load(id, raw)?.archive(from))
+            .await
+            .map_err(|e| RepoError::Unavailable(format!("archive task failed: {e}")))?
+            .map_err(RepoError::from)
     }
 
     /// Runs one operation per block: solo for one block, else prepare-all in

@@ -87,6 +87,9 @@ pub struct MemberDirectory {
     active: AtomicUsize,
     /// Most member actors running at once; a new transaction past it is refused.
     max_active: AtomicUsize,
+    /// Brings blocks this node does not know current up to date before an agreed
+    /// operation executes on them (set by the coordinator).
+    catch_up: OnceLock<Arc<super::CatchUp>>,
 }
 
 /// Default of [`MemberDirectory::set_max_active`].
@@ -128,7 +131,13 @@ impl MemberDirectory {
             fresh: Arc::default(),
             active: AtomicUsize::new(0),
             max_active: AtomicUsize::new(DEFAULT_MAX_ACTIVE),
+            catch_up: OnceLock::new(),
         })
+    }
+
+    /// Sets how blocks are caught up with their cluster before execution.
+    pub fn set_catch_up(&self, c: Arc<super::CatchUp>) {
+        let _ = self.catch_up.set(c);
     }
 
     /// Sets the most transactions in progress at once on this member; a record of a
@@ -553,9 +562,22 @@ async fn execute(repo: StorageRepo, op: RepoOperation) -> serde_json::Value {
 async fn execute_all(
     repo: StorageRepo,
     fresh: Arc<super::Freshness>,
+    catch_up: Option<Arc<super::CatchUp>>,
     ops: Vec<RepoOperation>,
 ) -> serde_json::Value {
     let sets: Vec<BTreeSet<BlockId>> = ops.iter().map(operation_blocks).collect();
+    // A copy that missed writes (this node was down or cut off) must not take the
+    // operation on a stale base: catch up the blocks not known current first.
+    if let Some(c) = catch_up {
+        let blocks: Vec<BlockId> = sets
+            .iter()
+            .flatten()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        c.catch_up(&blocks).await;
+    }
     let ops_blocks: Vec<Option<Vec<BlockId>>> = ops
         .iter()
         .map(|op| match op {
@@ -698,6 +720,7 @@ impl Handler<Update> for ClusterMember {
                 let work = execute_all(
                     self.dir.repo.clone(),
                     self.dir.fresh.clone(),
+                    self.dir.catch_up.get().cloned(),
                     record.message.operations.clone(),
                 );
                 let fut = fut::wrap_future::<_, Self>(work).map(move |result, act, ctx| {

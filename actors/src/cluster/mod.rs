@@ -2,6 +2,7 @@
 //! signed votes, the member's two-phase-commit state machine, and the key-space
 //! arithmetic that picks each block's cluster. docs/CONSENSUS.md states the rules.
 
+pub mod catchup;
 pub mod fresh;
 pub mod keyspace;
 pub mod member;
@@ -9,6 +10,7 @@ pub mod phase;
 pub mod record;
 pub mod store;
 
+pub use catchup::CatchUp;
 pub use fresh::Freshness;
 pub use keyspace::closest_peers;
 pub use member::{

@@ -24,8 +24,8 @@ use serde::de::DeserializeOwned;
 use crate::block::StorageRepo;
 use crate::cluster::record::tally;
 use crate::cluster::{
-    closest_peers, majority, message_hash, operation_blocks, peer_entry, sign_commit, ClusterPeer,
-    ClusterRecord, MemberDirectory, VoteType,
+    closest_peers, majority, message_hash, operation_blocks, peer_entry, sign_commit, CatchUp,
+    ClusterPeer, ClusterRecord, MemberDirectory, VoteType,
 };
 use crate::metrics::{ActorMetrics, Counter, Histogram};
 use crate::model::{
@@ -70,10 +70,8 @@ pub struct Coordinator {
     timeout: Duration,
     lanes: parking_lot::Mutex<HashMap<String, Lane>>,
     fault: fault::Fault,
+    catch_up: Arc<CatchUp>,
 }
-
-/// Per-peer wait when a read compares a block with its cluster.
-const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The peers this node can take into a cluster.
 struct View {
@@ -104,6 +102,14 @@ impl Coordinator {
         timeout: Duration,
     ) -> Self {
         let me = key.public().to_peer_id();
+        let catch_up = Arc::new(CatchUp::new(
+            me,
+            repo.clone(),
+            net.clone(),
+            members.freshness().clone(),
+            cluster_size,
+        ));
+        members.set_catch_up(catch_up.clone());
         Self {
             metrics: Arc::new(TxnMetrics::default()),
             key,
@@ -115,6 +121,7 @@ impl Coordinator {
             timeout,
             lanes: parking_lot::Mutex::new(HashMap::new()),
             fault: fault::Fault::configured(),
+            catch_up,
         }
     }
 
@@ -135,101 +142,9 @@ impl Coordinator {
     /// newer revision. Reads with a context restore on their own.
     pub async fn get(&self, gets: BlockGets) -> Result<GetBlockResults, RepoError> {
         if gets.context.is_none() {
-            self.catch_up(&gets.block_ids).await;
+            self.catch_up.catch_up(&gets.block_ids).await;
         }
         self.repo.get(gets).await
-    }
-
-    async fn catch_up(&self, blocks: &[BlockId]) {
-        let Ok(net) = self.net() else {
-            return;
-        };
-        let published = net.member_view();
-        if published.members.is_empty() {
-            return;
-        }
-        let members = published.fingerprint;
-        let fresh = self.members.freshness();
-        let stale = fresh.unknown(members, blocks);
-        if stale.is_empty() {
-            return;
-        }
-        let Ok(view) = self.view().await else {
-            return;
-        };
-        let checked = futures::future::join_all(
-            stale
-                .iter()
-                .map(|b| async { (b.clone(), self.catch_up_block(&view, b).await) }),
-        )
-        .await;
-        fresh.compared(
-            members,
-            checked.into_iter().filter(|(_, ok)| *ok).map(|(b, _)| b),
-        );
-    }
-
-    /// Compares one block with its cluster peers; restores when one is ahead.
-    /// True when the comparison happened (some peer answered, or none to ask).
-    async fn catch_up_block(&self, view: &View, block: &BlockId) -> bool {
-        let Ok(net) = self.net() else {
-            return false;
-        };
-        let peers: Vec<PeerId> =
-            closest_peers(block, view.candidates.iter().copied(), self.cluster_size)
-                .into_iter()
-                .filter(|p| *p != self.me && view.infos.contains_key(p))
-                .collect();
-        if peers.is_empty() {
-            return true;
-        }
-        let answers = futures::future::join_all(
-            peers
-                .iter()
-                .map(|p| crate::net::fetch_archive(net, *p, block, None, CATCH_UP_TIMEOUT)),
-        )
-        .await;
-        let answered = answers.iter().any(Result::is_ok);
-        let newest = answers
-            .into_iter()
-            .filter_map(Result::ok)
-            .flatten()
-            .filter(|a| a.block_id == *block)
-            .filter_map(|a| a.revisions.last().map(|r| r.trx_rev.rev))
-            .max();
-        let Some(newest) = newest else {
-            return answered;
-        };
-        let one = |context| BlockGets {
-            block_ids: vec![block.clone()],
-            context,
-        };
-        let local = self
-            .repo
-            .get(one(None))
-            .await
-            .ok()
-            .and_then(|r| r.get(block)?.state.latest.as_ref().map(|l| l.rev));
-        if local.is_some_and(|l| l >= newest) {
-            return answered;
-        }
-        let ctx = crate::model::TrxContext {
-            committed: Vec::new(),
-            rev: newest,
-            trx_id: None,
-        };
-        if let Err(e) = self.repo.get(one(Some(ctx))).await {
-            tracing::warn!(%block, error = %e, "cannot catch up with the cluster");
-            return false;
-        }
-        // Current only if the restoration really reached the peer's revision (the
-        // peer may not be known as a block server yet): otherwise compare again.
-        self.repo
-            .get(one(None))
-            .await
-            .ok()
-            .and_then(|r| r.get(block)?.state.latest.as_ref().map(|l| l.rev))
-            .is_some_and(|l| l >= newest)
     }
 
     /// Who this node can reach and take into a cluster right now.

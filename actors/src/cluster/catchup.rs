@@ -1,0 +1,151 @@
+//! Catching a block up with its cluster: compare this node's copy with the
+//! block's other cluster peers and restore from them when one is ahead.
+//!
+//! Used before a plain read (the coordinator) and before a member executes an
+//! agreed operation on a block it does not know to be current (it was down, or
+//! its member set changed): executing on a stale copy would put the operation on
+//! the wrong base and leave a hole in the block's history.
+//!
+//! Peers answer the archive requests straight from storage, never behind a
+//! BlockActor that may itself be restoring, so two nodes catching the same block
+//! up at once never wait on each other.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use libp2p::PeerId;
+
+use super::{closest_peers, Freshness};
+use crate::block::StorageRepo;
+use crate::model::{BlockGets, BlockId, Rev, TrxContext};
+use crate::net::NetClient;
+
+/// Per-peer wait when comparing a block with its cluster.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What catching up needs from the node.
+pub struct CatchUp {
+    me: PeerId,
+    repo: StorageRepo,
+    net: Arc<OnceLock<NetClient>>,
+    fresh: Arc<Freshness>,
+    cluster_size: usize,
+}
+
+impl CatchUp {
+    /// Catch-up for the node `me`, whose clusters have `cluster_size` members.
+    pub fn new(
+        me: PeerId,
+        repo: StorageRepo,
+        net: Arc<OnceLock<NetClient>>,
+        fresh: Arc<Freshness>,
+        cluster_size: usize,
+    ) -> Self {
+        Self {
+            me,
+            repo,
+            net,
+            fresh,
+            cluster_size: cluster_size.max(1),
+        }
+    }
+
+    /// Compares every block of `blocks` not known current under the present member
+    /// set with its cluster (one round trip to its peers, concurrently), restoring
+    /// those a peer holds newer. Best effort: a block no peer answered for stays
+    /// unknown and is compared again next time.
+    pub async fn catch_up(&self, blocks: &[BlockId]) {
+        let Some(net) = self.net.get() else {
+            return;
+        };
+        let view = net.member_view();
+        if view.members.is_empty() {
+            return;
+        }
+        let stale = self.fresh.unknown(view.fingerprint, blocks);
+        if stale.is_empty() {
+            return;
+        }
+        let candidates: Vec<PeerId> = view
+            .members
+            .iter()
+            .map(|p| p.peer_id)
+            .chain([self.me])
+            .collect();
+        let checked = futures::future::join_all(
+            stale
+                .iter()
+                .map(|b| async { (b.clone(), self.catch_up_block(net, &candidates, b).await) }),
+        )
+        .await;
+        self.fresh.compared(
+            view.fingerprint,
+            checked.into_iter().filter(|(_, ok)| *ok).map(|(b, _)| b),
+        );
+    }
+
+    /// Compares one block with its cluster peers; restores when one is ahead.
+    /// True when the comparison happened (some peer answered, or none to ask).
+    async fn catch_up_block(
+        &self,
+        net: &NetClient,
+        candidates: &[PeerId],
+        block: &BlockId,
+    ) -> bool {
+        let peers: Vec<PeerId> =
+            closest_peers(block, candidates.iter().copied(), self.cluster_size)
+                .into_iter()
+                .filter(|p| *p != self.me)
+                .collect();
+        if peers.is_empty() {
+            return true;
+        }
+        let answers = futures::future::join_all(
+            peers
+                .iter()
+                .map(|p| crate::net::fetch_archive(net, *p, block, None, CATCH_UP_TIMEOUT)),
+        )
+        .await;
+        let answered = answers.iter().any(Result::is_ok);
+        let newest = answers
+            .into_iter()
+            .filter_map(Result::ok)
+            .flatten()
+            .filter(|a| a.block_id == *block)
+            .filter_map(|a| a.revisions.last().map(|r| r.trx_rev.rev))
+            .max();
+        let Some(newest) = newest else {
+            return answered;
+        };
+        if self.local_latest(block).await.is_some_and(|l| l >= newest) {
+            return answered;
+        }
+        let ctx = TrxContext {
+            committed: Vec::new(),
+            rev: newest,
+            trx_id: None,
+        };
+        if let Err(e) = self.repo.get(one(block, Some(ctx))).await {
+            tracing::warn!(%block, error = %e, "cannot catch up with the cluster");
+            return false;
+        }
+        // Current only if the restoration really reached the peer's revision (the
+        // peer may not be known as a block server yet): otherwise compare again.
+        self.local_latest(block).await.is_some_and(|l| l >= newest)
+    }
+
+    async fn local_latest(&self, block: &BlockId) -> Option<Rev> {
+        self.repo
+            .get(one(block, None))
+            .await
+            .ok()
+            .and_then(|r| r.get(block)?.state.latest.as_ref().map(|l| l.rev))
+    }
+}
+
+fn one(block: &BlockId, context: Option<TrxContext>) -> BlockGets {
+    BlockGets {
+        block_ids: vec![block.clone()],
+        context,
+    }
+}
