@@ -108,6 +108,7 @@ fn record(keys: &[Keypair], ops: usize) -> ClusterRecord {
         message,
         promises: BTreeMap::new(),
         commits: BTreeMap::new(),
+        heads: BTreeMap::new(),
     }
 }
 

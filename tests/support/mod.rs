@@ -290,5 +290,6 @@ pub fn pend_record(members: &[(String, String)], block: &str, ttl_ms: u64) -> Cl
         message,
         promises: Default::default(),
         commits: Default::default(),
+        heads: Default::default(),
     }
 }

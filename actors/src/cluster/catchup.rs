@@ -10,6 +10,7 @@
 //! BlockActor that may itself be restoring, so two nodes catching the same block
 //! up at once never wait on each other.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -82,6 +83,36 @@ impl CatchUp {
             view.fingerprint,
             checked.into_iter().filter(|(_, ok)| *ok).map(|(b, _)| b),
         );
+    }
+
+    /// Restores every block of `heads` whose copy here is older than the revision
+    /// given (the newest a promising member reported), concurrently. Best effort:
+    /// a block that cannot be restored executes on what is here, as before.
+    pub async fn catch_up_to(&self, heads: BTreeMap<BlockId, Rev>) {
+        let raw = self.repo.registry().raw().clone();
+        let behind: Vec<(BlockId, Rev)> = heads
+            .into_iter()
+            .filter(|(b, rev)| {
+                let local = raw
+                    .get_meta(b)
+                    .ok()
+                    .flatten()
+                    .and_then(|m| m.latest)
+                    .map(|l| l.rev);
+                local.is_none_or(|l| l < *rev)
+            })
+            .collect();
+        futures::future::join_all(behind.into_iter().map(|(block, rev)| async move {
+            let ctx = TrxContext {
+                committed: Vec::new(),
+                rev,
+                trx_id: None,
+            };
+            if let Err(e) = self.repo.get(one(&block, Some(ctx))).await {
+                tracing::warn!(%block, error = %e, "cannot catch up with the cluster before executing");
+            }
+        }))
+        .await;
     }
 
     /// Compares one block with its cluster peers; restores when one is ahead.

@@ -6,7 +6,7 @@
 //! again). The [`MemberDirectory`] routes records to them and owns the
 //! reservations, so conflict detection has one owner per node.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -24,7 +24,7 @@ use super::record::{
 use super::store::{TxnState, TxnStore};
 use crate::block::StorageRepo;
 use crate::metrics::{ActorMetrics, HandlerTimer};
-use crate::model::{BlockId, RepoOperation};
+use crate::model::{BlockId, RepoOperation, Rev};
 use crate::net::{now_ms, NetClient};
 use crate::storage::{RepoError, StorageError, WriteFuture};
 
@@ -133,6 +133,19 @@ impl MemberDirectory {
             max_active: AtomicUsize::new(DEFAULT_MAX_ACTIVE),
             catch_up: OnceLock::new(),
         })
+    }
+
+    /// This node's latest revision of each of `blocks` it holds one of (from
+    /// storage: what is durable).
+    fn heads(&self, blocks: &BTreeSet<BlockId>) -> BTreeMap<BlockId, Rev> {
+        let raw = self.repo.registry().raw();
+        blocks
+            .iter()
+            .filter_map(|b| {
+                let latest = raw.get_meta(b).ok()??.latest?;
+                Some((b.clone(), latest.rev))
+            })
+            .collect()
     }
 
     /// Sets how blocks are caught up with their cluster before execution.
@@ -563,20 +576,22 @@ async fn execute_all(
     repo: StorageRepo,
     fresh: Arc<super::Freshness>,
     catch_up: Option<Arc<super::CatchUp>>,
+    heads: Option<BTreeMap<BlockId, Rev>>,
     ops: Vec<RepoOperation>,
 ) -> serde_json::Value {
     let sets: Vec<BTreeSet<BlockId>> = ops.iter().map(operation_blocks).collect();
-    // A copy that missed writes (this node was down or cut off) must not take the
-    // operation on a stale base: catch up the blocks not known current first.
+    // A copy that missed writes (this node was down, cut off, or left out of an
+    // earlier record) must not take the operation on a stale base. The promising
+    // members' heads say exactly which blocks are behind here; without them, the
+    // blocks not known current are compared with the cluster.
     if let Some(c) = catch_up {
-        let blocks: Vec<BlockId> = sets
-            .iter()
-            .flatten()
-            .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        c.catch_up(&blocks).await;
+        match heads {
+            Some(heads) => c.catch_up_to(heads).await,
+            None => {
+                let blocks: BTreeSet<BlockId> = sets.iter().flatten().cloned().collect();
+                c.catch_up(&blocks.into_iter().collect::<Vec<_>>()).await;
+            }
+        }
     }
     let ops_blocks: Vec<Option<Vec<BlockId>>> = ops
         .iter()
@@ -681,6 +696,8 @@ impl Handler<Update> for ClusterMember {
                 Ok(()) => {
                     let mut r = incoming;
                     let vote = self.dir.promise(&r, VoteType::Approve, None);
+                    // Held by the reservation from here: exact until decided.
+                    r.heads.insert(me.clone(), self.dir.heads(&blocks));
                     r.promises.insert(me, vote);
                     let staged = self.stage(next, r.clone(), None).map(|w| (r, Some(w)));
                     self.arm_recovery(ctx);
@@ -721,6 +738,7 @@ impl Handler<Update> for ClusterMember {
                     self.dir.repo.clone(),
                     self.dir.fresh.clone(),
                     self.dir.catch_up.get().cloned(),
+                    record.newest_heads(),
                     record.message.operations.clone(),
                 );
                 let fut = fut::wrap_future::<_, Self>(work).map(move |result, act, ctx| {

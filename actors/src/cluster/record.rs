@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::model::RepoMessage;
+use crate::model::{BlockId, RepoMessage, Rev};
 
 /// A member of the record's cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,11 +73,36 @@ pub struct ClusterRecord {
     /// Phase-2 votes by PeerId.
     #[serde(default)]
     pub commits: BTreeMap<String, Signature>,
+    /// Each promising member's latest revision of the message's blocks when it
+    /// promised (blocks it holds no revision of are absent). Not signed: only a
+    /// hint telling members in phase 2 whether their copy is behind and must catch
+    /// up before executing. Omitted when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub heads: BTreeMap<String, BTreeMap<BlockId, Rev>>,
+}
+
+impl ClusterRecord {
+    /// The newest revision any member reported for each block (`None` when no
+    /// member reported heads, e.g. a record from a coordinator that sends none).
+    pub fn newest_heads(&self) -> Option<BTreeMap<BlockId, Rev>> {
+        if self.heads.is_empty() {
+            return None;
+        }
+        let mut out: BTreeMap<BlockId, Rev> = BTreeMap::new();
+        for (block, rev) in self.heads.values().flatten() {
+            let e = out.entry(block.clone()).or_insert(*rev);
+            *e = (*e).max(*rev);
+        }
+        Some(out)
+    }
 }
 
 /// Why a record was refused. Nothing changes when one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
+    /// `heads` names a block the message does not touch.
+    #[error("heads name block {0}, which the message does not touch")]
+    ForeignHead(BlockId),
     /// `messageHash` does not match the message.
     #[error("messageHash does not match the message")]
     AlteredMessage,
@@ -341,6 +366,17 @@ pub fn validate_trusting(
     if r.peers.is_empty() {
         return Err(RecordError::NoPeers);
     }
+    if !r.heads.is_empty() {
+        let blocks = crate::cluster::message_blocks(&r.message.operations);
+        for (peer, heads) in &r.heads {
+            if !r.peers.contains_key(peer) {
+                return Err(RecordError::NonMember(peer.clone()));
+            }
+            if let Some(b) = heads.keys().find(|b| !blocks.contains(*b)) {
+                return Err(RecordError::ForeignHead(b.clone()));
+            }
+        }
+    }
     let keys = r
         .peers
         .iter()
@@ -425,6 +461,7 @@ mod tests {
             message,
             promises: BTreeMap::new(),
             commits: BTreeMap::new(),
+            heads: BTreeMap::new(),
         }
     }
 
@@ -472,6 +509,43 @@ mod tests {
         let mp: ClusterRecord =
             rmp_serde::from_slice(&rmp_serde::to_vec_named(&r).unwrap()).unwrap();
         assert_eq!(validate(&mp, 0).unwrap(), t);
+    }
+
+    #[test]
+    fn heads_name_only_members_and_the_messages_blocks() {
+        use crate::model::{CommitRequest, TrxId};
+        let (a, b, outsider) = (
+            Keypair::generate_ed25519(),
+            Keypair::generate_ed25519(),
+            Keypair::generate_ed25519(),
+        );
+        let mut r = record(&[&a, &b], u64::MAX);
+        r.message.operations = vec![RepoOperation::Commit(CommitRequest {
+            trx_id: TrxId::new("t").unwrap(),
+            block_ids: vec![BlockId::new("x").unwrap()],
+            rev: 2,
+            header_id: None,
+            tail_id: None,
+        })];
+        r.message_hash = message_hash(&r.message);
+        let head = |block: &str, rev| BTreeMap::from([(BlockId::new(block).unwrap(), rev)]);
+        assert_eq!(r.newest_heads(), None);
+        r.heads.insert(id(&a), head("x", 1));
+        r.heads.insert(id(&b), head("x", 4));
+        assert!(validate(&r, 0).is_ok());
+        assert_eq!(r.newest_heads(), Some(head("x", 4)));
+        let mut outsiders = r.clone();
+        outsiders.heads.insert(id(&outsider), head("x", 9));
+        assert_eq!(
+            validate(&outsiders, 0),
+            Err(RecordError::NonMember(id(&outsider)))
+        );
+        let mut foreign = r.clone();
+        foreign.heads.insert(id(&a), head("y", 1));
+        assert!(matches!(
+            validate(&foreign, 0),
+            Err(RecordError::ForeignHead(_))
+        ));
     }
 
     #[test]

@@ -458,6 +458,7 @@ impl Coordinator {
             message,
             promises: BTreeMap::new(),
             commits: BTreeMap::new(),
+            heads: BTreeMap::new(),
         };
         let hash = record.message_hash.clone();
         let threshold = majority(record.peers.len());
@@ -468,9 +469,12 @@ impl Coordinator {
         let mut failures = Vec::new();
         while let Some((peer, reply)) = calls.next().await {
             match reply {
-                Ok(r) => {
+                Ok(mut r) => {
                     if let Some(v) = r.promises.get(&peer) {
-                        record.promises.insert(peer, v.clone());
+                        record.promises.insert(peer.clone(), v.clone());
+                    }
+                    if let Some(h) = r.heads.remove(&peer) {
+                        record.heads.insert(peer, h);
                     }
                 }
                 Err(e) => failures.push(format!("{peer}: {e}")),
