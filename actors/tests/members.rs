@@ -39,6 +39,7 @@ fn pend_record(key: &Keypair, block: &str) -> ClusterRecord {
         message,
         promises: BTreeMap::new(),
         commits: BTreeMap::new(),
+        heads: Default::default(),
     }
 }
 
