@@ -17,6 +17,7 @@
 pub mod block;
 pub mod cluster;
 pub mod coordinator;
+pub mod faults;
 pub mod metrics;
 pub mod model;
 pub mod net;

@@ -181,3 +181,49 @@ async fn a_truncated_record_is_damage_not_data() {
         "a truncated meta.json must not read as an unknown block"
     );
 }
+
+#[actix_rt::test]
+async fn restoring_a_commit_drops_its_pending_record() {
+    for kind in PERSISTENT {
+        let peer_dir = tempfile::tempdir().unwrap();
+        let peer = open(StorageKind::Memory, peer_dir.path(), None);
+        write(&peer, "t1", 1, insert(&["a"])).await;
+        let dir = tempfile::tempdir().unwrap();
+        let repo = open(kind, dir.path(), None);
+        write(&repo, "t1", 1, insert(&["a"])).await;
+        // This node pended t2 but missed its commit; the peer committed it.
+        let t2 = append(&["a"], json!("v"));
+        let p = repo
+            .pend(pend_req("t2", Some(2), t2.clone(), PendPolicy::Fail))
+            .await
+            .unwrap();
+        assert!(p.is_success());
+        write(&peer, "t2", 2, t2).await;
+        close(repo).await;
+
+        let repo = open(kind, dir.path(), Some(restore_from(peer)));
+        let ctx = TrxContext {
+            committed: vec![],
+            rev: 2,
+            trx_id: None,
+        };
+        let r = repo
+            .get(BlockGets {
+                block_ids: vec![bid("a")],
+                context: Some(ctx),
+            })
+            .await
+            .unwrap();
+        assert_eq!(r[&bid("a")].state.latest.as_ref().unwrap().rev, 2, "{kind}");
+        assert_eq!(r[&bid("a")].state.pendings, None, "{kind}");
+        close(repo).await;
+        // Reloaded from disk: still committed only, not pending as well.
+        let repo = open(kind, dir.path(), None);
+        let r = repo.get(gets(&["a"])).await.unwrap();
+        assert_eq!(
+            r[&bid("a")].state.pendings,
+            None,
+            "{kind}: the restored commit came back as pending"
+        );
+    }
+}

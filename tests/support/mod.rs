@@ -7,6 +7,8 @@
     clippy::panic
 )]
 
+pub mod faults;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

@@ -10,7 +10,7 @@
 //! BlockActor that may itself be restoring, so two nodes catching the same block
 //! up at once never wait on each other.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -86,23 +86,22 @@ impl CatchUp {
     }
 
     /// Restores every block of `heads` whose copy here is older than the revision
-    /// given (the newest a promising member reported), concurrently. Best effort:
-    /// a block that cannot be restored executes on what is here, as before.
-    pub async fn catch_up_to(&self, heads: BTreeMap<BlockId, Rev>) {
+    /// given (the newest a promising member reported), concurrently. Returns the
+    /// blocks still behind afterwards (no peer could bring them up to date).
+    pub async fn catch_up_to(&self, heads: BTreeMap<BlockId, Rev>) -> BTreeSet<BlockId> {
         let raw = self.repo.registry().raw().clone();
+        let local = |b: &BlockId| {
+            raw.get_meta(b)
+                .ok()
+                .flatten()
+                .and_then(|m| m.latest)
+                .map(|l| l.rev)
+        };
         let behind: Vec<(BlockId, Rev)> = heads
             .into_iter()
-            .filter(|(b, rev)| {
-                let local = raw
-                    .get_meta(b)
-                    .ok()
-                    .flatten()
-                    .and_then(|m| m.latest)
-                    .map(|l| l.rev);
-                local.is_none_or(|l| l < *rev)
-            })
+            .filter(|(b, rev)| local(b).is_none_or(|l| l < *rev))
             .collect();
-        futures::future::join_all(behind.into_iter().map(|(block, rev)| async move {
+        let done = futures::future::join_all(behind.into_iter().map(|(block, rev)| async move {
             let ctx = TrxContext {
                 committed: Vec::new(),
                 rev,
@@ -111,8 +110,13 @@ impl CatchUp {
             if let Err(e) = self.repo.get(one(&block, Some(ctx))).await {
                 tracing::warn!(%block, error = %e, "cannot catch up with the cluster before executing");
             }
+            (block, rev)
         }))
         .await;
+        done.into_iter()
+            .filter(|(b, rev)| local(b).is_none_or(|l| l < *rev))
+            .map(|(b, _)| b)
+            .collect()
     }
 
     /// Compares one block with its cluster peers; restores when one is ahead.

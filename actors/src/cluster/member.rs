@@ -584,9 +584,10 @@ async fn execute_all(
     // earlier record) must not take the operation on a stale base. The promising
     // members' heads say exactly which blocks are behind here; without them, the
     // blocks not known current are compared with the cluster.
+    let mut behind = BTreeSet::new();
     if let Some(c) = catch_up {
         match heads {
-            Some(heads) => c.catch_up_to(heads).await,
+            Some(heads) => behind = c.catch_up_to(heads).await,
             None => {
                 let blocks: BTreeSet<BlockId> = sets.iter().flatten().cloned().collect();
                 c.catch_up(&blocks.into_iter().collect::<Vec<_>>()).await;
@@ -602,12 +603,30 @@ async fn execute_all(
         .collect();
     let mut seen = BTreeSet::new();
     let disjoint = sets.iter().flatten().all(|b| seen.insert(b));
+    // An operation on a block still behind is not executed here: on a stale base
+    // its result would be wrong (and its effect a hole in the history). Its
+    // result says so, in doubt; the copy catches up on a later write or read.
+    let run = |op: RepoOperation| {
+        let repo = repo.clone();
+        let stale = operation_blocks(&op)
+            .into_iter()
+            .find(|b| behind.contains(b));
+        async move {
+            match stale {
+                Some(b) => to_value(crate::net::ErrorReply::new(
+                    crate::net::codes::UNAVAILABLE,
+                    format!("this member's copy of block {b} is behind the cluster and could not catch up; the write's outcome is in doubt here"),
+                )),
+                None => execute(repo, op).await,
+            }
+        }
+    };
     let results = if disjoint {
-        futures::future::join_all(ops.into_iter().map(|op| execute(repo.clone(), op))).await
+        futures::future::join_all(ops.into_iter().map(run)).await
     } else {
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
-            out.push(execute(repo.clone(), op).await);
+            out.push(run(op).await);
         }
         out
     };

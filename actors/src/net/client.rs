@@ -61,6 +61,15 @@ impl NetClient {
         bytes: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, NetError> {
+        match crate::faults::outbound(&peer) {
+            crate::faults::Outbound::Send => {}
+            crate::faults::Outbound::Drop => {
+                return Err(NetError::Dial(format!(
+                    "{peer}: dropped by an injected fault"
+                )))
+            }
+            crate::faults::Outbound::Delay(d) => tokio::time::sleep(d).await,
+        }
         self.metrics.swarm_actor.enqueued();
         let rx = match self
             .swarm

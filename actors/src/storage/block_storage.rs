@@ -516,6 +516,11 @@ impl BlockStorage {
         let meta = state.meta.get_or_insert_with(BlockMeta::default);
         let mut ops = Vec::new();
         let id = &self.id;
+        let restored: std::collections::BTreeSet<TrxId> = archive
+            .revisions
+            .iter()
+            .map(|r| r.trx_rev.trx_id.clone())
+            .collect();
         for r in archive.revisions {
             let newer = meta.latest.as_ref().is_none_or(|l| r.trx_rev.rev > l.rev);
             if newer {
@@ -544,10 +549,20 @@ impl BlockStorage {
                 rev: r.trx_rev.rev,
                 trx: trx.clone(),
             });
-            state.pending.remove(&trx);
+            // Committed now: its pending record (if this node had pended it) goes
+            // too, or a reload would bring it back as pending.
+            if state.pending.remove(&trx).is_some() {
+                ops.push(WriteOp::DeletePending {
+                    block: id.clone(),
+                    trx: trx.clone(),
+                });
+            }
         }
         meta.add_range(archive.range);
         for (trx, t) in archive.pending {
+            if restored.contains(&trx) {
+                continue;
+            }
             let t = Arc::new(t);
             ops.push(WriteOp::PutPending {
                 block: id.clone(),

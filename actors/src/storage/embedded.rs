@@ -435,6 +435,11 @@ impl RawStorage for EmbeddedRawStorage {
     }
 
     fn write(&self, batch: WriteBatch) -> WriteFuture {
+        if crate::faults::disk_full() {
+            self.stats.failures.add(1);
+            let e = StorageError::io("fjall", crate::faults::disk_full_error());
+            return Box::pin(std::future::ready(Err(e)));
+        }
         let ops = match batch
             .iter()
             .map(Self::encode)

@@ -349,6 +349,11 @@ impl RawStorage for FileRawStorage {
     }
 
     fn write(&self, batch: WriteBatch) -> WriteFuture {
+        if crate::faults::disk_full() {
+            self.inner.stats.failures.add(1);
+            let e = StorageError::io(&self.inner.base, crate::faults::disk_full_error());
+            return Box::pin(std::future::ready(Err(e)));
+        }
         let inner = self.inner.clone();
         Box::pin(async move {
             let stats_inner = inner.clone();

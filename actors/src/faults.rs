@@ -1,0 +1,166 @@
+//! Test-only fault injection between processes, for the fault-injection suite
+//! (`tests/faults.rs`) and scripts built on it. **Debug builds only**: in a release
+//! build every function here reports "no fault" without reading anything.
+//!
+//! A node started with `OPTIMYSTIC_TEST_FAULTS=<file>` reads the rules in that file
+//! (checked on every request and write; replace the file by renaming a new one
+//! over it, and the new rules hold for everything started after), one per line:
+//!
+//! - `drop <peerId>`: requests this node sends to that peer fail at once as if the
+//!   peer were unreachable (the request is never sent);
+//! - `delay <peerId> <ms>`: requests this node sends to that peer wait `ms` first;
+//! - `disk-full`: every storage write fails with "no space left on device" and
+//!   changes nothing.
+//!
+//! Blank lines and lines starting with `#` are ignored; a missing file means no
+//! faults. Writing `drop` lines on both sides cuts two nodes apart (their libp2p
+//! connection stays up: this is a partition of the database's protocols).
+
+use std::time::Duration;
+
+use libp2p::PeerId;
+
+/// What to do with a request to one peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outbound {
+    /// Send it.
+    Send,
+    /// Fail it as unreachable.
+    Drop,
+    /// Wait, then send.
+    Delay(Duration),
+}
+
+/// The fault (if any) on requests to `peer`.
+pub fn outbound(peer: &PeerId) -> Outbound {
+    #[cfg(debug_assertions)]
+    {
+        let rules = imp::rules();
+        if rules.drop.contains(peer) {
+            return Outbound::Drop;
+        }
+        if let Some(d) = rules.delay.get(peer) {
+            return Outbound::Delay(*d);
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = peer;
+    Outbound::Send
+}
+
+/// Whether storage writes must fail as if the disk were full.
+pub fn disk_full() -> bool {
+    #[cfg(debug_assertions)]
+    {
+        imp::rules().disk_full
+    }
+    #[cfg(not(debug_assertions))]
+    false
+}
+
+/// The error a write gets when [`disk_full`] holds.
+pub fn disk_full_error() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::StorageFull,
+        "no space left on device (injected fault)",
+    )
+}
+
+#[cfg(debug_assertions)]
+mod imp {
+    use std::collections::{HashMap, HashSet};
+    use std::os::unix::fs::MetadataExt;
+    use std::path::PathBuf;
+    use std::sync::{Arc, OnceLock};
+    use std::time::Duration;
+
+    use libp2p::PeerId;
+    use parking_lot::Mutex;
+
+    #[derive(Debug, Default)]
+    pub(super) struct Rules {
+        pub(super) drop: HashSet<PeerId>,
+        pub(super) delay: HashMap<PeerId, Duration>,
+        pub(super) disk_full: bool,
+    }
+
+    /// The file's identity: inode (a renamed-in file is a new one), size and
+    /// modification time.
+    type Version = Option<(u64, u64, i64, i64)>;
+
+    struct Source {
+        path: PathBuf,
+        /// The version read last, and its rules.
+        state: Mutex<(Version, Arc<Rules>)>,
+    }
+
+    fn source() -> Option<&'static Source> {
+        static SOURCE: OnceLock<Option<Source>> = OnceLock::new();
+        SOURCE
+            .get_or_init(|| {
+                let path = PathBuf::from(std::env::var_os("OPTIMYSTIC_TEST_FAULTS")?);
+                Some(Source {
+                    path,
+                    state: Mutex::new((None, Arc::default())),
+                })
+            })
+            .as_ref()
+    }
+
+    pub(super) fn rules() -> Arc<Rules> {
+        let Some(src) = source() else {
+            return Arc::default();
+        };
+        let mut st = src.state.lock();
+        let version = std::fs::metadata(&src.path)
+            .ok()
+            .map(|m| (m.ino(), m.size(), m.mtime(), m.mtime_nsec()));
+        if version != st.0 {
+            st.0 = version;
+            let text = std::fs::read_to_string(&src.path).unwrap_or_default();
+            st.1 = Arc::new(parse(&text));
+            tracing::warn!(rules = ?st.1, "test fault rules changed");
+        }
+        st.1.clone()
+    }
+
+    fn parse(text: &str) -> Rules {
+        let mut r = Rules::default();
+        for line in text.lines().map(str::trim) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["drop", peer] => {
+                    if let Ok(p) = peer.parse() {
+                        r.drop.insert(p);
+                    }
+                }
+                ["delay", peer, ms] => {
+                    if let (Ok(p), Ok(ms)) = (peer.parse(), ms.parse()) {
+                        r.delay.insert(p, Duration::from_millis(ms));
+                    }
+                }
+                ["disk-full"] => r.disk_full = true,
+                _ => {}
+            }
+        }
+        r
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #![allow(clippy::unwrap_used)]
+        use super::*;
+
+        #[test]
+        fn rules_parse_and_junk_is_ignored() {
+            let p = PeerId::random();
+            let r = parse(&format!(
+                "# comment\ndrop {p}\ndelay {p} 250\ndisk-full\ndrop not-a-peer\nexplode\n"
+            ));
+            assert!(r.drop.contains(&p) && r.drop.len() == 1);
+            assert_eq!(r.delay[&p], Duration::from_millis(250));
+            assert!(r.disk_full);
+            assert!(!parse("").disk_full);
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Fault-injection scenarios on three node processes (tests/support/faults.rs):
+//! a hung member, a partition longer than the expiry, slow links, a full disk,
+//! and every node restarted in turn under load. After each, the checker verifies
+//! that nothing acknowledged was lost, every node serves the same blocks and
+//! history, and no block stays held. (Member and coordinator crashes between
+//! phases are in tests/cluster_kill.rs.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// One scenario at a time: three processes each already load both cores.
+#![allow(clippy::await_holding_lock)]
+
+mod support;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use support::faults::{check, latest_of, write, TestCluster, Workload};
+use support::*;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Records expire 3 s after they start; members release 2 s after that.
+const FLAGS: [&str; 2] = ["--request-timeout-ms", "3000"];
+/// Expiry + grace + a margin for a loaded 2-core machine.
+const RELEASE: Duration = Duration::from_secs(20);
+const BLOCKS: usize = 4;
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn steps(c: &TestCluster, w: &mut Workload, via: usize, n: usize) -> usize {
+    let client = c.client(via);
+    let mut acked = 0;
+    for k in 0..n {
+        if w.step(&client, k).await {
+            acked += 1;
+        }
+    }
+    acked
+}
+
+#[actix_rt::test]
+async fn a_hung_member_and_slow_links_lose_nothing() {
+    let _one = serial();
+    let mut c = TestCluster::start(3, &FLAGS).await;
+    let mut w = Workload::create(&c.client(0), "hung", BLOCKS).await;
+    steps(&c, &mut w, 0, 8).await;
+    // C stops answering (SIGSTOP): A and B are a majority and go on.
+    c.pause(2);
+    let during = steps(&c, &mut w, 0, 20).await;
+    assert!(
+        during >= 16,
+        "writes stalled behind a hung member: {during}/20 acknowledged"
+    );
+    c.resume(2);
+    // Slow links both ways between A and C.
+    c.delay(0, 2, 300);
+    c.delay(2, 0, 300);
+    steps(&c, &mut w, 0, 8).await;
+    steps(&c, &mut w, 2, 4).await;
+    c.heal();
+    let r = check(&c, &mut w, RELEASE).await;
+    assert!(r.acked >= 30, "{r:?}");
+}
+
+#[actix_rt::test]
+async fn a_member_partitioned_past_the_expiry_converges() {
+    let _one = serial();
+    let mut c = TestCluster::start(3, &FLAGS).await;
+    let mut w = Workload::create(&c.client(0), "part", BLOCKS).await;
+    steps(&c, &mut w, 0, 8).await;
+    c.isolate(2);
+    let cut = Instant::now();
+    // Alone, C cannot reach a majority: its writes fail and are not acknowledged.
+    let before = w.acked_count();
+    assert!(
+        !w.step(&c.client(2), 0).await,
+        "an isolated node acknowledged a write"
+    );
+    assert_eq!(w.acked_count(), before);
+    // A and B go on for longer than a record's expiry.
+    let mut during = 0;
+    while cut.elapsed() < Duration::from_secs(6) {
+        during += steps(&c, &mut w, 1, 4).await;
+    }
+    assert!(during >= 4, "the majority side stalled: {during}");
+    c.heal();
+    check(&c, &mut w, RELEASE).await;
+}
+
+#[actix_rt::test]
+async fn a_full_disk_on_one_node_loses_nothing() {
+    let _one = serial();
+    let mut c = TestCluster::start(3, &FLAGS).await;
+    let mut w = Workload::create(&c.client(0), "disk", BLOCKS).await;
+    steps(&c, &mut w, 0, 8).await;
+    c.disk_full(2, true);
+    let during = steps(&c, &mut w, 0, 16).await;
+    assert!(
+        during >= 12,
+        "writes stalled behind one full disk: {during}/16"
+    );
+    // Through the node whose disk is full: never acknowledged, since its own copy
+    // cannot take the write.
+    let c2 = c.client(2);
+    let before = w.acked_count();
+    for k in 0..4 {
+        assert!(
+            !w.step(&c2, k).await,
+            "a node with a full disk acknowledged a write"
+        );
+    }
+    assert_eq!(w.acked_count(), before);
+    c.disk_full(2, false);
+    steps(&c, &mut w, 2, 4).await;
+    check(&c, &mut w, RELEASE).await;
+}
+
+#[actix_rt::test]
+async fn every_node_restarted_in_turn_under_load() {
+    let _one = serial();
+    let mut c = TestCluster::start(3, &FLAGS).await;
+    let mut w = Workload::create(&c.client(0), "roll", BLOCKS).await;
+    let mut kills = 0;
+    for round in 0..2 {
+        for i in 0..3 {
+            let via = (i + 1) % 3;
+            steps(&c, &mut w, via, 4).await;
+            c.kill(i);
+            kills += 1;
+            let during = steps(&c, &mut w, via, 6).await;
+            assert!(
+                during >= 3,
+                "round {round}: writes stalled with node {i} down: {during}/6"
+            );
+            c.restart(i);
+            // Back: it serves the blocks again before the next node goes down.
+            let ci = c.client(i);
+            eventually(Duration::from_secs(30), || async {
+                latest_of(&ci, "roll0").await.is_some()
+            })
+            .await;
+        }
+    }
+    assert_eq!(kills, 6);
+    check(&c, &mut w, RELEASE).await;
+    // A block written after all this still works end to end on every node.
+    for i in 0..3 {
+        write(
+            &c.client(i),
+            &format!("after{i}"),
+            1,
+            insert(&format!("after{i}")),
+        )
+        .await
+        .unwrap();
+    }
+}

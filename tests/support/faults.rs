@@ -1,0 +1,476 @@
+//! The fault-injection harness: N node processes on loopback, faults injected
+//! into them (SIGKILL, SIGSTOP/SIGCONT, restarts, dropped or delayed messages
+//! between chosen peers, a full disk), a workload that records what was
+//! acknowledged, and a checker run after each scenario.
+//!
+//! Message and disk faults go through each node's rule file
+//! (`OPTIMYSTIC_TEST_FAULTS`, read by debug builds only; see
+//! `optimystic_actors::faults`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use optimystic_actors::model::*;
+use optimystic_actors::net::{NetClient, RepoClient};
+use serde_json::Value;
+
+use super::{append, bid, client_net, insert, repo_client, NodeProcess};
+
+/// Message and disk faults of one node.
+#[derive(Debug, Default, Clone)]
+struct Rules {
+    drop: BTreeSet<usize>,
+    delay: BTreeMap<usize, u64>,
+    disk_full: bool,
+}
+
+/// A cluster of node processes under test.
+pub struct TestCluster {
+    dirs: Vec<tempfile::TempDir>,
+    nodes: Vec<Option<NodeProcess>>,
+    peer_ids: Vec<String>,
+    addrs: Vec<String>,
+    rules: Vec<Rules>,
+    extra: Vec<String>,
+    pub net: NetClient,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes (each later one bootstrapping from the first) with `extra`
+    /// flags, and waits until a write through node 0 is readable on every node.
+    pub async fn start(n: usize, extra: &[&str]) -> Self {
+        let mut c = Self {
+            dirs: (0..n).map(|_| tempfile::tempdir().unwrap()).collect(),
+            nodes: (0..n).map(|_| None).collect(),
+            peer_ids: vec![String::new(); n],
+            addrs: vec![String::new(); n],
+            rules: vec![Rules::default(); n],
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            net: client_net(),
+        };
+        for i in 0..n {
+            c.write_rules(i);
+            c.launch(i);
+        }
+        let probe = "probe-cluster";
+        let c0 = c.client(0);
+        super::eventually(Duration::from_secs(60), || async {
+            write(&c0, "probe-insert", 1, insert(probe)).await.is_ok()
+                || latest_of(&c0, probe).await.is_some()
+        })
+        .await;
+        for i in 0..n {
+            let ci = c.client(i);
+            super::eventually(Duration::from_secs(60), || async {
+                latest_of(&ci, probe).await.is_some()
+            })
+            .await;
+        }
+        c
+    }
+
+    fn fault_file(&self, i: usize) -> PathBuf {
+        self.dirs[i].path().join("faults")
+    }
+
+    fn write_rules(&self, i: usize) {
+        let r = &self.rules[i];
+        let mut text = String::new();
+        for j in &r.drop {
+            text.push_str(&format!("drop {}\n", self.peer_ids[*j]));
+        }
+        for (j, ms) in &r.delay {
+            text.push_str(&format!("delay {} {ms}\n", self.peer_ids[*j]));
+        }
+        if r.disk_full {
+            text.push_str("disk-full\n");
+        }
+        // Written whole, then renamed: a node never reads half a rule file.
+        let tmp = self.fault_file(i).with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.fault_file(i)).unwrap();
+    }
+
+    /// Starts node `i`, bootstrapping from every running node (a restarted node
+    /// listens on a new port here; in production its address stays the same and
+    /// its peers redial it).
+    fn launch(&mut self, i: usize) {
+        let boot: Vec<String> = (0..self.nodes.len())
+            .filter(|j| *j != i)
+            .filter_map(|j| self.nodes[j].as_ref().map(|n| n.addr.clone()))
+            .collect();
+        let mut args: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        for b in &boot {
+            args.extend(["--bootstrap", b.as_str()]);
+        }
+        let file = self.fault_file(i);
+        let env = [("OPTIMYSTIC_TEST_FAULTS", file.to_str().unwrap())];
+        let node = NodeProcess::start_with_env(self.dirs[i].path(), &args, &env);
+        self.peer_ids[i] = node.peer_id();
+        self.addrs[i] = node.addr.clone();
+        self.nodes[i] = Some(node);
+    }
+
+    /// Nodes in the cluster.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether node `i` runs.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.nodes[i].is_some()
+    }
+
+    /// A client of node `i` (10 s timeout).
+    pub fn client(&self, i: usize) -> RepoClient {
+        repo_client(&self.net, &self.addrs[i])
+    }
+
+    /// SIGKILL node `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(n) = self.nodes[i].take() {
+            n.kill();
+        }
+    }
+
+    /// Starts node `i` again on its data directory (same PeerId, new port).
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "node {i} is running");
+        self.launch(i);
+    }
+
+    /// SIGSTOP node `i`: a hung peer (connections open, nothing answered).
+    pub fn pause(&self, i: usize) {
+        self.signal(i, "-STOP");
+    }
+
+    /// SIGCONT node `i`.
+    pub fn resume(&self, i: usize) {
+        self.signal(i, "-CONT");
+    }
+
+    fn signal(&self, i: usize, sig: &str) {
+        let pid = self.nodes[i].as_ref().unwrap().child.id().to_string();
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    /// Cuts node `i` off from every other node (both directions).
+    pub fn isolate(&mut self, i: usize) {
+        for j in 0..self.len() {
+            if j != i {
+                self.rules[i].drop.insert(j);
+                self.rules[j].drop.insert(i);
+                self.write_rules(j);
+            }
+        }
+        self.write_rules(i);
+    }
+
+    /// Delays every message node `from` sends to node `to` by `ms`.
+    pub fn delay(&mut self, from: usize, to: usize, ms: u64) {
+        self.rules[from].delay.insert(to, ms);
+        self.write_rules(from);
+    }
+
+    /// Makes every storage write of node `i` fail (or work again).
+    pub fn disk_full(&mut self, i: usize, full: bool) {
+        self.rules[i].disk_full = full;
+        self.write_rules(i);
+    }
+
+    /// Removes every message and disk fault.
+    pub fn heal(&mut self) {
+        for i in 0..self.len() {
+            self.rules[i] = Rules::default();
+            self.write_rules(i);
+        }
+    }
+}
+
+/// Pend + commit of `t` as `trx` at `rev`. `Ok` only when both were acknowledged.
+/// A pend or commit that failed (rather than being refused) may have landed: it is
+/// cancelled, best effort, as a careful client does.
+pub async fn write(c: &RepoClient, trx: &str, rev: Rev, t: Transforms) -> Result<(), String> {
+    let ids: Vec<BlockId> = t.block_ids().into_iter().collect();
+    let trx_id = TrxId::new(trx).unwrap();
+    let cancel = || async {
+        let _ = c
+            .cancel(TrxBlocks {
+                trx_id: trx_id.clone(),
+                block_ids: ids.clone(),
+            })
+            .await;
+    };
+    let p = match c
+        .pend(PendRequest {
+            trx_id: trx_id.clone(),
+            rev: Some(rev),
+            transforms: t,
+            policy: PendPolicy::Fail,
+        })
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            cancel().await;
+            return Err(format!("pend failed: {e}"));
+        }
+    };
+    if !p.is_success() {
+        return Err(format!("pend refused: {p:?}"));
+    }
+    let r = c
+        .commit(CommitRequest {
+            trx_id: trx_id.clone(),
+            block_ids: ids.clone(),
+            rev,
+            header_id: None,
+            tail_id: None,
+        })
+        .await;
+    match r {
+        Ok(r) if r.is_success() => Ok(()),
+        other => {
+            cancel().await;
+            Err(format!("commit failed: {other:?}"))
+        }
+    }
+}
+
+/// A block's latest revision and `items` as node behind `c` serves them (a plain read).
+pub async fn latest_of(c: &RepoClient, block: &str) -> Option<(Rev, Value)> {
+    read_at(c, block, None).await
+}
+
+/// A block at revision `at` (or the latest), with its pending transactions.
+async fn read_full(
+    c: &RepoClient,
+    block: &str,
+    at: Option<Rev>,
+) -> Option<(Rev, Value, Vec<String>)> {
+    let context = at.map(|rev| TrxContext {
+        committed: vec![],
+        rev,
+        trx_id: None,
+    });
+    let r = c
+        .get(BlockGets {
+            block_ids: vec![bid(block)],
+            context,
+        })
+        .await
+        .ok()?;
+    let g = r.get(&bid(block))?;
+    Some((
+        g.state.latest.as_ref()?.rev,
+        g.block.as_ref()?.fields["items"].clone(),
+        g.state
+            .pendings
+            .iter()
+            .flatten()
+            .map(|t| t.as_str().to_string())
+            .collect(),
+    ))
+}
+
+async fn read_at(c: &RepoClient, block: &str, at: Option<Rev>) -> Option<(Rev, Value)> {
+    read_full(c, block, at).await.map(|(r, v, _)| (r, v))
+}
+
+/// Appends unique values to a set of blocks through whichever nodes are given,
+/// recording every acknowledged write.
+pub struct Workload {
+    blocks: Vec<String>,
+    next_rev: BTreeMap<String, Rev>,
+    next_value: i64,
+    /// Acknowledged appends: block → (revision, value).
+    pub acked: BTreeMap<String, Vec<(Rev, i64)>>,
+    /// Writes that failed (not acknowledged; may or may not have landed).
+    pub failed: usize,
+    /// Why the last write failed.
+    pub last_error: Option<String>,
+    /// Transactions that failed in doubt and whose cancel did not go through yet.
+    unresolved: Vec<TrxBlocks>,
+}
+
+impl Workload {
+    /// Inserts `n` blocks named `{prefix}{i}` through `c`.
+    pub async fn create(c: &RepoClient, prefix: &str, n: usize) -> Self {
+        let mut w = Self {
+            blocks: (0..n).map(|i| format!("{prefix}{i}")).collect(),
+            next_rev: BTreeMap::new(),
+            next_value: 1,
+            acked: BTreeMap::new(),
+            failed: 0,
+            last_error: None,
+            unresolved: Vec::new(),
+        };
+        for b in w.blocks.clone() {
+            write(c, &format!("{b}-insert"), 1, insert(&b))
+                .await
+                .unwrap();
+            w.next_rev.insert(b.clone(), 2);
+            w.acked.insert(b, Vec::new());
+        }
+        w
+    }
+
+    /// One append to the `k`-th block (round robin) through `c`; true if acknowledged.
+    pub async fn step(&mut self, c: &RepoClient, k: usize) -> bool {
+        let b = self.blocks[k % self.blocks.len()].clone();
+        let rev = self.next_rev[&b];
+        let v = self.next_value;
+        self.next_value += 1;
+        match write(c, &format!("{b}-w{v}"), rev, append(&b, v)).await {
+            Ok(()) => {
+                self.acked.get_mut(&b).unwrap().push((rev, v));
+                self.next_rev.insert(b, rev + 1);
+                true
+            }
+            Err(e) => {
+                self.failed += 1;
+                self.last_error = Some(format!("{b} rev {rev}: {e}"));
+                if !e.starts_with("pend refused") {
+                    self.unresolved.push(TrxBlocks {
+                        trx_id: TrxId::new(format!("{b}-w{v}")).unwrap(),
+                        block_ids: vec![bid(&b)],
+                    });
+                }
+                // An unacknowledged write may still have landed: go on from the
+                // revision the node serves now.
+                if let Some((latest, _)) = latest_of(c, &b).await {
+                    self.next_rev.insert(b, (latest + 1).max(rev));
+                }
+                false
+            }
+        }
+    }
+
+    /// Acknowledged writes in all.
+    pub fn acked_count(&self) -> usize {
+        self.acked.values().map(Vec::len).sum()
+    }
+}
+
+/// What the checker saw.
+#[derive(Debug)]
+pub struct Report {
+    pub blocks: usize,
+    pub acked: usize,
+}
+
+/// The checker, after a scenario (every fault healed, every node running):
+/// 1. no block is held: within `release` (expiry + grace + margin) a final write
+///    to every block succeeds (a reservation left behind would refuse it);
+/// 2. every node serves the same latest revision and content of every block,
+///    and no pending transaction on it;
+/// 3. every acknowledged append is in that content (nothing acknowledged lost);
+/// 4. reading each acknowledged revision gives the same revision and content on
+///    every node (no transaction applied on some members and not on others, no hole).
+pub async fn check(c: &TestCluster, w: &mut Workload, release: Duration) -> Report {
+    let up: Vec<usize> = (0..c.len()).filter(|i| c.is_up(*i)).collect();
+    assert_eq!(up.len(), c.len(), "the checker runs with every node up");
+    let clients: Vec<RepoClient> = up.iter().map(|i| c.client(*i)).collect();
+    // 0. As a careful client does once it can: cancel what failed in doubt (a
+    //    cancel of a transaction that committed, or never pended, changes nothing).
+    for t in std::mem::take(&mut w.unresolved) {
+        let deadline = Instant::now() + release;
+        let mut k = 0;
+        while let Err(e) = clients[k % clients.len()].cancel(t.clone()).await {
+            assert!(
+                Instant::now() < deadline,
+                "cancel of {} refused {release:?} after the faults healed: {e}",
+                t.trx_id
+            );
+            k += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // 1. A final write per block, through the nodes in turn, until it goes through.
+    for (k, b) in w.blocks.clone().iter().enumerate() {
+        let deadline = Instant::now() + release;
+        loop {
+            if w.step(&clients[k % clients.len()], k).await {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let mut seen = Vec::new();
+                for cl in &clients {
+                    seen.push(read_full(cl, b, None).await);
+                }
+                panic!(
+                    "block {b} still refuses writes {release:?} after the faults healed; last error: {:?}; nodes serve {seen:?}",
+                    w.last_error
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for b in &w.blocks {
+        // 2. The same latest block everywhere, nothing pending.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let first = loop {
+            let mut seen = Vec::new();
+            for cl in &clients {
+                seen.push(read_full(cl, b, None).await);
+            }
+            let same = seen.windows(2).all(|p| p[0] == p[1]);
+            let settled = seen
+                .iter()
+                .all(|s| s.as_ref().is_some_and(|s| s.2.is_empty()));
+            if same && settled {
+                break seen[0].clone().unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "block {b}: nodes disagree or hold pendings: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        // 3. Every acknowledged append present.
+        let items: BTreeSet<i64> = first
+            .1
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_i64)
+            .collect();
+        let acked = &w.acked[b];
+        for (rev, v) in acked {
+            assert!(
+                items.contains(v),
+                "block {b}: acknowledged value {v} (rev {rev}) lost"
+            );
+        }
+        assert_eq!(
+            first.0,
+            acked.last().unwrap().0,
+            "block {b}: latest is not the last ack"
+        );
+        // 4. Every acknowledged revision identical on every node.
+        for (rev, _) in acked {
+            let mut seen = Vec::new();
+            for cl in &clients {
+                seen.push(read_at(cl, b, Some(*rev)).await);
+            }
+            assert!(
+                seen.iter().all(|s| s.as_ref().is_some_and(|s| s.0 == *rev)),
+                "block {b} rev {rev}: {seen:?}"
+            );
+            assert!(
+                seen.windows(2).all(|p| p[0] == p[1]),
+                "block {b} rev {rev} differs: {seen:?}"
+            );
+        }
+    }
+    Report {
+        blocks: w.blocks.len(),
+        acked: w.acked_count(),
+    }
+}
