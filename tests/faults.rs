@@ -156,3 +156,113 @@ async fn every_node_restarted_in_turn_under_load() {
         .unwrap();
     }
 }
+
+/// The soak (not part of `cargo test`): `scripts/soak.sh`, or
+/// `SOAK_SECONDS=600 cargo test --test faults soak -- --ignored --nocapture`.
+/// Five nodes (clusters of three), a mixed workload of appends and reads through
+/// random nodes, and every few seconds one fault on a random node: SIGKILL and
+/// restart, SIGSTOP for 3 s, cut off for 5 s (past the expiry), or a full disk for
+/// 3 s. Ends with the checker and prints one `soak:` summary line.
+#[actix_rt::test]
+#[ignore = "long: run by scripts/soak.sh"]
+async fn soak() {
+    let _one = serial();
+    let seconds: u64 = std::env::var("SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let nodes: usize = std::env::var("SOAK_NODES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let flags = [FLAGS[0], FLAGS[1], "--cluster-size", "3"];
+    let mut c = TestCluster::start(nodes, &flags).await;
+    let mut w = Workload::create(&c.client(0), "soak", 16).await;
+    let started = Instant::now();
+    let mut rng = fastrand_seed();
+    let (mut kills, mut pauses, mut cuts, mut full, mut reads) = (0, 0, 0, 0, 0);
+    let mut k = 0;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        // About 8 s of traffic between faults.
+        let quiet = Instant::now();
+        while quiet.elapsed() < Duration::from_secs(8) {
+            let via = rng.next(nodes);
+            if rng.next(4) == 0 {
+                let _ = latest_of(&c.client(via), &format!("soak{}", rng.next(16))).await;
+                reads += 1;
+            } else {
+                w.step(&c.client(via), k).await;
+                k += 1;
+            }
+        }
+        let victim = rng.next(nodes);
+        // Traffic goes on through the others while the victim suffers.
+        let via = (victim + 1 + rng.next(nodes - 1)) % nodes;
+        match rng.next(4) {
+            0 => {
+                c.kill(victim);
+                kills += 1;
+                steps(&c, &mut w, via, 6).await;
+                c.restart(victim);
+            }
+            1 => {
+                c.pause(victim);
+                pauses += 1;
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_secs(3) {
+                    steps(&c, &mut w, via, 1).await;
+                }
+                c.resume(victim);
+            }
+            2 => {
+                c.isolate(victim);
+                cuts += 1;
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_secs(5) {
+                    steps(&c, &mut w, via, 1).await;
+                }
+                c.heal();
+            }
+            _ => {
+                c.disk_full(victim, true);
+                full += 1;
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_secs(3) {
+                    steps(&c, &mut w, via, 1).await;
+                }
+                c.heal();
+            }
+        }
+    }
+    c.heal();
+    let r = check(&c, &mut w, RELEASE).await;
+    println!(
+        "soak: nodes={nodes} seconds={} acked={} failed={} reads={reads} kills={kills} pauses={pauses} partitions={cuts} disk_full={full} blocks={} checker=ok",
+        started.elapsed().as_secs(),
+        r.acked,
+        w.failed,
+        r.blocks
+    );
+}
+
+/// A small deterministic-per-run generator (seeded from the clock, printed).
+struct Rng(u64);
+
+fn fastrand_seed() -> Rng {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    println!("soak: seed={seed}");
+    Rng(seed)
+}
+
+impl Rng {
+    /// Uniform-enough in `0..n` (xorshift64).
+    fn next(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}

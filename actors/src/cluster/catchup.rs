@@ -79,9 +79,17 @@ impl CatchUp {
                 .map(|b| async { (b.clone(), self.catch_up_block(net, &candidates, b).await) }),
         )
         .await;
+        // Only a member of the block's cluster hears of every write to it; a copy
+        // on another node is a cache, compared again on every read.
+        let member = |b: &BlockId| {
+            closest_peers(b, candidates.iter().copied(), self.cluster_size).contains(&self.me)
+        };
         self.fresh.compared(
             view.fingerprint,
-            checked.into_iter().filter(|(_, ok)| *ok).map(|(b, _)| b),
+            checked
+                .into_iter()
+                .filter(|(b, ok)| *ok && member(b))
+                .map(|(b, _)| b),
         );
     }
 

@@ -312,9 +312,11 @@ pub async fn fetch_archive(
 }
 
 /// A restore callback that asks every connected peer serving the block protocol for
-/// the block's archive, all at once, and keeps the one reaching the highest revision
-/// (a peer that is itself behind must not stand in for the cluster). `net` is filled
-/// in once the swarm runs (the registry is built first).
+/// the block's archive, all at once, and keeps the best: one covering the revision
+/// asked for (a node outside the block's cluster may hold only its latest revision,
+/// as a cache), then the one reaching the highest revision (a peer that is itself
+/// behind must not stand in for the cluster). `net` is filled in once the swarm runs
+/// (the registry is built first).
 pub fn restore_from_peers(net: Arc<OnceLock<NetClient>>, timeout: Duration) -> RestoreFn {
     Arc::new(move |block: BlockId, rev: Option<Rev>| {
         let net = net.clone();
@@ -335,8 +337,11 @@ pub fn restore_from_peers(net: Arc<OnceLock<NetClient>>, timeout: Duration) -> R
             for (peer, answer) in status.block_servers.iter().zip(answers) {
                 match answer {
                     Ok(Some(a)) if a.block_id == block => {
-                        let top = |a: &BlockArchive| a.revisions.last().map(|r| r.trx_rev.rev);
-                        if best.as_ref().is_none_or(|b| top(&a) > top(b)) {
+                        let rank = |a: &BlockArchive| {
+                            let covers = rev.is_none_or(|r| a.range.start <= r);
+                            (covers, a.revisions.last().map(|r| r.trx_rev.rev))
+                        };
+                        if best.as_ref().is_none_or(|b| rank(&a) > rank(b)) {
                             best = Some(a);
                         }
                     }
