@@ -585,6 +585,53 @@ async fn a_member_refuses_new_transactions_past_its_active_limit() {
     }
 }
 
+#[actix_rt::test]
+async fn member_connections_outlive_the_idle_timeout() {
+    let dirs = three_dirs();
+    let idle = |c: &mut optimystic::node::NodeConfig| c.net.idle_timeout = Duration::from_secs(1);
+    let a = start_node_with(dirs[0].path(), vec![], idle).await;
+    let b = start_node_with(dirs[1].path(), vec![a.1.clone()], idle).await;
+    let net = a.0.net().clone();
+    let b_id = b.0.peer_id();
+    eventually(Duration::from_secs(30), || {
+        let net = net.clone();
+        async move { net.status().await.unwrap().members.len() == 1 }
+    })
+    .await;
+    // Nothing is written for four idle timeouts: the members stay connected.
+    let until = std::time::Instant::now() + Duration::from_secs(4);
+    while std::time::Instant::now() < until {
+        let s = net.status().await.unwrap();
+        assert!(
+            s.connected.contains(&b_id) && s.members.len() == 1,
+            "an idle member connection closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A client's idle connection still closes.
+    let client = client_net();
+    repo_client(&client, &a.1.to_string())
+        .get(BlockGets {
+            block_ids: vec![bid("x")],
+            context: None,
+        })
+        .await
+        .unwrap();
+    let client_id = client.status().await.unwrap().peer_id;
+    eventually(Duration::from_secs(10), || {
+        let net = net.clone();
+        async move { net.status().await.unwrap().connected.contains(&client_id) }
+    })
+    .await;
+    eventually(Duration::from_secs(10), || {
+        let net = net.clone();
+        async move { !net.status().await.unwrap().connected.contains(&client_id) }
+    })
+    .await;
+    a.0.shutdown().await;
+    b.0.shutdown().await;
+}
+
 /// Starts a node whose clusters have `k` members.
 async fn start_k(
     dir: &std::path::Path,

@@ -34,6 +34,7 @@ pub struct TestCluster {
     addrs: Vec<String>,
     rules: Vec<Rules>,
     extra: Vec<String>,
+    env: Vec<Vec<(String, String)>>,
     pub net: NetClient,
 }
 
@@ -41,6 +42,12 @@ impl TestCluster {
     /// Starts `n` nodes (each later one bootstrapping from the first) with `extra`
     /// flags, and waits until a write through node 0 is readable on every node.
     pub async fn start(n: usize, extra: &[&str]) -> Self {
+        Self::start_with_env(n, extra, &[]).await
+    }
+
+    /// [`TestCluster::start`], with environment variables for some nodes
+    /// (`(node, name, value)`).
+    pub async fn start_with_env(n: usize, extra: &[&str], env: &[(usize, &str, &str)]) -> Self {
         let mut c = Self {
             dirs: (0..n).map(|_| tempfile::tempdir().unwrap()).collect(),
             nodes: (0..n).map(|_| None).collect(),
@@ -48,8 +55,12 @@ impl TestCluster {
             addrs: vec![String::new(); n],
             rules: vec![Rules::default(); n],
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: vec![Vec::new(); n],
             net: client_net(),
         };
+        for (i, k, v) in env {
+            c.env[*i].push((k.to_string(), v.to_string()));
+        }
         for i in 0..n {
             c.write_rules(i);
             c.launch(i);
@@ -106,7 +117,8 @@ impl TestCluster {
             args.extend(["--bootstrap", b.as_str()]);
         }
         let file = self.fault_file(i);
-        let env = [("OPTIMYSTIC_TEST_FAULTS", file.to_str().unwrap())];
+        let mut env = vec![("OPTIMYSTIC_TEST_FAULTS", file.to_str().unwrap())];
+        env.extend(self.env[i].iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let node = NodeProcess::start_with_env(self.dirs[i].path(), &args, &env);
         self.peer_ids[i] = node.peer_id();
         self.addrs[i] = node.addr.clone();
@@ -116,6 +128,16 @@ impl TestCluster {
     /// Nodes in the cluster.
     pub fn len(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// Node `i`'s process (it must be running).
+    pub fn node(&self, i: usize) -> &NodeProcess {
+        self.nodes[i].as_ref().unwrap()
+    }
+
+    /// Drops the extra environment of node `i` for its next start.
+    pub fn clear_env(&mut self, i: usize) {
+        self.env[i].clear();
     }
 
     /// Whether node `i` runs.
@@ -321,41 +343,75 @@ impl Workload {
         w
     }
 
-    /// One append to the `k`-th block (round robin) through `c`; true if acknowledged.
-    pub async fn step(&mut self, c: &RepoClient, k: usize) -> bool {
-        let b = self.blocks[k % self.blocks.len()].clone();
-        let rev = self.next_rev[&b];
-        let v = self.next_value;
+    /// The next append to the `k`-th block (round robin), to run with [`write`]
+    /// and report with [`Workload::settle`].
+    pub fn prepare(&mut self, k: usize) -> Append {
+        let block = self.blocks[k % self.blocks.len()].clone();
+        let rev = self.next_rev[&block];
+        let value = self.next_value;
         self.next_value += 1;
-        match write(c, &format!("{b}-w{v}"), rev, append(&b, v)).await {
+        Append {
+            trx: format!("{block}-w{value}"),
+            block,
+            rev,
+            value,
+        }
+    }
+
+    /// Records how `a` ended (`Err` with why when not acknowledged); `c` serves the
+    /// block's latest revision if the write may have landed.
+    pub async fn settle(&mut self, c: &RepoClient, a: Append, outcome: Result<(), String>) -> bool {
+        let Append {
+            block,
+            trx,
+            rev,
+            value,
+        } = a;
+        match outcome {
             Ok(()) => {
-                self.acked.get_mut(&b).unwrap().push((rev, v));
-                self.next_rev.insert(b, rev + 1);
+                self.acked.get_mut(&block).unwrap().push((rev, value));
+                self.next_rev.insert(block, rev + 1);
                 true
             }
             Err(e) => {
                 self.failed += 1;
-                self.last_error = Some(format!("{b} rev {rev}: {e}"));
+                self.last_error = Some(format!("{block} rev {rev}: {e}"));
                 if !e.starts_with("pend refused") {
                     self.unresolved.push(TrxBlocks {
-                        trx_id: TrxId::new(format!("{b}-w{v}")).unwrap(),
-                        block_ids: vec![bid(&b)],
+                        trx_id: TrxId::new(trx).unwrap(),
+                        block_ids: vec![bid(&block)],
                     });
                 }
                 // An unacknowledged write may still have landed: go on from the
                 // revision the node serves now.
-                if let Some((latest, _)) = latest_of(c, &b).await {
-                    self.next_rev.insert(b, (latest + 1).max(rev));
+                if let Some((latest, _)) = latest_of(c, &block).await {
+                    self.next_rev.insert(block, (latest + 1).max(rev));
                 }
                 false
             }
         }
     }
 
+    /// One append to the `k`-th block (round robin) through `c`; true if acknowledged.
+    pub async fn step(&mut self, c: &RepoClient, k: usize) -> bool {
+        let a = self.prepare(k);
+        let outcome = write(c, &a.trx, a.rev, append(&a.block, a.value)).await;
+        self.settle(c, a, outcome).await
+    }
+
     /// Acknowledged writes in all.
     pub fn acked_count(&self) -> usize {
         self.acked.values().map(Vec::len).sum()
     }
+}
+
+/// One append of the workload, prepared.
+#[derive(Debug, Clone)]
+pub struct Append {
+    pub block: String,
+    pub trx: String,
+    pub rev: Rev,
+    pub value: i64,
 }
 
 /// What the checker saw.
@@ -459,10 +515,25 @@ pub async fn check(c: &TestCluster, w: &mut Workload, release: Duration) -> Repo
             for cl in &clients {
                 seen.push(read_at(cl, b, Some(*rev)).await);
             }
-            assert!(
-                seen.iter().all(|s| s.as_ref().is_some_and(|s| s.0 == *rev)),
-                "block {b} rev {rev}: {seen:?}"
-            );
+            if !seen.iter().all(|s| s.as_ref().is_some_and(|s| s.0 == *rev)) {
+                let mut detail = Vec::new();
+                for cl in &clients {
+                    let ctx = TrxContext {
+                        committed: vec![],
+                        rev: *rev,
+                        trx_id: None,
+                    };
+                    detail.push(
+                        cl.get(BlockGets {
+                            block_ids: vec![bid(b)],
+                            context: Some(ctx),
+                        })
+                        .await
+                        .map(|r| r.get(&bid(b)).map(|g| g.state.clone())),
+                    );
+                }
+                panic!("block {b} rev {rev}: {seen:?}; in detail: {detail:?}");
+            }
             assert!(
                 seen.windows(2).all(|p| p[0] == p[1]),
                 "block {b} rev {rev} differs: {seen:?}"

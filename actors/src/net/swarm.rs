@@ -631,6 +631,18 @@ impl Actor for SwarmActor {
             act.unban_expired();
             act.forget_departed();
         });
+        // Cluster membership is "the K closest connected peers": a connection to a
+        // member must not close for being idle (the block's cluster would change
+        // under it). An identify push to every member, a third of the idle timeout
+        // apart, keeps those connections open; other connections (clients) still
+        // close when idle.
+        let every = (self.cfg.idle_timeout / 3).max(Duration::from_millis(100));
+        ctx.run_interval(every, |act, _| {
+            let members: Vec<PeerId> = act.members.keys().copied().collect();
+            if !members.is_empty() {
+                act.swarm.behaviour_mut().identify.push(members);
+            }
+        });
     }
 }
 
