@@ -1,0 +1,62 @@
+//! ClusterRecord decoded from the input as JSON and as MessagePack, then
+//! validated at a fixed time, as received and with its messageHash recomputed
+//! (so the peer and vote checks are reached). Never panics; the verdict is
+//! deterministic and survives a JSON round trip; an accepted record is consistent.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use optimystic_actors::cluster::record::tally;
+use optimystic_actors::cluster::{
+    abandoned, message_hash, validate, ClusterRecord, RecordError, MAX_OPERATIONS,
+};
+
+/// The fixed "now" of every validation: 2023-11-14T22:13:20Z.
+const NOW_MS: u64 = 1_700_000_000_000;
+
+fn check(r: &ClusterRecord) {
+    let verdict = validate(r, NOW_MS);
+    assert_eq!(
+        validate(r, NOW_MS),
+        verdict,
+        "validation is not deterministic"
+    );
+    let json = serde_json::to_vec(r).expect("a record encodes");
+    let back: ClusterRecord = serde_json::from_slice(&json).expect("an encoded record decodes");
+    assert_eq!(&back, r, "record changes through JSON");
+    assert_eq!(
+        validate(&back, NOW_MS),
+        verdict,
+        "verdict changes through JSON"
+    );
+    if let Ok(t) = verdict {
+        assert_eq!(t, tally(r));
+        assert_eq!(t.members, r.peers.len());
+        assert_eq!(t.approvals + t.rejections, r.promises.len());
+        assert!(t.commits <= r.commits.len());
+        assert_eq!(message_hash(&r.message), r.message_hash);
+        assert!(r.message.expiration.is_some_and(|e| e >= NOW_MS));
+        assert!((1..=MAX_OPERATIONS).contains(&r.message.operations.len()));
+        assert!(r
+            .promises
+            .keys()
+            .chain(r.commits.keys())
+            .all(|p| r.peers.contains_key(p)));
+        let _ = abandoned(r);
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let decoded = [
+        serde_json::from_slice::<ClusterRecord>(data).ok(),
+        rmp_serde::from_slice::<ClusterRecord>(data).ok(),
+    ];
+    for r in decoded.into_iter().flatten() {
+        check(&r);
+        let mut fixed = r;
+        fixed.message_hash = message_hash(&fixed.message);
+        if validate(&fixed, NOW_MS) == Err(RecordError::AlteredMessage) {
+            panic!("a record with its own messageHash refused as altered");
+        }
+        check(&fixed);
+    }
+});
