@@ -1,8 +1,14 @@
 //! A good client's read latency on one node, quiet and while a hostile peer floods
-//! it (valid reads from 256 streams at once, as fast as the node answers, plus
-//! malformed frames). Reports p50/p99 both ways and their ratio.
+//! it (valid reads from 256 streams at once, as fast as the node answers). Reports
+//! p50/p99 both ways and their ratio.
 //!
-//! `cargo bench --bench flood` — figures in docs/RELIABILITY.md.
+//! The hostile peer runs in its own process (this binary again, with
+//! `FLOOD_ATTACK=<addr>`), as an attacker does: on the same two cores, but not on
+//! the node's threads. `INPROC=1` runs it inside the node's process instead (the
+//! older, harsher setup, where the attacker's own work is the node's CPU).
+//!
+//! `cargo bench --bench flood` (`RATE=N` sets the per-peer limit) — figures in
+//! docs/RELIABILITY.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,8 +54,63 @@ async fn sample(c: &RepoClient) -> (Duration, Duration) {
     (lat[SAMPLES / 2], lat[SAMPLES * 99 / 100])
 }
 
+/// The hostile peer: 256 concurrent readers of `addr`, as fast as answered, until
+/// `stop`; counts served and refused requests.
+async fn attack(
+    addr: libp2p::Multiaddr,
+    stop: Arc<AtomicBool>,
+    served: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
+) {
+    let hostile = Arc::new(client(&addr));
+    join_all((0..256).map(|_| {
+        let (h, stop, served, refused) = (
+            hostile.clone(),
+            stop.clone(),
+            served.clone(),
+            refused.clone(),
+        );
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                match h.get(gets()).await {
+                    Ok(_) => served.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => {
+                        // Refused or banned: an attacker retries, but a spinning
+                        // loop would only measure its own CPU.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        refused.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        }
+    }))
+    .await;
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    if let Ok(addr) = std::env::var("FLOOD_ATTACK") {
+        let addr: libp2p::Multiaddr = addr.parse().unwrap();
+        actix_rt::System::new().block_on(async move {
+            let (served, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+            let stop = Arc::new(AtomicBool::new(false));
+            let report = (served.clone(), refused.clone());
+            actix_rt::spawn(async move {
+                let t = Instant::now();
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    println!(
+                        "attacker: served {} refused {} in {:.1}s",
+                        report.0.load(Ordering::Relaxed),
+                        report.1.load(Ordering::Relaxed),
+                        t.elapsed().as_secs_f64()
+                    );
+                }
+            });
+            attack(addr, stop, served, refused).await;
+        });
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -91,35 +152,37 @@ fn main() {
         }
         let (q50, q99) = sample(&good).await;
 
-        let hostile = Arc::new(client(&addr));
         let stop = Arc::new(AtomicBool::new(false));
         let (served, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let flood = join_all((0..256).map(|_| {
-            let (h, stop, served, refused) = (hostile.clone(), stop.clone(), served.clone(), refused.clone());
-            async move {
-                while !stop.load(Ordering::Relaxed) {
-                    match h.get(gets()).await {
-                        Ok(_) => served.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => {
-                            // A refused request costs the hostile its own CPU (in
-                            // this one-process bench: ours); pause so it measures
-                            // what reaches the node, not the attacker's spin.
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            refused.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                }
-            }
-        }));
-        let flood = actix_rt::spawn(flood);
+        let in_process = std::env::var_os("INPROC").is_some();
+        let mut child = None;
+        let flood = if in_process {
+            Some(actix_rt::spawn(attack(addr.clone(), stop.clone(), served.clone(), refused.clone())))
+        } else {
+            child = Some(
+                std::process::Command::new(std::env::current_exe().unwrap())
+                    .env("FLOOD_ATTACK", addr.to_string())
+                    .stdout(std::process::Stdio::inherit())
+                    .spawn()
+                    .unwrap(),
+            );
+            None
+        };
         tokio::time::sleep(Duration::from_millis(500)).await;
         let t = Instant::now();
         let (f50, f99) = sample(&good).await;
         let secs = t.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);
-        let _ = flood.await;
+        if let Some(f) = flood {
+            let _ = f.await;
+        }
+        if let Some(mut c) = child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         println!(
-            "good client: quiet p50 {q50:?} p99 {q99:?}; under flood p50 {f50:?} p99 {f99:?} (p99 {:.1}x quiet); hostile served {:.0}/s, refused {:.0}/s",
+            "hostile in {}: good client: quiet p50 {q50:?} p99 {q99:?}; under flood p50 {f50:?} p99 {f99:?} (p99 {:.1}x quiet); in-process hostile served {:.0}/s, refused {:.0}/s",
+            if in_process { "this process" } else { "its own process" },
             f99.as_secs_f64() / q99.as_secs_f64(),
             served.load(Ordering::Relaxed) as f64 / secs,
             refused.load(Ordering::Relaxed) as f64 / secs,

@@ -580,6 +580,26 @@ async fn a_member_refuses_new_transactions_past_its_active_limit() {
         .list_pending(&bid("other"))
         .unwrap()
         .is_empty());
+    // A record whose peer set leaves B out: B is not a member, and says so.
+    let b_id = nodes[1].0.peer_id().to_string();
+    let without_b: Vec<(String, String)> = members
+        .iter()
+        .filter(|(id, _)| *id != b_id)
+        .cloned()
+        .collect();
+    let elsewhere = pend_record(&without_b, "elsewhere", 30_000);
+    let refused = cluster_update(
+        &net,
+        nodes[1].0.peer_id(),
+        vec![nodes[1].1.clone()],
+        elsewhere,
+        Duration::from_secs(10),
+    )
+    .await;
+    match refused {
+        Err(NetError::Remote { code, .. }) => assert_eq!(code, "not_a_member"),
+        other => panic!("a record for other peers: {other:?}"),
+    }
     for (n, _) in nodes {
         n.shutdown().await;
     }

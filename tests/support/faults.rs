@@ -414,6 +414,25 @@ pub struct Append {
     pub value: i64,
 }
 
+/// Cancels every write that failed in doubt (a cancel of a transaction that
+/// committed, or never pended, changes nothing), retrying through the nodes in
+/// turn for up to `limit` each.
+async fn resolve(clients: &[RepoClient], w: &mut Workload, limit: Duration) {
+    for t in std::mem::take(&mut w.unresolved) {
+        let deadline = Instant::now() + limit;
+        let mut k = 0;
+        while let Err(e) = clients[k % clients.len()].cancel(t.clone()).await {
+            assert!(
+                Instant::now() < deadline,
+                "cancel of {} refused {limit:?} after the faults healed: {e}",
+                t.trx_id
+            );
+            k += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// What the checker saw.
 #[derive(Debug)]
 pub struct Report {
@@ -433,21 +452,8 @@ pub async fn check(c: &TestCluster, w: &mut Workload, release: Duration) -> Repo
     let up: Vec<usize> = (0..c.len()).filter(|i| c.is_up(*i)).collect();
     assert_eq!(up.len(), c.len(), "the checker runs with every node up");
     let clients: Vec<RepoClient> = up.iter().map(|i| c.client(*i)).collect();
-    // 0. As a careful client does once it can: cancel what failed in doubt (a
-    //    cancel of a transaction that committed, or never pended, changes nothing).
-    for t in std::mem::take(&mut w.unresolved) {
-        let deadline = Instant::now() + release;
-        let mut k = 0;
-        while let Err(e) = clients[k % clients.len()].cancel(t.clone()).await {
-            assert!(
-                Instant::now() < deadline,
-                "cancel of {} refused {release:?} after the faults healed: {e}",
-                t.trx_id
-            );
-            k += 1;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    // 0. As a careful client does once it can: cancel what failed in doubt.
+    resolve(&clients, w, release).await;
     // 1. A final write per block, through the nodes in turn, until it goes through.
     for (k, b) in w.blocks.clone().iter().enumerate() {
         let deadline = Instant::now() + release;
@@ -455,6 +461,7 @@ pub async fn check(c: &TestCluster, w: &mut Workload, release: Duration) -> Repo
             if w.step(&clients[k % clients.len()], k).await {
                 break;
             }
+            resolve(&clients, w, release).await;
             if Instant::now() >= deadline {
                 let mut seen = Vec::new();
                 for cl in &clients {
