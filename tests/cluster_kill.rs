@@ -10,6 +10,7 @@ use std::time::Duration;
 use optimystic_actors::model::*;
 use optimystic_actors::net::RepoClient;
 use serde_json::json;
+use support::faults::read_at as latest;
 use support::*;
 
 /// Pend + commit of `t` at `rev` through `c`; true when both were acknowledged.
@@ -37,26 +38,6 @@ async fn write(c: &RepoClient, trx: &str, rev: Rev, t: Transforms) -> bool {
         })
         .await;
     r.is_ok_and(|r| r.is_success())
-}
-
-async fn latest(c: &RepoClient, block: &str, at: Option<Rev>) -> Option<(Rev, serde_json::Value)> {
-    let ctx = at.map(|rev| TrxContext {
-        committed: vec![],
-        rev,
-        trx_id: None,
-    });
-    let r = c
-        .get(BlockGets {
-            block_ids: vec![bid(block)],
-            context: ctx,
-        })
-        .await
-        .ok()?;
-    let g = r.get(&bid(block))?;
-    Some((
-        g.state.latest.as_ref()?.rev,
-        g.block.as_ref()?.fields["items"].clone(),
-    ))
 }
 
 #[actix_rt::test]

@@ -9,24 +9,15 @@ use std::sync::Arc;
 
 use common::*;
 use futures::FutureExt;
-use optimystic_actors::block::{BlockRegistry, RegistryOptions, StorageRepo};
-use optimystic_actors::metrics::EngineMetrics;
+use optimystic_actors::block::{RegistryOptions, StorageRepo};
 use optimystic_actors::model::*;
-use optimystic_actors::storage::{open_storage, RepoError, RestoreFn, StorageError, StorageKind};
+use optimystic_actors::storage::{RepoError, RestoreFn, StorageError, StorageKind};
 use serde_json::json;
 
 const PERSISTENT: [StorageKind; 2] = [StorageKind::File, StorageKind::Embedded];
 
 fn open(kind: StorageKind, dir: &Path, restore: Option<RestoreFn>) -> StorageRepo {
-    let raw = open_storage(kind, dir).unwrap();
-    let registry = BlockRegistry::start(
-        raw,
-        Arc::new(EngineMetrics::default()),
-        restore,
-        RegistryOptions::default(),
-    )
-    .unwrap();
-    StorageRepo::new(registry)
+    repo_restoring(kind, dir, restore, RegistryOptions::default())
 }
 
 /// A restore callback answering from `peer`'s archives, like a healthy replica.

@@ -301,7 +301,9 @@ async fn read_full(
     ))
 }
 
-async fn read_at(c: &RepoClient, block: &str, at: Option<Rev>) -> Option<(Rev, Value)> {
+/// A block at revision `at` (or the latest) and its `items`, as the node behind `c`
+/// serves it.
+pub async fn read_at(c: &RepoClient, block: &str, at: Option<Rev>) -> Option<(Rev, Value)> {
     read_full(c, block, at).await.map(|(r, v, _)| (r, v))
 }
 

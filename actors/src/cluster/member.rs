@@ -557,6 +557,23 @@ fn to_value<T: serde::Serialize>(v: T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
+/// The record's newest head of each block this member may be behind on: all of
+/// them when it reported no heads itself (it did not promise), otherwise only those
+/// newer than its own report — its copy cannot have moved since, the blocks being
+/// reserved from its promise to the decision. `None` when nobody reported heads.
+fn behind_heads(record: &ClusterRecord, me: &str) -> Option<BTreeMap<BlockId, Rev>> {
+    let newest = record.newest_heads()?;
+    let Some(own) = record.heads.get(me) else {
+        return Some(newest);
+    };
+    Some(
+        newest
+            .into_iter()
+            .filter(|(b, rev)| own.get(b).is_none_or(|o| o < rev))
+            .collect(),
+    )
+}
+
 /// Runs the agreed operation on the local repo; its result (or error reply) as JSON.
 async fn execute(repo: StorageRepo, op: RepoOperation) -> serde_json::Value {
     let r = match op {
@@ -757,7 +774,7 @@ impl Handler<Update> for ClusterMember {
                     self.dir.repo.clone(),
                     self.dir.fresh.clone(),
                     self.dir.catch_up.get().cloned(),
-                    record.newest_heads(),
+                    behind_heads(&record, &self.dir.me),
                     record.message.operations.clone(),
                 );
                 let fut = fut::wrap_future::<_, Self>(work).map(move |result, act, ctx| {

@@ -38,9 +38,19 @@ pub fn repo_on(raw: std::sync::Arc<dyn optimystic_actors::storage::RawStorage>) 
 }
 
 pub fn repo_with(kind: StorageKind, dir: &Path, opts: RegistryOptions) -> StorageRepo {
+    repo_restoring(kind, dir, None, opts)
+}
+
+/// A repo whose blocks restore through `restore` when missing or behind.
+pub fn repo_restoring(
+    kind: StorageKind,
+    dir: &Path,
+    restore: Option<optimystic_actors::storage::RestoreFn>,
+    opts: RegistryOptions,
+) -> StorageRepo {
     let raw = open_storage(kind, dir).unwrap();
     let registry =
-        BlockRegistry::start(raw, Arc::new(EngineMetrics::default()), None, opts).unwrap();
+        BlockRegistry::start(raw, Arc::new(EngineMetrics::default()), restore, opts).unwrap();
     StorageRepo::new(registry)
 }
 
