@@ -505,3 +505,41 @@ async fn a_peer_over_its_rate_is_refused_then_blocked_and_others_are_served() {
     }
     node.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn inbound_handshakes_past_the_rate_are_dropped_before_noise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (node, addr) = start_node_with(tmp.path(), vec![], |c| {
+        c.net.max_inbound_handshakes_per_sec = 3;
+    })
+    .await;
+    let gets = || BlockGets {
+        block_ids: vec![BlockId::new("nothing").unwrap()],
+        context: None,
+    };
+    // A client connected first keeps its connection whatever comes next.
+    let first = good_client(&addr);
+    first.get(gets()).await.unwrap();
+    // Ten new peers connect at once: the bucket (3, refilled 3 per second) lets
+    // only a few through; the others' connections are dropped before the handshake.
+    let started = std::time::Instant::now();
+    let clients: Vec<RepoClient> = (0..10).map(|_| good_client(&addr)).collect();
+    let tries = futures::future::join_all(clients.iter().map(|c| c.get(gets()))).await;
+    let through = tries.iter().filter(|r| r.is_ok()).count();
+    let allowed = 3 + (started.elapsed().as_secs_f64() * 3.0).ceil() as usize;
+    assert!(
+        (1..=allowed).contains(&through),
+        "{through} of 10 connected (allowed {allowed}): {tries:?}"
+    );
+    assert!(
+        first.get(gets()).await.is_ok(),
+        "an established connection was affected"
+    );
+    // Once the bucket refills, a new peer connects again.
+    let later = good_client(&addr);
+    eventually(Duration::from_secs(10), || async {
+        later.get(gets()).await.is_ok()
+    })
+    .await;
+    node.shutdown().await;
+}

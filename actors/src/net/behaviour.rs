@@ -51,6 +51,9 @@ pub struct NetConfig {
     pub max_connections_per_peer: u32,
     /// How long an idle connection is kept open.
     pub idle_timeout: Duration,
+    /// Inbound connections accepted per second, in total, before their handshake
+    /// (0 = unlimited); beyond it they are dropped unanswered.
+    pub max_inbound_handshakes_per_sec: u32,
     /// Client mode: no inbound protocols, Kademlia as a client.
     pub client_only: bool,
     /// Use libp2p's in-process memory transport (`/memory/N` addresses) instead of
@@ -74,6 +77,7 @@ impl Default for NetConfig {
             max_connections: 512,
             max_connections_per_peer: 4,
             idle_timeout: Duration::from_secs(300),
+            max_inbound_handshakes_per_sec: 200,
             client_only: false,
             memory_transport: false,
         }
@@ -108,6 +112,7 @@ impl Proto {
 /// Everything a node speaks.
 #[derive(NetworkBehaviour)]
 pub struct NodeBehaviour {
+    pub(crate) handshakes: super::admit::HandshakeLimit,
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
     pub(crate) identify: identify::Behaviour,
@@ -168,6 +173,7 @@ impl NodeBehaviour {
             .with_max_established_per_peer(Some(cfg.max_connections_per_peer))
             .with_max_pending_incoming(Some(128));
         Self {
+            handshakes: super::admit::HandshakeLimit::new(cfg.max_inbound_handshakes_per_sec),
             limits: connection_limits::Behaviour::new(limits),
             blocked: Default::default(),
             identify: identify::Behaviour::new(

@@ -3,6 +3,7 @@
 //! answers inbound requests, and the clients (RepoClient, archive fetch for
 //! restoration). `docs/PROTOCOL.md` specifies the wire exactly.
 
+pub mod admit;
 mod behaviour;
 mod client;
 mod frame;
