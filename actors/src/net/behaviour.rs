@@ -35,9 +35,9 @@ pub struct NetConfig {
     /// Inbound requests accepted per second from one peer (a token bucket holding
     /// one second's worth); 0 = unlimited. Over it, requests get `rate_limited`.
     pub max_requests_per_peer_per_sec: u32,
-    /// A peer refused by the rate limit more times in one second than the limit
-    /// itself (it sends at least twice its allowance) is disconnected and refused
-    /// connections for this long.
+    /// A peer refused by the rate limit more than a quarter of its limit (and at
+    /// least 8) times within 250 ms (it sends at least twice its allowance) is
+    /// disconnected and refused connections for this long.
     pub flood_ban: Duration,
     /// How long a consensus member whose connection closed stays in the clusters it
     /// belongs to (writes need its vote, or a majority without it) before the

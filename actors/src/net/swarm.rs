@@ -31,6 +31,8 @@ use crate::metrics::{ActorMetrics, HandlerTimer};
 const EVENTS_PER_WAKE: usize = 64;
 /// Mailbox capacity of the SwarmActor.
 pub(crate) const SWARM_MAILBOX: usize = 1024;
+/// Window over which rate-limit refusals are counted towards a flood ban.
+const FLOOD_WINDOW: Duration = Duration::from_millis(250);
 
 /// An inbound request handed to the service.
 #[derive(Debug, Message)]
@@ -424,17 +426,19 @@ impl SwarmActor {
         }
     }
 
-    /// Counts a rate-limit refusal; a peer refused more than its per-second limit
-    /// within one second is disconnected and blocked for `flood_ban`.
+    /// Counts a rate-limit refusal; a peer refused more than a quarter of its
+    /// per-second limit (and at least 8 times) within a quarter of a second — as
+    /// fast as its allowance again, on top of it — is disconnected and blocked for
+    /// `flood_ban`. The short window bans a flood within tens of milliseconds.
     fn refused(&mut self, peer: PeerId) {
         let now = Instant::now();
         let (n, since) = self.refusals.entry(peer).or_insert((0, now));
-        if now.duration_since(*since) > Duration::from_secs(1) {
+        if now.duration_since(*since) > FLOOD_WINDOW {
             *n = 0;
             *since = now;
         }
         *n += 1;
-        if *n > self.cfg.max_requests_per_peer_per_sec {
+        if *n > (self.cfg.max_requests_per_peer_per_sec / 4).max(8) {
             self.refusals.remove(&peer);
             self.banned.insert(peer, now + self.cfg.flood_ban);
             self.metrics.count_rejected("banned");
