@@ -75,6 +75,15 @@ fn damage(kind: StorageKind, dir: &Path, tag: u8) {
     }
 }
 
+/// Writes the history on a store in `dir`, closes it, and returns block `a`'s items.
+async fn stored_history(kind: StorageKind, dir: &Path) -> serde_json::Value {
+    let repo = open(kind, dir, None);
+    history(&repo).await;
+    let want = items(&repo.get(gets(&["a"])).await.unwrap());
+    close(repo).await;
+    want
+}
+
 fn items(r: &GetBlockResults) -> serde_json::Value {
     r[&bid("a")].block.as_ref().unwrap().fields["items"].clone()
 }
@@ -87,10 +96,7 @@ fn corrupt_reads(repo: &StorageRepo) -> u64 {
 async fn a_damaged_materialization_is_rebuilt_from_the_transforms() {
     for kind in PERSISTENT {
         let dir = tempfile::tempdir().unwrap();
-        let repo = open(kind, dir.path(), None);
-        history(&repo).await;
-        let want = items(&repo.get(gets(&["a"])).await.unwrap());
-        close(repo).await;
+        let want = stored_history(kind, dir.path()).await;
 
         damage(kind, dir.path(), b'b');
         let repo = open(kind, dir.path(), None);
@@ -107,10 +113,7 @@ async fn a_damaged_history_is_refused_alone_and_repaired_from_a_peer() {
         let peer = open(StorageKind::Memory, peer_dir.path(), None);
         history(&peer).await;
         let dir = tempfile::tempdir().unwrap();
-        let repo = open(kind, dir.path(), None);
-        history(&repo).await;
-        let want = items(&repo.get(gets(&["a"])).await.unwrap());
-        close(repo).await;
+        let want = stored_history(kind, dir.path()).await;
         damage(kind, dir.path(), b'b');
         damage(kind, dir.path(), b't');
 
