@@ -1,7 +1,9 @@
 //! Nodes on loopback in one process (3 by default); each transaction = pend +
 //! commit of one new block through the signed two-phase commit, durable on every
-//! replica. Sequential latency, throughput with 64 transactions in flight, and
-//! reads with 64 in flight, all through a RepoClient talking to the first node.
+//! replica: first as two requests (pend, then commit: two agreed records), then as
+//! one pendCommit (one record). Sequential latency and throughput with 64
+//! transactions in flight for each, then reads with 64 in flight, all through a
+//! RepoClient talking to the first node.
 //!
 //! `cargo bench --bench cluster` — figures in docs/BENCHMARKS.md.
 //! `NODES=1|3|5` sets the node count (= cluster size); `PRELOAD=N` first stores N
@@ -49,7 +51,9 @@ async fn node(
     (n, a)
 }
 
-async fn txn(c: &RepoClient, i: u64) -> Duration {
+/// One transaction on a new block: pend then commit (two requests, two agreed
+/// records) or, with `one_round`, one pendCommit (one request, one record).
+async fn txn(c: &RepoClient, i: u64, one_round: bool) -> Duration {
     let t = Instant::now();
     let id = BlockId::new(format!("c{i}")).unwrap();
     let trx = TrxId::new(format!("t{i}")).unwrap();
@@ -61,26 +65,30 @@ async fn txn(c: &RepoClient, i: u64) -> Duration {
         inserts: Some([(id.clone(), block)].into()),
         ..Transforms::default()
     };
-    let p = c
-        .pend(PendRequest {
-            trx_id: trx.clone(),
-            rev: Some(1),
-            transforms,
-            policy: PendPolicy::Fail,
-        })
-        .await
-        .unwrap();
+    let pend = PendRequest {
+        trx_id: trx.clone(),
+        rev: Some(1),
+        transforms,
+        policy: PendPolicy::Fail,
+    };
+    let commit = CommitRequest {
+        trx_id: trx,
+        block_ids: vec![id],
+        rev: 1,
+        header_id: None,
+        tail_id: None,
+    };
+    if one_round {
+        let r = c
+            .pend_commit(PendCommitRequest { pend, commit })
+            .await
+            .unwrap();
+        assert!(r.is_success(), "{r:?}");
+        return t.elapsed();
+    }
+    let p = c.pend(pend).await.unwrap();
     assert!(p.is_success(), "{p:?}");
-    let r = c
-        .commit(CommitRequest {
-            trx_id: trx,
-            block_ids: vec![id],
-            rev: 1,
-            header_id: None,
-            tail_id: None,
-        })
-        .await
-        .unwrap();
+    let r = c.commit(commit).await.unwrap();
     assert!(r.is_success());
     t.elapsed()
 }
@@ -229,29 +237,41 @@ fn main() {
         });
         let client = Arc::new(RepoClient::new(NetClient::new(rx.await.unwrap(), metrics), peer_of(&a_addr).unwrap(), vec![a_addr.clone()], Duration::from_secs(30)));
         for i in 0..20 {
-            txn(&client, 1_000_000 + i).await;
+            txn(&client, 1_000_000 + i, false).await;
+            txn(&client, 2_000_000 + i, true).await;
         }
-        let before = snapshot(a);
-        let start = Instant::now();
-        let mut lat = Vec::new();
-        for i in 0..SEQUENTIAL as u64 {
-            lat.push(txn(&client, i).await);
-        }
-        let seq_rate = SEQUENTIAL as f64 / start.elapsed().as_secs_f64();
-        lat.sort();
-        let seq_phases = phases(a, &before);
-        let before = snapshot(a);
-        let start = Instant::now();
-        join_all((0..IN_FLIGHT as u64).map(|lane| {
-            let client = client.clone();
-            async move {
-                for k in 0..PER_LANE as u64 {
-                    txn(&client, 10_000 + lane * 1_000 + k).await;
-                }
+        // Two requests (pend, commit) per transaction, then one (pendCommit); the
+        // reads below use the blocks of the first.
+        let mut lines = Vec::new();
+        for (mode, one_round, base) in [("pend+commit", false, 0u64), ("pendCommit", true, 5_000_000)] {
+            let before = snapshot(a);
+            let start = Instant::now();
+            let mut lat = Vec::new();
+            for i in 0..SEQUENTIAL as u64 {
+                lat.push(txn(&client, base + i, one_round).await);
             }
-        }))
-        .await;
-        let par = (IN_FLIGHT * PER_LANE) as f64 / start.elapsed().as_secs_f64();
+            let seq_rate = SEQUENTIAL as f64 / start.elapsed().as_secs_f64();
+            lat.sort();
+            let seq_phases = phases(a, &before);
+            let before = snapshot(a);
+            let start = Instant::now();
+            join_all((0..IN_FLIGHT as u64).map(|lane| {
+                let client = client.clone();
+                async move {
+                    for k in 0..PER_LANE as u64 {
+                        txn(&client, base + 10_000 + lane * 1_000 + k, one_round).await;
+                    }
+                }
+            }))
+            .await;
+            let par = (IN_FLIGHT * PER_LANE) as f64 / start.elapsed().as_secs_f64();
+            lines.push(format!(
+                "{nodes_n} nodes, {mode}: sequential txn p50 {:?} p99 {:?} ({seq_rate:.0}/s); 64 in flight {par:.0} txn/s\n  sequential: {seq_phases}\n  64 in flight: {}",
+                lat[lat.len() / 2],
+                lat[lat.len() * 99 / 100],
+                phases(a, &before)
+            ));
+        }
         // Reads of the blocks just written, 64 in flight, through the same client.
         const READS: u64 = 20_000;
         let start = Instant::now();
@@ -269,14 +289,10 @@ fn main() {
         }))
         .await;
         let reads = READS as f64 / start.elapsed().as_secs_f64();
-        println!(
-            "{nodes_n} nodes: sequential txn p50 {:?} p99 {:?} ({seq_rate:.0}/s); 64 in flight {par:.0} txn/s; reads 64 in flight {reads:.0}/s; RSS {} MB",
-            lat[lat.len() / 2],
-            lat[lat.len() * 99 / 100],
-            rss_mb()
-        );
-        println!("  sequential: {seq_phases}");
-        println!("  64 in flight: {}", phases(a, &before));
+        for l in lines {
+            println!("{l}");
+        }
+        println!("{nodes_n} nodes: reads 64 in flight {reads:.0}/s; RSS {} MB", rss_mb());
         for n in nodes {
             n.shutdown().await;
         }

@@ -860,3 +860,91 @@ async fn concurrent_writes_share_records_and_a_conflict_fails_only_itself() {
         n.shutdown().await;
     }
 }
+
+#[actix_rt::test]
+async fn one_round_writes_are_agreed_once_and_race_safely() {
+    let dirs = three_dirs();
+    let nodes = three_nodes(&dirs).await;
+    let net = client_net();
+    let client = |i: usize| {
+        optimystic_actors::net::RepoClient::new(
+            net.clone(),
+            peer_of(&nodes[i].1).unwrap(),
+            vec![nodes[i].1.clone()],
+            Duration::from_secs(10),
+        )
+    };
+    let one = |trx: &str, rev: Rev, t: Transforms| PendCommitRequest {
+        pend: PendRequest {
+            trx_id: TrxId::new(trx).unwrap(),
+            rev: Some(rev),
+            transforms: t,
+            policy: PendPolicy::Fail,
+        },
+        commit: CommitRequest {
+            trx_id: TrxId::new(trx).unwrap(),
+            block_ids: vec![bid("hot")],
+            rev,
+            header_id: None,
+            tail_id: None,
+        },
+    };
+    let r = client(1)
+        .pend_commit(one("base", 1, insert("hot")))
+        .await
+        .unwrap();
+    assert!(r.is_success(), "{r:?}");
+    // One agreed record (one promise phase), not two.
+    let m = nodes[1].0.render_metrics();
+    assert!(
+        m.contains(r#"optimystic_transaction_phase_seconds_count{phase="promise"} 1"#),
+        "{m}"
+    );
+    // A pendCommit that is not one transaction is refused up front.
+    let mut bad = one("x1", 2, append("hot", 0));
+    bad.commit.trx_id = TrxId::new("x2").unwrap();
+    match client(0).pend_commit(bad).await {
+        Err(NetError::Remote { code, .. }) => assert_eq!(code, "invalid"),
+        other => panic!("expected invalid, got {other:?}"),
+    }
+    // Racing one-round writes at the same revision through different nodes: at
+    // most one wins each round, and nothing is left pending anywhere.
+    let mut latest = 1;
+    for round in 0..8i64 {
+        let rev = latest + 1;
+        let (ca, cc) = (client(0), client(2));
+        let (a, b) = futures::join!(
+            ca.pend_commit(one(&format!("r{round}a"), rev, append("hot", round))),
+            cc.pend_commit(one(&format!("r{round}c"), rev, append("hot", -round))),
+        );
+        let results = [a.unwrap(), b.unwrap()];
+        let wins = results.iter().filter(|r| r.is_success()).count();
+        assert!(wins <= 1, "round {round}: {results:?}");
+        for r in results.iter().filter(|r| !r.is_success()) {
+            assert!(r.commit.is_none() || !r.pend.is_success(), "{r:?}");
+        }
+        latest += wins as u64;
+        for (node, _) in &nodes {
+            let repo = node.repo().clone();
+            eventually(Duration::from_secs(10), || {
+                let repo = repo.clone();
+                async move {
+                    let g = repo
+                        .get(BlockGets {
+                            block_ids: vec![bid("hot")],
+                            context: None,
+                        })
+                        .await
+                        .unwrap();
+                    let s = &g[&bid("hot")].state;
+                    s.pendings.is_none() && s.latest.as_ref().map(|l| l.rev) == Some(latest)
+                }
+            })
+            .await;
+        }
+    }
+    assert!(latest > 1, "some round must have had a winner");
+    for (n, _) in nodes {
+        n.shutdown().await;
+    }
+}

@@ -28,6 +28,7 @@ enum Op {
     Pend(u8, Vec<(usize, Change)>, Option<Rev>, PendPolicy),
     Commit(u8, Vec<usize>, Rev),
     Cancel(u8, Vec<usize>),
+    PendCommit(u8, Vec<(usize, Change)>, Option<Rev>, PendPolicy, Rev),
 }
 
 fn blocks() -> impl Strategy<Value = Vec<usize>> {
@@ -47,10 +48,12 @@ fn op() -> impl Strategy<Value = Op> {
     ];
     prop_oneof![
         2 => (blocks(), proptest::option::of(0u64..8)).prop_map(|(b, r)| Op::Get(b, r)),
-        4 => (0u8..6, proptest::collection::vec((0usize..3, change), 1..3), proptest::option::of(0u64..8), policy)
+        4 => (0u8..6, proptest::collection::vec((0usize..3, change.clone()), 1..3), proptest::option::of(0u64..8), policy.clone())
             .prop_map(|(t, c, r, p)| Op::Pend(t, c, r, p)),
         4 => (0u8..6, blocks(), 1u64..8).prop_map(|(t, b, r)| Op::Commit(t, b, r)),
         1 => (0u8..6, blocks()).prop_map(|(t, b)| Op::Cancel(t, b)),
+        3 => (0u8..6, proptest::collection::vec((0usize..3, change), 1..3), proptest::option::of(0u64..8), policy, 1u64..8)
+            .prop_map(|(t, c, r, p, rev)| Op::PendCommit(t, c, r, p, rev)),
     ]
 }
 
@@ -85,6 +88,21 @@ fn transforms(changes: &[(usize, Change)]) -> Transforms {
     t
 }
 
+/// One block's pend check in the model.
+enum PendCheck {
+    Missing(BTreeSet<(String, Rev)>),
+    Error,
+    Repeat,
+    Ok(Option<Block>),
+}
+
+/// Whether `trx` committed another revision of the block with other records.
+fn reused(mb: &ModelBlock, trx: &TrxId, t: &Transform, blk: &Option<Block>) -> bool {
+    mb.committed
+        .values()
+        .any(|c| &c.0 == trx && (&c.1 != t || &c.2 != blk))
+}
+
 /// The reference: DESIGN §4 written as plainly as possible.
 #[derive(Default, Clone)]
 struct ModelBlock {
@@ -101,6 +119,8 @@ enum Outcome {
     Stale(BTreeSet<(String, Rev)>, BTreeSet<(String, String)>),
     Error,
     Read(BTreeMap<String, ReadRow>),
+    /// A pendCommit whose pend would go ahead but whose commit is stale.
+    CommitStale(BTreeSet<(String, Rev)>),
 }
 
 #[derive(Default)]
@@ -127,39 +147,55 @@ impl Model {
         })
     }
 
+    /// A pend's checks on block `b`: the other transactions pending there, and
+    /// whether it is behind, fails, repeats an identical pend or goes ahead (with
+    /// the block it would materialize).
+    fn check_pend(&self, req: &PendRequest, b: &BlockId) -> (Vec<(String, String)>, PendCheck) {
+        let t = req.transforms.for_block(b);
+        let mb = self.blocks.get(b).cloned().unwrap_or_default();
+        let others = mb
+            .pending
+            .keys()
+            .filter(|k| **k != req.trx_id)
+            .map(|k| (b.to_string(), k.to_string()))
+            .collect();
+        let latest = self.latest(b);
+        let checks_rev = req.rev.is_some() || t.insert.is_some();
+        if checks_rev
+            && latest
+                .as_ref()
+                .is_some_and(|(r, _)| *r >= req.rev.unwrap_or(0))
+        {
+            return (
+                others,
+                PendCheck::Missing(self.missing(b, req.rev.unwrap_or(0))),
+            );
+        }
+        let check = match mb.pending.get(&req.trx_id) {
+            Some(existing) if *existing == t => PendCheck::Repeat,
+            Some(_) => PendCheck::Error,
+            None => match apply_transform(b, latest.and_then(|l| l.1).as_ref(), &t) {
+                Err(_) => PendCheck::Error,
+                Ok(blk) => PendCheck::Ok(blk),
+            },
+        };
+        (others, check)
+    }
+
     fn pend(&mut self, req: &PendRequest) -> Outcome {
         let mut missing = BTreeSet::new();
         let mut pending = BTreeSet::new();
         let mut error = false;
         let mut writes = vec![];
         for b in req.transforms.block_ids() {
-            let t = req.transforms.for_block(&b);
-            let mb = self.blocks.get(&b).cloned().unwrap_or_default();
-            pending.extend(
-                mb.pending
-                    .keys()
-                    .filter(|k| **k != req.trx_id)
-                    .map(|k| (b.to_string(), k.to_string())),
-            );
-            let latest = self.latest(&b);
-            let checks_rev = req.rev.is_some() || t.insert.is_some();
-            if checks_rev
-                && latest
-                    .as_ref()
-                    .is_some_and(|(r, _)| *r >= req.rev.unwrap_or(0))
-            {
-                missing.extend(self.missing(&b, req.rev.unwrap_or(0)));
-                continue;
+            let (others, check) = self.check_pend(req, &b);
+            pending.extend(others);
+            match check {
+                PendCheck::Missing(m) => missing.extend(m),
+                PendCheck::Error => error = true,
+                PendCheck::Repeat => {}
+                PendCheck::Ok(_) => writes.push((b.clone(), req.transforms.for_block(&b))),
             }
-            match mb.pending.get(&req.trx_id) {
-                Some(existing) if *existing == t => continue,
-                Some(_) => error = true,
-                None => {}
-            }
-            if apply_transform(&b, latest.and_then(|l| l.1).as_ref(), &t).is_err() {
-                error = true;
-            }
-            writes.push((b, t));
         }
         if !missing.is_empty() {
             return Outcome::Stale(missing, BTreeSet::new());
@@ -200,6 +236,9 @@ impl Model {
                 continue;
             };
             match apply_transform(b, latest.and_then(|l| l.1).as_ref(), t) {
+                // A transaction commits a block once (the same records again are a
+                // harmless repeat).
+                Ok(blk) if reused(&mb, trx, t, &blk) => error = true,
                 Ok(blk) => writes.push((b.clone(), t.clone(), blk)),
                 Err(_) => error = true,
             }
@@ -209,6 +248,81 @@ impl Model {
         }
         if error {
             return Outcome::Error;
+        }
+        for (b, t, blk) in writes {
+            let mb = self.blocks.entry(b).or_default();
+            mb.pending.remove(trx);
+            mb.committed.insert(rev, (trx.clone(), t, blk));
+        }
+        Outcome::Ok
+    }
+
+    /// pendCommit: per block, nothing to do when (trx, rev) is already committed;
+    /// otherwise the pend's checks, then the commit's stale check. The pend's
+    /// staleness wins, then errors, then the policy, then the commit's staleness;
+    /// anything short of success writes nothing.
+    fn pend_commit(&mut self, req: &PendRequest, rev: Rev) -> Outcome {
+        let trx = &req.trx_id;
+        let (mut missing, mut commit_missing) = (BTreeSet::new(), BTreeSet::new());
+        let mut pending = BTreeSet::new();
+        let mut error = false;
+        let mut writes = vec![];
+        for b in req.transforms.block_ids() {
+            let t = req.transforms.for_block(&b);
+            let mb = self.blocks.get(&b).cloned().unwrap_or_default();
+            let latest = self.latest(&b);
+            let past = latest.as_ref().is_some_and(|(r, _)| *r >= rev);
+            if past && mb.committed.get(&rev).map(|c| &c.0) == Some(trx) {
+                continue;
+            }
+            let (others, check) = self.check_pend(req, &b);
+            let blocked = !others.is_empty() && req.policy != PendPolicy::Continue;
+            pending.extend(others);
+            let blk = match check {
+                PendCheck::Missing(m) => {
+                    missing.extend(m);
+                    continue;
+                }
+                PendCheck::Error => {
+                    error = true;
+                    continue;
+                }
+                PendCheck::Ok(blk) => blk,
+                // Already pending: committing it applies it now.
+                PendCheck::Repeat => {
+                    let t = req.transforms.for_block(&b);
+                    let latest = self.latest(&b).and_then(|l| l.1);
+                    let Ok(blk) = apply_transform(&b, latest.as_ref(), &t) else {
+                        error = true;
+                        continue;
+                    };
+                    blk
+                }
+            };
+            if blocked {
+                continue;
+            }
+            if past {
+                commit_missing.extend(self.missing(&b, rev));
+                continue;
+            }
+            if reused(&mb, trx, &t, &blk) {
+                error = true;
+                continue;
+            }
+            writes.push((b, t, blk));
+        }
+        if !missing.is_empty() {
+            return Outcome::Stale(missing, BTreeSet::new());
+        }
+        if error {
+            return Outcome::Error;
+        }
+        if !pending.is_empty() && req.policy != PendPolicy::Continue {
+            return Outcome::Stale(BTreeSet::new(), pending);
+        }
+        if !commit_missing.is_empty() {
+            return Outcome::CommitStale(commit_missing);
         }
         for (b, t, blk) in writes {
             let mb = self.blocks.entry(b).or_default();
@@ -308,6 +422,34 @@ async fn run_repo(repo: &StorageRepo, op: &Op) -> Outcome {
                 Err(_) => Outcome::Error,
             }
         }
+        Op::PendCommit(t, changes, pend_rev, policy, rev) => {
+            let pend = pend_req(&format!("t{t}"), *pend_rev, transforms(changes), *policy);
+            let commit = CommitRequest {
+                trx_id: pend.trx_id.clone(),
+                block_ids: pend.transforms.block_ids().into_iter().collect(),
+                rev: *rev,
+                header_id: None,
+                tail_id: None,
+            };
+            match repo.pend_commit(PendCommitRequest { pend, commit }).await {
+                Ok(PendCommitResult {
+                    pend: PendResult::Stale(s),
+                    ..
+                }) => stale_outcome(s),
+                Ok(PendCommitResult {
+                    commit: Some(CommitResult::Success),
+                    ..
+                }) => Outcome::Ok,
+                Ok(PendCommitResult {
+                    commit: Some(CommitResult::Stale(s)),
+                    ..
+                }) => match stale_outcome(s) {
+                    Outcome::Stale(missing, _) => Outcome::CommitStale(missing),
+                    other => other,
+                },
+                Ok(PendCommitResult { commit: None, .. }) | Err(_) => Outcome::Error,
+            }
+        }
         Op::Cancel(t, b) => match repo
             .cancel(TrxBlocks {
                 trx_id: tid(&format!("t{t}")),
@@ -350,6 +492,10 @@ fn run_model(model: &mut Model, op: &Op) -> Outcome {
             model.commit(&tid(&format!("t{t}")), &ids(b).into_iter().collect(), *rev)
         }
         Op::Cancel(t, b) => model.cancel(&tid(&format!("t{t}")), &ids(b)),
+        Op::PendCommit(t, changes, pend_rev, policy, rev) => model.pend_commit(
+            &pend_req(&format!("t{t}"), *pend_rev, transforms(changes), *policy),
+            *rev,
+        ),
     }
 }
 

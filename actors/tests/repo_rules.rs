@@ -360,3 +360,76 @@ async fn a_block_holds_at_most_max_pending_transactions() {
         assert!(pend("p4").await.unwrap().is_success(), "{kind}");
     }
 }
+
+#[actix_rt::test]
+async fn pend_commit_is_all_or_nothing() {
+    for kind in KINDS {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(kind, dir.path());
+        let one = |trx: &str, pend_rev: Option<Rev>, t: Transforms, blocks: &[&str], rev: Rev| {
+            PendCommitRequest {
+                pend: pend_req(trx, pend_rev, t, PendPolicy::Fail),
+                commit: commit_req(trx, blocks, rev),
+            }
+        };
+        // Committed in one step: latest, nothing left pending.
+        let r = repo
+            .pend_commit(one("t1", Some(1), insert(&["a", "b"]), &["a", "b"], 1))
+            .await
+            .unwrap();
+        assert!(r.is_success(), "{kind}: {r:?}");
+        let got = repo.get(gets(&["a", "b"])).await.unwrap();
+        for b in ["a", "b"] {
+            assert_eq!(got[&bid(b)].state.latest.as_ref().map(|l| l.rev), Some(1));
+            assert_eq!(got[&bid(b)].state.pendings, None, "{kind}");
+        }
+        // A stale pend commits nothing and leaves nothing pending.
+        let r = repo
+            .pend_commit(one("t2", Some(1), append(&["a"], json!(1)), &["a"], 1))
+            .await
+            .unwrap();
+        assert!(!r.pend.is_success() && r.commit.is_none(), "{kind}: {r:?}");
+        // A pend that succeeds but whose commit is stale is cancelled.
+        let r = repo
+            .pend_commit(one("t3", None, append(&["a"], json!(2)), &["a"], 1))
+            .await
+            .unwrap();
+        assert!(r.pend.is_success(), "{kind}: {r:?}");
+        assert!(!r.is_success(), "{kind}: {r:?}");
+        let got = repo.get(gets(&["a"])).await.unwrap();
+        assert_eq!(got[&bid("a")].state.pendings, None, "{kind}: cancelled");
+        assert_eq!(got[&bid("a")].state.latest.as_ref().map(|l| l.rev), Some(1));
+        assert_eq!(
+            got[&bid("a")].block.as_ref().unwrap().fields["items"],
+            json!([])
+        );
+        // A commit that is not the pend's is refused before anything is written.
+        for bad in [
+            PendCommitRequest {
+                pend: pend_req("t4", Some(2), append(&["a"], json!(3)), PendPolicy::Fail),
+                commit: commit_req("t5", &["a"], 2),
+            },
+            one("t4", Some(2), append(&["a"], json!(3)), &["a", "b"], 2),
+            one("t4", Some(2), append(&["a"], json!(3)), &["b"], 2),
+        ] {
+            let e = repo.pend_commit(bad).await.unwrap_err();
+            assert!(matches!(e, RepoError::Invalid(_)), "{kind}: {e}");
+        }
+        let got = repo.get(gets(&["a", "b"])).await.unwrap();
+        for b in ["a", "b"] {
+            assert_eq!(got[&bid(b)].state.pendings, None, "{kind}");
+            assert_eq!(got[&bid(b)].state.latest.as_ref().map(|l| l.rev), Some(1));
+        }
+        // And the next revision goes through.
+        let r = repo
+            .pend_commit(one("t6", Some(2), append(&["a"], json!(4)), &["a"], 2))
+            .await
+            .unwrap();
+        assert!(r.is_success(), "{kind}: {r:?}");
+        let got = repo.get(gets(&["a"])).await.unwrap();
+        assert_eq!(
+            got[&bid("a")].block.as_ref().unwrap().fields["items"],
+            json!([4])
+        );
+    }
+}

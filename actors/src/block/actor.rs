@@ -35,6 +35,14 @@ pub(crate) enum BlockOp {
     Cancel {
         trx: TrxId,
     },
+    /// A pend and its commit, in one write.
+    PendCommit {
+        trx: TrxId,
+        transform: Arc<Transform>,
+        pend_rev: Option<Rev>,
+        policy: PendPolicy,
+        rev: Rev,
+    },
 }
 
 /// How the outcome of a prepared operation is decided.
@@ -71,6 +79,9 @@ pub(crate) struct Prepared {
     pub(crate) pending: Vec<TrxPending>,
     /// Committed transactions the requester missed (stale when non-empty).
     pub(crate) missing: Vec<TrxTransforms>,
+    /// A pendCommit whose pend would go ahead but whose commit is stale (`missing`
+    /// is then the commit's).
+    pub(crate) commit_stale: bool,
     /// Joint mode: the writes to make durable before deciding `Apply`.
     pub(crate) ops: WriteBatch,
     /// Joint mode with writes: where to send the decision (the block is held until then).

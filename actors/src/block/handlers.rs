@@ -12,7 +12,8 @@ use crate::model::{
     apply_transform, BlockTrxState, GetBlockResult, PendPolicy, Rev, TrxId, TrxRev,
 };
 use crate::storage::{
-    BlockStorage, CommitPlan, Effect, RepoError, RestoreFn, StorageError, WriteBatch,
+    BlockStorage, CommitPlan, Effect, PendCommitPlan, RepoError, RestoreFn, StorageError,
+    WriteBatch,
 };
 
 type Outcome<T> = (Option<BlockStorage>, Result<T, RepoError>);
@@ -63,6 +64,46 @@ fn plan(st: &BlockStorage, op: &BlockOp) -> Result<Plan, RepoError> {
         BlockOp::Cancel { trx } => Plan {
             prepared: Prepared::default(),
             write: st.plan_cancel(trx),
+        },
+        BlockOp::PendCommit {
+            trx,
+            transform,
+            pend_rev,
+            policy,
+            rev,
+        } => match st.plan_pend_commit(trx, transform, *pend_rev, *policy, *rev)? {
+            PendCommitPlan::AlreadyCommitted => Plan {
+                prepared: Prepared::default(),
+                write: None,
+            },
+            PendCommitPlan::PendBlocked(p) => Plan {
+                prepared: Prepared {
+                    pending: p.pending,
+                    missing: p.missing,
+                    ..Prepared::default()
+                },
+                write: None,
+            },
+            PendCommitPlan::CommitStale { pending, missing } => Plan {
+                prepared: Prepared {
+                    pending,
+                    missing,
+                    commit_stale: true,
+                    ..Prepared::default()
+                },
+                write: None,
+            },
+            PendCommitPlan::Apply {
+                pending,
+                ops,
+                effect,
+            } => Plan {
+                prepared: Prepared {
+                    pending,
+                    ..Prepared::default()
+                },
+                write: Some((ops, effect)),
+            },
         },
     })
 }

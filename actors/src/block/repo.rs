@@ -15,8 +15,9 @@ use super::actor::{BlockOp, Decision, Mode, Prepare, Prepared, Read};
 use super::registry::BlockRegistry;
 use crate::metrics::{Outcome, RepoOp};
 use crate::model::{
-    BlockGets, BlockId, CommitRequest, CommitResult, GetBlockResults, PendPolicy, PendRequest,
-    PendResult, PendSuccess, Rev, StaleFailure, TrxBlocks, TrxPending, TrxRev, TrxTransforms,
+    BlockGets, BlockId, CommitRequest, CommitResult, GetBlockResults, PendCommitRequest,
+    PendCommitResult, PendPolicy, PendRequest, PendResult, PendSuccess, Rev, StaleFailure,
+    Transform, TrxBlocks, TrxId, TrxPending, TrxRev, TrxTransforms,
 };
 use crate::storage::{BlockArchive, BlockStorage, RepoError};
 
@@ -72,6 +73,81 @@ impl StorageRepo {
         r
     }
 
+    /// Pends `req.pend` and commits it as `req.commit` says, in one durable batch
+    /// with no pending record in between: either the transaction is committed or
+    /// nothing of it is written (a commit that would be stale leaves no pend
+    /// behind). Deterministic given the blocks' state, so every cluster member
+    /// reaches the same outcome; re-running a committed one succeeds unchanged.
+    pub async fn pend_commit(&self, req: PendCommitRequest) -> Result<PendCommitResult, RepoError> {
+        self.registry.metrics().repo.begin();
+        let r = self.pend_commit_inner(req).await;
+        self.record(RepoOp::PendCommit, &r, |v| !v.is_success());
+        r
+    }
+
+    async fn pend_commit_inner(
+        &self,
+        req: PendCommitRequest,
+    ) -> Result<PendCommitResult, RepoError> {
+        req.check().map_err(RepoError::Invalid)?;
+        let rev = req.commit.rev;
+        let (ids, prepared) = self
+            .pend_blocks(&req.pend, |trx, transform| BlockOp::PendCommit {
+                trx,
+                transform,
+                pend_rev: req.pend.rev,
+                policy: req.pend.policy,
+                rev,
+            })
+            .await?;
+        let (commit_stale, pend_part): (Vec<Prepared>, Vec<Prepared>) =
+            prepared.into_iter().partition(|p| p.commit_stale);
+        let pend = pend_outcome(ids, pend_part, req.pend.policy);
+        let PendResult::Success(mut ok) = pend else {
+            return Ok(PendCommitResult { pend, commit: None });
+        };
+        let (pending, missing) = gather(commit_stale);
+        ok.pending.extend(pending);
+        let commit = if missing.is_empty() {
+            CommitResult::Success
+        } else {
+            CommitResult::Stale(stale(missing, "stale: a newer revision is committed"))
+        };
+        Ok(PendCommitResult {
+            pend: PendResult::Success(ok),
+            commit: Some(commit),
+        })
+    }
+
+    /// Runs `op(trx, transform)` on each block of `req` (joint when several): the
+    /// blocks and their answers. Written only when no block is stale and, unless
+    /// the policy is `c`, none has other pending transactions.
+    async fn pend_blocks(
+        &self,
+        req: &PendRequest,
+        op: impl Fn(TrxId, Arc<Transform>) -> BlockOp,
+    ) -> Result<(BTreeSet<BlockId>, Vec<Prepared>), RepoError> {
+        let ids = req.transforms.block_ids();
+        if ids.is_empty() {
+            return Err(RepoError::Invalid("pend names no block".into()));
+        }
+        let policy = req.policy;
+        let ops = ids
+            .iter()
+            .map(|id| {
+                let transform = Arc::new(req.transforms.for_block(id));
+                (id.clone(), op(req.trx_id.clone(), transform))
+            })
+            .collect();
+        let prepared = self
+            .run(ops, move |p| {
+                p.iter().all(|p| p.missing.is_empty())
+                    && (policy == PendPolicy::Continue || p.iter().all(|p| p.pending.is_empty()))
+            })
+            .await?;
+        Ok((ids, prepared))
+    }
+
     /// Drops the pending transaction from each block; unknown ones are ignored.
     pub async fn cancel(&self, trx: TrxBlocks) -> Result<(), RepoError> {
         self.registry.metrics().repo.begin();
@@ -100,47 +176,15 @@ impl StorageRepo {
     }
 
     async fn pend_inner(&self, req: PendRequest) -> Result<PendResult, RepoError> {
-        let ids = req.transforms.block_ids();
-        if ids.is_empty() {
-            return Err(RepoError::Invalid("pend names no block".into()));
-        }
-        let policy = req.policy;
-        let ops = ids
-            .iter()
-            .map(|id| {
-                let op = BlockOp::Pend {
-                    trx: req.trx_id.clone(),
-                    transform: Arc::new(req.transforms.for_block(id)),
-                    rev: req.rev,
-                    policy,
-                };
-                (id.clone(), op)
-            })
-            .collect();
-        let prepared = self
-            .run(ops, move |p| {
-                p.iter().all(|p| p.missing.is_empty())
-                    && (policy == PendPolicy::Continue || p.iter().all(|p| p.pending.is_empty()))
+        let (ids, prepared) = self
+            .pend_blocks(&req, |trx, transform| BlockOp::Pend {
+                trx,
+                transform,
+                rev: req.rev,
+                policy: req.policy,
             })
             .await?;
-        let (pending, missing) = gather(prepared);
-        if !missing.is_empty() {
-            return Ok(PendResult::Stale(stale(
-                missing,
-                "stale: revisions committed since",
-            )));
-        }
-        if !pending.is_empty() && policy != PendPolicy::Continue {
-            return Ok(PendResult::Stale(StaleFailure {
-                reason: Some("blocked by pending transactions".into()),
-                missing: None,
-                pending: Some(pending),
-            }));
-        }
-        Ok(PendResult::Success(PendSuccess {
-            pending,
-            block_ids: ids.into_iter().collect(),
-        }))
+        Ok(pend_outcome(ids, prepared, req.policy))
     }
 
     async fn commit_inner(&self, req: CommitRequest) -> Result<CommitResult, RepoError> {
@@ -246,8 +290,14 @@ async fn joint(
         }
     }
     let stale = prepared.iter().any(|p| !p.missing.is_empty());
+    // A stale request is answered as stale even if another block failed (the
+    // requester must catch up first); a stale commit inside a pendCommit is not
+    // that kind of staleness: the pend's error comes first.
+    let behind = prepared
+        .iter()
+        .any(|p| !p.missing.is_empty() && !p.commit_stale);
     let holds: Vec<_> = prepared.iter_mut().filter_map(|p| p.hold.take()).collect();
-    if let Some(e) = failure.filter(|_| !stale) {
+    if let Some(e) = failure.filter(|_| !behind) {
         decide(holds, Decision::Release);
         return Err(e);
     }
@@ -300,6 +350,26 @@ fn gather(prepared: Vec<Prepared>) -> (Vec<TrxPending>, Vec<TrxTransforms>) {
         }
     }
     (pending, missing.into_values().collect())
+}
+
+/// A pend's answer from its blocks' answers: stale when any block is behind,
+/// blocked when others are pending and the policy is not `c`, else success.
+fn pend_outcome(ids: BTreeSet<BlockId>, prepared: Vec<Prepared>, policy: PendPolicy) -> PendResult {
+    let (pending, missing) = gather(prepared);
+    if !missing.is_empty() {
+        return PendResult::Stale(stale(missing, "stale: revisions committed since"));
+    }
+    if !pending.is_empty() && policy != PendPolicy::Continue {
+        return PendResult::Stale(StaleFailure {
+            reason: Some("blocked by pending transactions".into()),
+            missing: None,
+            pending: Some(pending),
+        });
+    }
+    PendResult::Success(PendSuccess {
+        pending,
+        block_ids: ids.into_iter().collect(),
+    })
 }
 
 fn stale(missing: Vec<TrxTransforms>, reason: &str) -> StaleFailure {

@@ -54,6 +54,11 @@ pub fn operation_blocks(op: &RepoOperation) -> BTreeSet<BlockId> {
         RepoOperation::Pend(p) => p.transforms.block_ids(),
         RepoOperation::Commit(c) => c.block_ids.iter().cloned().collect(),
         RepoOperation::Cancel(c) => c.trx_ref.block_ids.iter().cloned().collect(),
+        RepoOperation::PendCommit(pc) => {
+            let mut blocks = pc.pend.transforms.block_ids();
+            blocks.extend(pc.commit.block_ids.iter().cloned());
+            blocks
+        }
         RepoOperation::Get(_) => BTreeSet::new(),
     }
 }
@@ -580,6 +585,7 @@ async fn execute(repo: StorageRepo, op: RepoOperation) -> serde_json::Value {
         RepoOperation::Pend(p) => repo.pend(p).await.map(to_value),
         RepoOperation::Commit(c) => repo.commit(c).await.map(to_value),
         RepoOperation::Cancel(c) => repo.cancel(c.trx_ref).await.map(|()| serde_json::json!({})),
+        RepoOperation::PendCommit(pc) => repo.pend_commit(pc).await.map(to_value),
         RepoOperation::Get(g) => repo.get(g).await.map(to_value),
     };
     r.unwrap_or_else(|e: RepoError| to_value(crate::net::repo_error(e)))
@@ -615,6 +621,7 @@ async fn execute_all(
         .iter()
         .map(|op| match op {
             RepoOperation::Commit(c) => Some(c.block_ids.clone()),
+            RepoOperation::PendCommit(pc) => Some(pc.commit.block_ids.clone()),
             _ => None,
         })
         .collect();
@@ -649,8 +656,10 @@ async fn execute_all(
     };
     // Blocks an agreed commit just succeeded on are current here.
     for (op, r) in ops_blocks.into_iter().zip(&results) {
+        // A commit's result, or a pendCommit's `commit` member.
+        let result = r.get("commit").unwrap_or(r);
         if let Some(blocks) =
-            op.filter(|_| r.get("success") == Some(&serde_json::Value::Bool(true)))
+            op.filter(|_| result.get("success") == Some(&serde_json::Value::Bool(true)))
         {
             fresh.written(blocks);
         }

@@ -225,14 +225,75 @@ impl Coordinator {
         op: RepoOperation,
         forwarded: bool,
     ) -> Result<T, RepoError> {
+        if let RepoOperation::PendCommit(pc) = &op {
+            pc.check().map_err(RepoError::Invalid)?;
+        }
         let view = self.view().await?;
         let groups = self.groups(&view, operation_blocks(&op));
+        if let (RepoOperation::PendCommit(pc), true) = (&op, groups.len() > 1) {
+            return decode_result(
+                self.pend_commit_split(&view, groups, pc.clone(), forwarded)
+                    .await?,
+            );
+        }
         if groups.len() <= 1 {
             let (cluster, blocks) = groups.into_iter().next().unwrap_or_default();
             let plan = self.plan(&view, &cluster, &blocks);
             return decode_result(self.run_part(plan, op, forwarded).await?);
         }
         decode_result(self.run_split(&view, groups, op, forwarded).await?)
+    }
+
+    /// A pendCommit whose blocks belong to several clusters cannot be one record:
+    /// it runs as its pend, then its commit (tail first, as any commit), each split
+    /// by cluster; a commit that fails cancels the pend everywhere, so the outcome
+    /// is the same all-or-nothing one as within a cluster.
+    async fn pend_commit_split(
+        self: &Arc<Self>,
+        view: &View,
+        groups: BTreeMap<BTreeSet<PeerId>, BTreeSet<BlockId>>,
+        pc: crate::model::PendCommitRequest,
+        forwarded: bool,
+    ) -> Result<serde_json::Value, RepoError> {
+        let trx_ref = TrxBlocks {
+            trx_id: pc.commit.trx_id.clone(),
+            block_ids: pc.commit.block_ids.clone(),
+        };
+        let cancel_groups = groups.clone();
+        let cancel = |this: Arc<Self>| async move {
+            let op = RepoOperation::Cancel(CancelOperation { trx_ref });
+            this.run_split(view, cancel_groups, op, forwarded).await
+        };
+        let pend: PendResult = decode_result(
+            self.run_split(
+                view,
+                groups.clone(),
+                RepoOperation::Pend(pc.pend),
+                forwarded,
+            )
+            .await?,
+        )?;
+        if !pend.is_success() {
+            // Parts that did pend are dropped, as after any failed pend.
+            cancel(self.clone()).await?;
+            return to_json(&crate::model::PendCommitResult { pend, commit: None });
+        }
+        let commit = self
+            .run_split(view, groups, RepoOperation::Commit(pc.commit), forwarded)
+            .await
+            .and_then(decode_result::<CommitResult>);
+        match commit {
+            Ok(c) => {
+                if !c.is_success() {
+                    cancel(self.clone()).await?;
+                }
+                to_json(&crate::model::PendCommitResult {
+                    pend,
+                    commit: Some(c),
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A write whose blocks belong to several clusters: one part per cluster, each
@@ -653,6 +714,7 @@ impl Coordinator {
                 self.repo.cancel(c.trx_ref).await?;
                 Ok(serde_json::json!({}))
             }
+            RepoOperation::PendCommit(pc) => serde_json::to_value(self.repo.pend_commit(pc).await?),
             RepoOperation::Get(g) => serde_json::to_value(self.repo.get(g).await?),
         }
         .map_err(|e| RepoError::Invalid(e.to_string()))?;
@@ -804,6 +866,9 @@ fn refused(op: &RepoOperation, reason: String) -> Result<serde_json::Value, Repo
         RepoOperation::Pend(_) | RepoOperation::Commit(_) => {
             Ok(serde_json::json!({"success": false, "reason": reason}))
         }
+        RepoOperation::PendCommit(_) => {
+            Ok(serde_json::json!({"pend": {"success": false, "reason": reason}}))
+        }
         _ => Err(RepoError::Coded {
             code: crate::net::codes::CONFLICT.into(),
             message: reason,
@@ -819,6 +884,10 @@ type MemberCall = std::pin::Pin<
 /// Lets the calls still running finish (their members still get the record).
 fn finish_in_background(mut calls: FuturesUnordered<MemberCall>) {
     actix_rt::spawn(async move { while calls.next().await.is_some() {} });
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, RepoError> {
+    serde_json::to_value(v).map_err(|e| RepoError::Invalid(e.to_string()))
 }
 
 /// The local execution's JSON back into a result (or the error it recorded).
@@ -946,6 +1015,14 @@ impl CoordinatorHandle {
     /// Commits through the cluster.
     pub async fn commit(&self, req: CommitRequest) -> Result<CommitResult, RepoError> {
         self.call(RepoOperation::Commit(req)).await
+    }
+
+    /// Pends and commits one transaction through the cluster in one round.
+    pub async fn pend_commit(
+        &self,
+        req: crate::model::PendCommitRequest,
+    ) -> Result<crate::model::PendCommitResult, RepoError> {
+        self.call(RepoOperation::PendCommit(req)).await
     }
 
     /// Cancels through the cluster.

@@ -150,6 +150,7 @@ impl Collector for NodeCollector {
             (RepoOp::Pend, "pend"),
             (RepoOp::Commit, "commit"),
             (RepoOp::Cancel, "cancel"),
+            (RepoOp::PendCommit, "pendCommit"),
         ] {
             for (outcome, oname) in [
                 (Outcome::Success, "success"),

@@ -202,6 +202,8 @@ pub enum RepoOp {
     Commit = 2,
     /// cancel
     Cancel = 3,
+    /// pendCommit
+    PendCommit = 4,
 }
 
 /// How a repo operation ended.
@@ -218,7 +220,7 @@ pub enum Outcome {
 /// Repo operations by kind and outcome.
 #[derive(Debug, Default)]
 pub struct RepoMetrics {
-    counts: [[Counter; 3]; 4],
+    counts: [[Counter; 3]; 5],
     active: Gauge,
 }
 

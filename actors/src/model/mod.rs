@@ -10,8 +10,9 @@ pub use block::{Block, BlockHeader, BlockOperation, Transform, Transforms};
 pub use ids::{validate_id, BlockId, IdError, TrxId, MAX_ID_LEN};
 pub use repo::{
     BlockGets, BlockTrxState, CancelOperation, CommitRequest, CommitResult, GetBlockResult,
-    GetBlockResults, PendPolicy, PendRequest, PendResult, PendSuccess, RepoMessage, RepoOperation,
-    Rev, StaleFailure, TrxBlocks, TrxContext, TrxPending, TrxRev, TrxTransforms,
+    GetBlockResults, PendCommitRequest, PendCommitResult, PendPolicy, PendRequest, PendResult,
+    PendSuccess, RepoMessage, RepoOperation, Rev, StaleFailure, TrxBlocks, TrxContext, TrxPending,
+    TrxRev, TrxTransforms,
 };
 pub use transform::{apply_transform, check_transform, TransformError};
 

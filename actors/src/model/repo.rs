@@ -314,6 +314,58 @@ pub struct CancelOperation {
     pub trx_ref: TrxBlocks,
 }
 
+/// A pend and the commit of the same transaction, agreed and applied as one
+/// operation (one consensus round instead of two). All or nothing: when the pend
+/// fails nothing is committed; when the commit fails the pend is cancelled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendCommitRequest {
+    /// The pend (its blocks are the transaction's blocks).
+    pub pend: PendRequest,
+    /// The commit: the same `trxId`, exactly the pend's blocks.
+    pub commit: CommitRequest,
+}
+
+impl PendCommitRequest {
+    /// Checks that the commit is the pend's: same transaction, same blocks.
+    pub fn check(&self) -> Result<(), String> {
+        if self.pend.trx_id != self.commit.trx_id {
+            return Err(format!(
+                "pendCommit: the commit's trxId {} is not the pend's {}",
+                self.commit.trx_id, self.pend.trx_id
+            ));
+        }
+        let pended = self.pend.transforms.block_ids();
+        let committed: std::collections::BTreeSet<BlockId> =
+            self.commit.block_ids.iter().cloned().collect();
+        if pended != committed {
+            return Err(
+                "pendCommit: the commit's blockIds must be exactly the pend's blocks".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Reply to a pendCommit: the pend's result, and the commit's when the pend
+/// succeeded (absent otherwise: nothing was committed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendCommitResult {
+    /// What the pend did.
+    pub pend: PendResult,
+    /// What the commit did; a failed commit's pend was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<CommitResult>,
+}
+
+impl PendCommitResult {
+    /// Whether the transaction committed.
+    pub fn is_success(&self) -> bool {
+        self.commit.as_ref().is_some_and(CommitResult::is_success)
+    }
+}
+
 /// One repo operation as carried by [`RepoMessage`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -326,6 +378,8 @@ pub enum RepoOperation {
     Cancel(CancelOperation),
     /// Commit a pending transaction.
     Commit(CommitRequest),
+    /// Pend and commit one transaction in one step.
+    PendCommit(PendCommitRequest),
 }
 
 impl RepoOperation {
@@ -348,6 +402,19 @@ impl RepoOperation {
                 rev: c.rev,
                 header_id: within(&c.header_id),
                 tail_id: within(&c.tail_id),
+            }),
+            RepoOperation::PendCommit(pc) => RepoOperation::PendCommit(PendCommitRequest {
+                pend: PendRequest {
+                    transforms: pc.pend.transforms.restricted_to(blocks),
+                    ..pc.pend.clone()
+                },
+                commit: CommitRequest {
+                    trx_id: pc.commit.trx_id.clone(),
+                    block_ids: ids(&pc.commit.block_ids),
+                    rev: pc.commit.rev,
+                    header_id: within(&pc.commit.header_id),
+                    tail_id: within(&pc.commit.tail_id),
+                },
             }),
             RepoOperation::Cancel(c) => RepoOperation::Cancel(CancelOperation {
                 trx_ref: TrxBlocks {

@@ -16,8 +16,9 @@ use super::swarm::{Request, Status, SwarmActor};
 use super::wire::{decode_reply, encode, BlockRequest};
 use super::{now_ms, Encoding, NetError, NetMetrics, NetStatus};
 use crate::model::{
-    BlockGets, BlockId, CancelOperation, CommitRequest, CommitResult, GetBlockResults, PendRequest,
-    PendResult, RepoMessage, RepoOperation, Rev, TrxBlocks,
+    BlockGets, BlockId, CancelOperation, CommitRequest, CommitResult, GetBlockResults,
+    PendCommitRequest, PendCommitResult, PendRequest, PendResult, RepoMessage, RepoOperation, Rev,
+    TrxBlocks,
 };
 use crate::storage::{BlockArchive, RestoreFn};
 
@@ -198,6 +199,33 @@ impl RepoClient {
     /// Commits a transaction.
     pub async fn commit(&self, req: CommitRequest) -> Result<CommitResult, NetError> {
         self.call(RepoOperation::Commit(req)).await
+    }
+
+    /// Pends and commits one transaction in one request: one consensus round
+    /// instead of two, all or nothing (see [`PendCommitRequest`]). A node that does
+    /// not know the operation gets the pend, then the commit (then a cancel if the
+    /// commit fails), with the same outcome.
+    pub async fn pend_commit(&self, req: PendCommitRequest) -> Result<PendCommitResult, NetError> {
+        match self.call(RepoOperation::PendCommit(req.clone())).await {
+            Err(NetError::Remote { code, .. }) if code == super::codes::UNKNOWN_OPERATION => {}
+            r => return r,
+        }
+        let trx_ref = TrxBlocks {
+            trx_id: req.commit.trx_id.clone(),
+            block_ids: req.commit.block_ids.clone(),
+        };
+        let pend = self.pend(req.pend).await?;
+        if !pend.is_success() {
+            return Ok(PendCommitResult { pend, commit: None });
+        }
+        let commit = self.commit(req.commit).await?;
+        if !commit.is_success() {
+            self.cancel(trx_ref).await?;
+        }
+        Ok(PendCommitResult {
+            pend,
+            commit: Some(commit),
+        })
     }
 
     /// Cancels a pending transaction.

@@ -135,6 +135,9 @@ async fn serve_repo(
             RepoOperation::Get(g) => reply(enc, &c.get(g).await.map_err(repo_error)?),
             RepoOperation::Pend(p) => reply(enc, &c.pend(p).await.map_err(repo_error)?),
             RepoOperation::Commit(r) => reply(enc, &c.commit(r).await.map_err(repo_error)?),
+            RepoOperation::PendCommit(r) => {
+                reply(enc, &c.pend_commit(r).await.map_err(repo_error)?)
+            }
             RepoOperation::Cancel(x) => {
                 c.cancel(x.trx_ref).await.map_err(repo_error)?;
                 reply(enc, &Empty {})
@@ -145,6 +148,7 @@ async fn serve_repo(
         RepoOperation::Get(g) => reply(enc, &repo.get(g).await.map_err(repo_error)?),
         RepoOperation::Pend(p) => reply(enc, &repo.pend(p).await.map_err(repo_error)?),
         RepoOperation::Commit(c) => reply(enc, &repo.commit(c).await.map_err(repo_error)?),
+        RepoOperation::PendCommit(r) => reply(enc, &repo.pend_commit(r).await.map_err(repo_error)?),
         RepoOperation::Cancel(c) => {
             repo.cancel(c.trx_ref).await.map_err(repo_error)?;
             reply(enc, &Empty {})

@@ -134,7 +134,7 @@ pub fn decode_reply<T: DeserializeOwned>(
     }
 }
 
-const OPERATIONS: [&str; 4] = ["get", "pend", "cancel", "commit"];
+const OPERATIONS: [&str; 5] = ["get", "pend", "cancel", "commit", "pendCommit"];
 
 /// Decodes a repo request into its single operation, or the error reply to send.
 pub fn decode_request(

@@ -104,6 +104,31 @@ pub enum CommitPlan {
     Apply(WriteBatch, Effect),
 }
 
+/// Outcome of checking a pendCommit on one block.
+#[derive(Debug)]
+pub enum PendCommitPlan {
+    /// The same (trx, rev) is already committed: succeed without change.
+    AlreadyCommitted,
+    /// The pend would not go ahead (stale, or blocked by the policy).
+    PendBlocked(PendPlan),
+    /// The pend would go ahead but the commit is stale; nothing is written.
+    CommitStale {
+        /// Other transactions pending on the block.
+        pending: Vec<TrxPending>,
+        /// Committed transactions the requester missed.
+        missing: Vec<TrxTransforms>,
+    },
+    /// Write `ops` (the commit, no pending record), then apply `effect`.
+    Apply {
+        /// Other transactions pending on the block.
+        pending: Vec<TrxPending>,
+        /// The writes.
+        ops: WriteBatch,
+        /// The cache change.
+        effect: Effect,
+    },
+}
+
 /// One block's storage rules over a raw backend.
 pub struct BlockStorage {
     id: BlockId,
@@ -359,6 +384,19 @@ impl BlockStorage {
         rev: Option<Rev>,
         policy: PendPolicy,
     ) -> Result<PendPlan, RepoError> {
+        self.check_pend(trx, transform, rev, policy, true)
+    }
+
+    /// [`Self::plan_pend`]; `limit` enforces the most pending transactions (a
+    /// pendCommit leaves nothing pending, so it does not).
+    fn check_pend(
+        &self,
+        trx: &TrxId,
+        transform: &Arc<Transform>,
+        rev: Option<Rev>,
+        policy: PendPolicy,
+        limit: bool,
+    ) -> Result<PendPlan, RepoError> {
         if let Some(e) = self.damaged_error() {
             return Err(e.into());
         }
@@ -395,7 +433,7 @@ impl BlockStorage {
                 trx: trx.clone(),
             });
         }
-        if self.state.pending.len() >= self.max_pending {
+        if limit && self.state.pending.len() >= self.max_pending {
             return Err(RepoError::TooManyPending {
                 block: self.id.clone(),
                 limit: self.max_pending,
@@ -409,6 +447,76 @@ impl BlockStorage {
         });
         plan.effect = Effect::Pended(trx.clone(), transform.clone());
         Ok(plan)
+    }
+
+    /// Checks a pend of `transform` under `trx` followed at once by its commit as
+    /// `rev`, written as one batch with no pending record in between (a
+    /// pendCommit): the pend's rules, then the commit's.
+    pub fn plan_pend_commit(
+        &self,
+        trx: &TrxId,
+        transform: &Arc<Transform>,
+        pend_rev: Option<Rev>,
+        policy: PendPolicy,
+        rev: Rev,
+    ) -> Result<PendCommitPlan, RepoError> {
+        if let Some(e) = self.damaged_error() {
+            return Err(e.into());
+        }
+        let past = self.latest().is_some_and(|l| l.rev >= rev);
+        if past && self.raw.get_revision(&self.id, rev)?.as_ref() == Some(trx) {
+            return Ok(PendCommitPlan::AlreadyCommitted);
+        }
+        let pend = self.check_pend(trx, transform, pend_rev, policy, false)?;
+        if !pend.missing.is_empty() || (!pend.pending.is_empty() && policy != PendPolicy::Continue)
+        {
+            return Ok(PendCommitPlan::PendBlocked(pend));
+        }
+        if past {
+            return Ok(PendCommitPlan::CommitStale {
+                pending: pend.pending,
+                missing: self.missing_from(rev)?,
+            });
+        }
+        let (ops, effect) = self.commit_ops(trx, rev, transform)?;
+        Ok(PendCommitPlan::Apply {
+            pending: pend.pending,
+            ops,
+            effect,
+        })
+    }
+
+    /// Records are keyed by transaction, so a transaction that already committed
+    /// another revision of this block must not commit again: it would overwrite
+    /// that revision's transform and materialization. Records identical to the
+    /// ones about to be written (a commit retried after a crash part-way through a
+    /// non-atomic batch) change nothing and are allowed. One point read when the
+    /// transaction is new here.
+    fn check_trx_unused(
+        &self,
+        trx: &TrxId,
+        transform: &Transform,
+        block: Option<&Block>,
+    ) -> Result<(), RepoError> {
+        if self.state.meta.is_none() {
+            return Ok(());
+        }
+        let Some(existing) = self.raw.get_transaction(&self.id, trx)? else {
+            return Ok(());
+        };
+        let same_block = || -> Result<bool, StorageError> {
+            Ok(match self.raw.get_materialized(&self.id, trx)? {
+                Some(m) => m.as_ref() == block,
+                None => true,
+            })
+        };
+        if existing == *transform && same_block()? {
+            return Ok(());
+        }
+        Err(RepoError::Invalid(format!(
+            "transaction {trx} already committed another revision of block {}; a transaction commits a block once",
+            self.id
+        )))
     }
 
     /// Checks a commit of pending `trx` as `rev` (DESIGN §4 "commit").
@@ -432,8 +540,21 @@ impl BlockStorage {
                 block: self.id.clone(),
                 trx: trx.clone(),
             })?;
+        let (ops, effect) = self.commit_ops(trx, rev, transform)?;
+        Ok(CommitPlan::Apply(ops, effect))
+    }
+
+    /// The writes and cache change of committing `transform` as (`trx`, `rev`) on
+    /// top of the latest revision (checked newer by the caller).
+    fn commit_ops(
+        &self,
+        trx: &TrxId,
+        rev: Rev,
+        transform: &Arc<Transform>,
+    ) -> Result<(WriteBatch, Effect), RepoError> {
         let block =
             apply_transform(&self.id, self.state.latest_block.as_deref(), transform)?.map(Arc::new);
+        self.check_trx_unused(trx, transform, block.as_deref())?;
         let mut meta = self.state.meta.clone().unwrap_or_else(|| BlockMeta {
             ranges: vec![RevRange::ALL],
             latest: None,
@@ -479,7 +600,7 @@ impl BlockStorage {
                 trx: trx.clone(),
             },
         ]);
-        Ok(CommitPlan::Apply(
+        Ok((
             ops,
             Effect::Committed {
                 trx_rev,

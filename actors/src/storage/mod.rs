@@ -20,7 +20,9 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
-pub use block_storage::{BlockStorage, CachedState, CommitPlan, Effect, PendPlan, RestoreFn};
+pub use block_storage::{
+    BlockStorage, CachedState, CommitPlan, Effect, PendCommitPlan, PendPlan, RestoreFn,
+};
 pub use embedded::{EmbeddedOptions, EmbeddedRawStorage};
 pub use error::{RepoError, StorageError};
 pub use file::FileRawStorage;
