@@ -397,13 +397,24 @@ impl ClusterMember {
         record: ClusterRecord,
         result: Option<serde_json::Value>,
     ) -> Result<WriteFuture, ClusterError> {
+        self.stage_with(phase, record, result, false)
+    }
+
+    /// [`Self::stage`], lazily written when `lazy`.
+    fn stage_with(
+        &mut self,
+        phase: Phase,
+        record: ClusterRecord,
+        result: Option<serde_json::Value>,
+        lazy: bool,
+    ) -> Result<WriteFuture, ClusterError> {
         let result = result.or_else(|| self.state.as_ref().and_then(|s| s.result.clone()));
         let state = TxnState {
             phase,
             record,
             result,
         };
-        let write = self.dir.store.save(&self.hash, &state)?;
+        let write = self.dir.store.save_with(&self.hash, &state, lazy)?;
         self.state = Some(state);
         Ok(write)
     }
@@ -796,14 +807,16 @@ impl Handler<Update> for ClusterMember {
                     act.dir.release(&blocks, &act.hash);
                     act.dir.decided(&act.hash);
                     // The execution is durable already; the commit vote does not wait
-                    // for the Committed state. If that write is lost, this member
-                    // restarts Promised, recovers the decision from its peers and
-                    // re-executes, which the repo's idempotent operations absorb. The
-                    // actor stays (answering repeats from memory) until it lands.
+                    // for the Committed state, which is written lazily (it survives
+                    // a crash of this process at once, a power loss within
+                    // LAZY_SYNC). If it is lost, this member restarts Promised,
+                    // recovers the decision from its peers and re-executes, which
+                    // the repo's idempotent operations absorb. The actor stays
+                    // (answering repeats from memory) until it lands.
                     if act.dir.results.len() < 65_536 {
                         act.dir.results.insert(act.hash.clone(), result.clone());
                     }
-                    let write = act.stage(Phase::Committed, r.clone(), Some(result))?;
+                    let write = act.stage_with(Phase::Committed, r.clone(), Some(result), true)?;
                     let hash = act.hash.clone();
                     ctx.spawn(fut::wrap_future::<_, Self>(write).map(move |written, _, ctx| {
                         if let Err(e) = written {

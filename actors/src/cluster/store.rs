@@ -38,14 +38,30 @@ impl TxnStore {
 
     /// Starts writing `state`; durable when the future resolves.
     pub fn save(&self, hash: &str, state: &TxnState) -> Result<WriteFuture, StorageError> {
+        self.save_with(hash, state, false)
+    }
+
+    /// Saves `state`, lazily when `lazy` (see `RawStorage::write_lazy`): for a
+    /// state that recovery can rebuild if a power loss drops it.
+    pub fn save_with(
+        &self,
+        hash: &str,
+        state: &TxnState,
+        lazy: bool,
+    ) -> Result<WriteFuture, StorageError> {
         let bytes = serde_json::to_vec(state).map_err(|e| StorageError::Encode {
             what: "txn state".into(),
             message: e.to_string(),
         })?;
-        Ok(self.raw.write(vec![WriteOp::PutTxn {
+        let batch = vec![WriteOp::PutTxn {
             hash: hash.to_string(),
             bytes: Arc::new(bytes),
-        }]))
+        }];
+        Ok(if lazy {
+            self.raw.write_lazy(batch)
+        } else {
+            self.raw.write(batch)
+        })
     }
 
     /// Starts forgetting the states under `hashes` (one durable write).

@@ -18,6 +18,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -30,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     seal, BlockMeta, DataDirLock, RawStorage, StorageError, StorageStats, WriteBatch, WriteFuture,
-    WriteOp,
+    WriteOp, LAZY_SYNC,
 };
 use crate::model::{Block, BlockId, Rev, Transform, TrxId, TrxRev};
 
@@ -78,6 +79,8 @@ struct Encoded {
 
 struct WriteRequest {
     ops: Vec<Encoded>,
+    /// May resolve before `fdatasync` (see [`RawStorage::write_lazy`]).
+    lazy: bool,
     done: oneshot::Sender<Result<(), StorageError>>,
 }
 
@@ -92,6 +95,7 @@ pub struct EmbeddedRawStorage {
     txn: Keyspace,
     queue: Option<mpsc::Sender<WriteRequest>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    syncer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
     _lock: DataDirLock,
 }
 
@@ -124,16 +128,26 @@ impl EmbeddedRawStorage {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let pending = Arc::new(PendingIndex::load(&pend)?);
         let stats = Arc::new(StorageStats::default());
+        let unsynced = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             stats: stats.clone(),
             db: db.clone(),
             pending: pending.clone(),
             spaces: [meta.clone(), pend.clone(), data.clone(), txn.clone()],
+            unsynced: unsynced.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("optimystic-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StorageError::io(data_dir, e))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let syncer = {
+            let (db, stop) = (db.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("optimystic-syncer".into())
+                .spawn(move || sync_lazy_writes(&db, &unsynced, &stop))
+                .map_err(|e| StorageError::io(data_dir, e))?
+        };
         Ok(Self {
             db,
             stats,
@@ -144,7 +158,34 @@ impl EmbeddedRawStorage {
             txn,
             queue: Some(tx),
             writer: Mutex::new(Some(handle)),
+            syncer: Mutex::new(Some((stop, syncer))),
             _lock: lock,
+        })
+    }
+
+    fn send(&self, batch: WriteBatch, lazy: bool) -> WriteFuture {
+        if crate::faults::disk_full() {
+            self.stats.failures.add(1);
+            let e = StorageError::io("fjall", crate::faults::disk_full_error());
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        let ops = match batch
+            .iter()
+            .map(Self::encode)
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(ops) => ops,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let queue = self.queue.clone();
+        Box::pin(async move {
+            let queue = queue.ok_or(StorageError::Closed)?;
+            let (done, wait) = oneshot::channel();
+            queue
+                .send(WriteRequest { ops, lazy, done })
+                .await
+                .map_err(|_| StorageError::Closed)?;
+            wait.await.map_err(|_| StorageError::Closed)?
         })
     }
 
@@ -288,6 +329,22 @@ struct Writer {
     db: Database,
     /// Indexed by [`Space`].
     spaces: [Keyspace; 4],
+    /// A lazy batch was written and no sync has covered it yet.
+    unsynced: Arc<AtomicBool>,
+}
+
+/// Syncs the journal every [`LAZY_SYNC`] while lazy batches are unsynced, until
+/// `stop`.
+fn sync_lazy_writes(db: &Database, unsynced: &AtomicBool, stop: &AtomicBool) {
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(LAZY_SYNC);
+        if unsynced.swap(false, Ordering::AcqRel) {
+            if let Err(e) = db.persist(PersistMode::SyncData) {
+                unsynced.store(true, Ordering::Release);
+                tracing::error!(error = %e, "syncing lazily written records failed");
+            }
+        }
+    }
 }
 
 impl Writer {
@@ -330,7 +387,9 @@ impl Writer {
             return;
         }
         self.stats.batches.add(n);
-        self.stats.syncs.add(1);
+        if group.iter().any(|r| !r.lazy) {
+            self.stats.syncs.add(1);
+        }
         let bytes: usize = group
             .iter()
             .flat_map(|r| &r.ops)
@@ -339,8 +398,16 @@ impl Writer {
         self.stats.bytes.add(bytes as u64);
     }
 
+    /// One batch for the group: synced unless every request in it is lazy (then
+    /// handed to the OS, and the syncer covers it within [`LAZY_SYNC`]).
     fn commit(&self, group: &[WriteRequest]) -> Result<(), String> {
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        let lazy = group.iter().all(|r| r.lazy);
+        let mode = if lazy {
+            PersistMode::Buffer
+        } else {
+            PersistMode::SyncData
+        };
+        let mut batch = self.db.batch().durability(Some(mode));
         for op in group.iter().flat_map(|r| &r.ops) {
             let ks = &self.spaces[op.space as usize];
             match &op.value {
@@ -348,12 +415,22 @@ impl Writer {
                 None => batch.remove(ks, op.key.as_slice()),
             }
         }
-        batch.commit().map_err(|e| e.to_string())
+        batch.commit().map_err(|e| e.to_string())?;
+        if lazy {
+            self.unsynced.store(true, Ordering::Release);
+        }
+        Ok(())
     }
 }
 
 impl Drop for EmbeddedRawStorage {
     fn drop(&mut self) {
+        if let Some((stop, handle)) = self.syncer.lock().take() {
+            stop.store(true, Ordering::Release);
+            if handle.join().is_err() {
+                tracing::error!("embedded storage syncer thread panicked");
+            }
+        }
         self.queue.take();
         if let Some(handle) = self.writer.lock().take() {
             if handle.join().is_err() {
@@ -435,29 +512,11 @@ impl RawStorage for EmbeddedRawStorage {
     }
 
     fn write(&self, batch: WriteBatch) -> WriteFuture {
-        if crate::faults::disk_full() {
-            self.stats.failures.add(1);
-            let e = StorageError::io("fjall", crate::faults::disk_full_error());
-            return Box::pin(std::future::ready(Err(e)));
-        }
-        let ops = match batch
-            .iter()
-            .map(Self::encode)
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(ops) => ops,
-            Err(e) => return Box::pin(std::future::ready(Err(e))),
-        };
-        let queue = self.queue.clone();
-        Box::pin(async move {
-            let queue = queue.ok_or(StorageError::Closed)?;
-            let (done, wait) = oneshot::channel();
-            queue
-                .send(WriteRequest { ops, done })
-                .await
-                .map_err(|_| StorageError::Closed)?;
-            wait.await.map_err(|_| StorageError::Closed)?
-        })
+        self.send(batch, false)
+    }
+
+    fn write_lazy(&self, batch: WriteBatch) -> WriteFuture {
+        self.send(batch, true)
     }
 
     fn block_count(&self) -> Result<u64, StorageError> {

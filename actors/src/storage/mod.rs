@@ -72,6 +72,15 @@ pub trait RawStorage: Send + Sync + 'static {
     ) -> Result<Option<Option<Block>>, StorageError>;
     /// Applies `batch` atomically per block; resolves when durable.
     fn write(&self, batch: WriteBatch) -> WriteFuture;
+    /// Like [`Self::write`], but may resolve once the batch survives a crash of
+    /// this process (handed to the operating system) rather than a power loss: it
+    /// becomes durable with the next durable write, or within [`LAZY_SYNC`]. For
+    /// records that only speed up recovery and can be rebuilt from durable ones
+    /// (a cluster member's `Committed` state). Backends without the distinction
+    /// write durably.
+    fn write_lazy(&self, batch: WriteBatch) -> WriteFuture {
+        self.write(batch)
+    }
     /// Number of blocks with metadata (may be approximate on the embedded engine).
     fn block_count(&self) -> Result<u64, StorageError>;
     /// Write counters of this backend.
@@ -95,6 +104,10 @@ pub trait RawStorage: Send + Sync + 'static {
         Ok(())
     }
 }
+
+/// Longest a lazily written batch stays short of durable (see
+/// [`RawStorage::write_lazy`]).
+pub const LAZY_SYNC: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// Write counters kept by every backend.
 #[derive(Debug, Default)]
