@@ -7,7 +7,8 @@
 //!
 //! `cargo bench --bench cluster` — figures in docs/BENCHMARKS.md.
 //! `NODES=1|3|5` sets the node count (= cluster size); `PRELOAD=N` first stores N
-//! blocks on every node (directly, 64 in flight) to measure at that size.
+//! blocks on every node (directly, 64 in flight) to measure at that size;
+//! `PROFILE_SECS=n` runs only sequential pendCommits for n seconds (to profile).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::sync::Arc;
@@ -239,6 +240,20 @@ fn main() {
         for i in 0..20 {
             txn(&client, 1_000_000 + i, false).await;
             txn(&client, 2_000_000 + i, true).await;
+        }
+        // PROFILE_SECS=n: only sequential pendCommits for n seconds (to profile).
+        if let Some(secs) = std::env::var("PROFILE_SECS").ok().and_then(|s| s.parse::<u64>().ok()) {
+            let (start, mut n) = (Instant::now(), 0u64);
+            while start.elapsed() < Duration::from_secs(secs) {
+                txn(&client, 9_000_000 + n, true).await;
+                n += 1;
+            }
+            println!("{n} sequential pendCommits in {:?}", start.elapsed());
+            for n in nodes {
+                n.shutdown().await;
+            }
+            arbiter.stop();
+            return;
         }
         // Two requests (pend, commit) per transaction, then one (pendCommit); the
         // reads below use the blocks of the first.

@@ -7,6 +7,7 @@ pub mod admit;
 mod behaviour;
 mod client;
 mod frame;
+pub mod keepalive;
 mod protocol;
 mod service;
 mod swarm;

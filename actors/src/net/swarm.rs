@@ -291,6 +291,7 @@ impl SwarmActor {
                 self.block_servers.remove(&peer_id);
                 self.budgets.remove(&peer_id);
                 self.refusals.remove(&peer_id);
+                self.swarm.behaviour().keep.release(&peer_id);
                 if let Some(info) = self.members.remove(&peer_id) {
                     self.departed.insert(peer_id, (info, Instant::now()));
                     self.publish_view();
@@ -312,6 +313,7 @@ impl SwarmActor {
                     if self.departed.remove(&peer_id).is_some() {
                         self.returns += 1;
                     }
+                    self.swarm.behaviour().keep.keep(peer_id);
                     self.members.insert(
                         peer_id,
                         PeerInfo {
@@ -637,16 +639,8 @@ impl Actor for SwarmActor {
         });
         // Cluster membership is "the K closest connected peers": a connection to a
         // member must not close for being idle (the block's cluster would change
-        // under it). An identify push to every member, a third of the idle timeout
-        // apart, keeps those connections open; other connections (clients) still
-        // close when idle.
-        let every = (self.cfg.idle_timeout / 3).max(Duration::from_millis(100));
-        ctx.run_interval(every, |act, _| {
-            let members: Vec<PeerId> = act.members.keys().copied().collect();
-            if !members.is_empty() {
-                act.swarm.behaviour_mut().identify.push(members);
-            }
-        });
+        // under it). The keep-alive behaviour keeps members' connections open;
+        // other connections (clients) still close when idle.
     }
 }
 
