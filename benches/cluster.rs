@@ -8,7 +8,8 @@
 //! `cargo bench --bench cluster` — figures in docs/BENCHMARKS.md.
 //! `NODES=1|3|5` sets the node count (= cluster size); `PRELOAD=N` first stores N
 //! blocks on every node (directly, 64 in flight) to measure at that size;
-//! `PROFILE_SECS=n` runs only sequential pendCommits for n seconds (to profile).
+//! `PROFILE_SECS=n` runs only sequential pendCommits for n seconds (to profile),
+//! or with `PROFILE_READS=1` only reads, 64 in flight.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::sync::Arc;
@@ -244,11 +245,28 @@ fn main() {
         // PROFILE_SECS=n: only sequential pendCommits for n seconds (to profile).
         if let Some(secs) = std::env::var("PROFILE_SECS").ok().and_then(|s| s.parse::<u64>().ok()) {
             let (start, mut n) = (Instant::now(), 0u64);
-            while start.elapsed() < Duration::from_secs(secs) {
-                txn(&client, 9_000_000 + n, true).await;
-                n += 1;
+            if std::env::var_os("PROFILE_READS").is_some() {
+                // Reads of one written block, 64 in flight.
+                txn(&client, 9_000_000, true).await;
+                let id = BlockId::new("c9000000").unwrap();
+                let count = std::sync::atomic::AtomicU64::new(0);
+                join_all((0..IN_FLIGHT).map(|_| async {
+                    while start.elapsed() < Duration::from_secs(secs) {
+                        let r = client.get(BlockGets { block_ids: vec![id.clone()], context: None }).await.unwrap();
+                        assert!(r[&id].block.is_some());
+                        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }))
+                .await;
+                n = count.into_inner();
+                println!("{n} reads (64 in flight) in {:?}", start.elapsed());
+            } else {
+                while start.elapsed() < Duration::from_secs(secs) {
+                    txn(&client, 9_000_000 + n, true).await;
+                    n += 1;
+                }
+                println!("{n} sequential pendCommits in {:?}", start.elapsed());
             }
-            println!("{n} sequential pendCommits in {:?}", start.elapsed());
             for n in nodes {
                 n.shutdown().await;
             }

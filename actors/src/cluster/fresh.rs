@@ -43,9 +43,15 @@ impl Freshness {
         }
     }
 
-    /// Records `blocks` as current: an agreed commit was just applied to them here.
-    pub fn written(&self, blocks: impl IntoIterator<Item = BlockId>) {
-        self.inner.lock().1.extend(blocks);
+    /// Records `blocks` as current under member set `members`: an agreed commit
+    /// was just applied to them here (a write under a new member set starts the
+    /// set over from it).
+    pub fn written(&self, members: u64, blocks: impl IntoIterator<Item = BlockId>) {
+        let mut f = self.inner.lock();
+        if f.0 != members || f.1.len() > MAX_FRESH {
+            *f = (members, HashSet::new());
+        }
+        f.1.extend(blocks);
     }
 }
 
@@ -59,11 +65,18 @@ mod tests {
         let (a, b) = (BlockId::new("a").unwrap(), BlockId::new("b").unwrap());
         assert_eq!(f.unknown(1, &[a.clone(), b.clone()]).len(), 2);
         f.compared(1, [a.clone()]);
-        f.written([b.clone()]);
+        f.written(1, [b.clone()]);
         assert!(f.unknown(1, &[a.clone(), b.clone()]).is_empty());
         // Compared under a set that has changed since: not recorded.
         f.compared(2, [a.clone()]);
         // A new member set: everything is unknown again.
         assert_eq!(f.unknown(2, &[a.clone(), b.clone()]).len(), 2);
+        // Written before any read: still known at the first read under that set.
+        let g = Freshness::default();
+        g.written(7, [a.clone()]);
+        assert_eq!(g.unknown(7, &[a.clone(), b.clone()]), vec![b.clone()]);
+        // A write under a newer set than the one read under starts over from it.
+        g.written(8, [b.clone()]);
+        assert_eq!(g.unknown(8, &[a.clone(), b.clone()]), vec![a]);
     }
 }

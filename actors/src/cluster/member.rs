@@ -608,7 +608,7 @@ async fn execute(repo: StorageRepo, op: RepoOperation) -> serde_json::Value {
 /// runs them one after another, so every member applies them in the same order.
 async fn execute_all(
     repo: StorageRepo,
-    fresh: Arc<super::Freshness>,
+    fresh: Option<(Arc<super::Freshness>, u64)>,
     catch_up: Option<Arc<super::CatchUp>>,
     heads: Option<BTreeMap<BlockId, Rev>>,
     ops: Vec<RepoOperation>,
@@ -672,7 +672,9 @@ async fn execute_all(
         if let Some(blocks) =
             op.filter(|_| result.get("success") == Some(&serde_json::Value::Bool(true)))
         {
-            fresh.written(blocks);
+            if let Some((fresh, members)) = &fresh {
+                fresh.written(*members, blocks);
+            }
         }
     }
     serde_json::Value::Array(results)
@@ -792,7 +794,11 @@ impl Handler<Update> for ClusterMember {
             Action::ExecuteAndCommit => {
                 let work = execute_all(
                     self.dir.repo.clone(),
-                    self.dir.fresh.clone(),
+                    // Under the member set of now (no network: no catch-up either).
+                    self.dir
+                        .net
+                        .get()
+                        .map(|n| (self.dir.fresh.clone(), n.member_view().fingerprint)),
                     self.dir.catch_up.get().cloned(),
                     behind_heads(&record, &self.dir.me),
                     record.message.operations.clone(),
