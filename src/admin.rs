@@ -1,5 +1,5 @@
 //! HTTP admin server (actix-web): `GET /metrics` (Prometheus text), `GET /status`
-//! (JSON) and `POST /v1/repo/{get,pend,commit,cancel}` (the JSON of DESIGN §3).
+//! (JSON) and `POST /v1/repo/{get,pend,commit,cancel,pendCommit}` (the JSON of DESIGN §3).
 //! Every error is `{"error":{"code","message"}}` with a 4xx/5xx status.
 
 use std::net::SocketAddr;
@@ -225,11 +225,11 @@ async fn repo_op(
     payload: web::Payload,
 ) -> HttpResponse {
     let op = op.into_inner();
-    if !["get", "pend", "commit", "cancel"].contains(&op.as_str()) {
+    if !["get", "pend", "commit", "cancel", "pendCommit"].contains(&op.as_str()) {
         return error(
             StatusCode::NOT_FOUND,
             codes::UNKNOWN_OPERATION,
-            format!("unknown operation {op:?}; expected get, pend, commit or cancel"),
+            format!("unknown operation {op:?}; expected get, pend, commit, cancel or pendCommit"),
         );
     }
     let bytes = match body(payload).await {
@@ -248,6 +248,10 @@ async fn repo_op(
         },
         "commit" => match parse(&bytes) {
             Ok(r) => outcome(repo.commit(r).await),
+            Err(e) => e.response(),
+        },
+        "pendCommit" => match parse(&bytes) {
+            Ok(r) => outcome(repo.pend_commit(r).await),
             Err(e) => e.response(),
         },
         _ => match parse(&bytes) {

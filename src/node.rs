@@ -251,6 +251,15 @@ impl NodeRepo {
         self.coordinator.cancel(trx).await
     }
 
+    /// Pends and commits one transaction in one step: one agreed record, all or
+    /// nothing (see `PendCommitRequest`).
+    pub async fn pend_commit(
+        &self,
+        req: optimystic_actors::model::PendCommitRequest,
+    ) -> Result<optimystic_actors::model::PendCommitResult, RepoError> {
+        self.coordinator.pend_commit(req).await
+    }
+
     /// This node's own store, bypassing consensus (tests, tools).
     pub fn local(&self) -> &StorageRepo {
         &self.local

@@ -90,6 +90,36 @@ fn full_flow_on_both_backends() {
         assert_eq!(r, json!({}));
         let r = ok(&dir, storage, "get", json!({"blockIds": ["b1"]}));
         assert!(r["b1"]["state"].get("pendings").is_none(), "{storage}: {r}");
+        // Pend and commit in one step.
+        let r = ok(
+            &dir,
+            storage,
+            "pend-commit",
+            json!({"pend": {"trxId": "t3", "rev": 2, "transforms": {"updates": {"b1": [["items", 0, 0, [7]]]}}, "policy": "f"},
+                   "commit": {"trxId": "t3", "blockIds": ["b1"], "rev": 2}}),
+        );
+        assert_eq!(
+            r,
+            json!({"pend": {"success": true, "pending": [], "blockIds": ["b1"]}, "commit": {"success": true}}),
+            "{storage}"
+        );
+        let r = ok(&dir, storage, "get", json!({"blockIds": ["b1"]}));
+        assert_eq!(r["b1"]["block"]["items"], json!([7]), "{storage}: {r}");
+        assert_eq!(r["b1"]["state"]["latest"]["rev"], json!(2));
+        assert!(r["b1"]["state"].get("pendings").is_none(), "{storage}: {r}");
+        // Stale at the same revision: nothing committed, nothing left pending.
+        let r = ok(
+            &dir,
+            storage,
+            "pend-commit",
+            json!({"pend": {"trxId": "t4", "rev": 2, "transforms": {"updates": {"b1": [["items", 0, 0, [8]]]}}, "policy": "f"},
+                   "commit": {"trxId": "t4", "blockIds": ["b1"], "rev": 2}}),
+        );
+        assert_eq!(r["pend"]["success"], json!(false), "{storage}: {r}");
+        assert!(r.get("commit").is_none(), "{storage}: {r}");
+        let r = ok(&dir, storage, "get", json!({"blockIds": ["b1"]}));
+        assert_eq!(r["b1"]["block"]["items"], json!([7]), "{storage}: {r}");
+        assert!(r["b1"]["state"].get("pendings").is_none(), "{storage}: {r}");
     }
 }
 

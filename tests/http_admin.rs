@@ -131,6 +131,23 @@ async fn endpoints_report_the_workload() {
     )
     .await;
     assert_eq!((s, b.as_str()), (200, "{}"));
+    // Pend and commit in one request.
+    let one = json!({
+        "pend": {"trxId": "u1", "rev": 1, "transforms": {"inserts": {"p1": {"header": {"id": "p1", "type": "T", "collectionId": "c"}}}}, "policy": "f"},
+        "commit": {"trxId": "u1", "blockIds": ["p1"], "rev": 1}
+    });
+    let (s, b) = http(
+        "POST",
+        format!("{base}/v1/repo/pendCommit"),
+        Some(one.to_string().into_bytes()),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&b).unwrap()["commit"],
+        json!({"success": true}),
+        "{b}"
+    );
 
     let (s, m) = http("GET", format!("{base}/metrics"), None).await;
     assert_eq!(s, 200);
@@ -170,10 +187,18 @@ async fn endpoints_report_the_workload() {
         1.0
     );
     assert!(metric(&m, "optimystic_storage_commits_total") >= (2 * N) as f64);
-    // A lone node: every write (N pends, N + 2 commits, 1 cancel) applied directly.
+    // A lone node: every write (N pends, N + 2 commits, 1 cancel, 1 pendCommit)
+    // applied directly.
     assert_eq!(
         metric(&m, r#"optimystic_transactions_total{outcome="local"}"#),
-        (2 * N + 3) as f64
+        (2 * N + 4) as f64
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"optimystic_repo_requests_total{op="pendCommit",outcome="success"}"#
+        ),
+        1.0
     );
     assert_eq!(
         metric(&m, r#"optimystic_transactions_total{outcome="started"}"#),
@@ -214,7 +239,8 @@ async fn endpoints_report_the_workload() {
             .lines()
             .filter(|l| l.starts_with("optimystic_repo_requests_total"))
             .count(),
-        12
+        15,
+        "get, pend, commit, cancel and pendCommit, by three outcomes"
     );
 
     let (s, b) = http("GET", format!("{base}/status"), None).await;
@@ -223,7 +249,11 @@ async fn endpoints_report_the_workload() {
     assert_eq!(st["peerId"], json!(node.peer_id().to_string()));
     assert_eq!(st["storage"]["backend"], json!("embedded"));
     assert!(st["storage"]["sizeBytes"].as_u64().unwrap() > 0);
-    assert_eq!(st["blockCount"], json!(N));
+    assert_eq!(
+        st["blockCount"],
+        json!(N + 1),
+        "N blocks and the pendCommit's"
+    );
     assert_eq!(st["clusterSize"], json!(3));
     assert_eq!(st["activeTransactions"], json!(0));
     assert!(st["listenAddrs"][0]

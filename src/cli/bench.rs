@@ -10,7 +10,8 @@ use futures::future::join_all;
 use indicatif::{ProgressBar, ProgressStyle};
 use libp2p::Multiaddr;
 use optimystic_actors::model::{
-    BlockGets, BlockId, BlockOperation, CommitRequest, PendPolicy, PendRequest, Transforms, TrxId,
+    BlockGets, BlockId, BlockOperation, CommitRequest, PendCommitRequest, PendPolicy, PendRequest,
+    Transforms, TrxBlocks, TrxId,
 };
 use optimystic_actors::net::{peer_of, NetClient, NetConfig, NetError, RepoClient};
 use parking_lot::Mutex;
@@ -134,30 +135,42 @@ async fn op(
                 }
             };
             let trx = TrxId::new(format!("b{run}x{i}")).map_err(|e| e.to_string())?;
-            let p = c
-                .pend(PendRequest {
-                    trx_id: trx.clone(),
-                    rev: Some(rev),
-                    transforms,
-                    policy: PendPolicy::Fail,
-                })
-                .await
-                .map_err(|e| kind(&e))?;
-            if !p.is_success() {
-                return Err("stale".into());
-            }
-            let r = c
-                .commit(CommitRequest {
-                    trx_id: trx,
-                    block_ids: vec![id],
-                    rev,
-                    header_id: None,
-                    tail_id: None,
-                })
-                .await
-                .map_err(|e| kind(&e))?;
-            if !r.is_success() {
-                return Err("stale".into());
+            let pend = PendRequest {
+                trx_id: trx.clone(),
+                rev: Some(rev),
+                transforms,
+                policy: PendPolicy::Fail,
+            };
+            let commit = CommitRequest {
+                trx_id: trx.clone(),
+                block_ids: vec![id.clone()],
+                rev,
+                header_id: None,
+                tail_id: None,
+            };
+            if args.one_round {
+                let r = c
+                    .pend_commit(PendCommitRequest { pend, commit })
+                    .await
+                    .map_err(|e| kind(&e))?;
+                if !r.is_success() {
+                    return Err("stale".into());
+                }
+            } else {
+                let p = c.pend(pend).await.map_err(|e| kind(&e))?;
+                if !p.is_success() {
+                    return Err("stale".into());
+                }
+                let r = c.commit(commit).await.map_err(|e| kind(&e))?;
+                if !r.is_success() {
+                    // Leave nothing pending behind a lost race.
+                    let trx_ref = TrxBlocks {
+                        trx_id: trx,
+                        block_ids: vec![id],
+                    };
+                    c.cancel(trx_ref).await.map_err(|e| kind(&e))?;
+                    return Err("stale".into());
+                }
             }
             if !fresh {
                 revs.lock().insert(pick, rev);

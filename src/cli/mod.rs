@@ -162,6 +162,10 @@ pub struct BenchArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Write with one pendCommit request per transaction (one agreed record)
+    /// instead of a pend then a commit.
+    #[arg(long)]
+    pub one_round: bool,
 }
 
 /// A bench workload.
@@ -236,6 +240,8 @@ pub enum RepoOp {
     Commit,
     /// TrxBlocks → {}
     Cancel,
+    /// {pend: PendRequest, commit: CommitRequest} → {pend, commit?} (one round)
+    PendCommit,
 }
 
 fn parse_storage(s: &str) -> Result<StorageKind, String> {

@@ -7,7 +7,9 @@ use libp2p::Multiaddr;
 use optimystic_actors::net::{peer_of, NetClient, NetConfig, NetError, ProtocolIds, RepoClient};
 
 use optimystic_actors::block::{RegistryOptions, StorageRepo};
-use optimystic_actors::model::{BlockGets, CommitRequest, PendRequest, TrxBlocks};
+use optimystic_actors::model::{
+    BlockGets, CommitRequest, PendCommitRequest, PendRequest, TrxBlocks,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -104,6 +106,7 @@ enum Request {
     Pend(PendRequest),
     Commit(CommitRequest),
     Cancel(TrxBlocks),
+    PendCommit(PendCommitRequest),
 }
 
 impl Request {
@@ -113,6 +116,7 @@ impl Request {
             RepoOp::Pend => Self::Pend(parse(input, "PendRequest")?),
             RepoOp::Commit => Self::Commit(parse(input, "CommitRequest")?),
             RepoOp::Cancel => Self::Cancel(parse(input, "TrxBlocks")?),
+            RepoOp::PendCommit => Self::PendCommit(parse(input, "PendCommitRequest")?),
         })
     }
 
@@ -122,6 +126,7 @@ impl Request {
             Self::Get(r) => to_json(&c.get(r).await.map_err(e)?),
             Self::Pend(r) => to_json(&c.pend(r).await.map_err(e)?),
             Self::Commit(r) => to_json(&c.commit(r).await.map_err(e)?),
+            Self::PendCommit(r) => to_json(&c.pend_commit(r).await.map_err(e)?),
             Self::Cancel(r) => {
                 c.cancel(r).await.map_err(e)?;
                 Ok("{}".into())
@@ -135,6 +140,7 @@ impl Request {
             Self::Get(r) => to_json(&repo.get(r).await.map_err(e)?),
             Self::Pend(r) => to_json(&repo.pend(r).await.map_err(e)?),
             Self::Commit(r) => to_json(&repo.commit(r).await.map_err(e)?),
+            Self::PendCommit(r) => to_json(&repo.pend_commit(r).await.map_err(e)?),
             Self::Cancel(r) => {
                 repo.cancel(r).await.map_err(e)?;
                 Ok("{}".into())
