@@ -9,7 +9,8 @@
 //! `NODES=1|3|5` sets the node count (= cluster size); `PRELOAD=N` first stores N
 //! blocks on every node (directly, 64 in flight) to measure at that size;
 //! `PROFILE_SECS=n` runs only sequential pendCommits for n seconds (to profile),
-//! or with `PROFILE_READS=1` only reads, 64 in flight.
+//! or with `PROFILE_READS=1` only reads, 64 in flight, or with `PROFILE_LOAD=1`
+//! only pendCommits, 64 in flight.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::sync::Arc;
@@ -245,7 +246,24 @@ fn main() {
         // PROFILE_SECS=n: only sequential pendCommits for n seconds (to profile).
         if let Some(secs) = std::env::var("PROFILE_SECS").ok().and_then(|s| s.parse::<u64>().ok()) {
             let (start, mut n) = (Instant::now(), 0u64);
-            if std::env::var_os("PROFILE_READS").is_some() {
+            if std::env::var_os("PROFILE_LOAD").is_some() {
+                // pendCommits, 64 in flight.
+                let count = std::sync::atomic::AtomicU64::new(0);
+                join_all((0..IN_FLIGHT as u64).map(|lane| {
+                    let (client, count) = (client.clone(), &count);
+                    async move {
+                        let mut k = 0;
+                        while start.elapsed() < Duration::from_secs(secs) {
+                            txn(&client, 20_000_000 + lane * 1_000_000 + k, true).await;
+                            k += 1;
+                            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }))
+                .await;
+                n = count.into_inner();
+                println!("{n} pendCommits (64 in flight) in {:?}", start.elapsed());
+            } else if std::env::var_os("PROFILE_READS").is_some() {
                 // Reads of one written block, 64 in flight.
                 txn(&client, 9_000_000, true).await;
                 let id = BlockId::new("c9000000").unwrap();

@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 
 use super::phase::{Action, Event, Phase, TxnError};
 use super::record::{
-    majority, promise_payload_of, sign_commit, sign_promise, tally, validate, validate_trusting,
+    majority, promise_payload_of, sign_commit, sign_promise, tally, validate, validate_known,
     ClusterRecord, RecordError, Signature, VoteType,
 };
 use super::store::{TxnState, TxnStore};
@@ -85,6 +85,10 @@ pub struct MemberDirectory {
     /// The promises this node signed for undecided transactions, by messageHash,
     /// with their exact payloads: phase 2 trusts them without re-verifying.
     own: DashMap<String, (Vec<u8>, Signature)>,
+    /// Messages of undecided transactions whose hash this node checked (or, as
+    /// coordinator, computed): a later record carrying an equal message under the
+    /// same hash skips re-hashing it (canonical JSON of every operation).
+    hashed: DashMap<String, crate::model::RepoMessage>,
     /// Decided transactions by deadline, to forget [`RETENTION`] after it.
     retired: Mutex<BTreeSet<(u64, String)>>,
     fresh: Arc<super::Freshness>,
@@ -132,6 +136,7 @@ impl MemberDirectory {
             expired: Arc::new(crate::metrics::Counter::default()),
             results: DashMap::new(),
             own: DashMap::new(),
+            hashed: DashMap::new(),
             retired: Mutex::new(BTreeSet::new()),
             fresh: Arc::default(),
             active: AtomicUsize::new(0),
@@ -267,6 +272,16 @@ impl MemberDirectory {
     /// Forgets this node's promise once the transaction is decided.
     fn decided(&self, hash: &str) {
         self.own.remove(hash);
+        self.hashed.remove(hash);
+    }
+
+    /// Remembers that `message` hashes to `hash` (this node's coordinator just
+    /// computed it), so its own member does not hash it again.
+    pub fn note_message(&self, hash: &str, message: &crate::model::RepoMessage) {
+        if self.hashed.len() >= MAX_OWN {
+            self.hashed.clear();
+        }
+        self.hashed.insert(hash.to_string(), message.clone());
     }
 
     /// Reserves `blocks` for `hash`; on conflict returns the holder and reserves nothing.
@@ -324,9 +339,17 @@ impl MemberDirectory {
                     .get(&record.message_hash)
                     .is_some_and(|e| e.0 == payload && e.1 == *vote)
         };
-        validate_trusting(&record, now_ms(), &own)?;
+        let known = self
+            .hashed
+            .get(&record.message_hash)
+            .is_some_and(|m| *m == record.message);
+        validate_known(&record, now_ms(), &own, known)?;
         if !record.peers.contains_key(&self.me) {
             return Err(RecordError::NotAMember.into());
+        }
+        if !known && record.promises.is_empty() {
+            // A proposal: its phase-2 record will carry the same message.
+            self.note_message(&record.message_hash, &record.message);
         }
         let hash = record.message_hash.clone();
         for _ in 0..4 {

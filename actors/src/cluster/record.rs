@@ -352,11 +352,23 @@ pub fn validate_trusting(
     now_ms: u64,
     own: OwnVote<'_>,
 ) -> Result<Tally, RecordError> {
+    validate_known(r, now_ms, own, false)
+}
+
+/// [`validate_trusting`]; `hash_known` skips recomputing `messageHash` when the
+/// caller already holds this exact message under this hash (checked or computed
+/// by this node, and compared equal to the record's).
+pub fn validate_known(
+    r: &ClusterRecord,
+    now_ms: u64,
+    own: OwnVote<'_>,
+    hash_known: bool,
+) -> Result<Tally, RecordError> {
     let ops = r.message.operations.len();
     if ops == 0 || ops > MAX_OPERATIONS {
         return Err(RecordError::Operations(ops));
     }
-    if message_hash(&r.message) != r.message_hash {
+    if !hash_known && message_hash(&r.message) != r.message_hash {
         return Err(RecordError::AlteredMessage);
     }
     let deadline = r.message.expiration.ok_or(RecordError::NoExpiration)?;

@@ -522,6 +522,7 @@ impl Coordinator {
             heads: BTreeMap::new(),
         };
         let hash = record.message_hash.clone();
+        self.members.note_message(&hash, &record.message);
         let threshold = majority(record.peers.len());
         let members = record.peers.len();
         // Phase 1: collect promises until the decision is known either way.
