@@ -953,26 +953,15 @@ pub struct CoordinatorHandle {
 impl CoordinatorHandle {
     /// Starts the actor (on the current arbiter).
     pub fn start(inner: Coordinator) -> Self {
-        Self::start_on(inner, None)
-    }
-
-    /// Starts the actor on `arbiter` (the current one when `None`). A node puts it
-    /// beside its swarm: a client's request, the coordinator's work, its own
-    /// member's votes and the requests to the other members then cross no thread
-    /// on the coordinating node.
-    pub fn start_on(inner: Coordinator, arbiter: Option<&actix::ArbiterHandle>) -> Self {
         use actix::Actor as _;
         let metrics = Arc::new(ActorMetrics::new("coordinator"));
         let txns = inner.metrics.clone();
         let inner = Arc::new(inner);
-        let actor = {
-            let (inner, metrics) = (inner.clone(), metrics.clone());
-            move || CoordinatorActor { inner, metrics }
-        };
-        let addr = match arbiter {
-            Some(a) => CoordinatorActor::start_in_arbiter(a, move |_| actor()),
-            None => actor().start(),
-        };
+        let addr = CoordinatorActor {
+            inner: inner.clone(),
+            metrics: metrics.clone(),
+        }
+        .start();
         Self {
             addr,
             inner,
