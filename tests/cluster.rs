@@ -773,6 +773,65 @@ async fn replicas_are_exactly_each_blocks_k_closest_peers() {
             }
         }
     }
+    // The same as one pendCommit: run as pend then commit, each split by cluster.
+    let one = |trx: &str, rev: Rev, t: Transforms| {
+        let ids: Vec<BlockId> = t.block_ids().into_iter().collect();
+        PendCommitRequest {
+            pend: PendRequest {
+                trx_id: TrxId::new(trx).unwrap(),
+                rev: Some(rev),
+                transforms: t,
+                policy: PendPolicy::Fail,
+            },
+            commit: CommitRequest {
+                trx_id: TrxId::new(trx).unwrap(),
+                block_ids: ids,
+                rev,
+                header_id: None,
+                tail_id: None,
+            },
+        }
+    };
+    let both = |trx: &str, rev: Rev| {
+        let mut t = append(&a, rev as i64);
+        t.updates
+            .get_or_insert_with(Default::default)
+            .extend(append(&b, rev as i64).updates.unwrap_or_default());
+        one(trx, rev, t)
+    };
+    let client = optimystic_actors::net::RepoClient::new(
+        net.clone(),
+        peer_of(&nodes[0].1).unwrap(),
+        vec![nodes[0].1.clone()],
+        Duration::from_secs(10),
+    );
+    let r = client.pend_commit(both("split2", 2)).await.unwrap();
+    assert!(r.is_success(), "{r:?}");
+    // Stale on both clusters: nothing committed, nothing left pending anywhere.
+    let r = client.pend_commit(both("split3", 2)).await.unwrap();
+    assert!(!r.pend.is_success() && r.commit.is_none(), "{r:?}");
+    for name in [&a, &b] {
+        let cluster = cluster_of(name);
+        for (n, _) in nodes.iter().filter(|(n, _)| cluster.contains(&n.peer_id())) {
+            let repo = n.repo().local().clone();
+            let name = name.clone();
+            eventually(Duration::from_secs(10), || {
+                let (repo, name) = (repo.clone(), name.clone());
+                async move {
+                    let g = repo
+                        .get(BlockGets {
+                            block_ids: vec![bid(&name)],
+                            context: None,
+                        })
+                        .await
+                        .unwrap();
+                    let s = &g[&bid(&name)].state;
+                    s.pendings.is_none() && s.latest.as_ref().map(|l| l.rev) == Some(2)
+                }
+            })
+            .await;
+        }
+    }
     for (n, _) in nodes {
         n.shutdown().await;
     }
