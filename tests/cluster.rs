@@ -100,6 +100,26 @@ async fn write_via(
     (p, Some(r))
 }
 
+/// A pendCommit of `t` as `trx` at `rev` (policy `f`), committing exactly its blocks.
+fn one_round(trx: &str, rev: Rev, t: Transforms) -> PendCommitRequest {
+    let ids: Vec<BlockId> = t.block_ids().into_iter().collect();
+    PendCommitRequest {
+        pend: PendRequest {
+            trx_id: TrxId::new(trx).unwrap(),
+            rev: Some(rev),
+            transforms: t,
+            policy: PendPolicy::Fail,
+        },
+        commit: CommitRequest {
+            trx_id: TrxId::new(trx).unwrap(),
+            block_ids: ids,
+            rev,
+            header_id: None,
+            tail_id: None,
+        },
+    }
+}
+
 #[actix_rt::test]
 async fn writes_land_on_every_member_in_order() {
     let dirs = three_dirs();
@@ -774,30 +794,12 @@ async fn replicas_are_exactly_each_blocks_k_closest_peers() {
         }
     }
     // The same as one pendCommit: run as pend then commit, each split by cluster.
-    let one = |trx: &str, rev: Rev, t: Transforms| {
-        let ids: Vec<BlockId> = t.block_ids().into_iter().collect();
-        PendCommitRequest {
-            pend: PendRequest {
-                trx_id: TrxId::new(trx).unwrap(),
-                rev: Some(rev),
-                transforms: t,
-                policy: PendPolicy::Fail,
-            },
-            commit: CommitRequest {
-                trx_id: TrxId::new(trx).unwrap(),
-                block_ids: ids,
-                rev,
-                header_id: None,
-                tail_id: None,
-            },
-        }
-    };
     let both = |trx: &str, rev: Rev| {
         let mut t = append(&a, rev as i64);
         t.updates
             .get_or_insert_with(Default::default)
             .extend(append(&b, rev as i64).updates.unwrap_or_default());
-        one(trx, rev, t)
+        one_round(trx, rev, t)
     };
     let client = optimystic_actors::net::RepoClient::new(
         net.clone(),
@@ -933,21 +935,7 @@ async fn one_round_writes_are_agreed_once_and_race_safely() {
             Duration::from_secs(10),
         )
     };
-    let one = |trx: &str, rev: Rev, t: Transforms| PendCommitRequest {
-        pend: PendRequest {
-            trx_id: TrxId::new(trx).unwrap(),
-            rev: Some(rev),
-            transforms: t,
-            policy: PendPolicy::Fail,
-        },
-        commit: CommitRequest {
-            trx_id: TrxId::new(trx).unwrap(),
-            block_ids: vec![bid("hot")],
-            rev,
-            header_id: None,
-            tail_id: None,
-        },
-    };
+    let one = one_round;
     let r = client(1)
         .pend_commit(one("base", 1, insert("hot")))
         .await
