@@ -564,3 +564,33 @@ impl RawStorage for EmbeddedRawStorage {
         self.db.persist(PersistMode::SyncAll).map_err(engine)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+
+    fn put(hash: &str) -> WriteBatch {
+        vec![WriteOp::PutTxn {
+            hash: hash.into(),
+            bytes: Arc::new(b"{}".to_vec()),
+        }]
+    }
+
+    #[test]
+    fn a_lazy_batch_is_not_synced_on_its_own_yet_is_read_at_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = EmbeddedRawStorage::open(dir.path(), EmbeddedOptions::default()).unwrap();
+            block_on(s.write_lazy(put("a"))).unwrap();
+            assert_eq!(s.stats().syncs.get(), 0, "a lazy batch alone is not synced");
+            assert!(s.get_txn("a").unwrap().is_some(), "readable at once");
+            block_on(s.write(put("b"))).unwrap();
+            assert_eq!(s.stats().syncs.get(), 1, "a durable batch is");
+        }
+        let s = EmbeddedRawStorage::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        assert!(s.get_txn("a").unwrap().is_some());
+        assert!(s.get_txn("b").unwrap().is_some());
+    }
+}
