@@ -88,6 +88,26 @@ fn transforms(changes: &[(usize, Change)]) -> Transforms {
     t
 }
 
+/// A pend's refusal, in its order of precedence: behind, then an error, then
+/// blocked by other pending transactions under a policy other than `c`.
+fn pend_refusal(
+    missing: BTreeSet<(String, Rev)>,
+    error: bool,
+    pending: BTreeSet<(String, String)>,
+    policy: PendPolicy,
+) -> Option<Outcome> {
+    if !missing.is_empty() {
+        return Some(Outcome::Stale(missing, BTreeSet::new()));
+    }
+    if error {
+        return Some(Outcome::Error);
+    }
+    if !pending.is_empty() && policy != PendPolicy::Continue {
+        return Some(Outcome::Stale(BTreeSet::new(), pending));
+    }
+    None
+}
+
 /// One block's pend check in the model.
 enum PendCheck {
     Missing(BTreeSet<(String, Rev)>),
@@ -197,14 +217,8 @@ impl Model {
                 PendCheck::Ok(_) => writes.push((b.clone(), req.transforms.for_block(&b))),
             }
         }
-        if !missing.is_empty() {
-            return Outcome::Stale(missing, BTreeSet::new());
-        }
-        if error {
-            return Outcome::Error;
-        }
-        if !pending.is_empty() && req.policy != PendPolicy::Continue {
-            return Outcome::Stale(BTreeSet::new(), pending);
+        if let Some(refused) = pend_refusal(missing, error, pending, req.policy) {
+            return refused;
         }
         for (b, t) in writes {
             self.blocks
@@ -312,14 +326,8 @@ impl Model {
             }
             writes.push((b, t, blk));
         }
-        if !missing.is_empty() {
-            return Outcome::Stale(missing, BTreeSet::new());
-        }
-        if error {
-            return Outcome::Error;
-        }
-        if !pending.is_empty() && req.policy != PendPolicy::Continue {
-            return Outcome::Stale(BTreeSet::new(), pending);
+        if let Some(refused) = pend_refusal(missing, error, pending, req.policy) {
+            return refused;
         }
         if !commit_missing.is_empty() {
             return Outcome::CommitStale(commit_missing);
