@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use optimystic::node::NodeHandle;
-use optimystic_actors::cluster::{sign_promise, ClusterRecord, TxnStore, VoteType};
+use optimystic_actors::cluster::{sign_promise, ClusterRecord, Phase, TxnStore, VoteType};
 use optimystic_actors::model::*;
 use optimystic_actors::net::{cluster_update, peer_of, NetClient, NetError};
 use serde_json::json;
@@ -552,6 +552,92 @@ async fn members_settle_by_recovery_when_the_coordinator_vanishes() {
         }
     })
     .await;
+    for (n, _) in nodes {
+        n.shutdown().await;
+    }
+}
+
+/// A slow member can hear a commit's decision before the decision of the pend it
+/// commits (the coordinator answers the pend once a majority has it, and the
+/// client commits at once). It must still end up with the committed revision,
+/// whether the pend's decision arrives late or never (then it settles the pend by
+/// recovery, after its deadline), and nothing left pending.
+#[actix_rt::test]
+async fn a_member_that_misses_the_pend_decision_still_applies_the_commit() {
+    let dirs = three_dirs();
+    let nodes = three_nodes(&dirs).await;
+    let net = client_net();
+    let send = |i: usize, r: ClusterRecord| deliver(&net, &nodes[i], r);
+    let members = members_of(&nodes);
+    let id = |i: usize| nodes[i].0.peer_id().to_string();
+    let c_store = nodes[2].0.storage().clone();
+    let c_txns = TxnStore::new(c_store.clone());
+    for (block, late) in [("late", true), ("never", false)] {
+        let trx = TrxId::new(format!("orphan-{block}")).unwrap();
+        // The pend: promised by all three, decided by A and B only.
+        let mut pend = pend_record(&members, block, 3_000);
+        let replies = futures::future::join_all((0..3).map(|i| send(i, pend.clone()))).await;
+        for (i, r) in replies.iter().enumerate() {
+            pend.promises.insert(id(i), r.promises[&id(i)].clone());
+        }
+        for i in 0..2 {
+            assert!(send(i, pend.clone()).await.commits.contains_key(&id(i)));
+        }
+        // The commit: A and B promise; C, still holding the block for the
+        // undecided pend, refuses.
+        let op = RepoOperation::Commit(CommitRequest {
+            trx_id: trx.clone(),
+            block_ids: vec![bid(block)],
+            rev: 1,
+            header_id: None,
+            tail_id: None,
+        });
+        let mut commit = record_of(&members, vec![op], 10_000);
+        let replies = futures::future::join_all((0..3).map(|i| send(i, commit.clone()))).await;
+        for (i, r) in replies.iter().enumerate() {
+            commit.promises.insert(id(i), r.promises[&id(i)].clone());
+        }
+        assert_eq!(commit.promises[&id(0)].vote, VoteType::Approve);
+        assert_eq!(commit.promises[&id(2)].vote, VoteType::Reject, "{block}");
+        // Decided (two of three): every member executes it and signs. C first:
+        // it cannot commit, it has no pending transaction, and neither A nor B
+        // has the revision yet for it to catch up from.
+        for i in [2, 0, 1] {
+            assert!(send(i, commit.clone()).await.commits.contains_key(&id(i)));
+        }
+        for (n, _) in &nodes[..2] {
+            let meta = n.storage().get_meta(&bid(block)).unwrap().unwrap();
+            assert_eq!(meta.latest.unwrap().rev, 1);
+        }
+        if late {
+            assert!(send(2, pend.clone()).await.commits.contains_key(&id(2)));
+        }
+        // C ends with the committed revision...
+        eventually(Duration::from_secs(10), || {
+            let latest = c_store
+                .get_meta(&bid(block))
+                .unwrap()
+                .and_then(|m| m.latest);
+            async move { latest.is_some_and(|l| l.rev == 1) }
+        })
+        .await;
+        // ...and, once it has settled the pend (by recovery when it never heard
+        // the decision), nothing pending.
+        eventually(Duration::from_secs(15), || {
+            let phase = c_txns.load(&pend.message_hash).unwrap().map(|s| s.phase);
+            async move { phase == Some(Phase::Committed) }
+        })
+        .await;
+        assert!(
+            c_store.get_pending(&bid(block), &trx).unwrap().is_none(),
+            "{block}: the pend stayed pending on C"
+        );
+        assert_eq!(
+            c_store.list_revisions(&bid(block), 0, 10).unwrap().len(),
+            1,
+            "{block}"
+        );
+    }
     for (n, _) in nodes {
         n.shutdown().await;
     }

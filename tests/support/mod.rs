@@ -258,14 +258,25 @@ pub fn repo_client(net: &NetClient, addr: &str) -> RepoClient {
 /// A phase-1 record for a pend inserting `block`, among `members` (PeerId, address),
 /// as a coordinator would build it; Ed25519 PeerIds carry their public key.
 pub fn pend_record(members: &[(String, String)], block: &str, ttl_ms: u64) -> ClusterRecord {
+    let pend = RepoOperation::Pend(PendRequest {
+        trx_id: TrxId::new(format!("orphan-{block}")).unwrap(),
+        rev: Some(1),
+        transforms: insert(block),
+        policy: PendPolicy::Fail,
+    });
+    record_of(members, vec![pend], ttl_ms)
+}
+
+/// A phase-1 record of `operations` for `members` (peer id, address), expiring in
+/// `ttl_ms`.
+pub fn record_of(
+    members: &[(String, String)],
+    operations: Vec<RepoOperation>,
+    ttl_ms: u64,
+) -> ClusterRecord {
     use base64::Engine as _;
     let message = RepoMessage {
-        operations: vec![RepoOperation::Pend(PendRequest {
-            trx_id: TrxId::new(format!("orphan-{block}")).unwrap(),
-            rev: Some(1),
-            transforms: insert(block),
-            policy: PendPolicy::Fail,
-        })],
+        operations,
         expiration: Some(optimystic_actors::net::now_ms() + ttl_ms),
         coordinator: None,
     };

@@ -11,18 +11,29 @@
 //! up at once never wait on each other.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
 use super::{closest_peers, Freshness};
 use crate::block::StorageRepo;
-use crate::model::{BlockGets, BlockId, Rev, TrxContext};
+use crate::model::{BlockGets, BlockId, CommitRequest, Rev, TrxContext};
 use crate::net::NetClient;
+use crate::storage::RepoError;
 
 /// Per-peer wait when comparing a block with its cluster.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a member keeps trying to apply a decided commit it could not apply
+/// at once (see [`CatchUp::settle`]).
+const SETTLE_WINDOW: Duration = Duration::from_secs(10);
+/// First wait before retrying; doubled up to [`SETTLE_MAX_WAIT`].
+const SETTLE_FIRST_WAIT: Duration = Duration::from_millis(20);
+const SETTLE_MAX_WAIT: Duration = Duration::from_secs(1);
+/// Most commits being settled at once on one node; past it a commit is left to
+/// the catch-up of the block's next write or read.
+const MAX_SETTLING: usize = 256;
 
 /// What catching up needs from the node.
 pub struct CatchUp {
@@ -31,6 +42,7 @@ pub struct CatchUp {
     net: Arc<OnceLock<NetClient>>,
     fresh: Arc<Freshness>,
     cluster_size: usize,
+    settling: AtomicUsize,
 }
 
 impl CatchUp {
@@ -48,7 +60,80 @@ impl CatchUp {
             net,
             fresh,
             cluster_size: cluster_size.max(1),
+            settling: AtomicUsize::new(0),
         }
+    }
+
+    /// Applies a decided commit that failed here with `not_pending`, in the
+    /// background. The cluster decided it, so a majority held the pending
+    /// transaction; this member did not, because it has not yet applied the
+    /// pend's decision (it arrives after the commit's when this member is slow:
+    /// the coordinator answers the pend once a majority has it, and the client
+    /// commits at once) or never heard it. Retries, with backoff, the local
+    /// commit (the pend's decision may land meanwhile) and then restoration from
+    /// the block's cluster (once a peer has applied the commit), until the
+    /// blocks reach the commit's revision here or [`SETTLE_WINDOW`] passes. A
+    /// commit of a transaction pended nowhere fails on every member; it is
+    /// retried for the window and changes nothing.
+    pub fn settle(self: &Arc<Self>, commit: CommitRequest) {
+        if self.settling.fetch_add(1, Ordering::Relaxed) >= MAX_SETTLING {
+            self.settling.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(trx = %commit.trx_id, "too many commits settling; this copy catches up on the block's next write");
+            return;
+        }
+        let this = self.clone();
+        actix_rt::spawn(async move {
+            let settled = this.settle_commit(&commit).await;
+            this.settling.fetch_sub(1, Ordering::Relaxed);
+            if !settled {
+                tracing::debug!(trx = %commit.trx_id, rev = commit.rev, "decided commit not applied here within the settle window");
+            }
+        });
+    }
+
+    async fn settle_commit(&self, commit: &CommitRequest) -> bool {
+        let until = Instant::now() + SETTLE_WINDOW;
+        let mut wait = SETTLE_FIRST_WAIT;
+        loop {
+            tokio::time::sleep(wait).await;
+            match self.repo.commit(commit.clone()).await {
+                Err(RepoError::NotPending { .. }) => {}
+                // Applied; or the block moved past the revision (a later write's
+                // heads caught this copy up); or an error of its own, not ours.
+                Ok(_) | Err(_) => return true,
+            }
+            let mut reached = true;
+            for block in &commit.block_ids {
+                reached &= self.reach(block, commit.rev).await;
+            }
+            if reached {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            wait = (wait * 2).min(SETTLE_MAX_WAIT);
+        }
+    }
+
+    /// Restores `block` from its cluster if a peer holds it newer; whether this
+    /// copy is at `rev` or later afterwards.
+    async fn reach(&self, block: &BlockId, rev: Rev) -> bool {
+        if self.local_latest(block).await.is_some_and(|l| l >= rev) {
+            return true;
+        }
+        let Some(net) = self.net.get() else {
+            return false;
+        };
+        let candidates: Vec<PeerId> = net
+            .member_view()
+            .members
+            .iter()
+            .map(|p| p.peer_id)
+            .chain([self.me])
+            .collect();
+        self.catch_up_block(net, &candidates, block).await;
+        self.local_latest(block).await.is_some_and(|l| l >= rev)
     }
 
     /// Compares every block of `blocks` not known current under the present member

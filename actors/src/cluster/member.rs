@@ -613,11 +613,25 @@ fn behind_heads(record: &ClusterRecord, me: &str) -> Option<BTreeMap<BlockId, Re
     )
 }
 
-/// Runs the agreed operation on the local repo; its result (or error reply) as JSON.
-async fn execute(repo: StorageRepo, op: RepoOperation) -> serde_json::Value {
+/// Runs the agreed operation on the local repo; its result (or error reply) as
+/// JSON. A commit that failed for want of its pending transaction is handed to
+/// `settle` (see [`super::CatchUp::settle`]).
+async fn execute(
+    repo: StorageRepo,
+    op: RepoOperation,
+    settle: Option<&Arc<super::CatchUp>>,
+) -> serde_json::Value {
     let r = match op {
         RepoOperation::Pend(p) => repo.pend(p).await.map(to_value),
-        RepoOperation::Commit(c) => repo.commit(c).await.map(to_value),
+        RepoOperation::Commit(c) => match repo.commit(c.clone()).await {
+            Err(e @ RepoError::NotPending { .. }) => {
+                if let Some(s) = settle {
+                    s.settle(c);
+                }
+                Err(e)
+            }
+            r => r.map(to_value),
+        },
         RepoOperation::Cancel(c) => repo.cancel(c.trx_ref).await.map(|()| serde_json::json!({})),
         RepoOperation::PendCommit(pc) => repo.pend_commit(pc).await.map(to_value),
         RepoOperation::Get(g) => repo.get(g).await.map(to_value),
@@ -642,7 +656,7 @@ async fn execute_all(
     // members' heads say exactly which blocks are behind here; without them, the
     // blocks not known current are compared with the cluster.
     let mut behind = BTreeSet::new();
-    if let Some(c) = catch_up {
+    if let Some(c) = &catch_up {
         match heads {
             Some(heads) => behind = c.catch_up_to(heads).await,
             None => {
@@ -669,13 +683,14 @@ async fn execute_all(
         let stale = operation_blocks(&op)
             .into_iter()
             .find(|b| behind.contains(b));
+        let settle = catch_up.as_ref();
         async move {
             match stale {
                 Some(b) => to_value(crate::net::ErrorReply::new(
                     crate::net::codes::UNAVAILABLE,
                     format!("this member's copy of block {b} is behind the cluster and could not catch up; the write's outcome is in doubt here"),
                 )),
-                None => execute(repo, op).await,
+                None => execute(repo, op, settle).await,
             }
         }
     };
