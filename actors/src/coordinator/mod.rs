@@ -953,29 +953,15 @@ pub struct CoordinatorHandle {
 impl CoordinatorHandle {
     /// Starts the actor (on the current arbiter).
     pub fn start(inner: Coordinator) -> Self {
-        Self::start_on(None, inner)
-    }
-
-    /// Starts the actor on `arbiter` (the node runs it beside the swarm: a
-    /// write, its coordination and its requests to the members then cross no
-    /// thread on the coordinating node).
-    pub fn start_in_arbiter(arbiter: &actix_rt::ArbiterHandle, inner: Coordinator) -> Self {
-        Self::start_on(Some(arbiter), inner)
-    }
-
-    fn start_on(arbiter: Option<&actix_rt::ArbiterHandle>, inner: Coordinator) -> Self {
         use actix::Actor as _;
         let metrics = Arc::new(ActorMetrics::new("coordinator"));
         let txns = inner.metrics.clone();
         let inner = Arc::new(inner);
-        let actor = CoordinatorActor {
+        let addr = CoordinatorActor {
             inner: inner.clone(),
             metrics: metrics.clone(),
-        };
-        let addr = match arbiter {
-            Some(a) => CoordinatorActor::start_in_arbiter(a, move |_| actor),
-            None => actor.start(),
-        };
+        }
+        .start();
         Self {
             addr,
             inner,
