@@ -27,6 +27,21 @@ fn rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU time (user + system) this process has used so far.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the 12th
+    // and stime the 13th, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
 fn main() {
     let n: u64 = std::env::args()
         .skip(1)
@@ -113,8 +128,47 @@ fn main() {
             lat[lat.len() / 2]
         );
 
+        // The same floor with 8 reads in flight (8 threads on the 2 cores), as the
+        // gets below run: what any engine that reads storage on a cold get pays.
+        // Two reads (meta, then the latest materialization) and the second alone
+        // (as if both lived under one key).
+        for (what, both) in [("meta + materialized", true), ("one point read", false)] {
+            let lat: Vec<Duration> = std::thread::scope(|s| {
+                let lanes: Vec<_> = (0..8u64)
+                    .map(|lane| {
+                        let raw = raw.clone();
+                        s.spawn(move || {
+                            let mut lat = Vec::with_capacity(10_000);
+                            let mut x = 0x51_7CC1_B727_220Au64 ^ (lane + 1);
+                            for _ in 0..10_000 {
+                                x ^= x << 13;
+                                x ^= x >> 7;
+                                x ^= x << 17;
+                                let id = BlockId::new(format!("s{}", x % n)).unwrap();
+                                let trx = TrxId::new(format!("t{}", x % n)).unwrap();
+                                let t = Instant::now();
+                                if both {
+                                    raw.get_meta(&id).unwrap().unwrap();
+                                }
+                                raw.get_materialized(&id, &trx).unwrap().unwrap();
+                                lat.push(t.elapsed());
+                            }
+                            lat
+                        })
+                    })
+                    .collect();
+                lanes.into_iter().flat_map(|l| l.join().unwrap()).collect()
+            });
+            let mut lat = lat;
+            lat.sort();
+            println!(
+                "storage, 8 in flight: {what} p50 {:?}",
+                lat[lat.len() / 2]
+            );
+        }
+
         const GETS_PER_LANE: usize = 25_000;
-        let start = Instant::now();
+        let (start, cpu) = (Instant::now(), cpu_time());
         let lanes = (0..8u64).map(|lane| {
             let repo = repo.clone();
             async move {
@@ -140,14 +194,15 @@ fn main() {
             }
         });
         let mut lat: Vec<Duration> = join_all(lanes).await.into_iter().flatten().collect();
-        let took = start.elapsed();
+        let (took, cpu) = (start.elapsed(), cpu_time() - cpu);
         lat.sort();
         let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
         println!(
-            "gets: {:.0}/s with 8 in flight, p50 {:?}, p99 {:?}; live actors {}; rss {:.0} MB",
+            "gets: {:.0}/s with 8 in flight, p50 {:?}, p99 {:?}, CPU {:.1} µs per get; live actors {}; rss {:.0} MB",
             lat.len() as f64 / took.as_secs_f64(),
             pct(0.5),
             pct(0.99),
+            cpu.as_secs_f64() * 1e6 / lat.len() as f64,
             repo.registry().live(),
             rss_mb()
         );
