@@ -13,6 +13,7 @@ mod support;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use optimystic_actors::model::*;
 use support::faults::{check, latest_of, write, TestCluster, Workload};
 use support::*;
 
@@ -149,6 +150,60 @@ async fn a_member_partitioned_past_the_expiry_converges() {
     assert!(during >= 4, "the majority side stalled: {during}");
     c.heal();
     check(&c, &mut w, RELEASE).await;
+}
+
+/// A client pends through one node and commits through another, which has not
+/// heard the pend yet: the pend was decided by the two others (node 0's messages
+/// to node 2 arrive 1.5 s late). The commit is decided and applied by the
+/// majority, so node 2 must answer success, not `not_pending`, and end up with the
+/// revision like the others.
+#[actix_rt::test]
+async fn a_commit_through_a_node_that_has_not_heard_the_pend_succeeds() {
+    let _one = serial();
+    let mut c = TestCluster::start(3, &FLAGS).await;
+    c.delay(0, 2, 1_500);
+    let (c0, c2) = (c.client(0), c.client(2));
+    let blocks: Vec<String> = (0..3).map(|k| format!("unheard-{k}")).collect();
+    for block in &blocks {
+        let trx = TrxId::new(format!("t-{block}")).unwrap();
+        let p = c0
+            .pend(PendRequest {
+                trx_id: trx.clone(),
+                rev: Some(1),
+                transforms: insert(block),
+                policy: PendPolicy::Fail,
+            })
+            .await
+            .unwrap();
+        assert!(p.is_success(), "{block}: {p:?}");
+        let r = c2
+            .commit(CommitRequest {
+                trx_id: trx,
+                block_ids: vec![bid(block)],
+                rev: 1,
+                header_id: None,
+                tail_id: None,
+            })
+            .await;
+        assert!(
+            matches!(&r, Ok(r) if r.is_success()),
+            "{block}: commit through the node that missed the pend: {r:?}"
+        );
+    }
+    c.heal();
+    for i in 0..3 {
+        let client = c.client(i);
+        for block in &blocks {
+            let deadline = Instant::now() + RELEASE;
+            while latest_of(&client, block).await.map(|(rev, _)| rev) != Some(1) {
+                assert!(
+                    Instant::now() < deadline,
+                    "node {i} never served {block} at rev 1"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 #[actix_rt::test]

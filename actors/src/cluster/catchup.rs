@@ -118,7 +118,7 @@ impl CatchUp {
 
     /// Restores `block` from its cluster if a peer holds it newer; whether this
     /// copy is at `rev` or later afterwards.
-    async fn reach(&self, block: &BlockId, rev: Rev) -> bool {
+    pub async fn reach(&self, block: &BlockId, rev: Rev) -> bool {
         if self.local_latest(block).await.is_some_and(|l| l >= rev) {
             return true;
         }

@@ -608,6 +608,16 @@ impl Coordinator {
             self.metrics.in_doubt.add(1);
             tracing::warn!(%hash, committed, threshold, "commit decided but not yet acknowledged by a majority; retrying");
         }
+        let commits: Vec<(usize, CommitRequest)> = record
+            .message
+            .operations
+            .iter()
+            .enumerate()
+            .filter_map(|(i, op)| match op {
+                RepoOperation::Commit(c) => Some((i, c.clone())),
+                _ => None,
+            })
+            .collect();
         self.retry_stragglers(calls, stragglers, record, &plan.remote);
         let in_doubt = || {
             Agreement::Failed(RepoError::Unavailable(format!(
@@ -615,8 +625,52 @@ impl Coordinator {
             )))
         };
         match self.members.result(&hash) {
-            Some(serde_json::Value::Array(results)) if results.len() == count => Ok(results),
+            Some(serde_json::Value::Array(mut results)) if results.len() == count => {
+                self.settle_local(&commits, &mut results).await;
+                Ok(results)
+            }
             _ => Err(in_doubt()),
+        }
+    }
+
+    /// Replaces a false `not_pending` result of a decided commit. This node found
+    /// no pending transaction because it has not applied the pend's decision yet:
+    /// the pend went through another node, which answered once a majority without
+    /// this one had it. Any two majorities share a member, so a member that
+    /// committed this record had the pend and applied the commit before replying:
+    /// the blocks are restored from the cluster and the commit is answered from
+    /// the restored copy (a success, or the `stale` it really is). A commit of a
+    /// transaction pended nowhere finds nothing newer and stays `not_pending`.
+    async fn settle_local(
+        &self,
+        commits: &[(usize, CommitRequest)],
+        results: &mut [serde_json::Value],
+    ) {
+        for (i, c) in commits {
+            let Some(result) = results.get_mut(*i) else {
+                continue;
+            };
+            let not_pending = result
+                .get("error")
+                .and_then(|e| e.get("code"))
+                .and_then(serde_json::Value::as_str)
+                == Some(crate::net::codes::NOT_PENDING);
+            if !not_pending {
+                continue;
+            }
+            let mut reached = true;
+            for block in &c.block_ids {
+                reached &= self.catch_up.reach(block, c.rev).await;
+            }
+            if !reached {
+                continue;
+            }
+            match self.repo.commit(c.clone()).await {
+                Ok(r) => *result = serde_json::to_value(r).unwrap_or(serde_json::Value::Null),
+                Err(e) => {
+                    tracing::warn!(trx = %c.trx_id, error = %e, "commit restored from the cluster but not readable here")
+                }
+            }
         }
     }
 
