@@ -311,6 +311,8 @@ impl NodeHandle {
         let repo = StorageRepo::new(registry);
         let members = MemberDirectory::new(key.clone(), repo.clone(), TxnStore::new(raw.clone()));
         members.set_max_active(cfg.max_active_transactions);
+        let swarm_arbiter = Arbiter::try_new()
+            .map_err(|e| NodeError::Config(format!("cannot start arbiter: {e}")))?;
         let coordinator = CoordinatorHandle::start(Coordinator::new(
             key.clone(),
             repo.clone(),
@@ -318,7 +320,8 @@ impl NodeHandle {
             members.clone(),
             cfg.cluster_size,
             net_cfg.request_timeout,
-        ));
+        ))
+        .with_idle_actor(&swarm_arbiter.handle());
         let cluster_actors = vec![
             members.metrics().clone(),
             coordinator.actor_metrics().clone(),
@@ -335,8 +338,6 @@ impl NodeHandle {
             coordinator,
         };
         let (events_tx, events) = mpsc::channel(256);
-        let swarm_arbiter = Arbiter::try_new()
-            .map_err(|e| NodeError::Config(format!("cannot start arbiter: {e}")))?;
         // Beside the swarm: an inbound request and its reply cross no thread there.
         let (service_repo, service_metrics) = (repo.clone(), net_metrics.clone());
         let service = RepoService::start_in_arbiter(&swarm_arbiter.handle(), move |_| {
