@@ -228,18 +228,18 @@ impl Coordinator {
         }
     }
 
-    async fn run<T: DeserializeOwned>(
+    async fn run(
         self: &Arc<Self>,
         op: RepoOperation,
         forwarded: bool,
-    ) -> Result<T, RepoError> {
+    ) -> Result<serde_json::Value, RepoError> {
         if let RepoOperation::PendCommit(pc) = &op {
             pc.check().map_err(RepoError::Invalid)?;
         }
         let view = self.view().await?;
         let groups = self.groups(&view, operation_blocks(&op));
         if let (RepoOperation::PendCommit(pc), true) = (&op, groups.len() > 1) {
-            return decode_result(
+            return checked(
                 self.pend_commit_split(&view, groups, pc.clone(), forwarded)
                     .await?,
             );
@@ -247,9 +247,9 @@ impl Coordinator {
         if groups.len() <= 1 {
             let (cluster, blocks) = groups.into_iter().next().unwrap_or_default();
             let plan = self.plan(&view, &cluster, &blocks);
-            return decode_result(self.run_part(plan, op, forwarded).await?);
+            return checked(self.run_part(plan, op, forwarded).await?);
         }
-        decode_result(self.run_split(&view, groups, op, forwarded).await?)
+        checked(self.run_split(&view, groups, op, forwarded).await?)
     }
 
     /// A pendCommit whose blocks belong to several clusters cannot be one record:
@@ -955,14 +955,23 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, RepoError> {
 
 /// The local execution's JSON back into a result (or the error it recorded).
 fn decode_result<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, RepoError> {
-    if let Ok(e) = serde_json::from_value::<ErrorReply>(v.clone()) {
-        return Err(RepoError::Coded {
-            code: e.error.code,
-            message: e.error.message,
-        });
-    }
-    serde_json::from_value(v)
+    serde_json::from_value(checked(v)?)
         .map_err(|e| RepoError::Invalid(format!("unexpected local result: {e}")))
+}
+
+/// The result unchanged, or the error it recorded. Only a value with an `error`
+/// member is tried as an error reply (no result type has one), so a result is
+/// neither copied nor re-built here.
+fn checked(v: serde_json::Value) -> Result<serde_json::Value, RepoError> {
+    if v.get("error").is_some() {
+        if let Ok(e) = serde_json::from_value::<ErrorReply>(v.clone()) {
+            return Err(RepoError::Coded {
+                code: e.error.code,
+                message: e.error.message,
+            });
+        }
+    }
+    Ok(v)
 }
 
 /// The coordinator as an actor: one mailbox (bounded, metered) in front of the
@@ -999,7 +1008,7 @@ impl actix::Handler<Coordinate> for CoordinatorActor {
             .running
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Box::pin(async move {
-            let r = inner.run::<serde_json::Value>(op, forwarded).await;
+            let r = inner.run(op, forwarded).await;
             inner
                 .running
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
