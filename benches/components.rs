@@ -105,7 +105,7 @@ fn record(keys: &[Keypair], ops: usize) -> ClusterRecord {
     ClusterRecord {
         message_hash: message_hash(&message),
         peers: keys.iter().map(|k| peer_entry(k, vec![])).collect(),
-        message,
+        message: message.into(),
         promises: BTreeMap::new(),
         commits: BTreeMap::new(),
         heads: BTreeMap::new(),

@@ -411,7 +411,8 @@ async fn tampered_and_replayed_records_change_nothing() {
     );
 
     let mut altered = decided[0].clone();
-    altered.message.expiration = altered.message.expiration.map(|e| e + 1);
+    let e = altered.message.expiration.map(|e| e + 1);
+    std::sync::Arc::make_mut(&mut altered.message).expiration = e;
     assert_eq!(
         code(
             cluster_update(
@@ -428,7 +429,7 @@ async fn tampered_and_replayed_records_change_nothing() {
     );
 
     let mut expired = decided[0].clone();
-    expired.message.expiration = Some(1);
+    std::sync::Arc::make_mut(&mut expired.message).expiration = Some(1);
     expired.message_hash = optimystic_actors::cluster::message_hash(&expired.message);
     assert_eq!(
         code(

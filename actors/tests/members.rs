@@ -36,7 +36,7 @@ fn pend_record(key: &Keypair, block: &str) -> ClusterRecord {
     ClusterRecord {
         message_hash: message_hash(&message),
         peers: BTreeMap::from([peer_entry(key, vec![])]),
-        message,
+        message: message.into(),
         promises: BTreeMap::new(),
         commits: BTreeMap::new(),
         heads: Default::default(),

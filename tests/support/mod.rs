@@ -300,7 +300,7 @@ pub fn record_of(
     ClusterRecord {
         message_hash: message_hash(&message),
         peers,
-        message,
+        message: message.into(),
         promises: Default::default(),
         commits: Default::default(),
         heads: Default::default(),

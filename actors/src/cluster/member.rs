@@ -88,7 +88,7 @@ pub struct MemberDirectory {
     /// Messages of undecided transactions whose hash this node checked (or, as
     /// coordinator, computed): a later record carrying an equal message under the
     /// same hash skips re-hashing it (canonical JSON of every operation).
-    hashed: DashMap<String, crate::model::RepoMessage>,
+    hashed: DashMap<String, Arc<crate::model::RepoMessage>>,
     /// Decided transactions by deadline, to forget [`RETENTION`] after it.
     retired: Mutex<BTreeSet<(u64, String)>>,
     fresh: Arc<super::Freshness>,
@@ -277,7 +277,7 @@ impl MemberDirectory {
 
     /// Remembers that `message` hashes to `hash` (this node's coordinator just
     /// computed it), so its own member does not hash it again.
-    pub fn note_message(&self, hash: &str, message: &crate::model::RepoMessage) {
+    pub fn note_message(&self, hash: &str, message: &Arc<crate::model::RepoMessage>) {
         if self.hashed.len() >= MAX_OWN {
             self.hashed.clear();
         }
@@ -342,7 +342,7 @@ impl MemberDirectory {
         let known = self
             .hashed
             .get(&record.message_hash)
-            .is_some_and(|m| *m == record.message);
+            .is_some_and(|m| Arc::ptr_eq(&m, &record.message) || *m == record.message);
         validate_known(&record, now_ms(), &own, known)?;
         if !record.peers.contains_key(&self.me) {
             return Err(RecordError::NotAMember.into());

@@ -3,6 +3,7 @@
 //! states the same rules in prose.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
@@ -65,8 +66,9 @@ pub struct ClusterRecord {
     pub message_hash: String,
     /// The cluster, by PeerId (base58).
     pub peers: BTreeMap<String, ClusterPeer>,
-    /// The repo operation being agreed.
-    pub message: RepoMessage,
+    /// The repo operation being agreed (shared: copies of a record, one per
+    /// member call and one per stored state, do not copy the operations).
+    pub message: Arc<RepoMessage>,
     /// Phase-1 votes by PeerId.
     #[serde(default)]
     pub promises: BTreeMap<String, Signature>,
@@ -470,7 +472,7 @@ mod tests {
         ClusterRecord {
             message_hash: message_hash(&message),
             peers: keys.iter().map(|k| peer_entry(k, vec![])).collect(),
-            message,
+            message: message.into(),
             promises: BTreeMap::new(),
             commits: BTreeMap::new(),
             heads: BTreeMap::new(),
@@ -532,7 +534,7 @@ mod tests {
             Keypair::generate_ed25519(),
         );
         let mut r = record(&[&a, &b], u64::MAX);
-        r.message.operations = vec![RepoOperation::Commit(CommitRequest {
+        Arc::make_mut(&mut r.message).operations = vec![RepoOperation::Commit(CommitRequest {
             trx_id: TrxId::new("t").unwrap(),
             block_ids: vec![BlockId::new("x").unwrap()],
             rev: 2,
@@ -602,7 +604,7 @@ mod tests {
         );
         // Altered message under the same hash.
         let mut altered = r.clone();
-        altered.message.expiration = Some(u64::MAX - 1);
+        Arc::make_mut(&mut altered.message).expiration = Some(u64::MAX - 1);
         assert_eq!(validate(&altered, 0), Err(RecordError::AlteredMessage));
         // Expired.
         let old = record(&[&a], 5);
@@ -682,7 +684,7 @@ mod tests {
     fn only_the_coordinators_rejecting_commit_abandons() {
         let (a, b) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
         let mut r = record(&[&a, &b], u64::MAX);
-        r.message.coordinator = Some(id(&a));
+        Arc::make_mut(&mut r.message).coordinator = Some(id(&a));
         r.message_hash = message_hash(&r.message);
         assert!(!abandoned(&r));
         let mut by_member = r.clone();
@@ -705,7 +707,7 @@ mod tests {
         assert!(abandoned(&by_coordinator));
         // Naming another coordinator after signing alters the message: refused.
         let mut renamed = by_coordinator.clone();
-        renamed.message.coordinator = Some(id(&b));
+        Arc::make_mut(&mut renamed.message).coordinator = Some(id(&b));
         assert!(matches!(
             validate(&renamed, 0),
             Err(RecordError::AlteredMessage)
@@ -718,7 +720,7 @@ mod tests {
         let with = |n: usize| {
             let mut r = record(&[&a], u64::MAX);
             let op = r.message.operations[0].clone();
-            r.message.operations = vec![op; n];
+            Arc::make_mut(&mut r.message).operations = vec![op; n];
             r.message_hash = message_hash(&r.message);
             validate(&r, 0)
         };

@@ -524,7 +524,7 @@ impl Coordinator {
         let mut record = ClusterRecord {
             message_hash: message_hash(&message),
             peers: plan.peers.clone(),
-            message,
+            message: message.into(),
             promises: BTreeMap::new(),
             commits: BTreeMap::new(),
             heads: BTreeMap::new(),
