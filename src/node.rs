@@ -32,7 +32,9 @@ use optimystic_actors::net::{
     build_swarm, load_or_create_identity, restore_from_peers, Consensus, Dial, Drain, Listen,
     NetClient, NetConfig, NetError, NetEvent, NetMetrics, ProtocolIds, RepoService, SwarmActor,
 };
-use optimystic_actors::storage::{open_storage, RawStorage, RepoError, StorageKind};
+use optimystic_actors::storage::{
+    open_storage_with, EmbeddedOptions, RawStorage, RepoError, StorageKind,
+};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 
@@ -286,7 +288,8 @@ impl NodeHandle {
         // Opening storage and the identity file touch the disk: off the caller's thread.
         let (kind, dir) = (cfg.storage, cfg.data_dir.clone());
         let opened = actix_web::rt::task::spawn_blocking(move || {
-            let raw = open_storage(kind, &dir).map_err(RepoError::from)?;
+            let raw = open_storage_with(kind, &dir, EmbeddedOptions::cluster_node())
+                .map_err(RepoError::from)?;
             let key = load_or_create_identity(&dir)?;
             Ok::<_, NodeError>((raw, key))
         })

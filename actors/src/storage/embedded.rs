@@ -51,6 +51,24 @@ pub struct EmbeddedOptions {
     pub worker_threads: usize,
 }
 
+impl EmbeddedOptions {
+    /// The tuning of a cluster node: one background worker. fjall 3.1's pool
+    /// keeps its first worker for flushes and has it hand compaction requests
+    /// back to the queue, so while the second worker runs a long compaction
+    /// the first one spins re-queueing them: at 1,000,000 stored blocks the
+    /// workers took 24% of a loaded 3-node cluster's CPU, and one worker gave
+    /// 15% more pendCommits (docs/BENCHMARKS.md). A node's own writes are
+    /// bounded by consensus (a few thousand per second), which one worker keeps
+    /// up with; a local engine loading at tens of thousands per second keeps two
+    /// (with one, its unflushed memtables grew past 1 GB).
+    pub fn cluster_node() -> Self {
+        Self {
+            worker_threads: 1,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         Self {

@@ -177,11 +177,17 @@ pub fn open_storage(
     kind: StorageKind,
     data_dir: &Path,
 ) -> Result<Arc<dyn RawStorage>, StorageError> {
+    open_storage_with(kind, data_dir, EmbeddedOptions::default())
+}
+
+/// [`open_storage`] with the embedded engine tuned by `embedded`.
+pub fn open_storage_with(
+    kind: StorageKind,
+    data_dir: &Path,
+    embedded: EmbeddedOptions,
+) -> Result<Arc<dyn RawStorage>, StorageError> {
     Ok(match kind {
-        StorageKind::Embedded => Arc::new(EmbeddedRawStorage::open(
-            data_dir,
-            EmbeddedOptions::default(),
-        )?),
+        StorageKind::Embedded => Arc::new(EmbeddedRawStorage::open(data_dir, embedded)?),
         StorageKind::File => Arc::new(FileRawStorage::open(data_dir)?),
         StorageKind::Memory => Arc::new(MemoryRawStorage::default()),
     })
