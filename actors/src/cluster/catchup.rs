@@ -102,11 +102,7 @@ impl CatchUp {
                 // heads caught this copy up); or an error of its own, not ours.
                 Ok(_) | Err(_) => return true,
             }
-            let mut reached = true;
-            for block in &commit.block_ids {
-                reached &= self.reach(block, commit.rev).await;
-            }
-            if reached {
+            if self.reach_commit(commit).await {
                 return true;
             }
             if Instant::now() >= until {
@@ -114,6 +110,15 @@ impl CatchUp {
             }
             wait = (wait * 2).min(SETTLE_MAX_WAIT);
         }
+    }
+
+    /// [`Self::reach`] for every block of `commit`, at its revision.
+    pub async fn reach_commit(&self, commit: &CommitRequest) -> bool {
+        let mut reached = true;
+        for block in &commit.block_ids {
+            reached &= self.reach(block, commit.rev).await;
+        }
+        reached
     }
 
     /// Restores `block` from its cluster if a peer holds it newer; whether this

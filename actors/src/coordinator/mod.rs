@@ -616,16 +616,8 @@ impl Coordinator {
             self.metrics.in_doubt.add(1);
             tracing::warn!(%hash, committed, threshold, "commit decided but not yet acknowledged by a majority; retrying");
         }
-        let commits: Vec<(usize, CommitRequest)> = record
-            .message
-            .operations
-            .iter()
-            .enumerate()
-            .filter_map(|(i, op)| match op {
-                RepoOperation::Commit(c) => Some((i, c.clone())),
-                _ => None,
-            })
-            .collect();
+        // Shared, not copied: read again once the results are in.
+        let message = record.message.clone();
         self.retry_stragglers(calls, stragglers, record, &plan.remote);
         let in_doubt = || {
             Agreement::Failed(RepoError::Unavailable(format!(
@@ -634,7 +626,7 @@ impl Coordinator {
         };
         match self.members.result(&hash) {
             Some(serde_json::Value::Array(mut results)) if results.len() == count => {
-                self.settle_local(&commits, &mut results).await;
+                self.settle_local(&message.operations, &mut results).await;
                 Ok(results)
             }
             _ => Err(in_doubt()),
@@ -649,13 +641,9 @@ impl Coordinator {
     /// the blocks are restored from the cluster and the commit is answered from
     /// the restored copy (a success, or the `stale` it really is). A commit of a
     /// transaction pended nowhere finds nothing newer and stays `not_pending`.
-    async fn settle_local(
-        &self,
-        commits: &[(usize, CommitRequest)],
-        results: &mut [serde_json::Value],
-    ) {
-        for (i, c) in commits {
-            let Some(result) = results.get_mut(*i) else {
+    async fn settle_local(&self, operations: &[RepoOperation], results: &mut [serde_json::Value]) {
+        for (op, result) in operations.iter().zip(results.iter_mut()) {
+            let RepoOperation::Commit(c) = op else {
                 continue;
             };
             let not_pending = result
@@ -663,14 +651,7 @@ impl Coordinator {
                 .and_then(|e| e.get("code"))
                 .and_then(serde_json::Value::as_str)
                 == Some(crate::net::codes::NOT_PENDING);
-            if !not_pending {
-                continue;
-            }
-            let mut reached = true;
-            for block in &c.block_ids {
-                reached &= self.catch_up.reach(block, c.rev).await;
-            }
-            if !reached {
+            if !not_pending || !self.catch_up.reach_commit(c).await {
                 continue;
             }
             match self.repo.commit(c.clone()).await {
