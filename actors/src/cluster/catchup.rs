@@ -130,13 +130,7 @@ impl CatchUp {
         let Some(net) = self.net.get() else {
             return false;
         };
-        let candidates: Vec<PeerId> = net
-            .member_view()
-            .members
-            .iter()
-            .map(|p| p.peer_id)
-            .chain([self.me])
-            .collect();
+        let candidates = self.candidates(&net.member_view());
         self.catch_up_block(net, &candidates, block).await;
         self.local_latest(block).await.is_some_and(|l| l >= rev)
     }
@@ -157,12 +151,7 @@ impl CatchUp {
         if stale.is_empty() {
             return;
         }
-        let candidates: Vec<PeerId> = view
-            .members
-            .iter()
-            .map(|p| p.peer_id)
-            .chain([self.me])
-            .collect();
+        let candidates = self.candidates(&view);
         let checked = futures::future::join_all(
             stale
                 .iter()
@@ -181,6 +170,16 @@ impl CatchUp {
                 .filter(|(b, ok)| *ok && member(b))
                 .map(|(b, _)| b),
         );
+    }
+
+    /// The peers a block's cluster is chosen from: the connected members and
+    /// this node.
+    fn candidates(&self, view: &crate::net::MemberView) -> Vec<PeerId> {
+        view.members
+            .iter()
+            .map(|p| p.peer_id)
+            .chain([self.me])
+            .collect()
     }
 
     /// Restores every block of `heads` whose copy here is older than the revision
