@@ -11,10 +11,10 @@ use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use futures::StreamExt;
 use optimystic_actors::metrics::EngineMetrics;
+use optimystic_actors::model::{ErrorCode, OpKind, RepoOperation};
 use optimystic_actors::net::{codes, repo_error, ErrorReply, NetClient};
-use optimystic_actors::storage::{RawStorage, RepoError};
+use optimystic_actors::storage::RawStorage;
 use prometheus_client::registry::Registry;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Largest request body accepted (the block-carrying frame limit).
@@ -194,69 +194,42 @@ async fn body(mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
     Ok(buf)
 }
 
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.to_string()))
-}
-
-fn outcome<T: Serialize>(r: Result<T, RepoError>) -> HttpResponse {
-    match r {
-        Ok(v) => HttpResponse::Ok().json(v),
-        Err(e) => {
-            let status = match e {
-                RepoError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                RepoError::Unavailable(_) | RepoError::Restore { .. } => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-                RepoError::PendConflict { .. } => StatusCode::CONFLICT,
-                RepoError::Coded { ref code, .. } if code == "storage" => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-                _ => StatusCode::UNPROCESSABLE_ENTITY,
-            };
-            HttpResponse::build(status).json(repo_error(e))
-        }
-    }
-}
-
 async fn repo_op(
     state: web::Data<AdminState>,
     op: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let op = op.into_inner();
-    if !["get", "pend", "commit", "cancel", "pendCommit"].contains(&op.as_str()) {
+    let name = op.into_inner();
+    let Some(kind) = OpKind::from_name(&name) else {
         return error(
             StatusCode::NOT_FOUND,
             codes::UNKNOWN_OPERATION,
-            format!("unknown operation {op:?}; expected get, pend, commit, cancel or pendCommit"),
+            format!("unknown operation {name:?}; expected get, pend, commit, cancel or pendCommit"),
         );
-    }
+    };
     let bytes = match body(payload).await {
         Ok(b) => b,
         Err(e) => return e.response(),
     };
-    let repo = &state.repo;
-    match op.as_str() {
-        "get" => match parse(&bytes) {
-            Ok(r) => outcome(repo.get(r).await),
-            Err(e) => e.response(),
-        },
-        "pend" => match parse(&bytes) {
-            Ok(r) => outcome(repo.pend(r).await),
-            Err(e) => e.response(),
-        },
-        "commit" => match parse(&bytes) {
-            Ok(r) => outcome(repo.commit(r).await),
-            Err(e) => e.response(),
-        },
-        "pendCommit" => match parse(&bytes) {
-            Ok(r) => outcome(repo.pend_commit(r).await),
-            Err(e) => e.response(),
-        },
-        _ => match parse(&bytes) {
-            Ok(r) => outcome(repo.cancel(r).await.map(|()| serde_json::json!({}))),
-            Err(e) => e.response(),
-        },
+    let op = match RepoOperation::from_json(kind, &bytes) {
+        Ok(op) => op,
+        Err(e) => {
+            return ApiError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.to_string())
+                .response()
+        }
+    };
+    match op.run(&state.repo).await {
+        Ok(r) => HttpResponse::Ok().json(r.wire()),
+        Err(e) => {
+            let status = match e.code() {
+                ErrorCode::Storage => StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Unavailable | ErrorCode::Restore | ErrorCode::InDoubt => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                ErrorCode::PendConflict => StatusCode::CONFLICT,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            HttpResponse::build(status).json(repo_error(e))
+        }
     }
 }

@@ -19,6 +19,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use futures::future::BoxFuture;
 use libp2p::{Multiaddr, PeerId};
 use optimystic_actors::block::{BlockRegistry, RegistryOptions, StorageRepo};
 use optimystic_actors::cluster::{MemberDirectory, TxnStore};
@@ -26,7 +27,8 @@ use optimystic_actors::coordinator::{Coordinator, CoordinatorHandle};
 use optimystic_actors::metrics::export::NodeCollector;
 use optimystic_actors::metrics::EngineMetrics;
 use optimystic_actors::model::{
-    BlockGets, CommitRequest, CommitResult, GetBlockResults, PendRequest, PendResult, TrxBlocks,
+    BlockGets, CommitRequest, CommitResult, GetBlockResults, PendCommitRequest, PendCommitResult,
+    PendRequest, PendResult, TrxBlocks,
 };
 use optimystic_actors::net::{
     build_swarm, load_or_create_identity, restore_from_peers, Consensus, Dial, Drain, Listen,
@@ -255,16 +257,38 @@ impl NodeRepo {
 
     /// Pends and commits one transaction in one step: one agreed record, all or
     /// nothing (see `PendCommitRequest`).
-    pub async fn pend_commit(
-        &self,
-        req: optimystic_actors::model::PendCommitRequest,
-    ) -> Result<optimystic_actors::model::PendCommitResult, RepoError> {
+    pub async fn pend_commit(&self, req: PendCommitRequest) -> Result<PendCommitResult, RepoError> {
         self.coordinator.pend_commit(req).await
     }
 
     /// This node's own store, bypassing consensus (tests, tools).
     pub fn local(&self) -> &StorageRepo {
         &self.local
+    }
+}
+
+impl optimystic_actors::model::Repo for NodeRepo {
+    fn get(&self, gets: BlockGets) -> BoxFuture<'_, Result<GetBlockResults, RepoError>> {
+        Box::pin(NodeRepo::get(self, gets))
+    }
+
+    fn pend(&self, req: PendRequest) -> BoxFuture<'_, Result<PendResult, RepoError>> {
+        Box::pin(NodeRepo::pend(self, req))
+    }
+
+    fn commit(&self, req: CommitRequest) -> BoxFuture<'_, Result<CommitResult, RepoError>> {
+        Box::pin(NodeRepo::commit(self, req))
+    }
+
+    fn pend_commit(
+        &self,
+        req: PendCommitRequest,
+    ) -> BoxFuture<'_, Result<PendCommitResult, RepoError>> {
+        Box::pin(NodeRepo::pend_commit(self, req))
+    }
+
+    fn cancel(&self, trx: TrxBlocks) -> BoxFuture<'_, Result<(), RepoError>> {
+        Box::pin(NodeRepo::cancel(self, trx))
     }
 }
 
@@ -396,7 +420,7 @@ impl NodeHandle {
                 let Some(dir) = prunable.upgrade() else {
                     return;
                 };
-                if let Err(e) = dir.prune(optimystic_actors::net::now_ms()).await {
+                if let Err(e) = dir.prune(optimystic_actors::model::now_ms()).await {
                     tracing::warn!(error = %e, "cannot prune decided cluster transactions");
                 }
             }

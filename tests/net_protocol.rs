@@ -158,7 +158,7 @@ async fn hand_made_json_frames_get_seed_shaped_replies() {
 }
 
 fn support_now_ms() -> u64 {
-    optimystic_actors::net::now_ms()
+    optimystic_actors::model::now_ms()
 }
 
 /// A client of `addr` with its own swarm (MessagePack preferred).

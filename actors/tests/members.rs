@@ -15,8 +15,8 @@ use optimystic_actors::cluster::{
     message_hash, peer_entry, ClusterRecord, MemberDirectory, Phase, TxnStore, RETENTION,
 };
 use optimystic_actors::metrics::EngineMetrics;
+use optimystic_actors::model::now_ms;
 use optimystic_actors::model::*;
-use optimystic_actors::net::now_ms;
 use optimystic_actors::storage::open_storage;
 
 fn pend_record(key: &Keypair, block: &str) -> ClusterRecord {

@@ -4,14 +4,9 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use libp2p::Multiaddr;
-use optimystic_actors::net::{peer_of, NetClient, NetConfig, NetError, ProtocolIds, RepoClient};
-
-use optimystic_actors::block::{RegistryOptions, StorageRepo};
-use optimystic_actors::model::{
-    BlockGets, CommitRequest, PendCommitRequest, PendRequest, TrxBlocks,
-};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use optimystic_actors::block::RegistryOptions;
+use optimystic_actors::model::{OpKind, Repo, RepoOperation};
+use optimystic_actors::net::{peer_of, NetClient, NetConfig, ProtocolIds, RepoClient};
 
 use super::{RepoArgs, RepoOp};
 use crate::local::open_repo;
@@ -49,18 +44,10 @@ fn read_request() -> Result<Vec<u8>, String> {
     Ok(buf)
 }
 
-fn parse<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, String> {
-    serde_json::from_slice(bytes).map_err(|e| format!("invalid {what} JSON: {e}"))
-}
-
-fn to_json<T: Serialize>(v: &T) -> Result<String, String> {
-    serde_json::to_string(v).map_err(|e| format!("cannot encode reply: {e}"))
-}
-
 fn execute(args: &RepoArgs) -> Result<String, String> {
     let input = read_request()?;
     // Parse before opening storage or dialling: malformed input touches nothing.
-    let request = Request::parse(args.op, &input)?;
+    let request = parse_request(args.op, &input)?;
     let system = actix_rt::System::new();
     match &args.peer {
         Some(peer) => system.block_on(remote(args, peer.clone(), request)),
@@ -70,14 +57,18 @@ fn execute(args: &RepoArgs) -> Result<String, String> {
                 ..RegistryOptions::default()
             };
             let repo = open_repo(args.storage, &args.data_dir, opts).map_err(|e| e.to_string())?;
-            let reply = request.send(&repo).await;
+            let reply = send(request, &repo).await;
             repo.registry().shutdown();
             reply
         }),
     }
 }
 
-async fn remote(args: &RepoArgs, peer: Multiaddr, request: Request) -> Result<String, String> {
+async fn remote(
+    args: &RepoArgs,
+    peer: Multiaddr,
+    request: RepoOperation,
+) -> Result<String, String> {
     let peer_id =
         peer_of(&peer).ok_or_else(|| format!("--peer {peer} has no /p2p/<peerId> component"))?;
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
@@ -98,53 +89,29 @@ async fn remote(args: &RepoArgs, peer: Multiaddr, request: Request) -> Result<St
     if args.json {
         client = client.force_json();
     }
-    request.send_remote(&client).await
+    send(request, &client).await
 }
 
-enum Request {
-    Get(BlockGets),
-    Pend(PendRequest),
-    Commit(CommitRequest),
-    Cancel(TrxBlocks),
-    PendCommit(PendCommitRequest),
+/// The CLI's name of an operation as the model's.
+fn kind(op: RepoOp) -> OpKind {
+    match op {
+        RepoOp::Get => OpKind::Get,
+        RepoOp::Pend => OpKind::Pend,
+        RepoOp::Commit => OpKind::Commit,
+        RepoOp::Cancel => OpKind::Cancel,
+        RepoOp::PendCommit => OpKind::PendCommit,
+    }
 }
 
-impl Request {
-    fn parse(op: RepoOp, input: &[u8]) -> Result<Self, String> {
-        Ok(match op {
-            RepoOp::Get => Self::Get(parse(input, "BlockGets")?),
-            RepoOp::Pend => Self::Pend(parse(input, "PendRequest")?),
-            RepoOp::Commit => Self::Commit(parse(input, "CommitRequest")?),
-            RepoOp::Cancel => Self::Cancel(parse(input, "TrxBlocks")?),
-            RepoOp::PendCommit => Self::PendCommit(parse(input, "PendCommitRequest")?),
-        })
-    }
+/// Parses stdin as the request of `op`.
+fn parse_request(op: RepoOp, input: &[u8]) -> Result<RepoOperation, String> {
+    let kind = kind(op);
+    RepoOperation::from_json(kind, input)
+        .map_err(|e| format!("invalid {} JSON: {e}", kind.body_name()))
+}
 
-    async fn send_remote(self, c: &RepoClient) -> Result<String, String> {
-        let e = |e: NetError| e.to_string();
-        match self {
-            Self::Get(r) => to_json(&c.get(r).await.map_err(e)?),
-            Self::Pend(r) => to_json(&c.pend(r).await.map_err(e)?),
-            Self::Commit(r) => to_json(&c.commit(r).await.map_err(e)?),
-            Self::PendCommit(r) => to_json(&c.pend_commit(r).await.map_err(e)?),
-            Self::Cancel(r) => {
-                c.cancel(r).await.map_err(e)?;
-                Ok("{}".into())
-            }
-        }
-    }
-
-    async fn send(self, repo: &StorageRepo) -> Result<String, String> {
-        let e = |e: optimystic_actors::storage::RepoError| e.to_string();
-        match self {
-            Self::Get(r) => to_json(&repo.get(r).await.map_err(e)?),
-            Self::Pend(r) => to_json(&repo.pend(r).await.map_err(e)?),
-            Self::Commit(r) => to_json(&repo.commit(r).await.map_err(e)?),
-            Self::PendCommit(r) => to_json(&repo.pend_commit(r).await.map_err(e)?),
-            Self::Cancel(r) => {
-                repo.cancel(r).await.map_err(e)?;
-                Ok("{}".into())
-            }
-        }
-    }
+/// Runs `op` on `repo`; the reply as one line of JSON.
+async fn send(op: RepoOperation, repo: &dyn Repo) -> Result<String, String> {
+    let result = op.run(repo).await.map_err(|e| e.to_string())?;
+    serde_json::to_string(&result.wire()).map_err(|e| format!("cannot encode reply: {e}"))
 }

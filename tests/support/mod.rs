@@ -277,7 +277,7 @@ pub fn record_of(
     use base64::Engine as _;
     let message = RepoMessage {
         operations,
-        expiration: Some(optimystic_actors::net::now_ms() + ttl_ms),
+        expiration: Some(optimystic_actors::model::now_ms() + ttl_ms),
         coordinator: None,
     };
     let peers = members

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use futures::future::join_all;
+use futures::future::{join_all, BoxFuture};
 
 use super::actor::{BlockOp, Decision, Mode, Prepare, Prepared, Read};
 use super::registry::BlockRegistry;
@@ -377,5 +377,30 @@ fn stale(missing: Vec<TrxTransforms>, reason: &str) -> StaleFailure {
         reason: Some(reason.into()),
         missing: Some(missing),
         pending: None,
+    }
+}
+
+impl crate::model::Repo for StorageRepo {
+    fn get(&self, gets: BlockGets) -> BoxFuture<'_, Result<GetBlockResults, RepoError>> {
+        Box::pin(StorageRepo::get(self, gets))
+    }
+
+    fn pend(&self, req: PendRequest) -> BoxFuture<'_, Result<PendResult, RepoError>> {
+        Box::pin(StorageRepo::pend(self, req))
+    }
+
+    fn commit(&self, req: CommitRequest) -> BoxFuture<'_, Result<CommitResult, RepoError>> {
+        Box::pin(StorageRepo::commit(self, req))
+    }
+
+    fn pend_commit(
+        &self,
+        req: PendCommitRequest,
+    ) -> BoxFuture<'_, Result<PendCommitResult, RepoError>> {
+        Box::pin(StorageRepo::pend_commit(self, req))
+    }
+
+    fn cancel(&self, trx: TrxBlocks) -> BoxFuture<'_, Result<(), RepoError>> {
+        Box::pin(StorageRepo::cancel(self, trx))
     }
 }

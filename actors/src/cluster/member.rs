@@ -24,8 +24,9 @@ use super::record::{
 use super::store::{TxnState, TxnStore};
 use crate::block::StorageRepo;
 use crate::metrics::{ActorMetrics, HandlerTimer};
-use crate::model::{BlockId, RepoOperation, Rev};
-use crate::net::{now_ms, NetClient};
+use crate::model::now_ms;
+use crate::model::{BlockId, ErrorCode, Failure, OpOutcome, OpResult, RepoOperation, Rev};
+use crate::net::NetClient;
 use crate::storage::{RepoError, StorageError, WriteFuture};
 
 /// Why a member refused a record.
@@ -81,7 +82,7 @@ pub struct MemberDirectory {
     expired: Arc<crate::metrics::Counter>,
     /// Results of executions this node's coordinator has not collected yet (taken
     /// once; the durable copy is in the transaction's stored state).
-    results: DashMap<String, serde_json::Value>,
+    results: DashMap<String, Vec<OpOutcome>>,
     /// The promises this node signed for undecided transactions, by messageHash,
     /// with their exact payloads: phase 2 trusts them without re-verifying.
     own: DashMap<String, (Vec<u8>, Signature)>,
@@ -318,12 +319,16 @@ impl MemberDirectory {
         }
     }
 
-    /// The local result of a committed transaction (JSON), if this member executed it.
-    pub fn result(&self, hash: &str) -> Option<serde_json::Value> {
+    /// The local outcomes of a committed transaction, if this member executed it.
+    pub fn result(&self, hash: &str) -> Option<Vec<OpOutcome>> {
         if let Some((_, v)) = self.results.remove(hash) {
             return Some(v);
         }
-        self.store.load(hash).ok().flatten().and_then(|s| s.result)
+        self.store
+            .load(hash)
+            .ok()
+            .flatten()
+            .and_then(|s| s.outcomes)
     }
 
     /// Handles a record from a coordinator or a recovering peer: validates it,
@@ -418,9 +423,9 @@ impl ClusterMember {
         &mut self,
         phase: Phase,
         record: ClusterRecord,
-        result: Option<serde_json::Value>,
+        outcomes: Option<Vec<OpOutcome>>,
     ) -> Result<WriteFuture, ClusterError> {
-        self.stage_with(phase, record, result, false)
+        self.stage_with(phase, record, outcomes, false)
     }
 
     /// [`Self::stage`], lazily written when `lazy`.
@@ -428,14 +433,14 @@ impl ClusterMember {
         &mut self,
         phase: Phase,
         record: ClusterRecord,
-        result: Option<serde_json::Value>,
+        outcomes: Option<Vec<OpOutcome>>,
         lazy: bool,
     ) -> Result<WriteFuture, ClusterError> {
-        let result = result.or_else(|| self.state.as_ref().and_then(|s| s.result.clone()));
+        let outcomes = outcomes.or_else(|| self.state.as_ref().and_then(|s| s.outcomes.clone()));
         let state = TxnState {
             phase,
             record,
-            result,
+            outcomes,
         };
         let write = self.dir.store.save_with(&self.hash, &state, lazy)?;
         self.state = Some(state);
@@ -592,10 +597,6 @@ impl Actor for ClusterMember {
 #[rtype(result = "Result<ClusterRecord, ClusterError>")]
 struct Update(ClusterRecord);
 
-fn to_value<T: serde::Serialize>(v: T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
-}
-
 /// The record's newest head of each block this member may be behind on: all of
 /// them when it reported no heads itself (it did not promise), otherwise only those
 /// newer than its own report — its copy cannot have moved since, the blocks being
@@ -613,30 +614,27 @@ fn behind_heads(record: &ClusterRecord, me: &str) -> Option<BTreeMap<BlockId, Re
     )
 }
 
-/// Runs the agreed operation on the local repo; its result (or error reply) as
-/// JSON. A commit that failed for want of its pending transaction is handed to
-/// `settle` (see [`super::CatchUp::settle`]).
+/// Runs the agreed operation on the local repo; its outcome. A commit that
+/// failed for want of its pending transaction is handed to `settle` (see
+/// [`super::CatchUp::settle`]).
 async fn execute(
     repo: StorageRepo,
     op: RepoOperation,
     settle: Option<&Arc<super::CatchUp>>,
-) -> serde_json::Value {
-    let r = match op {
-        RepoOperation::Pend(p) => repo.pend(p).await.map(to_value),
-        RepoOperation::Commit(c) => match repo.commit(c.clone()).await {
-            Err(e @ RepoError::NotPending { .. }) => {
-                if let Some(s) = settle {
-                    s.settle(c);
-                }
-                Err(e)
-            }
-            r => r.map(to_value),
-        },
-        RepoOperation::Cancel(c) => repo.cancel(c.trx_ref).await.map(|()| serde_json::json!({})),
-        RepoOperation::PendCommit(pc) => repo.pend_commit(pc).await.map(to_value),
-        RepoOperation::Get(g) => repo.get(g).await.map(to_value),
+) -> OpOutcome {
+    let commit = match &op {
+        RepoOperation::Commit(c) => Some(c.clone()),
+        _ => None,
     };
-    r.unwrap_or_else(|e: RepoError| to_value(crate::net::repo_error(e)))
+    match op.run(&repo).await {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            if let (RepoError::NotPending { .. }, Some(s), Some(c)) = (&e, settle, commit) {
+                s.settle(c);
+            }
+            Err(e.to_failure())
+        }
+    }
 }
 
 /// Runs every operation of an agreed message; the results in the message's order
@@ -649,7 +647,7 @@ async fn execute_all(
     catch_up: Option<Arc<super::CatchUp>>,
     heads: Option<BTreeMap<BlockId, Rev>>,
     ops: Vec<RepoOperation>,
-) -> serde_json::Value {
+) -> Vec<OpOutcome> {
     let sets: Vec<BTreeSet<BlockId>> = ops.iter().map(operation_blocks).collect();
     // A copy that missed writes (this node was down, cut off, or left out of an
     // earlier record) must not take the operation on a stale base. The promising
@@ -686,8 +684,8 @@ async fn execute_all(
         let settle = catch_up.as_ref();
         async move {
             match stale {
-                Some(b) => to_value(crate::net::ErrorReply::new(
-                    crate::net::codes::UNAVAILABLE,
+                Some(b) => Err(Failure::new(
+                    ErrorCode::InDoubt,
                     format!("this member's copy of block {b} is behind the cluster and could not catch up; the write's outcome is in doubt here"),
                 )),
                 None => execute(repo, op, settle).await,
@@ -705,17 +703,19 @@ async fn execute_all(
     };
     // Blocks an agreed commit just succeeded on are current here.
     for (op, r) in ops_blocks.into_iter().zip(&results) {
-        // A commit's result, or a pendCommit's `commit` member.
-        let result = r.get("commit").unwrap_or(r);
-        if let Some(blocks) =
-            op.filter(|_| result.get("success") == Some(&serde_json::Value::Bool(true)))
-        {
+        // A commit's result, or a pendCommit's commit.
+        let committed = match r {
+            Ok(OpResult::Commit(c)) => c.is_success(),
+            Ok(OpResult::PendCommit(pc)) => pc.is_success(),
+            _ => false,
+        };
+        if let Some(blocks) = op.filter(|_| committed) {
             if let Some((fresh, members)) = &fresh {
                 fresh.written(*members, blocks);
             }
         }
     }
-    serde_json::Value::Array(results)
+    results
 }
 
 /// What a handler decided: the reply, and the write it waits for (if any).

@@ -19,9 +19,9 @@ pub struct TxnState {
     pub phase: Phase,
     /// The latest record, with this member's votes.
     pub record: ClusterRecord,
-    /// The local result of executing the operation (JSON), once committed.
+    /// The local outcome of each of the message's operations, once committed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<serde_json::Value>,
+    pub outcomes: Option<Vec<crate::model::OpOutcome>>,
 }
 
 /// Transaction states in a storage backend.

@@ -1,13 +1,22 @@
 //! The data model of DESIGN §3: ids, blocks, transforms, repo requests and replies,
-//! and the pure functions that apply transforms.
+//! the [`Repo`] trait, errors and their protocol codes, the clock, and the pure
+//! functions that apply transforms.
 
 mod block;
+mod clock;
+mod code;
+mod error;
 mod ids;
+mod outcome;
 mod repo;
 mod transform;
 
 pub use block::{Block, BlockHeader, BlockOperation, Transform, Transforms};
+pub use clock::{ms_from_now, now_ms};
+pub use code::{codes, ErrorCode};
+pub use error::{Failure, RepoError, StorageError};
 pub use ids::{validate_id, BlockId, IdError, TrxId, MAX_ID_LEN};
+pub use outcome::{unexpected, Empty, OpKind, OpOutcome, OpResult, Repo, WireResult};
 pub use repo::{
     BlockGets, BlockTrxState, CancelOperation, CommitRequest, CommitResult, GetBlockResult,
     GetBlockResults, PendCommitRequest, PendCommitResult, PendPolicy, PendRequest, PendResult,

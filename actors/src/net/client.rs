@@ -7,18 +7,20 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::Addr;
+use futures::future::BoxFuture;
 use libp2p::{Multiaddr, PeerId};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::behaviour::Proto;
 use super::swarm::{Request, Status, SwarmActor};
-use super::wire::{decode_reply, encode, BlockRequest};
-use super::{now_ms, Encoding, NetError, NetMetrics, NetStatus};
+use super::wire::{decode_op_result, decode_reply, encode, BlockRequest, ErrorReply};
+use super::{Encoding, NetError, NetMetrics, NetStatus};
+use crate::model::now_ms;
 use crate::model::{
-    BlockGets, BlockId, CancelOperation, CommitRequest, CommitResult, GetBlockResults,
-    PendCommitRequest, PendCommitResult, PendRequest, PendResult, RepoMessage, RepoOperation, Rev,
-    TrxBlocks,
+    BlockGets, BlockId, CancelOperation, CommitRequest, CommitResult, GetBlockResults, OpResult,
+    PendCommitRequest, PendCommitResult, PendRequest, PendResult, Repo, RepoError, RepoMessage,
+    RepoOperation, Rev, TrxBlocks,
 };
 use crate::storage::{BlockArchive, RestoreFn};
 
@@ -236,6 +238,31 @@ impl RepoClient {
     }
 }
 
+impl Repo for RepoClient {
+    fn get(&self, gets: BlockGets) -> BoxFuture<'_, Result<GetBlockResults, RepoError>> {
+        Box::pin(async move { Ok(RepoClient::get(self, gets).await?) })
+    }
+
+    fn pend(&self, req: PendRequest) -> BoxFuture<'_, Result<PendResult, RepoError>> {
+        Box::pin(async move { Ok(RepoClient::pend(self, req).await?) })
+    }
+
+    fn commit(&self, req: CommitRequest) -> BoxFuture<'_, Result<CommitResult, RepoError>> {
+        Box::pin(async move { Ok(RepoClient::commit(self, req).await?) })
+    }
+
+    fn pend_commit(
+        &self,
+        req: PendCommitRequest,
+    ) -> BoxFuture<'_, Result<PendCommitResult, RepoError>> {
+        Box::pin(async move { Ok(RepoClient::pend_commit(self, req).await?) })
+    }
+
+    fn cancel(&self, trx: TrxBlocks) -> BoxFuture<'_, Result<(), RepoError>> {
+        Box::pin(async move { Ok(RepoClient::cancel(self, trx).await?) })
+    }
+}
+
 /// Sends a cluster record to `peer` (MessagePack, JSON if the peer lacks it).
 pub async fn cluster_update(
     net: &NetClient,
@@ -272,32 +299,43 @@ async fn cluster_call(
         record: Some(record),
         message: None,
     };
-    cluster_send(net, peer, addrs, &req, timeout).await
+    cluster_send(net, peer, addrs, &req, timeout, decode_reply).await
 }
 
 /// Hands a write to `peer`, the coordinator of its blocks, which runs it without
-/// forwarding again; returns that node's result (JSON).
+/// forwarding again; returns that node's result.
 pub async fn cluster_coordinate(
     net: &NetClient,
     peer: PeerId,
     addrs: Vec<Multiaddr>,
     message: RepoMessage,
     timeout: Duration,
-) -> Result<serde_json::Value, NetError> {
+) -> Result<OpResult, NetError> {
+    let Some(op) = message.operations.first().cloned() else {
+        return Err(NetError::Decode(
+            "a forwarded write needs one operation".into(),
+        ));
+    };
     let req = super::wire::ClusterRequest {
         operation: "coordinate".into(),
         record: None,
         message: Some(message),
     };
-    cluster_send(net, peer, addrs, &req, timeout).await
+    cluster_send(net, peer, addrs, &req, timeout, |enc, bytes| {
+        decode_op_result(enc, &op, bytes)
+    })
+    .await
 }
 
-async fn cluster_send<T: DeserializeOwned>(
+/// Sends a cluster request (MessagePack, JSON if the peer lacks it) and decodes
+/// the reply with `decode`.
+async fn cluster_send<T>(
     net: &NetClient,
     peer: PeerId,
     addrs: Vec<Multiaddr>,
     req: &super::wire::ClusterRequest,
     timeout: Duration,
+    decode: impl Fn(Encoding, &[u8]) -> Result<Result<T, ErrorReply>, String>,
 ) -> Result<T, NetError> {
     for proto in [Proto::ClusterMp, Proto::ClusterJson] {
         let enc = proto.encoding();
@@ -309,7 +347,7 @@ async fn cluster_send<T: DeserializeOwned>(
             Err(NetError::Unsupported) => continue,
             Err(e) => return Err(e),
             Ok(reply) => {
-                return decode_reply(enc, &reply)
+                return decode(enc, &reply)
                     .map_err(NetError::Decode)?
                     .map_err(NetError::from)
             }

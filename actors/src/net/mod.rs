@@ -36,8 +36,8 @@ pub use swarm::{
     SwarmActor,
 };
 pub use wire::{
-    codes, decode, decode_reply, decode_request, encode, BlockRequest, ClusterRequest, ErrorBody,
-    ErrorReply,
+    codes, decode, decode_op_result, decode_reply, decode_request, encode, BlockRequest,
+    ClusterRequest, ErrorBody, ErrorReply,
 };
 
 use crate::metrics::ActorMetrics;
@@ -96,6 +96,21 @@ impl NetError {
             OutboundFailure::ConnectionClosed => Self::ConnectionClosed,
             OutboundFailure::UnsupportedProtocols => Self::Unsupported,
             OutboundFailure::Io(e) => Self::Io(e.to_string()),
+        }
+    }
+}
+
+impl From<NetError> for crate::model::RepoError {
+    /// A remote error keeps its code; a request that may have run is in doubt;
+    /// anything else means the peer could not serve it.
+    fn from(e: NetError) -> Self {
+        match e {
+            NetError::Remote { code, message } => Self::Remote {
+                code: crate::model::ErrorCode::parse(&code),
+                message,
+            },
+            e if e.is_in_doubt() => Self::InDoubt(e.to_string()),
+            e => Self::Unavailable(e.to_string()),
         }
     }
 }
@@ -185,11 +200,4 @@ pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
         Protocol::P2p(id) => Some(id),
         _ => None,
     })
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -12,11 +12,11 @@ use super::swarm::{Inbound, Respond};
 use super::wire::{
     codes, decode, decode_request, encode, BlockRequest, ClusterRequest, ErrorReply,
 };
-use super::{now_ms, Encoding, NetMetrics};
+use super::{Encoding, NetMetrics};
 use crate::block::StorageRepo;
 use crate::cluster::{ClusterError, MemberDirectory, RecordError};
 use crate::coordinator::CoordinatorHandle;
-use crate::model::RepoOperation;
+use crate::model::now_ms;
 use crate::storage::RepoError;
 
 /// Mailbox capacity of the RepoService.
@@ -108,10 +108,6 @@ impl Handler<Inbound> for RepoService {
     }
 }
 
-/// `{}` in either encoding (cancel's reply).
-#[derive(Serialize)]
-struct Empty {}
-
 fn reply<T: Serialize>(enc: Encoding, v: &T) -> Result<Vec<u8>, ErrorReply> {
     encode(enc, v)
         .map_err(|e| ErrorReply::new(codes::UNAVAILABLE, format!("cannot encode reply: {e}")))
@@ -130,30 +126,11 @@ async fn serve_repo(
             format!("expired at {deadline} ms"),
         ));
     }
-    if let Some(c) = consensus.map(|c| &c.coordinator) {
-        return match op {
-            RepoOperation::Get(g) => reply(enc, &c.get(g).await.map_err(repo_error)?),
-            RepoOperation::Pend(p) => reply(enc, &c.pend(p).await.map_err(repo_error)?),
-            RepoOperation::Commit(r) => reply(enc, &c.commit(r).await.map_err(repo_error)?),
-            RepoOperation::PendCommit(r) => {
-                reply(enc, &c.pend_commit(r).await.map_err(repo_error)?)
-            }
-            RepoOperation::Cancel(x) => {
-                c.cancel(x.trx_ref).await.map_err(repo_error)?;
-                reply(enc, &Empty {})
-            }
-        };
-    }
-    match op {
-        RepoOperation::Get(g) => reply(enc, &repo.get(g).await.map_err(repo_error)?),
-        RepoOperation::Pend(p) => reply(enc, &repo.pend(p).await.map_err(repo_error)?),
-        RepoOperation::Commit(c) => reply(enc, &repo.commit(c).await.map_err(repo_error)?),
-        RepoOperation::PendCommit(r) => reply(enc, &repo.pend_commit(r).await.map_err(repo_error)?),
-        RepoOperation::Cancel(c) => {
-            repo.cancel(c.trx_ref).await.map_err(repo_error)?;
-            reply(enc, &Empty {})
-        }
-    }
+    let result = match consensus {
+        Some(c) => op.run(&c.coordinator).await,
+        None => op.run(repo).await,
+    };
+    reply(enc, &result?.wire())
 }
 
 async fn serve_cluster(
@@ -176,12 +153,8 @@ async fn serve_cluster(
             let op = message.operations.into_iter().next().ok_or_else(|| {
                 ErrorReply::new(codes::BAD_REQUEST, "a repo message needs one operation")
             })?;
-            let v = consensus
-                .coordinator
-                .coordinate_forwarded(op)
-                .await
-                .map_err(repo_error)?;
-            return reply(enc, &v);
+            let r = consensus.coordinator.coordinate_forwarded(op).await?;
+            return reply(enc, &r.wire());
         }
         other => {
             return Err(ErrorReply::new(
@@ -209,28 +182,11 @@ async fn serve_cluster(
 async fn serve_block(repo: &StorageRepo, bytes: &[u8]) -> Result<Vec<u8>, ErrorReply> {
     let req: BlockRequest =
         decode(Encoding::Json, bytes).map_err(|e| ErrorReply::new(codes::BAD_REQUEST, e))?;
-    let archive = repo
-        .archive(&req.block_id, req.rev)
-        .await
-        .map_err(repo_error)?;
+    let archive = repo.archive(&req.block_id, req.rev).await?;
     reply(Encoding::Json, &archive)
 }
 
 /// The error reply for a repo failure.
 pub fn repo_error(e: RepoError) -> ErrorReply {
-    if let RepoError::Coded { code, message } = e {
-        return ErrorReply::new(&code, message);
-    }
-    let code = match &e {
-        RepoError::Storage(_) => codes::STORAGE,
-        RepoError::Transform(_) => codes::TRANSFORM,
-        RepoError::NotPending { .. } | RepoError::ContextTrxMissing { .. } => codes::NOT_PENDING,
-        RepoError::PendConflict { .. } => codes::PEND_CONFLICT,
-        RepoError::TooManyPending { .. } => codes::TOO_MANY_PENDING,
-        RepoError::Invalid(_) => codes::INVALID,
-        RepoError::Restore { .. } => codes::RESTORE,
-        RepoError::Unavailable(_) => codes::UNAVAILABLE,
-        RepoError::Coded { .. } => codes::INVALID,
-    };
-    ErrorReply::new(code, e.to_string())
+    e.into()
 }

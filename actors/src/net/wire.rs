@@ -5,51 +5,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::protocol::Encoding;
-use crate::model::{BlockId, RepoMessage, RepoOperation, Rev};
+use crate::model::{
+    BlockId, ErrorCode, Failure, OpResult, RepoError, RepoMessage, RepoOperation, Rev,
+};
 
-/// Error codes carried in error replies (docs/PROTOCOL.md lists them).
-pub mod codes {
-    /// The length prefix is not a valid varint.
-    pub const BAD_FRAME: &str = "bad_frame";
-    /// The declared length exceeds the protocol's cap.
-    pub const FRAME_TOO_LARGE: &str = "frame_too_large";
-    /// The stream ended inside the frame.
-    pub const TRUNCATED_FRAME: &str = "truncated_frame";
-    /// The frame is not a well-formed message (syntax, missing field, invalid id).
-    pub const BAD_REQUEST: &str = "bad_request";
-    /// The operation is not one of get, pend, cancel, commit.
-    pub const UNKNOWN_OPERATION: &str = "unknown_operation";
-    /// The message's `expiration` has passed.
-    pub const EXPIRED: &str = "expired";
-    /// Too many requests in flight from this peer or in total; retry later.
-    pub const BUSY: &str = "busy";
-    /// Commit of a transaction not pending on a block.
-    pub const NOT_PENDING: &str = "not_pending";
-    /// A transform cannot apply to its block.
-    pub const TRANSFORM: &str = "transform";
-    /// Same transaction pended again with a different transform.
-    pub const PEND_CONFLICT: &str = "pend_conflict";
-    /// The block already holds the most pending transactions allowed; retry after some commit or cancel.
-    pub const TOO_MANY_PENDING: &str = "too_many_pending";
-    /// A request that is well-formed but makes no sense (e.g. names no block).
-    pub const INVALID: &str = "invalid";
-    /// The node's storage failed; nothing was acknowledged.
-    pub const STORAGE: &str = "storage";
-    /// Restoring a block from peers failed.
-    pub const RESTORE: &str = "restore";
-    /// The node is shutting down or overloaded.
-    pub const UNAVAILABLE: &str = "unavailable";
-    /// A cluster record failed validation (hash, deadline, peers, signatures).
-    pub const INVALID_RECORD: &str = "invalid_record";
-    /// This node is not in the record's cluster.
-    pub const NOT_A_MEMBER: &str = "not_a_member";
-    /// The record contradicts this member's decision.
-    pub const DECIDED: &str = "decided";
-    /// The cluster refused a write: another transaction holds one of its blocks.
-    pub const CONFLICT: &str = "conflict";
-    /// The peer sent more requests per second than this node accepts from one peer.
-    pub const RATE_LIMITED: &str = "rate_limited";
-}
+pub use crate::model::codes;
 
 /// `{"error":{"code","message"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +36,23 @@ impl ErrorReply {
                 message: message.into(),
             },
         }
+    }
+
+    /// The error as a typed failure.
+    pub fn into_failure(self) -> Failure {
+        Failure::new(ErrorCode::parse(&self.error.code), self.error.message)
+    }
+}
+
+impl From<&Failure> for ErrorReply {
+    fn from(f: &Failure) -> Self {
+        Self::new(f.code.as_str(), f.message.clone())
+    }
+}
+
+impl From<RepoError> for ErrorReply {
+    fn from(e: RepoError) -> Self {
+        Self::from(&e.to_failure())
     }
 }
 
@@ -131,6 +108,28 @@ pub fn decode_reply<T: DeserializeOwned>(
             Ok(err) => Ok(Err(err)),
             Err(_) => Err(e),
         },
+    }
+}
+
+/// Decodes the reply to `op` (its result type, or an error reply).
+pub fn decode_op_result(
+    enc: Encoding,
+    op: &RepoOperation,
+    bytes: &[u8],
+) -> Result<Result<OpResult, ErrorReply>, String> {
+    fn typed<T: DeserializeOwned>(
+        enc: Encoding,
+        bytes: &[u8],
+        wrap: impl FnOnce(T) -> OpResult,
+    ) -> Result<Result<OpResult, ErrorReply>, String> {
+        Ok(decode_reply::<T>(enc, bytes)?.map(wrap))
+    }
+    match op {
+        RepoOperation::Get(_) => typed(enc, bytes, OpResult::Get),
+        RepoOperation::Pend(_) => typed(enc, bytes, OpResult::Pend),
+        RepoOperation::Commit(_) => typed(enc, bytes, OpResult::Commit),
+        RepoOperation::PendCommit(_) => typed(enc, bytes, OpResult::PendCommit),
+        RepoOperation::Cancel(_) => typed(enc, bytes, |_: crate::model::Empty| OpResult::Cancel),
     }
 }
 

@@ -8,7 +8,6 @@
 
 mod block_storage;
 mod embedded;
-mod error;
 mod file;
 mod lock;
 mod memory;
@@ -20,11 +19,11 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use crate::model::{RepoError, StorageError};
 pub use block_storage::{
     BlockStorage, CachedState, CommitPlan, Effect, PendCommitPlan, PendPlan, RestoreFn,
 };
 pub use embedded::{EmbeddedOptions, EmbeddedRawStorage};
-pub use error::{RepoError, StorageError};
 pub use file::FileRawStorage;
 pub use lock::DataDirLock;
 pub use memory::MemoryRawStorage;

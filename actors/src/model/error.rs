@@ -1,8 +1,8 @@
-//! Storage and repo errors.
+//! Storage and repo errors, and the one place they map to protocol error codes.
 
 use std::path::PathBuf;
 
-use crate::model::{BlockId, TransformError, TrxId};
+use super::{BlockId, ErrorCode, TransformError, TrxId};
 
 /// A failure of the storage backend itself.
 #[derive(Debug, thiserror::Error)]
@@ -102,14 +102,19 @@ pub enum RepoError {
         /// Why.
         message: String,
     },
-    /// An error reported with a protocol error code (e.g. by the cluster's execution).
+    /// An error a peer reported with its protocol error code.
     #[error("{code}: {message}")]
-    Coded {
+    Remote {
         /// The code (docs/PROTOCOL.md).
-        code: String,
+        code: ErrorCode,
         /// Detail.
         message: String,
     },
+    /// The write was decided but fewer than a majority of its cluster reported it
+    /// applied in time: it may or may not take effect. Retrying the same request
+    /// is safe (writes are idempotent under redelivery).
+    #[error("in doubt: {0}")]
+    InDoubt(String),
     /// The block holds the most pending transactions allowed.
     #[error("block {block} already holds {limit} pending transactions; retry after some commit or cancel")]
     TooManyPending {
@@ -121,4 +126,67 @@ pub enum RepoError {
     /// The actor system is shutting down or overloaded.
     #[error("repo unavailable: {0}")]
     Unavailable(String),
+}
+
+impl RepoError {
+    /// The protocol error code of this error (docs/PROTOCOL.md, "Errors").
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Storage(_) => ErrorCode::Storage,
+            Self::Transform(_) => ErrorCode::Transform,
+            Self::NotPending { .. } | Self::ContextTrxMissing { .. } => ErrorCode::NotPending,
+            Self::PendConflict { .. } => ErrorCode::PendConflict,
+            Self::TooManyPending { .. } => ErrorCode::TooManyPending,
+            Self::Invalid(_) => ErrorCode::Invalid,
+            Self::Restore { .. } => ErrorCode::Restore,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::InDoubt(_) => ErrorCode::InDoubt,
+            Self::Remote { code, .. } => code.clone(),
+        }
+    }
+
+    /// The error as a code and message, the way an error frame carries it.
+    pub fn to_failure(&self) -> Failure {
+        match self {
+            Self::Remote { code, message } => Failure {
+                code: code.clone(),
+                message: message.clone(),
+            },
+            other => Failure {
+                code: other.code(),
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+/// A failed operation as it is stored and sent: a code and a message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Failure {
+    /// The code.
+    pub code: ErrorCode,
+    /// Detail.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure with this code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Failure> for RepoError {
+    fn from(f: Failure) -> Self {
+        match f.code {
+            ErrorCode::InDoubt => Self::InDoubt(f.message),
+            code => Self::Remote {
+                code,
+                message: f.message,
+            },
+        }
+    }
 }
