@@ -14,7 +14,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use libp2p::identity::Keypair;
 use optimystic::engine::cluster::{
-    message_hash, peer_entry, sign_commit, sign_promise, validate, ClusterRecord, VoteType,
+    message_blocks, message_hash, peer_entry, sign_commit, sign_promise, validate, BlockState,
+    ClusterRecord, EffectKind, States, VoteType,
 };
 use optimystic::engine::model::*;
 use optimystic::engine::net::{NetClient, NetConfig, NetEvent, RepoClient};
@@ -100,7 +101,7 @@ fn record(keys: &[Keypair], ops: usize) -> ClusterRecord {
             .map(|i| RepoOperation::Pend(pend_of(&format!("b{i}"), 200)))
             .collect(),
         expiration: Some(u64::MAX),
-        coordinator: None,
+        coordinator: keys.first().map(|k| k.public().to_peer_id().to_string()),
     };
     ClusterRecord {
         message_hash: message_hash(&message),
@@ -108,8 +109,17 @@ fn record(keys: &[Keypair], ops: usize) -> ClusterRecord {
         message: message.into(),
         promises: BTreeMap::new(),
         commits: BTreeMap::new(),
-        heads: BTreeMap::new(),
     }
+}
+
+/// An approving promise's state of every block of `r`.
+fn state_of(r: &ClusterRecord) -> Option<States> {
+    Some(
+        message_blocks(&r.message.operations)
+            .into_iter()
+            .map(|b| (b, BlockState::default()))
+            .collect(),
+    )
 }
 
 fn signatures(c: &mut Criterion) {
@@ -119,25 +129,31 @@ fn signatures(c: &mut Criterion) {
     for k in &keys {
         voted.promises.insert(
             k.public().to_peer_id().to_string(),
-            sign_promise(k, &r, VoteType::Approve, None),
+            sign_promise(k, &r, VoteType::Approve, None, state_of(&r)),
         );
     }
     let mut committed = voted.clone();
     for k in &keys {
         committed.commits.insert(
             k.public().to_peer_id().to_string(),
-            sign_commit(k, &voted, VoteType::Approve, None),
+            sign_commit(
+                k,
+                &voted,
+                VoteType::Approve,
+                None,
+                Some(vec![EffectKind::Ok]),
+            ),
         );
     }
     let mut g = c.benchmark_group("consensus");
     g.bench_function("sign_promise", |b| {
-        b.iter(|| sign_promise(&keys[0], &r, VoteType::Approve, None))
+        b.iter(|| sign_promise(&keys[0], &r, VoteType::Approve, None, state_of(&r)))
     });
     g.bench_function("validate_3_promises", |b| {
-        b.iter(|| validate(&voted, 0).unwrap())
+        b.iter(|| validate(&voted).unwrap())
     });
     g.bench_function("validate_3_promises_3_commits", |b| {
-        b.iter(|| validate(&committed, 0).unwrap())
+        b.iter(|| validate(&committed).unwrap())
     });
     for ops in [1, 27] {
         let r = record(&keys, ops);

@@ -338,6 +338,9 @@ impl NodeHandle {
         let repo = StorageRepo::new(registry);
         let members = MemberDirectory::new(key.clone(), repo.clone(), TxnStore::new(raw.clone()));
         members.set_max_active(cfg.max_active_transactions);
+        // A proposal may ask for at most a few request timeouts: a record that
+        // never expires would hold its blocks for good.
+        members.set_max_lifetime(net_cfg.request_timeout * 4);
         let swarm_arbiter = Arbiter::try_new()
             .map_err(|e| NodeError::Config(format!("cannot start arbiter: {e}")))?;
         let coordinator = CoordinatorHandle::start(Coordinator::new(

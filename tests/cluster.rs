@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use optimystic::node::NodeHandle;
-use optimystic_actors::cluster::{sign_promise, ClusterRecord, Phase, TxnStore, VoteType};
+use optimystic_actors::cluster::{sign_promise, ClusterRecord, TxnStore, VoteType};
 use optimystic_actors::model::*;
 use optimystic_actors::net::{cluster_update, peer_of, NetClient, NetError};
 use serde_json::json;
@@ -370,9 +370,17 @@ async fn tampered_and_replayed_records_change_nothing() {
 
     let mut forged = decided[0].clone();
     let outsider = Keypair::generate_ed25519();
+    let state = || {
+        Some(
+            optimystic_actors::cluster::message_blocks(&decided[0].message.operations)
+                .into_iter()
+                .map(|b| (b, optimystic_actors::cluster::BlockState::default()))
+                .collect(),
+        )
+    };
     forged.promises.insert(
         b_peer.to_string(),
-        sign_promise(&outsider, &forged, VoteType::Approve, None),
+        sign_promise(&outsider, &forged, VoteType::Approve, None, state()),
     );
     assert_eq!(
         code(
@@ -393,7 +401,7 @@ async fn tampered_and_replayed_records_change_nothing() {
     let (id, _) = optimystic_actors::cluster::peer_entry(&outsider, vec![]);
     non_member.promises.insert(
         id,
-        sign_promise(&outsider, &non_member, VoteType::Approve, None),
+        sign_promise(&outsider, &non_member, VoteType::Approve, None, state()),
     );
     assert_eq!(
         code(
@@ -464,10 +472,16 @@ async fn members_settle_by_recovery_when_the_coordinator_vanishes() {
     let dirs = three_dirs();
     let nodes = three_nodes(&dirs).await;
     let net = client_net();
-    let send = |i: usize, r: ClusterRecord| deliver(&net, &nodes[i], r);
+    // The coordinator: a peer of the record that proposes, then vanishes.
+    let coordinator = Proposer::new();
+    let send = |i: usize, r: ClusterRecord| {
+        let (id, addr) = (nodes[i].0.peer_id().to_string(), nodes[i].1.to_string());
+        let c = &coordinator;
+        async move { c.send(&id, &addr, r).await.unwrap() }
+    };
 
-    // 1. Phase 1 reaches B and C, then the "coordinator" dies: no decision anywhere.
-    let r1 = pend_record(&members_of(&nodes), "locked", 1_500);
+    // 1. Phase 1 reaches B and C, then the coordinator dies: no decision anywhere.
+    let r1 = coordinator.pend_record(&members_of(&nodes), "locked", 1_500);
     let (pb, pc) = futures::join!(send(1, r1.clone()), send(2, r1.clone()));
     assert!(
         pb.promises.contains_key(&nodes[1].0.peer_id().to_string())
@@ -487,7 +501,7 @@ async fn members_settle_by_recovery_when_the_coordinator_vanishes() {
         panic!("pend went through a held block")
     };
     assert!(s.reason.unwrap_or_default().contains(&r1.message_hash));
-    // Past expiry plus grace, B and C ask around, find no commit, and release.
+    // Past expiry plus grace, B and C ask around, find no decision, and fence.
     let started = std::time::Instant::now();
     loop {
         let (p, c) = write_via(
@@ -513,15 +527,17 @@ async fn members_settle_by_recovery_when_the_coordinator_vanishes() {
         assert!(
             n.render_metrics()
                 .contains(r#"optimystic_transactions_total{outcome="expired"} 1"#),
-            "recovery abort counted"
+            "recovery fence counted"
         );
-    } // 2. Phase 2 reaches only B: C must learn the decision from B and apply it too.
-    let mut r2 = pend_record(&members_of(&nodes), "halfway", 1_500);
+    }
+    // 2. Phase 2 reaches only B: C must learn the decision from B and apply it too.
+    let mut r2 = coordinator.pend_record(&members_of(&nodes), "halfway", 1_500);
     let (pb, pc) = futures::join!(send(1, r2.clone()), send(2, r2.clone()));
     for (reply, i) in [(pb, 1), (pc, 2)] {
         let id = nodes[i].0.peer_id().to_string();
         r2.promises.insert(id.clone(), reply.promises[&id].clone());
     }
+    coordinator.promise(&mut r2);
     let committed = send(1, r2.clone()).await;
     assert!(committed
         .commits
@@ -560,15 +576,20 @@ async fn members_settle_by_recovery_when_the_coordinator_vanishes() {
 
 /// A slow member can hear a commit's decision before the decision of the pend it
 /// commits (the coordinator answers the pend once a majority has it, and the
-/// client commits at once). It must still end up with the committed revision,
-/// whether the pend's decision arrives late or never (then it settles the pend by
-/// recovery, after its deadline), and nothing left pending.
+/// client commits at once). It applies the commit at once, taking the pending
+/// transform from a member that holds it, and fences the pend's decision when it
+/// arrives late or is learned in recovery (its copy has moved past the pend's
+/// base): it ends with the committed revision and nothing pending.
 #[actix_rt::test]
 async fn a_member_that_misses_the_pend_decision_still_applies_the_commit() {
     let dirs = three_dirs();
     let nodes = three_nodes(&dirs).await;
-    let net = client_net();
-    let send = |i: usize, r: ClusterRecord| deliver(&net, &nodes[i], r);
+    let coordinator = Proposer::new();
+    let send = |i: usize, r: ClusterRecord| {
+        let (id, addr) = (nodes[i].0.peer_id().to_string(), nodes[i].1.to_string());
+        let c = &coordinator;
+        async move { c.send(&id, &addr, r).await.unwrap() }
+    };
     let members = members_of(&nodes);
     let id = |i: usize| nodes[i].0.peer_id().to_string();
     let c_store = nodes[2].0.storage().clone();
@@ -576,11 +597,12 @@ async fn a_member_that_misses_the_pend_decision_still_applies_the_commit() {
     for (block, late) in [("late", true), ("never", false)] {
         let trx = TrxId::new(format!("orphan-{block}")).unwrap();
         // The pend: promised by all three, decided by A and B only.
-        let mut pend = pend_record(&members, block, 3_000);
+        let mut pend = coordinator.pend_record(&members, block, 3_000);
         let replies = futures::future::join_all((0..3).map(|i| send(i, pend.clone()))).await;
         for (i, r) in replies.iter().enumerate() {
             pend.promises.insert(id(i), r.promises[&id(i)].clone());
         }
+        coordinator.promise(&mut pend);
         for i in 0..2 {
             assert!(send(i, pend.clone()).await.commits.contains_key(&id(i)));
         }
@@ -593,42 +615,40 @@ async fn a_member_that_misses_the_pend_decision_still_applies_the_commit() {
             header_id: None,
             tail_id: None,
         });
-        let mut commit = record_of(&members, vec![op], 10_000);
+        let mut commit = coordinator.record(&members, vec![op], 10_000);
         let replies = futures::future::join_all((0..3).map(|i| send(i, commit.clone()))).await;
         for (i, r) in replies.iter().enumerate() {
             commit.promises.insert(id(i), r.promises[&id(i)].clone());
         }
+        coordinator.promise(&mut commit);
         assert_eq!(commit.promises[&id(0)].vote, VoteType::Approve);
         assert_eq!(commit.promises[&id(2)].vote, VoteType::Reject, "{block}");
-        // Decided (two of three): every member executes it and signs. C first:
-        // it cannot commit, it has no pending transaction, and neither A nor B
-        // has the revision yet for it to catch up from.
+        // Decided: every member applies it and signs. C first: it has no pending
+        // transaction, and takes it from A or B, which report it pending.
         for i in [2, 0, 1] {
-            assert!(send(i, commit.clone()).await.commits.contains_key(&id(i)));
+            let r = send(i, commit.clone()).await;
+            assert_eq!(r.commits[&id(i)].vote, VoteType::Approve, "{block}: {i}");
         }
-        for (n, _) in &nodes[..2] {
+        for (n, _) in &nodes {
             let meta = n.storage().get_meta(&bid(block)).unwrap().unwrap();
-            assert_eq!(meta.latest.unwrap().rev, 1);
+            assert_eq!(meta.latest.unwrap().rev, 1, "{block}");
         }
         if late {
-            assert!(send(2, pend.clone()).await.commits.contains_key(&id(2)));
+            let r = send(2, pend.clone()).await;
+            assert_eq!(
+                r.commits[&id(2)].vote,
+                VoteType::Reject,
+                "{block}: C fences the pend"
+            );
         }
-        // C ends with the committed revision...
-        eventually(Duration::from_secs(10), || {
-            let latest = c_store
-                .get_meta(&bid(block))
-                .unwrap()
-                .and_then(|m| m.latest);
-            async move { latest.is_some_and(|l| l.rev == 1) }
-        })
-        .await;
-        // ...and, once it has settled the pend (by recovery when it never heard
-        // the decision), nothing pending.
+        // C decides the pend (a fence: its copy moved past the pend's base), by
+        // recovery when it never heard the decision...
         eventually(Duration::from_secs(15), || {
             let phase = c_txns.load(&pend.message_hash).unwrap().map(|s| s.phase);
-            async move { phase == Some(Phase::Committed) }
+            async move { phase.is_some_and(|p| p.is_decided()) }
         })
         .await;
+        // ...and holds the committed revision once, with nothing pending.
         assert!(
             c_store.get_pending(&bid(block), &trx).unwrap().is_none(),
             "{block}: the pend stayed pending on C"
@@ -654,15 +674,16 @@ async fn a_member_refuses_new_transactions_past_its_active_limit() {
     .await;
     let c = start_node(dirs[2].path(), vec![a.1.clone()]).await;
     let nodes = vec![a, b, c];
-    let net = client_net();
+    let proposer = Proposer::new();
+    let net = proposer.net.clone();
     let members = members_of(&nodes);
-    let first = pend_record(&members, "held", 30_000);
+    let first = proposer.pend_record(&members, "held", 30_000);
     let promised = deliver(&net, &nodes[1], first.clone()).await;
     assert!(promised
         .promises
         .contains_key(&nodes[1].0.peer_id().to_string()));
     // A second transaction while the first is undecided: refused, retryable.
-    let second = pend_record(&members, "other", 30_000);
+    let second = proposer.pend_record(&members, "other", 30_000);
     let refused = cluster_update(
         &net,
         nodes[1].0.peer_id(),
@@ -694,7 +715,7 @@ async fn a_member_refuses_new_transactions_past_its_active_limit() {
         .filter(|(id, _)| *id != b_id)
         .cloned()
         .collect();
-    let elsewhere = pend_record(&without_b, "elsewhere", 30_000);
+    let elsewhere = proposer.pend_record(&without_b, "elsewhere", 30_000);
     let refused = cluster_update(
         &net,
         nodes[1].0.peer_id(),
@@ -933,10 +954,11 @@ async fn concurrent_writes_share_records_and_a_conflict_fails_only_itself() {
     let dirs = three_dirs();
     let nodes = three_nodes(&dirs).await;
     let net = client_net();
-    let send = |i: usize, r: ClusterRecord| deliver(&net, &nodes[i], r);
+    let proposer = Proposer::new();
+    let send = |i: usize, r: ClusterRecord| deliver(&proposer.net, &nodes[i], r);
     // A phase-1 record from a coordinator that never decides holds "held" on all
     // three members for the next 20 s.
-    let orphan = pend_record(&members_of(&nodes), "held", 20_000);
+    let orphan = proposer.pend_record(&members_of(&nodes), "held", 20_000);
     futures::join!(
         send(0, orphan.clone()),
         send(1, orphan.clone()),

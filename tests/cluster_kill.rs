@@ -124,7 +124,6 @@ async fn sigkill_a_member_mid_stream() {
 #[actix_rt::test]
 async fn coordinator_gone_between_phases() {
     use optimystic_actors::cluster::ClusterRecord;
-    use optimystic_actors::net::cluster_update;
     let dirs = [
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
@@ -143,23 +142,15 @@ async fn coordinator_gone_between_phases() {
         write(&ca, "probe", 1, insert("probe")).await
     })
     .await;
-    let net = client_net();
+    let coordinator = Proposer::new();
     let nodes = [&a, &b, &c];
     let send = |i: usize, r: ClusterRecord| {
-        let (net, peer, addr) = (
-            net.clone(),
-            nodes[i].peer_id().parse().unwrap(),
-            nodes[i].addr.parse().unwrap(),
-        );
-        async move {
-            cluster_update(&net, peer, vec![addr], r, Duration::from_secs(10))
-                .await
-                .unwrap()
-        }
+        let (id, addr, c) = (nodes[i].peer_id(), nodes[i].addr.clone(), &coordinator);
+        async move { c.send(&id, &addr, r).await.unwrap() }
     };
 
     // Phase 1 only, then the coordinator is gone: every member holds the block.
-    let r1 = pend_record(
+    let r1 = coordinator.pend_record(
         &nodes
             .iter()
             .map(|m| (m.peer_id(), m.addr.clone()))
@@ -192,7 +183,7 @@ async fn coordinator_gone_between_phases() {
     }
 
     // Phase 2 reaches A only: once settled, all three applied it, not some.
-    let mut r2 = pend_record(
+    let mut r2 = coordinator.pend_record(
         &nodes
             .iter()
             .map(|m| (m.peer_id(), m.addr.clone()))
@@ -209,6 +200,7 @@ async fn coordinator_gone_between_phases() {
         let id = nodes[i].peer_id();
         r2.promises.insert(id.clone(), reply.promises[&id].clone());
     }
+    coordinator.promise(&mut r2);
     let done = send(0, r2.clone()).await;
     assert!(done.commits.contains_key(&a.peer_id()));
     let trx = TrxId::new("orphan-split").unwrap();

@@ -218,17 +218,21 @@ async fn a_full_disk_on_one_node_loses_nothing() {
         during >= 12,
         "writes stalled behind one full disk: {during}/16"
     );
-    // Through the node whose disk is full: never acknowledged, since its own copy
-    // cannot take the write.
+    // Through the node whose disk is full: it still coordinates, and a write is
+    // acknowledged once the two others applied it (a majority, durable there);
+    // its own copy catches up once its disk has room. The checker below finds
+    // every one of them on every node.
     let c2 = c.client(2);
     let before = w.acked_count();
+    let mut through = 0;
     for k in 0..4 {
-        assert!(
-            !w.step(&c2, k).await,
-            "a node with a full disk acknowledged a write"
-        );
+        through += usize::from(w.step(&c2, k).await);
     }
-    assert_eq!(w.acked_count(), before);
+    assert_eq!(w.acked_count(), before + through);
+    assert!(
+        through >= 2,
+        "writes through a node with a full disk: {through}/4 acknowledged"
+    );
     c.disk_full(2, false);
     steps(&c, &mut w, 2, 4).await;
     check(&c, &mut w, RELEASE).await;

@@ -31,7 +31,7 @@ fn pend_record(key: &Keypair, block: &str) -> ClusterRecord {
             policy: PendPolicy::Fail,
         })],
         expiration: Some(now_ms() + 30_000),
-        coordinator: None,
+        coordinator: Some(key.public().to_peer_id().to_string()),
     };
     ClusterRecord {
         message_hash: message_hash(&message),
@@ -39,7 +39,6 @@ fn pend_record(key: &Keypair, block: &str) -> ClusterRecord {
         message: message.into(),
         promises: BTreeMap::new(),
         commits: BTreeMap::new(),
-        heads: Default::default(),
     }
 }
 
@@ -62,9 +61,10 @@ async fn decided_transactions_are_pruned_after_retention() {
         let hash = record.message_hash.clone();
         let deadline = record.message.expiration.unwrap();
         // Phase 1 then phase 2 on a cluster of one.
-        let promised = members.update(record).await.unwrap();
+        let me = key.public().to_peer_id().to_string();
+        let promised = members.update(record, &me).await.unwrap();
         assert_eq!(promised.promises.len(), 1);
-        let committed = members.update(promised).await.unwrap();
+        let committed = members.update(promised, &me).await.unwrap();
         assert_eq!(committed.commits.len(), 1, "{kind:?}");
 
         // Kept while it may still be asked for.

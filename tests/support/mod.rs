@@ -255,30 +255,104 @@ pub fn repo_client(net: &NetClient, addr: &str) -> RepoClient {
     )
 }
 
-/// A phase-1 record for a pend inserting `block`, among `members` (PeerId, address),
-/// as a coordinator would build it; Ed25519 PeerIds carry their public key.
-pub fn pend_record(members: &[(String, String)], block: &str, ttl_ms: u64) -> ClusterRecord {
-    let pend = RepoOperation::Pend(PendRequest {
-        trx_id: TrxId::new(format!("orphan-{block}")).unwrap(),
-        rev: Some(1),
-        transforms: insert(block),
-        policy: PendPolicy::Fail,
-    });
-    record_of(members, vec![pend], ttl_ms)
+/// An outside peer with its own identity that proposes records as their
+/// coordinator, the way docs/CONSENSUS.md says a coordinator builds them: its own
+/// entry in the peer set, named in `message.coordinator`, sending the proposal
+/// itself. It serves nothing, so it vanishes the moment a test stops talking.
+pub struct Proposer {
+    pub key: libp2p::identity::Keypair,
+    pub net: NetClient,
+}
+
+impl Proposer {
+    pub fn new() -> Self {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let net = NetClient::start_client_as(NetConfig::default(), key.clone()).unwrap();
+        Self { key, net }
+    }
+
+    pub fn id(&self) -> String {
+        self.key.public().to_peer_id().to_string()
+    }
+
+    /// A phase-1 record for a pend inserting `block`, among `members` (PeerId,
+    /// address) and this proposer, expiring in `ttl_ms`.
+    pub fn pend_record(
+        &self,
+        members: &[(String, String)],
+        block: &str,
+        ttl_ms: u64,
+    ) -> ClusterRecord {
+        let pend = RepoOperation::Pend(PendRequest {
+            trx_id: TrxId::new(format!("orphan-{block}")).unwrap(),
+            rev: Some(1),
+            transforms: insert(block),
+            policy: PendPolicy::Fail,
+        });
+        self.record(members, vec![pend], ttl_ms)
+    }
+
+    /// A phase-1 record of `operations` among `members` and this proposer.
+    pub fn record(
+        &self,
+        members: &[(String, String)],
+        operations: Vec<RepoOperation>,
+        ttl_ms: u64,
+    ) -> ClusterRecord {
+        let mut r = record_of(members, operations, ttl_ms, Some(self.id()));
+        let (id, entry) = optimystic_actors::cluster::peer_entry(&self.key, vec![]);
+        r.peers.insert(id, entry);
+        r
+    }
+
+    /// Adds this proposer's own approving promise to `r`: it holds none of the
+    /// message's blocks.
+    pub fn promise(&self, r: &mut ClusterRecord) {
+        let state = optimystic_actors::cluster::message_blocks(&r.message.operations)
+            .into_iter()
+            .map(|b| (b, optimystic_actors::cluster::BlockState::default()))
+            .collect();
+        let vote = optimystic_actors::cluster::sign_promise(
+            &self.key,
+            r,
+            optimystic_actors::cluster::VoteType::Approve,
+            None,
+            Some(state),
+        );
+        r.promises.insert(self.id(), vote);
+    }
+
+    /// Delivers `r` to the node at (`peer`, `addr`) on the cluster protocol.
+    pub async fn send(
+        &self,
+        peer: &str,
+        addr: &str,
+        r: ClusterRecord,
+    ) -> Result<ClusterRecord, optimystic_actors::net::NetError> {
+        optimystic_actors::net::cluster_update(
+            &self.net,
+            peer.parse().unwrap(),
+            vec![addr.parse().unwrap()],
+            r,
+            Duration::from_secs(10),
+        )
+        .await
+    }
 }
 
 /// A phase-1 record of `operations` for `members` (peer id, address), expiring in
-/// `ttl_ms`.
+/// `ttl_ms`, naming `coordinator`.
 pub fn record_of(
     members: &[(String, String)],
     operations: Vec<RepoOperation>,
     ttl_ms: u64,
+    coordinator: Option<String>,
 ) -> ClusterRecord {
     use base64::Engine as _;
     let message = RepoMessage {
         operations,
         expiration: Some(optimystic_actors::model::now_ms() + ttl_ms),
-        coordinator: None,
+        coordinator,
     };
     let peers = members
         .iter()
@@ -303,6 +377,5 @@ pub fn record_of(
         message: message.into(),
         promises: Default::default(),
         commits: Default::default(),
-        heads: Default::default(),
     }
 }

@@ -28,6 +28,23 @@ pub(crate) enum BlockOp {
         rev: Option<Rev>,
         policy: PendPolicy,
     },
+    /// A pend the cluster agreed on: no policy, no per-block limit.
+    PendAgreed {
+        trx: TrxId,
+        transform: Arc<Transform>,
+        rev: Option<Rev>,
+    },
+    /// A commit whose transform came from another member (this copy missed the pend).
+    CommitWith {
+        trx: TrxId,
+        rev: Rev,
+        transform: Arc<Transform>,
+    },
+    /// Store a peer's archive (`authoritative`: replace what differs).
+    Restore {
+        archive: Arc<crate::storage::BlockArchive>,
+        authoritative: bool,
+    },
     Commit {
         trx: TrxId,
         rev: Rev,

@@ -44,23 +44,35 @@ fn plan(st: &BlockStorage, op: &BlockOp) -> Result<Plan, RepoError> {
                 },
             }
         }
-        BlockOp::Commit { trx, rev } => match st.plan_commit(trx, *rev)? {
-            CommitPlan::AlreadyCommitted => Plan {
-                prepared: Prepared::default(),
-                write: None,
-            },
-            CommitPlan::Stale(missing) => Plan {
+        BlockOp::PendAgreed {
+            trx,
+            transform,
+            rev,
+        } => {
+            let p = st.plan_pend_agreed(trx, transform, *rev)?;
+            let stale = !p.missing.is_empty();
+            Plan {
+                write: (!stale && !p.ops.is_empty()).then_some((p.ops, p.effect)),
                 prepared: Prepared {
-                    missing,
+                    pending: p.pending,
+                    missing: p.missing,
                     ..Prepared::default()
                 },
-                write: None,
-            },
-            CommitPlan::Apply(ops, effect) => Plan {
-                prepared: Prepared::default(),
-                write: Some((ops, effect)),
-            },
+            }
+        }
+        BlockOp::CommitWith {
+            trx,
+            rev,
+            transform,
+        } => commit_plan(st.plan_commit_with(trx, *rev, transform.clone())?),
+        BlockOp::Restore {
+            archive,
+            authoritative,
+        } => Plan {
+            prepared: Prepared::default(),
+            write: Some(st.plan_restore_with((**archive).clone(), *authoritative)?),
         },
+        BlockOp::Commit { trx, rev } => commit_plan(st.plan_commit(trx, *rev)?),
         BlockOp::Cancel { trx } => Plan {
             prepared: Prepared::default(),
             write: st.plan_cancel(trx),
@@ -106,6 +118,26 @@ fn plan(st: &BlockStorage, op: &BlockOp) -> Result<Plan, RepoError> {
             },
         },
     })
+}
+
+fn commit_plan(p: CommitPlan) -> Plan {
+    match p {
+        CommitPlan::AlreadyCommitted => Plan {
+            prepared: Prepared::default(),
+            write: None,
+        },
+        CommitPlan::Stale(missing) => Plan {
+            prepared: Prepared {
+                missing,
+                ..Prepared::default()
+            },
+            write: None,
+        },
+        CommitPlan::Apply(ops, effect) => Plan {
+            prepared: Prepared::default(),
+            write: Some((ops, effect)),
+        },
+    }
 }
 
 /// Writes `ops` durably and applies `effect`; on failure the cache is dropped so

@@ -148,6 +148,90 @@ impl StorageRepo {
         Ok((ids, prepared))
     }
 
+    /// A pend its cluster agreed on: the cluster decided its policy and stale
+    /// check (docs/CONSENSUS.md, "The decided effect"), so it goes ahead whatever
+    /// this copy's pending set holds, unbounded by the per-block limit.
+    pub async fn pend_agreed(&self, req: PendRequest) -> Result<PendResult, RepoError> {
+        self.registry.metrics().repo.begin();
+        let req = PendRequest {
+            policy: PendPolicy::Continue,
+            ..req
+        };
+        let r = self
+            .pend_blocks(&req, |trx, transform| BlockOp::PendAgreed {
+                trx,
+                transform,
+                rev: req.rev,
+            })
+            .await
+            .map(|(ids, prepared)| pend_outcome(ids, prepared, PendPolicy::Continue));
+        self.record(RepoOp::Pend, &r, |v| !v.is_success());
+        r
+    }
+
+    /// A commit its cluster agreed on; `transforms` stand in for the pending
+    /// records of blocks this copy never got the pend of (they came from a member
+    /// that holds them).
+    pub async fn commit_with(
+        &self,
+        req: CommitRequest,
+        transforms: BTreeMap<BlockId, Transform>,
+    ) -> Result<CommitResult, RepoError> {
+        self.registry.metrics().repo.begin();
+        let ids: BTreeSet<BlockId> = req.block_ids.iter().cloned().collect();
+        let ops = ids
+            .into_iter()
+            .map(|id| {
+                let op = match transforms.get(&id) {
+                    Some(t) => BlockOp::CommitWith {
+                        trx: req.trx_id.clone(),
+                        rev: req.rev,
+                        transform: Arc::new(t.clone()),
+                    },
+                    None => BlockOp::Commit {
+                        trx: req.trx_id.clone(),
+                        rev: req.rev,
+                    },
+                };
+                (id, op)
+            })
+            .collect();
+        let r = self
+            .run(ops, |p| p.iter().all(|p| p.missing.is_empty()))
+            .await
+            .map(|prepared| {
+                let (_, missing) = gather(prepared);
+                if missing.is_empty() {
+                    CommitResult::Success
+                } else {
+                    CommitResult::Stale(stale(missing, "stale: a newer revision is committed"))
+                }
+            });
+        self.record(RepoOp::Commit, &r, |v| !v.is_success());
+        r
+    }
+
+    /// Stores a peer's archive of its block (`authoritative`: a majority of the
+    /// block's cluster holds it, so a revision held here under another transaction
+    /// is replaced; see `BlockStorage::plan_restore_with`). The block's latest
+    /// revision afterwards.
+    pub async fn restore(
+        &self,
+        archive: BlockArchive,
+        authoritative: bool,
+    ) -> Result<Option<TrxRev>, RepoError> {
+        let id = archive.block_id.clone();
+        let msg = Prepare {
+            op: BlockOp::Restore {
+                archive: Arc::new(archive),
+                authoritative,
+            },
+            mode: Mode::Solo,
+        };
+        self.registry.call(&id, msg).await??;
+        Ok(self.registry.raw().get_meta(&id)?.and_then(|m| m.latest))
+    }
+
     /// Drops the pending transaction from each block; unknown ones are ignored.
     pub async fn cancel(&self, trx: TrxBlocks) -> Result<(), RepoError> {
         self.registry.metrics().repo.begin();

@@ -1,39 +1,50 @@
-//! Catching a block up with its cluster: compare this node's copy with the
-//! block's other cluster peers and restore from them when one is ahead.
+//! Catching a block up with its cluster.
 //!
-//! Used before a plain read (the coordinator) and before a member executes an
-//! agreed operation on a block it does not know to be current (it was down, or
-//! its member set changed): executing on a stale copy would put the operation on
-//! the wrong base and leave a hole in the block's history.
+//! - Before a member applies a decision: [`CatchUp::reach_base`] brings its copy
+//!   to the decided base (held by a threshold of the approvals, so final) from
+//!   the members that hold it, or reports that the copy holds another write.
+//! - Before a plain read: [`CatchUp::catch_up`] compares the copy with the
+//!   block's cluster and takes a revision only when a majority of the cluster
+//!   reports it as its latest (never a write that only one member holds: it may
+//!   still be fenced by the others).
+//!
+//! Revisions are compared by (rev, trxId), never by number alone: a copy that
+//! holds another write at some revision than a majority does is repaired
+//! (docs/CONSENSUS.md, "Repairing a diverged copy").
 //!
 //! Peers answer the archive requests straight from storage, never behind a
 //! BlockActor that may itself be restoring, so two nodes catching the same block
 //! up at once never wait on each other.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use libp2p::PeerId;
+use libp2p::{Multiaddr, PeerId};
 
-use super::{closest_peers, Freshness};
+use super::{closest_peers, majority, Freshness};
 use crate::block::StorageRepo;
-use crate::model::{BlockGets, BlockId, CommitRequest, Rev, TrxContext};
+use crate::model::{BlockId, Transform, TrxId, TrxRev};
 use crate::net::NetClient;
-use crate::storage::RepoError;
+use crate::storage::BlockArchive;
 
-/// Per-peer wait when comparing a block with its cluster.
+/// Per-peer wait when comparing a block with its cluster or fetching from it.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a member keeps trying to apply a decided commit it could not apply
-/// at once (see [`CatchUp::settle`]).
-const SETTLE_WINDOW: Duration = Duration::from_secs(10);
-/// First wait before retrying; doubled up to [`SETTLE_MAX_WAIT`].
-const SETTLE_FIRST_WAIT: Duration = Duration::from_millis(20);
-const SETTLE_MAX_WAIT: Duration = Duration::from_secs(1);
-/// Most commits being settled at once on one node; past it a commit is left to
-/// the catch-up of the block's next write or read.
-const MAX_SETTLING: usize = 256;
+
+/// How this copy of a block stands against a decided base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaseCheck {
+    /// At the base.
+    Equal,
+    /// Behind it, and no holder could bring it there now.
+    Behind,
+    /// Holds a write the base does not (ahead of it, or another write at its
+    /// revision): this member cannot apply the decision.
+    Conflict,
+}
+
+/// A peer and where to reach it.
+pub type PeerAddrs = (PeerId, Vec<Multiaddr>);
 
 /// What catching up needs from the node.
 pub struct CatchUp {
@@ -42,7 +53,6 @@ pub struct CatchUp {
     net: Arc<OnceLock<NetClient>>,
     fresh: Arc<Freshness>,
     cluster_size: usize,
-    settling: AtomicUsize,
 }
 
 impl CatchUp {
@@ -60,85 +70,101 @@ impl CatchUp {
             net,
             fresh,
             cluster_size: cluster_size.max(1),
-            settling: AtomicUsize::new(0),
         }
     }
 
-    /// Applies a decided commit that failed here with `not_pending`, in the
-    /// background. The cluster decided it, so a majority held the pending
-    /// transaction; this member did not, because it has not yet applied the
-    /// pend's decision (it arrives after the commit's when this member is slow:
-    /// the coordinator answers the pend once a majority has it, and the client
-    /// commits at once) or never heard it. Retries, with backoff, the local
-    /// commit (the pend's decision may land meanwhile) and then restoration from
-    /// the block's cluster (once a peer has applied the commit), until the
-    /// blocks reach the commit's revision here or [`SETTLE_WINDOW`] passes. A
-    /// commit of a transaction pended nowhere fails on every member; it is
-    /// retried for the window and changes nothing.
-    pub fn settle(self: &Arc<Self>, commit: CommitRequest) {
-        if self.settling.fetch_add(1, Ordering::Relaxed) >= MAX_SETTLING {
-            self.settling.fetch_sub(1, Ordering::Relaxed);
-            tracing::warn!(trx = %commit.trx_id, "too many commits settling; this copy catches up on the block's next write");
-            return;
-        }
-        let this = self.clone();
-        actix_rt::spawn(async move {
-            let settled = this.settle_commit(&commit).await;
-            this.settling.fetch_sub(1, Ordering::Relaxed);
-            if !settled {
-                tracing::debug!(trx = %commit.trx_id, rev = commit.rev, "decided commit not applied here within the settle window");
-            }
-        });
+    /// This copy's latest revision of `block` (what is durable).
+    pub fn local_latest(&self, block: &BlockId) -> Option<TrxRev> {
+        self.repo
+            .registry()
+            .raw()
+            .get_meta(block)
+            .ok()
+            .flatten()
+            .and_then(|m| m.latest)
     }
 
-    async fn settle_commit(&self, commit: &CommitRequest) -> bool {
-        let until = Instant::now() + SETTLE_WINDOW;
-        let mut wait = SETTLE_FIRST_WAIT;
-        loop {
-            tokio::time::sleep(wait).await;
-            match self.repo.commit(commit.clone()).await {
-                Err(RepoError::NotPending { .. }) => {}
-                // Applied; or the block moved past the revision (a later write's
-                // heads caught this copy up); or an error of its own, not ours.
-                Ok(_) | Err(_) => return true,
-            }
-            if self.reach_commit(commit).await {
-                return true;
-            }
-            if Instant::now() >= until {
-                return false;
-            }
-            wait = (wait * 2).min(SETTLE_MAX_WAIT);
-        }
-    }
-
-    /// [`Self::reach`] for every block of `commit`, at its revision.
-    pub async fn reach_commit(&self, commit: &CommitRequest) -> bool {
-        let mut reached = true;
-        for block in &commit.block_ids {
-            reached &= self.reach(block, commit.rev).await;
-        }
-        reached
-    }
-
-    /// Restores `block` from its cluster if a peer holds it newer; whether this
-    /// copy is at `rev` or later afterwards.
-    pub async fn reach(&self, block: &BlockId, rev: Rev) -> bool {
-        if self.local_latest(block).await.is_some_and(|l| l >= rev) {
-            return true;
+    /// Brings this copy of `block` to `base` from `holders` (members that reported
+    /// it as their latest). A copy behind the base whose own latest is not in the
+    /// holders' history is repaired to it: a threshold holds the base, so the
+    /// write this copy holds at that revision can no longer reach a majority.
+    pub async fn reach_base(
+        &self,
+        block: &BlockId,
+        base: &Option<TrxRev>,
+        holders: &[PeerAddrs],
+    ) -> BaseCheck {
+        let check = |local: &Option<TrxRev>| match (local, base) {
+            (l, b) if l == b => BaseCheck::Equal,
+            (_, None) => BaseCheck::Conflict,
+            (Some(l), Some(b)) if l.rev >= b.rev => BaseCheck::Conflict,
+            _ => BaseCheck::Behind,
+        };
+        let local = self.local_latest(block);
+        if check(&local) != BaseCheck::Behind {
+            return check(&local);
         }
         let Some(net) = self.net.get() else {
-            return false;
+            return BaseCheck::Behind;
         };
-        let candidates = self.candidates(&net.member_view());
-        self.catch_up_block(net, &candidates, block).await;
-        self.local_latest(block).await.is_some_and(|l| l >= rev)
+        let from = local.as_ref().map_or(0, |l| l.rev);
+        for (peer, addrs) in holders.iter().filter(|(p, _)| *p != self.me) {
+            let fetched = crate::net::fetch_archive(
+                net,
+                *peer,
+                addrs.clone(),
+                block,
+                Some(from),
+                CATCH_UP_TIMEOUT,
+            )
+            .await;
+            let Ok(Some(archive)) = fetched else {
+                continue;
+            };
+            if archive.block_id != *block || archive_latest(&archive) != *base {
+                continue;
+            }
+            // It must reach back to this copy's latest, or the restored history
+            // would have a hole.
+            if local.is_some() && archive.range.start > from {
+                continue;
+            }
+            let authoritative = !contains(&archive, local.as_ref());
+            match self.repo.restore(archive, authoritative).await {
+                Ok(now) => return check(&now),
+                Err(e) => {
+                    tracing::warn!(%block, %peer, error = %e, "cannot restore the decided base")
+                }
+            }
+        }
+        check(&self.local_latest(block))
+    }
+
+    /// The transform of `trx` pending on `block` at one of `holders`.
+    pub async fn fetch_pending(
+        &self,
+        block: &BlockId,
+        trx: &TrxId,
+        holders: &[PeerAddrs],
+    ) -> Option<Transform> {
+        let net = self.net.get()?;
+        for (peer, addrs) in holders.iter().filter(|(p, _)| *p != self.me) {
+            let fetched =
+                crate::net::fetch_archive(net, *peer, addrs.clone(), block, None, CATCH_UP_TIMEOUT)
+                    .await;
+            if let Ok(Some(a)) = fetched {
+                if let Some((_, t)) = a.pending.into_iter().find(|(t, _)| t == trx) {
+                    return Some(t);
+                }
+            }
+        }
+        None
     }
 
     /// Compares every block of `blocks` not known current under the present member
-    /// set with its cluster (one round trip to its peers, concurrently), restoring
-    /// those a peer holds newer. Best effort: a block no peer answered for stays
-    /// unknown and is compared again next time.
+    /// set with its cluster (one round trip to its peers, concurrently), taking
+    /// what a majority of the cluster holds. Best effort: a block no majority
+    /// answered for stays unknown and is compared again next time.
     pub async fn catch_up(&self, blocks: &[BlockId]) {
         let Some(net) = self.net.get() else {
             return;
@@ -172,6 +198,21 @@ impl CatchUp {
         );
     }
 
+    /// Compares `blocks` with their cluster now, whatever this node knows of them
+    /// (their approvals disagreed in a record), repairing what a majority shows.
+    pub async fn repair(&self, blocks: &[BlockId]) {
+        let Some(net) = self.net.get() else {
+            return;
+        };
+        let candidates = self.candidates(&net.member_view());
+        futures::future::join_all(
+            blocks
+                .iter()
+                .map(|b| self.catch_up_block(net, &candidates, b)),
+        )
+        .await;
+    }
+
     /// The peers a block's cluster is chosen from: the connected members and
     /// this node.
     fn candidates(&self, view: &crate::net::MemberView) -> Vec<PeerId> {
@@ -182,102 +223,109 @@ impl CatchUp {
             .collect()
     }
 
-    /// Restores every block of `heads` whose copy here is older than the revision
-    /// given (the newest a promising member reported), concurrently. Returns the
-    /// blocks still behind afterwards (no peer could bring them up to date).
-    pub async fn catch_up_to(&self, heads: BTreeMap<BlockId, Rev>) -> BTreeSet<BlockId> {
-        let raw = self.repo.registry().raw().clone();
-        let local = |b: &BlockId| {
-            raw.get_meta(b)
-                .ok()
-                .flatten()
-                .and_then(|m| m.latest)
-                .map(|l| l.rev)
-        };
-        let behind: Vec<(BlockId, Rev)> = heads
-            .into_iter()
-            .filter(|(b, rev)| local(b).is_none_or(|l| l < *rev))
-            .collect();
-        let done = futures::future::join_all(behind.into_iter().map(|(block, rev)| async move {
-            let ctx = TrxContext {
-                committed: Vec::new(),
-                rev,
-                trx_id: None,
-            };
-            if let Err(e) = self.repo.get(one(&block, Some(ctx))).await {
-                tracing::warn!(%block, error = %e, "cannot catch up with the cluster before executing");
-            }
-            (block, rev)
-        }))
-        .await;
-        done.into_iter()
-            .filter(|(b, rev)| local(b).is_none_or(|l| l < *rev))
-            .map(|(b, _)| b)
-            .collect()
-    }
-
-    /// Compares one block with its cluster peers; restores when one is ahead.
-    /// True when the comparison happened (some peer answered, or none to ask).
+    /// Compares one block with its cluster peers and moves this copy to the latest
+    /// revision a majority of the cluster holds, if it differs. True when the
+    /// comparison settled (a majority agreed with this copy or it was moved to
+    /// theirs, or there is nobody to ask).
     async fn catch_up_block(
         &self,
         net: &NetClient,
         candidates: &[PeerId],
         block: &BlockId,
     ) -> bool {
-        let peers: Vec<PeerId> =
-            closest_peers(block, candidates.iter().copied(), self.cluster_size)
-                .into_iter()
-                .filter(|p| *p != self.me)
-                .collect();
+        let cluster = closest_peers(block, candidates.iter().copied(), self.cluster_size);
+        let peers: Vec<PeerId> = cluster.iter().copied().filter(|p| *p != self.me).collect();
         if peers.is_empty() {
             return true;
         }
-        let answers = futures::future::join_all(
-            peers
-                .iter()
-                .map(|p| crate::net::fetch_archive(net, *p, block, None, CATCH_UP_TIMEOUT)),
-        )
+        let answers = futures::future::join_all(peers.iter().map(|p| {
+            crate::net::fetch_archive(net, *p, Vec::new(), block, None, CATCH_UP_TIMEOUT)
+        }))
         .await;
-        let answered = answers.iter().any(Result::is_ok);
-        let newest = answers
-            .into_iter()
-            .filter_map(Result::ok)
-            .flatten()
-            .filter(|a| a.block_id == *block)
-            .filter_map(|a| a.revisions.last().map(|r| r.trx_rev.rev))
-            .max();
-        let Some(newest) = newest else {
-            return answered;
-        };
-        if self.local_latest(block).await.is_some_and(|l| l >= newest) {
-            return answered;
+        let local = self.local_latest(block);
+        let mut reports: BTreeMap<Option<TrxRev>, Vec<PeerId>> = BTreeMap::new();
+        if cluster.contains(&self.me) {
+            reports.entry(local.clone()).or_default().push(self.me);
         }
-        let ctx = TrxContext {
-            committed: Vec::new(),
-            rev: newest,
-            trx_id: None,
-        };
-        if let Err(e) = self.repo.get(one(block, Some(ctx))).await {
-            tracing::warn!(%block, error = %e, "cannot catch up with the cluster");
+        for (peer, answer) in peers.iter().zip(answers) {
+            if let Ok(a) = answer {
+                let latest = a
+                    .filter(|a| a.block_id == *block)
+                    .and_then(|a| archive_latest(&a));
+                reports.entry(latest).or_default().push(*peer);
+            }
+        }
+        let need = majority(cluster.len());
+        let Some((target, holders)) = reports.into_iter().find(|(_, h)| h.len() >= need) else {
             return false;
+        };
+        if target == local || holders.contains(&self.me) {
+            return true;
         }
-        // Current only if the restoration really reached the peer's revision (the
-        // peer may not be known as a block server yet): otherwise compare again.
-        self.local_latest(block).await.is_some_and(|l| l >= newest)
+        // Behind or diverged: a majority holds `target`, so it is final, and a
+        // write this copy holds past it or beside it can no longer reach a
+        // majority.
+        let holders: Vec<PeerAddrs> = holders.into_iter().map(|p| (p, Vec::new())).collect();
+        match &target {
+            Some(_) => self.reach_majority(block, &target, &holders).await,
+            None => false,
+        }
     }
 
-    async fn local_latest(&self, block: &BlockId) -> Option<Rev> {
-        self.repo
-            .get(one(block, None))
-            .await
-            .ok()
-            .and_then(|r| r.get(block)?.state.latest.as_ref().map(|l| l.rev))
+    /// Restores or repairs `block` to `target`, held by a majority (`holders`).
+    async fn reach_majority(
+        &self,
+        block: &BlockId,
+        target: &Option<TrxRev>,
+        holders: &[PeerAddrs],
+    ) -> bool {
+        let Some(net) = self.net.get() else {
+            return false;
+        };
+        let local = self.local_latest(block);
+        // From this copy's latest, to see whether it is in the majority's history.
+        let from = local.as_ref().map_or(0, |l| l.rev);
+        for (peer, addrs) in holders {
+            let fetched = crate::net::fetch_archive(
+                net,
+                *peer,
+                addrs.clone(),
+                block,
+                Some(from),
+                CATCH_UP_TIMEOUT,
+            )
+            .await;
+            let Ok(Some(archive)) = fetched else {
+                continue;
+            };
+            if archive_latest(&archive) != *target {
+                continue;
+            }
+            // It must reach back to this copy's latest: to show where the histories
+            // part, and so the restored history has no hole.
+            if local.is_some() && archive.range.start > from {
+                continue;
+            }
+            let authoritative = !contains(&archive, local.as_ref());
+            match self.repo.restore(archive, authoritative).await {
+                Ok(now) => return now == *target,
+                Err(e) => tracing::warn!(%block, error = %e, "cannot catch up with the cluster"),
+            }
+        }
+        false
     }
 }
 
-fn one(block: &BlockId, context: Option<TrxContext>) -> BlockGets {
-    BlockGets {
-        block_ids: vec![block.clone()],
-        context,
+/// The newest revision of an archive.
+fn archive_latest(a: &BlockArchive) -> Option<TrxRev> {
+    a.revisions.last().map(|r| r.trx_rev.clone())
+}
+
+/// Whether `a` holds `rev` (this copy's latest) under the same transaction; a
+/// copy with no revision is in every history.
+fn contains(a: &BlockArchive, rev: Option<&TrxRev>) -> bool {
+    match rev {
+        None => true,
+        Some(l) => a.revisions.iter().any(|r| r.trx_rev == *l),
     }
 }

@@ -1,24 +1,32 @@
 //! Cluster consensus (DESIGN §7): the ClusterRecord with its canonical hash and
-//! signed votes, the member's two-phase-commit state machine, and the key-space
-//! arithmetic that picks each block's cluster. docs/CONSENSUS.md states the rules.
+//! signed votes, the decision every member computes from a record, the member's
+//! two-phase-commit state machine and actors, and the key-space arithmetic that
+//! picks each block's cluster. docs/CONSENSUS.md states the rules.
 
+pub mod canonical;
 pub mod catchup;
+pub mod decision;
 pub mod fresh;
 pub mod keyspace;
 pub mod member;
 pub mod phase;
 pub mod record;
 pub mod store;
+pub mod votes;
 
-pub use catchup::CatchUp;
+pub use canonical::{canonical_json, digest};
+pub use catchup::{BaseCheck, CatchUp};
+pub use decision::{decide, implied_outcome, refusal, Decision, EffectKind, Verdict};
 pub use fresh::Freshness;
 pub use keyspace::closest_peers;
 pub use member::{
-    message_blocks, operation_blocks, ClusterError, MemberDirectory, DEFAULT_MAX_ACTIVE, RETENTION,
+    message_blocks, operation_blocks, ClusterError, MemberDirectory, DEFAULT_MAX_ACTIVE,
+    DEFAULT_MAX_LIFETIME, RETENTION,
 };
 pub use phase::{Action, Event, Phase, TxnError};
 pub use record::{
-    abandoned, canonical_json, majority, message_hash, peer_entry, sign_commit, sign_promise,
-    validate, ClusterPeer, ClusterRecord, RecordError, Signature, Tally, VoteType, MAX_OPERATIONS,
+    abandoned, majority, message_hash, peer_entry, BlockState, ClusterPeer, ClusterRecord,
+    RecordError, Signature, States, Tally, VoteType, MAX_OPERATIONS,
 };
 pub use store::{TxnState, TxnStore};
+pub use votes::{sign_commit, sign_promise, validate, validate_with, Checks, KeyCache};

@@ -2,6 +2,13 @@
 //! state machine: [`Phase::next`] maps (phase, event) to (phase, action). The
 //! member actor persists the new phase before it performs the action, so a
 //! restart resumes exactly where it was.
+//!
+//! A decided record's outcome is what a majority of its members durably did:
+//! each member either **applies** the decision (an approving commit vote) or
+//! **fences** it (a rejecting commit vote: it never will), never both. Commit
+//! needs a majority of applications, abort a majority of fences (or the
+//! coordinator's abort, which it signs only when no decision was ever sent), so
+//! the two cannot both happen. docs/CONSENSUS.md has the argument.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,16 +20,21 @@ use super::record::Tally;
 pub enum Phase {
     /// Nothing seen yet.
     Idle,
-    /// Promised to approve; its blocks are reserved until a decision or expiry.
+    /// Promised to approve; its blocks are reserved until this member decides.
     Promised,
-    /// Refused to promise (e.g. a conflicting transaction holds a block).
+    /// Refused to promise (e.g. a conflicting transaction holds a block). Not
+    /// persisted: a refusal changes nothing.
     Rejected {
         /// Why.
         reason: String,
     },
-    /// Decided commit and executed locally (exactly once).
+    /// Holds the commit decision but could not apply it yet (its copy of a block
+    /// is behind and no peer restored it): blocks stay reserved, and it keeps
+    /// trying.
+    Decided,
+    /// Applied the decision (exactly once) and signed an approving commit.
     Committed,
-    /// Decided abort (or expired without proof of commit); blocks released.
+    /// Will never apply it: the coordinator aborted, or this member fenced it.
     Aborted,
 }
 
@@ -38,13 +50,14 @@ pub enum Event {
     /// A valid record carrying promises (phase 2, or a peer's answer in recovery).
     Votes(Tally),
     /// The record's coordinator signed a rejecting commit: it decided abort (too
-    /// few promises) and will never send a commit decision.
+    /// few promises) and never sent a decision.
     Abandoned,
-    /// The deadline passed; `commit_proven` when some member's record shows
-    /// threshold promises and at least one commit.
+    /// Recovery past the deadline: `decision` when some member holds the commit
+    /// decision (threshold approving promises), which this member then applies;
+    /// otherwise it fences.
     Expired {
-        /// Whether the commit decision is proven.
-        commit_proven: bool,
+        /// Whether a peer showed the commit decision.
+        decision: bool,
     },
 }
 
@@ -57,10 +70,13 @@ pub enum Action {
     PromiseReject(String),
     /// Send again the vote already given (duplicate delivery).
     Repeat,
-    /// Execute the operation on the local repo, then sign the commit.
-    ExecuteAndCommit,
+    /// Apply the decision on the local repo (catching up first), then sign an
+    /// approving commit; or fence when this copy holds another write.
+    Apply,
     /// Release the reserved blocks.
     Release,
+    /// Sign a rejecting commit (never apply) and release the blocks.
+    Fence,
     /// Nothing (waiting for more votes).
     Wait,
 }
@@ -76,7 +92,7 @@ pub struct TxnError {
 }
 
 impl Phase {
-    /// Whether the transaction is decided (and its reservations released).
+    /// Whether this member has decided (applied or fenced; reservations released).
     pub fn is_decided(&self) -> bool {
         matches!(
             self,
@@ -84,10 +100,15 @@ impl Phase {
         )
     }
 
+    /// Whether this member still holds the transaction's blocks.
+    pub fn holds(&self) -> bool {
+        matches!(self, Self::Promised | Self::Decided)
+    }
+
     /// The next phase and the action to take, for `threshold` approvals.
     pub fn next(&self, ev: &Event, threshold: usize) -> Result<(Phase, Action), TxnError> {
         use Action as A;
-        let decided_commit = |t: &Tally| t.approvals >= threshold;
+        let decision = |t: &Tally| t.approvals >= threshold;
         // Threshold unreachable: too many rejections for the rest to make it.
         let doomed = |t: &Tally| t.members.saturating_sub(t.rejections) < threshold;
         Ok(match (self, ev) {
@@ -103,37 +124,26 @@ impl Phase {
                     A::PromiseReject(reason),
                 )
             }
-            (Phase::Idle, Event::Votes(t)) if decided_commit(t) => {
-                (Phase::Committed, A::ExecuteAndCommit)
-            }
+            // A member that missed phase 1, or refused it, follows the decision.
+            (
+                Phase::Idle | Phase::Promised | Phase::Rejected { .. } | Phase::Decided,
+                Event::Votes(t),
+            ) if decision(t) => (Phase::Decided, A::Apply),
             (Phase::Idle, Event::Votes(_)) => (Phase::Idle, A::Wait),
             // Remembered, so a proposal arriving late is not promised.
-            (Phase::Idle, Event::Abandoned) => (Phase::Aborted, A::Wait),
+            (Phase::Idle | Phase::Rejected { .. }, Event::Abandoned) => (Phase::Aborted, A::Wait),
             (Phase::Idle, Event::Expired { .. }) => (Phase::Aborted, A::Wait),
 
             (Phase::Promised, Event::Proposed { .. }) => (Phase::Promised, A::Repeat),
-            (Phase::Promised, Event::Votes(t)) if decided_commit(t) => {
-                (Phase::Committed, A::ExecuteAndCommit)
-            }
             (Phase::Promised, Event::Votes(t)) if doomed(t) => (Phase::Aborted, A::Release),
             (Phase::Promised, Event::Votes(_)) => (Phase::Promised, A::Wait),
             (Phase::Promised, Event::Abandoned) => (Phase::Aborted, A::Release),
-            (
-                Phase::Promised,
-                Event::Expired {
-                    commit_proven: true,
-                },
-            ) => (Phase::Committed, A::ExecuteAndCommit),
-            (
-                Phase::Promised,
-                Event::Expired {
-                    commit_proven: false,
-                },
-            ) => (Phase::Aborted, A::Release),
+            (Phase::Promised, Event::Expired { decision: true }) => (Phase::Decided, A::Apply),
+            (Phase::Promised, Event::Expired { decision: false }) => (Phase::Aborted, A::Fence),
 
-            (Phase::Rejected { .. }, Event::Votes(t)) if decided_commit(t) => {
-                (Phase::Committed, A::ExecuteAndCommit)
-            }
+            (Phase::Decided, Event::Expired { .. }) => (Phase::Decided, A::Apply),
+            (Phase::Decided, _) => (Phase::Decided, A::Wait),
+
             (p @ Phase::Rejected { .. }, Event::Proposed { .. }) => (p.clone(), A::Repeat),
             (p @ Phase::Rejected { .. }, _) => (p.clone(), A::Wait),
 
@@ -144,7 +154,7 @@ impl Phase {
             (Phase::Committed, Event::Expired { .. } | Event::Abandoned) => {
                 (Phase::Committed, A::Wait)
             }
-            (Phase::Aborted, Event::Votes(t)) if decided_commit(t) => {
+            (Phase::Aborted, Event::Votes(t)) if decision(t) => {
                 return Err(TxnError {
                     phase: "aborted".into(),
                     event: format!("commit decision {t:?}"),
@@ -157,6 +167,7 @@ impl Phase {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn votes(members: usize, approvals: usize, rejections: usize) -> Event {
@@ -165,6 +176,7 @@ mod tests {
             approvals,
             rejections,
             commits: 0,
+            fences: 0,
         })
     }
 
@@ -177,14 +189,16 @@ mod tests {
         let (p, a) = p.next(&votes(3, 1, 0), 2).unwrap();
         assert_eq!((p.clone(), a), (Phase::Promised, Action::Wait));
         let (p, a) = p.next(&votes(3, 2, 0), 2).unwrap();
-        assert_eq!((p.clone(), a), (Phase::Committed, Action::ExecuteAndCommit));
-        // Redelivery never executes twice.
+        assert_eq!((p, a), (Phase::Decided, Action::Apply));
+        // Once applied, redelivery never applies twice.
         assert_eq!(
-            p.next(&votes(3, 3, 0), 2).unwrap(),
+            Phase::Committed.next(&votes(3, 3, 0), 2).unwrap(),
             (Phase::Committed, Action::Repeat)
         );
         assert_eq!(
-            p.next(&Event::Proposed { conflict: None }, 2).unwrap(),
+            Phase::Committed
+                .next(&Event::Proposed { conflict: None }, 2)
+                .unwrap(),
             (Phase::Committed, Action::Repeat)
         );
     }
@@ -206,37 +220,29 @@ mod tests {
     }
 
     #[test]
-    fn expiry_needs_proof_to_commit() {
+    fn expiry_applies_a_decision_found_and_otherwise_fences() {
         assert_eq!(
             Phase::Promised
-                .next(
-                    &Event::Expired {
-                        commit_proven: false
-                    },
-                    2
-                )
+                .next(&Event::Expired { decision: false }, 2)
                 .unwrap(),
-            (Phase::Aborted, Action::Release)
+            (Phase::Aborted, Action::Fence)
         );
         assert_eq!(
             Phase::Promised
-                .next(
-                    &Event::Expired {
-                        commit_proven: true
-                    },
-                    2
-                )
+                .next(&Event::Expired { decision: true }, 2)
                 .unwrap(),
-            (Phase::Committed, Action::ExecuteAndCommit)
+            (Phase::Decided, Action::Apply)
+        );
+        // A member holding the decision keeps trying; it never fences.
+        assert_eq!(
+            Phase::Decided
+                .next(&Event::Expired { decision: false }, 2)
+                .unwrap(),
+            (Phase::Decided, Action::Apply)
         );
         assert_eq!(
             Phase::Committed
-                .next(
-                    &Event::Expired {
-                        commit_proven: false
-                    },
-                    2
-                )
+                .next(&Event::Expired { decision: false }, 2)
                 .unwrap()
                 .0,
             Phase::Committed
@@ -247,7 +253,7 @@ mod tests {
     fn a_member_that_missed_phase_one_follows_the_decision() {
         assert_eq!(
             Phase::Idle.next(&votes(3, 2, 1), 2).unwrap(),
-            (Phase::Committed, Action::ExecuteAndCommit)
+            (Phase::Decided, Action::Apply)
         );
         assert_eq!(
             Phase::Idle.next(&votes(3, 1, 0), 2).unwrap(),
@@ -256,10 +262,7 @@ mod tests {
         let rejected = Phase::Rejected {
             reason: "conflict:x".into(),
         };
-        assert_eq!(
-            rejected.next(&votes(3, 2, 1), 2).unwrap().1,
-            Action::ExecuteAndCommit
-        );
+        assert_eq!(rejected.next(&votes(3, 2, 1), 2).unwrap().1, Action::Apply);
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! One record's two rounds: promises from the peers, then (at threshold) the
-//! commit decision, answered with this node's own execution once a majority has
-//! committed; members still missing are retried in the background.
+//! One record's two rounds (docs/CONSENSUS.md, "Coordinator"): promises from
+//! the peers until a threshold of approvals agrees on every block's base, then
+//! the decision; the write succeeds only once a threshold of members report it
+//! applied with the same effect. Members still missing are retried in the
+//! background until every member has voted.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -11,33 +13,77 @@ use libp2p::{Multiaddr, PeerId};
 use super::plan::Plan;
 use super::Coordinator;
 use crate::cluster::record::tally;
-use crate::cluster::{majority, message_hash, sign_commit, ClusterRecord, VoteType};
-use crate::model::{
-    ms_from_now, now_ms, ErrorCode, OpOutcome, OpResult, RepoError, RepoMessage, RepoOperation,
+use crate::cluster::{
+    decide, implied_outcome, majority, message_hash, sign_commit, ClusterRecord, Decision,
+    EffectKind, Verdict, VoteType,
 };
-use crate::net::{cluster_update, NetError};
+use crate::model::{
+    ms_from_now, now_ms, ErrorCode, Failure, OpOutcome, RepoError, RepoMessage, RepoOperation,
+};
+use crate::net::cluster_update;
 
 /// How a record ended, short of a result.
 pub(super) enum Agreement {
-    /// Fewer than threshold promises: nothing was applied anywhere.
+    /// Nothing was applied anywhere: too few promises, or a majority fenced.
     Refused(String),
-    /// The coordinator could not run or finish the record.
+    /// The coordinator could not run or finish the record (in doubt when the
+    /// decision went out).
     Failed(RepoError),
 }
 
 /// A member's answer: its PeerId and the record it returned.
 type MemberCall = std::pin::Pin<
-    Box<dyn std::future::Future<Output = (String, Result<ClusterRecord, String>)> + Send>,
+    Box<dyn std::future::Future<Output = (String, Result<ClusterRecord, Failure>)> + Send>,
 >;
+
+/// How long stragglers of a decided record are retried past its deadline (the
+/// decision stays valid; every member should vote).
+const STRAGGLER_WINDOW: Duration = Duration::from_secs(60);
 
 /// Lets the calls still running finish (their members still get the record).
 fn finish_in_background(mut calls: FuturesUnordered<MemberCall>) {
     actix_rt::spawn(async move { while calls.next().await.is_some() {} });
 }
 
+/// The votes of phase 2, as they arrive.
+#[derive(Default)]
+struct Commits {
+    /// Approving commits by the effect they report.
+    by_effect: BTreeMap<Vec<EffectKind>, Vec<String>>,
+    /// Members that will never apply (fenced, or refused as decided).
+    fences: usize,
+    /// Members that have not voted yet.
+    stragglers: Vec<String>,
+}
+
+impl Commits {
+    fn count(&mut self, peer: String, reply: Result<ClusterRecord, Failure>) {
+        match reply {
+            Ok(r) => match r.commits.get(&peer) {
+                Some(v) if v.vote == VoteType::Approve => {
+                    let effect = v.effect.clone().unwrap_or_default();
+                    self.by_effect.entry(effect).or_default().push(peer);
+                }
+                Some(_) => self.fences += 1,
+                None => self.stragglers.push(peer),
+            },
+            Err(f) if f.code == ErrorCode::Decided => self.fences += 1,
+            Err(_) => self.stragglers.push(peer),
+        }
+    }
+
+    /// The effect a threshold of members applied, if any.
+    fn agreed(&self, threshold: usize) -> Option<&Vec<EffectKind>> {
+        self.by_effect
+            .iter()
+            .find(|(_, peers)| peers.len() >= threshold)
+            .map(|(e, _)| e)
+    }
+}
+
 impl Coordinator {
-    /// Runs one record over `plan`'s peers: promises, then (at threshold) commits.
-    /// The local execution's outcomes, one per operation.
+    /// Runs one record over `plan`'s peers: promises, then (at threshold) the
+    /// decision. Each operation's outcome once a threshold applied it alike.
     pub(super) async fn agree(
         &self,
         plan: &Plan,
@@ -45,7 +91,6 @@ impl Coordinator {
     ) -> Result<Vec<OpOutcome>, Agreement> {
         self.metrics.started.add(1);
         self.metrics.operations.add(operations.len() as u64);
-        let count = operations.len();
         let message = RepoMessage {
             operations,
             expiration: Some(ms_from_now(self.timeout)),
@@ -57,133 +102,183 @@ impl Coordinator {
             message: message.into(),
             promises: BTreeMap::new(),
             commits: BTreeMap::new(),
-            heads: BTreeMap::new(),
         };
         let hash = record.message_hash.clone();
         self.members.note_message(&hash, &record.message);
         let threshold = majority(record.peers.len());
         let members = record.peers.len();
-        // Phase 1: collect promises until the decision is known either way.
-        let phase1 = Instant::now();
+        let started = Instant::now();
+        // Phase 1: promises until a threshold agrees on every block's base, or the
+        // threshold is out of reach, or a third of the lifetime has passed.
+        let phase1_budget = self.timeout / 3;
         let mut calls = self.calls(&record, &plan.remote);
-        let mut failures = Vec::new();
-        while let Some((peer, reply)) = calls.next().await {
-            match reply {
-                Ok(mut r) => {
-                    if let Some(v) = r.promises.get(&peer) {
-                        record.promises.insert(peer.clone(), v.clone());
+        let (mut failures, mut answered) = (Vec::new(), 0);
+        let _ = tokio::time::timeout(phase1_budget, async {
+            while let Some((peer, reply)) = calls.next().await {
+                answered += 1;
+                match reply {
+                    Ok(r) => {
+                        if let Some(v) = r.promises.get(&peer) {
+                            record.promises.insert(peer.clone(), v.clone());
+                        }
                     }
-                    if let Some(h) = r.heads.remove(&peer) {
-                        record.heads.insert(peer, h);
-                    }
+                    Err(e) => failures.push(format!("{peer}: {e:?}")),
                 }
-                Err(e) => failures.push(format!("{peer}: {e}")),
+                let t = tally(&record);
+                if members.saturating_sub(t.rejections + failures.len()) < threshold {
+                    break;
+                }
+                if t.approvals >= threshold
+                    && (answered == members || !has_diverged(&decide(&record, threshold)))
+                {
+                    break;
+                }
             }
-            let t = tally(&record);
-            let unreachable = members.saturating_sub(t.rejections + failures.len()) < threshold;
-            if t.approvals >= threshold || unreachable {
-                break;
-            }
-        }
-        self.metrics.phase1.observe(phase1.elapsed());
+        })
+        .await;
+        self.metrics.phase1.observe(started.elapsed());
         let approvals = tally(&record).approvals;
         if approvals < threshold {
-            // Let the promise requests still in flight land first: a member that
-            // heard the refusal before the proposal would promise afterwards and hold
-            // the blocks until the deadline.
-            let _ = tokio::time::timeout(self.timeout, async {
-                while calls.next().await.is_some() {}
-            })
-            .await;
-            self.metrics.aborted.add(1);
-            // Decided abort, signed: members release at once (an unreachable
-            // member is a failure, not a rejection, so without it the approving
-            // ones could not tell the threshold is out of reach).
-            let reason = "refused: too few promises".to_string();
-            let vote = sign_commit(&self.key, &record, VoteType::Reject, Some(reason));
-            record.commits.insert(self.me.to_string(), vote);
-            // Tell members now so they release, not at expiry; wait for it, so a
-            // retry of the same writes does not find its own blocks still held.
-            let mut release = self.calls(&record, &plan.remote);
-            let _ = tokio::time::timeout(self.timeout, async {
-                while release.next().await.is_some() {}
-            })
-            .await;
-            let mut reasons: Vec<String> = record
-                .promises
-                .values()
-                .filter_map(|s| s.reject_reason.clone())
-                .collect();
-            reasons.extend(failures);
-            return Err(Agreement::Refused(format!(
-                "cluster refused ({approvals}/{threshold} promises): {}",
-                reasons.join(", ")
-            )));
+            return Err(self.abort(record, calls, failures, &plan.remote).await);
         }
         finish_in_background(calls);
-        // Phase 2: the decision is commit; members execute and sign. Answer once a
-        // majority (this node included) has committed; retry the rest in the background.
+        // Phase 2: the decision; members apply it (or fence) and sign.
+        let decision = decide(&record, threshold);
         self.metrics.committed.add(1);
+        if has_diverged(&decision) {
+            self.repair_diverged(&record, &decision);
+        }
         if self.fault.hits(&record) {
             self.inject(&record, &plan.remote).await;
         }
         let phase2 = Instant::now();
+        let phase2_budget = self
+            .timeout
+            .saturating_sub(started.elapsed())
+            .max(self.timeout / 2);
         let me = self.me.to_string();
         let mut calls = self.calls(&record, &plan.remote);
-        let (mut committed, mut local_done, mut stragglers) = (0, false, Vec::new());
-        while let Some((peer, reply)) = calls.next().await {
-            local_done |= peer == me;
-            match reply {
-                Ok(r) if r.commits.contains_key(&peer) => committed += 1,
-                _ => stragglers.push(peer),
+        let mut commits = Commits::default();
+        let mut local_done = false;
+        let _ = tokio::time::timeout(phase2_budget, async {
+            while let Some((peer, reply)) = calls.next().await {
+                local_done |= peer == me;
+                commits.count(peer, reply);
+                let settled = commits.agreed(threshold).is_some() && local_done;
+                let aborted = commits.fences > members - threshold;
+                if settled || aborted {
+                    break;
+                }
             }
-            if local_done && committed >= threshold {
-                break;
-            }
-        }
+        })
+        .await;
         self.metrics.phase2.observe(phase2.elapsed());
-        if committed < threshold {
-            self.metrics.in_doubt.add(1);
-            tracing::warn!(%hash, committed, threshold, "commit decided but not yet acknowledged by a majority; retrying");
-        }
-        // Shared, not copied: read again once the results are in.
+        let agreed = commits.agreed(threshold).cloned();
+        let fences = commits.fences;
         let message = record.message.clone();
-        self.retry_stragglers(calls, stragglers, record, &plan.remote);
-        match self.members.result(&hash) {
-            Some(mut results) if results.len() == count => {
-                self.settle_local(&message.operations, &mut results).await;
-                Ok(results)
+        self.retry_stragglers(calls, commits.stragglers, record, &plan.remote);
+        let Some(effect) = agreed else {
+            if fences > members - threshold {
+                self.metrics.aborted.add(1);
+                return Err(Agreement::Refused(format!(
+                    "aborted: {fences} of {members} members fenced the decision"
+                )));
             }
-            _ => Err(Agreement::Failed(RepoError::InDoubt(format!(
-                "transaction {hash} was not executed locally"
-            )))),
+            self.metrics.in_doubt.add(1);
+            tracing::warn!(%hash, threshold, "decided but not applied by a majority in time");
+            return Err(Agreement::Failed(RepoError::InDoubt(format!(
+                "transaction {hash} was decided but fewer than {threshold} of {members} members reported it applied in time"
+            ))));
+        };
+        Ok(self.outcomes(&hash, &message.operations, &decision, &effect))
+    }
+
+    /// The answer to each operation: this node's own outcome when its copy took
+    /// part with the agreed effect, else what the agreed effect implies.
+    fn outcomes(
+        &self,
+        hash: &str,
+        ops: &[RepoOperation],
+        d: &Decision,
+        effect: &[EffectKind],
+    ) -> Vec<OpOutcome> {
+        let local = self
+            .members
+            .result(hash)
+            .filter(|l| l.iter().map(EffectKind::of).eq(effect.iter().cloned()));
+        match local {
+            Some(l) => l,
+            None => ops
+                .iter()
+                .zip(&d.verdicts)
+                .zip(effect)
+                .map(|((op, v), k)| implied_outcome(d, op, v, k))
+                .collect(),
         }
     }
 
-    /// Replaces a false `not_pending` outcome of a decided commit. This node found
-    /// no pending transaction because it has not applied the pend's decision yet:
-    /// the pend went through another node, which answered once a majority without
-    /// this one had it. Any two majorities share a member, so a member that
-    /// committed this record had the pend and applied the commit before replying:
-    /// the blocks are restored from the cluster and the commit is answered from
-    /// the restored copy (a success, or the `stale` it really is). A commit of a
-    /// transaction pended nowhere finds nothing newer and stays `not_pending`.
-    async fn settle_local(&self, operations: &[RepoOperation], results: &mut [OpOutcome]) {
-        for (op, result) in operations.iter().zip(results.iter_mut()) {
-            let RepoOperation::Commit(c) = op else {
-                continue;
-            };
-            let not_pending = matches!(result, Err(f) if f.code == ErrorCode::NotPending);
-            if !not_pending || !self.catch_up.reach_commit(c).await {
-                continue;
-            }
-            match self.repo.commit(c.clone()).await {
-                Ok(r) => *result = Ok(OpResult::Commit(r)),
-                Err(e) => {
-                    tracing::warn!(trx = %c.trx_id, error = %e, "commit restored from the cluster but not readable here")
+    /// Too few promises: the coordinator's signed abort goes to every member (they
+    /// release at once, and a member that has not seen the proposal never
+    /// promises it), and the refusal names the conflicts.
+    async fn abort(
+        &self,
+        mut record: ClusterRecord,
+        mut calls: FuturesUnordered<MemberCall>,
+        failures: Vec<String>,
+        remote: &[(PeerId, Vec<Multiaddr>)],
+    ) -> Agreement {
+        // Let the promise requests still in flight land first (bounded): a member
+        // that heard the abort before the proposal would promise afterwards and
+        // hold the blocks until the deadline.
+        let _ = tokio::time::timeout(self.timeout / 3, async {
+            while let Some((peer, reply)) = calls.next().await {
+                if let Ok(r) = reply {
+                    if let Some(v) = r.promises.get(&peer) {
+                        record.promises.insert(peer, v.clone());
+                    }
                 }
             }
-        }
+        })
+        .await;
+        self.metrics.aborted.add(1);
+        let approvals = tally(&record).approvals;
+        let threshold = majority(record.peers.len());
+        let reason = "refused: too few promises".to_string();
+        let vote = sign_commit(&self.key, &record, VoteType::Reject, Some(reason), None);
+        record.commits.insert(self.me.to_string(), vote);
+        // Members accept the abort even past the deadline; wait for it, so a retry
+        // of the same writes does not find its own blocks still held.
+        let mut release = self.calls(&record, remote);
+        let _ = tokio::time::timeout(self.timeout / 3, async {
+            while release.next().await.is_some() {}
+        })
+        .await;
+        let mut reasons: Vec<String> = record
+            .promises
+            .values()
+            .filter_map(|s| s.reject_reason.clone())
+            .collect();
+        reasons.extend(failures);
+        Agreement::Refused(format!(
+            "cluster refused ({approvals}/{threshold} promises): {}",
+            reasons.join(", ")
+        ))
+    }
+
+    /// Blocks whose approvals disagree get compared with their cluster in the
+    /// background, so the write's retry finds them repaired.
+    fn repair_diverged(&self, record: &ClusterRecord, d: &Decision) {
+        let blocks: Vec<_> = d
+            .verdicts
+            .iter()
+            .filter_map(|v| match v {
+                Verdict::Diverged(b) => Some(b.clone()),
+                _ => None,
+            })
+            .collect();
+        tracing::warn!(hash = %record.message_hash, ?blocks, "replicas disagree on blocks; repairing");
+        let catch_up = self.catch_up.clone();
+        actix_rt::spawn(async move { catch_up.repair(&blocks).await });
     }
 
     /// Test-only: stops between the phases (see [`super::fault`]).
@@ -208,9 +303,10 @@ impl Coordinator {
     ) -> FuturesUnordered<MemberCall> {
         let calls = FuturesUnordered::new();
         let (members, rec, me) = (self.members.clone(), record.clone(), self.me.to_string());
-        calls.push(Box::pin(
-            async move { (me, members.update(rec).await.map_err(|e| e.to_string())) },
-        ) as MemberCall);
+        calls.push(Box::pin(async move {
+            let r = members.update(rec, &me).await;
+            (me, r.map_err(|e| Failure::new(e.code(), e.to_string())))
+        }) as MemberCall);
         let net = self.net.get().cloned();
         for (p, addrs) in remote {
             let (net, rec, addrs, peer, timeout) =
@@ -219,8 +315,8 @@ impl Coordinator {
                 let r = match net {
                     Some(net) => cluster_update(&net, peer, addrs, rec, timeout)
                         .await
-                        .map_err(|e: NetError| e.to_string()),
-                    None => Err("network not started".to_string()),
+                        .map_err(|e| RepoError::from(e).to_failure()),
+                    None => Err(Failure::new(ErrorCode::Unavailable, "network not started")),
                 };
                 (peer.to_string(), r)
             }));
@@ -229,11 +325,12 @@ impl Coordinator {
     }
 
     /// Lets unfinished calls complete, then re-sends the decided record to members
-    /// that have not committed, with backoff, until the record expires.
+    /// that have not voted, with backoff, until every member has or the straggler
+    /// window past the deadline ends (a member left out then settles by recovery).
     fn retry_stragglers(
         &self,
         rest: FuturesUnordered<MemberCall>,
-        mut stragglers: Vec<String>,
+        stragglers: Vec<String>,
         record: ClusterRecord,
         remote: &[(PeerId, Vec<Multiaddr>)],
     ) {
@@ -245,31 +342,41 @@ impl Coordinator {
         let timeout = self.timeout;
         actix_rt::spawn(async move {
             let mut rest = rest;
+            let mut left = Commits {
+                stragglers,
+                ..Commits::default()
+            };
             while let Some((peer, reply)) = rest.next().await {
-                if !reply.is_ok_and(|r| r.commits.contains_key(&peer)) {
-                    stragglers.push(peer);
-                }
+                left.count(peer, reply);
             }
             let Some(net) = net else { return };
-            let deadline = record.message.expiration.unwrap_or(0);
+            let until = record
+                .message
+                .expiration
+                .unwrap_or(0)
+                .saturating_add(u64::try_from(STRAGGLER_WINDOW.as_millis()).unwrap_or(0));
             let mut backoff = Duration::from_millis(100);
-            while !stragglers.is_empty() && now_ms() < deadline {
+            let mut stragglers = left.stragglers;
+            while !stragglers.is_empty() && now_ms() < until {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
-                let mut still = Vec::new();
+                let mut again = Commits::default();
                 for peer in stragglers {
                     let Some((id, addrs)) = remote.get(&peer) else {
                         continue;
                     };
-                    let ok = cluster_update(&net, *id, addrs.clone(), record.clone(), timeout)
+                    let r = cluster_update(&net, *id, addrs.clone(), record.clone(), timeout)
                         .await
-                        .is_ok_and(|r| r.commits.contains_key(&peer));
-                    if !ok {
-                        still.push(peer);
-                    }
+                        .map_err(|e| RepoError::from(e).to_failure());
+                    again.count(peer, r);
                 }
-                stragglers = still;
+                stragglers = again.stragglers;
             }
         });
     }
+}
+
+/// Whether some operation's block has no agreed base.
+fn has_diverged(d: &Decision) -> bool {
+    d.verdicts.iter().any(|v| matches!(v, Verdict::Diverged(_)))
 }

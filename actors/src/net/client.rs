@@ -34,10 +34,18 @@ pub struct NetClient {
 impl NetClient {
     /// Starts a client-only swarm (fresh identity, no listening, no inbound
     /// protocols) on the current arbiter and returns its client.
-    pub fn start_client(mut cfg: super::NetConfig) -> Result<Self, NetError> {
+    pub fn start_client(cfg: super::NetConfig) -> Result<Self, NetError> {
+        Self::start_client_as(cfg, libp2p::identity::Keypair::generate_ed25519())
+    }
+
+    /// [`Self::start_client`] with the identity `key`.
+    pub fn start_client_as(
+        mut cfg: super::NetConfig,
+        key: libp2p::identity::Keypair,
+    ) -> Result<Self, NetError> {
         use actix::Actor as _;
         cfg.client_only = true;
-        let swarm = super::build_swarm(libp2p::identity::Keypair::generate_ed25519(), &cfg)?;
+        let swarm = super::build_swarm(key, &cfg)?;
         let metrics = Arc::new(NetMetrics::default());
         Ok(Self::new(
             SwarmActor::new(swarm, cfg, None, None, metrics.clone()).start(),
@@ -360,6 +368,7 @@ async fn cluster_send<T>(
 pub async fn fetch_archive(
     net: &NetClient,
     peer: PeerId,
+    addrs: Vec<Multiaddr>,
     block: &BlockId,
     rev: Option<Rev>,
     timeout: Duration,
@@ -370,7 +379,7 @@ pub async fn fetch_archive(
     };
     let bytes = encode(Encoding::Json, &req).map_err(NetError::Decode)?;
     let reply = net
-        .request(peer, Vec::new(), Proto::Block, bytes, timeout)
+        .request(peer, addrs, Proto::Block, bytes, timeout)
         .await?;
     decode_reply(Encoding::Json, &reply)
         .map_err(NetError::Decode)?
@@ -395,14 +404,16 @@ pub fn restore_from_peers(net: Arc<OnceLock<NetClient>>, timeout: Duration) -> R
                 status
                     .block_servers
                     .iter()
-                    .map(|peer| fetch_archive(&net, *peer, &block, rev, timeout)),
+                    .map(|peer| fetch_archive(&net, *peer, Vec::new(), &block, rev, timeout)),
             )
             .await;
             let mut last_err = None;
             let mut best: Option<BlockArchive> = None;
             for (peer, answer) in status.block_servers.iter().zip(answers) {
                 match answer {
-                    Ok(Some(a)) if a.block_id == block => {
+                    // An archive without revisions carries only pending transactions
+                    // (for a member applying an agreed commit): nothing to restore.
+                    Ok(Some(a)) if a.block_id == block && !a.revisions.is_empty() => {
                         let rank = |a: &BlockArchive| {
                             let covers = rev.is_none_or(|r| a.range.start <= r);
                             (covers, a.revisions.last().map(|r| r.trx_rev.rev))

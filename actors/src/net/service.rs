@@ -14,7 +14,7 @@ use super::wire::{
 };
 use super::{Encoding, NetMetrics};
 use crate::block::StorageRepo;
-use crate::cluster::{ClusterError, MemberDirectory, RecordError};
+use crate::cluster::MemberDirectory;
 use crate::coordinator::CoordinatorHandle;
 use crate::model::now_ms;
 use crate::storage::RepoError;
@@ -79,7 +79,7 @@ impl Handler<Inbound> for RepoService {
                     serve_repo(&repo, consensus.as_ref(), enc, &msg.bytes).await
                 }
                 Proto::ClusterJson | Proto::ClusterMp => match &consensus {
-                    Some(c) => serve_cluster(c, enc, &msg.bytes).await,
+                    Some(c) => serve_cluster(c, enc, msg.peer, &msg.bytes).await,
                     None => Err(ErrorReply::new(
                         codes::UNAVAILABLE,
                         "this node takes no part in consensus",
@@ -136,6 +136,7 @@ async fn serve_repo(
 async fn serve_cluster(
     consensus: &Consensus,
     enc: Encoding,
+    sender: libp2p::PeerId,
     bytes: &[u8],
 ) -> Result<Vec<u8>, ErrorReply> {
     let req: ClusterRequest =
@@ -144,7 +145,10 @@ async fn serve_cluster(
     let need_record =
         || ErrorReply::new(codes::BAD_REQUEST, "this cluster operation needs a record");
     let result = match req.operation.as_str() {
-        "update" => members.update(req.record.ok_or_else(need_record)?).await,
+        "update" => {
+            let record = req.record.ok_or_else(need_record)?;
+            members.update(record, &sender.to_string()).await
+        }
         "query" => members.query(req.record.ok_or_else(need_record)?),
         "coordinate" => {
             let message = req
@@ -165,17 +169,7 @@ async fn serve_cluster(
     };
     match result {
         Ok(r) => reply(enc, &r),
-        Err(e) => {
-            let code = match &e {
-                ClusterError::Record(RecordError::NotAMember) => codes::NOT_A_MEMBER,
-                ClusterError::Record(_) => codes::INVALID_RECORD,
-                ClusterError::Txn(_) => codes::DECIDED,
-                ClusterError::Storage(_) => codes::STORAGE,
-                ClusterError::Unavailable(_) => codes::UNAVAILABLE,
-                ClusterError::Busy(_) => codes::BUSY,
-            };
-            Err(ErrorReply::new(code, e.to_string()))
-        }
+        Err(e) => Err(ErrorReply::new(e.code().as_str(), e.to_string())),
     }
 }
 

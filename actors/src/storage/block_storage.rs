@@ -387,6 +387,19 @@ impl BlockStorage {
         self.check_pend(trx, transform, rev, policy, true)
     }
 
+    /// A pend its cluster agreed on: the policy and the stale check were decided
+    /// by the cluster (docs/CONSENSUS.md, "The decided effect"), so it goes ahead
+    /// whatever this copy's own pending set holds, and the per-block limit (a local
+    /// setting) does not apply.
+    pub fn plan_pend_agreed(
+        &self,
+        trx: &TrxId,
+        transform: &Arc<Transform>,
+        rev: Option<Rev>,
+    ) -> Result<PendPlan, RepoError> {
+        self.check_pend(trx, transform, rev, PendPolicy::Continue, false)
+    }
+
     /// [`Self::plan_pend`]; `limit` enforces the most pending transactions (a
     /// pendCommit leaves nothing pending, so it does not).
     fn check_pend(
@@ -544,6 +557,34 @@ impl BlockStorage {
         Ok(CommitPlan::Apply(ops, effect))
     }
 
+    /// Checks a commit of `trx` as `rev` whose transform this copy may not hold
+    /// pending (it missed the pend; the cluster agreed the commit and `transform`
+    /// came from a member that held it): as [`Self::plan_commit`], with `transform`
+    /// standing in for a missing pending record.
+    pub fn plan_commit_with(
+        &self,
+        trx: &TrxId,
+        rev: Rev,
+        transform: Arc<Transform>,
+    ) -> Result<CommitPlan, RepoError> {
+        if self.state.pending.contains_key(trx) {
+            return self.plan_commit(trx, rev);
+        }
+        if let Some(e) = self.damaged_error() {
+            return Err(e.into());
+        }
+        if let Some(latest) = self.latest() {
+            if latest.rev >= rev {
+                if self.raw.get_revision(&self.id, rev)?.as_ref() == Some(trx) {
+                    return Ok(CommitPlan::AlreadyCommitted);
+                }
+                return Ok(CommitPlan::Stale(self.missing_from(rev)?));
+            }
+        }
+        let (ops, effect) = self.commit_ops(trx, rev, &transform)?;
+        Ok(CommitPlan::Apply(ops, effect))
+    }
+
     /// The writes and cache change of committing `transform` as (`trx`, `rev`) on
     /// top of the latest revision (checked newer by the caller).
     fn commit_ops(
@@ -625,6 +666,20 @@ impl BlockStorage {
 
     /// Plans storing a peer's archive: its revisions, range and pending transactions.
     pub fn plan_restore(&self, archive: BlockArchive) -> Result<(WriteBatch, Effect), RepoError> {
+        self.plan_restore_with(archive, false)
+    }
+
+    /// [`Self::plan_restore`]; `authoritative` when a majority of the block's
+    /// cluster is known to hold the archive's history (docs/CONSENSUS.md,
+    /// "Repairing a diverged copy"): a revision this copy holds under another
+    /// transaction is replaced, and revisions past the archive's latest — writes
+    /// that can no longer reach a majority — are dropped, so the copy ends exactly
+    /// at the archive's latest.
+    pub fn plan_restore_with(
+        &self,
+        archive: BlockArchive,
+        authoritative: bool,
+    ) -> Result<(WriteBatch, Effect), RepoError> {
         if archive.block_id != self.id {
             return Err(RepoError::Restore {
                 block: self.id.clone(),
@@ -642,6 +697,23 @@ impl BlockStorage {
             .iter()
             .map(|r| r.trx_rev.trx_id.clone())
             .collect();
+        if let (true, Some(last), Some(local)) = (
+            authoritative,
+            archive.revisions.last().map(|r| r.trx_rev.clone()),
+            meta.latest.clone(),
+        ) {
+            // Everything this copy holds past the archive's latest goes.
+            for tr in self
+                .raw
+                .list_revisions(id, last.rev.saturating_add(1), local.rev)?
+            {
+                ops.push(WriteOp::DeleteRevision {
+                    block: id.clone(),
+                    rev: tr.rev,
+                });
+            }
+            meta.latest = Some(last);
+        }
         for r in archive.revisions {
             let newer = meta.latest.as_ref().is_none_or(|l| r.trx_rev.rev > l.rev);
             if newer {
@@ -707,7 +779,20 @@ impl BlockStorage {
             return Err(e);
         }
         let (Some(meta), Some(latest)) = (&self.state.meta, self.latest()) else {
-            return Ok(None);
+            // No revision here, but transactions pending: they are what a member
+            // that missed their pend needs to apply an agreed commit.
+            if self.state.pending.is_empty() {
+                return Ok(None);
+            }
+            return Ok(Some(BlockArchive {
+                block_id: self.id.clone(),
+                revisions: Vec::new(),
+                range: RevRange {
+                    start: 0,
+                    end: Some(0),
+                },
+                pending: self.pending_list(),
+            }));
         };
         let start = match from {
             Some(r) if meta.covers(r) && r <= latest.rev => r,
@@ -727,13 +812,17 @@ impl BlockStorage {
             block_id: self.id.clone(),
             revisions,
             range: RevRange { start, end: None },
-            pending: self
-                .state
-                .pending
-                .iter()
-                .map(|(t, tf)| (t.clone(), (**tf).clone()))
-                .collect(),
+            pending: self.pending_list(),
         }))
+    }
+
+    /// The pending transactions with their transforms, as an archive carries them.
+    fn pending_list(&self) -> Vec<(TrxId, Transform)> {
+        self.state
+            .pending
+            .iter()
+            .map(|(t, tf)| (t.clone(), (**tf).clone()))
+            .collect()
     }
 
     /// Applies a plan's effect once its batch is durable.

@@ -75,8 +75,12 @@ impl BlockMeta {
         self.ranges.iter().any(|r| r.contains(rev))
     }
 
-    /// Adds a range, merging it with the ranges it touches.
+    /// Adds a range, merging it with the ranges it touches (an empty one adds
+    /// nothing).
     pub fn add_range(&mut self, added: RevRange) {
+        if added.end.is_some_and(|e| e <= added.start) {
+            return;
+        }
         let mut merged = added;
         self.ranges.retain(|r| {
             let touches =

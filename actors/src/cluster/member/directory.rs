@@ -1,0 +1,427 @@
+//! The MemberDirectory: the node's side of the cluster protocol. It validates
+//! every record it is handed, routes it to the member actor of its transaction
+//! (started on demand, bounded in number), owns the reservations, remembers the
+//! promises it signed, answers recovery queries and forgets decided
+//! transactions after their retention.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use actix::prelude::*;
+use dashmap::DashMap;
+use libp2p::identity::Keypair;
+use parking_lot::Mutex;
+
+use super::reservations::{Refusal, Reservations};
+use super::{ClusterError, ClusterMember, Update};
+use crate::block::StorageRepo;
+use crate::cluster::record::{BlockState, ClusterRecord, RecordError, Signature, States, VoteType};
+use crate::cluster::store::TxnStore;
+use crate::cluster::votes::{promise_payload_of, sign_promise, validate_with, Checks, KeyCache};
+use crate::cluster::{message_blocks, CatchUp, Freshness};
+use crate::metrics::{ActorMetrics, Counter};
+use crate::model::{now_ms, BlockId, OpOutcome, RepoMessage};
+use crate::net::NetClient;
+
+/// Default of [`MemberDirectory::set_max_active`].
+pub const DEFAULT_MAX_ACTIVE: usize = 4096;
+
+/// How long a decided transaction's state is kept past its deadline: it answers
+/// duplicate deliveries and recovery queries of members that were down. A member
+/// that finds no decision fences (never applies), which is safe whatever the
+/// others did (docs/CONSENSUS.md, "Retention").
+pub const RETENTION: Duration = Duration::from_secs(600);
+
+/// Default longest lifetime of a proposal (its deadline from now).
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(120);
+
+/// Most own promises remembered (past it the map starts over: votes get verified).
+const MAX_OWN: usize = 65_536;
+
+/// Routes records to member actors; owns reservations; shared by the node.
+pub struct MemberDirectory {
+    pub(super) key: Keypair,
+    pub(super) me: String,
+    pub(super) repo: StorageRepo,
+    pub(super) store: TxnStore,
+    members: DashMap<String, Addr<ClusterMember>>,
+    pub(super) reservations: Mutex<Reservations>,
+    pub(super) metrics: Arc<ActorMetrics>,
+    pub(super) net: OnceLock<NetClient>,
+    /// Promises fenced at recovery (no decision found past the deadline).
+    expired: Arc<Counter>,
+    /// Outcomes of executions this node's coordinator has not collected yet
+    /// (taken once; the durable copy is in the transaction's stored state).
+    pub(super) results: DashMap<String, Vec<OpOutcome>>,
+    /// The promises this node signed for undecided transactions, by messageHash,
+    /// with their exact payloads: phase 2 trusts them without re-verifying.
+    own: DashMap<String, (Vec<u8>, Signature)>,
+    /// Messages of undecided transactions whose hash this node checked (or, as
+    /// coordinator, computed): a later record carrying an equal message under the
+    /// same hash skips re-hashing it (canonical JSON of every operation).
+    hashed: DashMap<String, Arc<RepoMessage>>,
+    /// Decided transactions by deadline, to forget [`RETENTION`] after it.
+    retired: Mutex<BTreeSet<(u64, String)>>,
+    pub(super) fresh: Arc<Freshness>,
+    /// Member actors running (transactions in progress here).
+    pub(super) active: AtomicUsize,
+    /// Most member actors running at once; a new transaction past it is refused.
+    max_active: AtomicUsize,
+    /// Longest lifetime of a proposal, in ms.
+    max_lifetime_ms: AtomicU64,
+    /// Catches blocks up with their cluster before a decision applies (set by the
+    /// coordinator).
+    pub(super) catch_up: OnceLock<Arc<CatchUp>>,
+    keys: KeyCache,
+}
+
+impl MemberDirectory {
+    /// A directory signing with `key`, executing on `repo`, persisting in `store`.
+    pub fn new(key: Keypair, repo: StorageRepo, store: TxnStore) -> Arc<Self> {
+        Arc::new(Self {
+            me: key.public().to_peer_id().to_string(),
+            key,
+            repo,
+            store,
+            members: DashMap::new(),
+            reservations: Mutex::new(Reservations::default()),
+            metrics: Arc::new(ActorMetrics::new("cluster_member")),
+            net: OnceLock::new(),
+            expired: Arc::new(Counter::default()),
+            results: DashMap::new(),
+            own: DashMap::new(),
+            hashed: DashMap::new(),
+            retired: Mutex::new(BTreeSet::new()),
+            fresh: Arc::default(),
+            active: AtomicUsize::new(0),
+            max_active: AtomicUsize::new(DEFAULT_MAX_ACTIVE),
+            max_lifetime_ms: AtomicU64::new(
+                u64::try_from(DEFAULT_MAX_LIFETIME.as_millis()).unwrap_or(u64::MAX),
+            ),
+            catch_up: OnceLock::new(),
+            keys: KeyCache::default(),
+        })
+    }
+
+    /// This node's state of each of `blocks`: its latest revision and the
+    /// transactions pending on it (from storage: what is durable).
+    pub(super) fn states(&self, blocks: &BTreeSet<BlockId>) -> States {
+        let raw = self.repo.registry().raw();
+        blocks
+            .iter()
+            .map(|b| {
+                let latest = raw.get_meta(b).ok().flatten().and_then(|m| m.latest);
+                let pendings = raw.list_pending(b).unwrap_or_default();
+                (b.clone(), BlockState { latest, pendings })
+            })
+            .collect()
+    }
+
+    /// Sets how blocks are caught up with their cluster before a decision applies.
+    pub fn set_catch_up(&self, c: Arc<CatchUp>) {
+        let _ = self.catch_up.set(c);
+    }
+
+    /// Sets the most transactions in progress at once on this member; a record of a
+    /// new transaction past it is refused (`busy`, retryable). Transactions this
+    /// member already knows are never refused. Each proposer may hold a quarter
+    /// of it (at least 64), so one proposer cannot take it all.
+    pub fn set_max_active(&self, n: usize) {
+        self.max_active.store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// Sets the longest lifetime a proposal may ask for (its deadline from now);
+    /// a proposal whose deadline lies further ahead is refused (`invalid_record`).
+    pub fn set_max_lifetime(&self, d: Duration) {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.max_lifetime_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The share of transactions one proposer may hold here.
+    pub(super) fn share(&self) -> usize {
+        (self.max_active.load(Ordering::Relaxed) / 4).max(64)
+    }
+
+    /// Member actors running now.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Promises fenced at recovery (no decision found past the deadline).
+    pub fn expired(&self) -> &Arc<Counter> {
+        &self.expired
+    }
+
+    /// The network, for recovery queries (set once the swarm runs).
+    pub fn set_net(&self, net: NetClient) {
+        let _ = self.net.set(net);
+    }
+
+    /// Restarts the members of transactions left undecided on disk (they re-reserve
+    /// their blocks and recover). Returns how many.
+    pub fn resume(self: &Arc<Self>) -> Result<usize, ClusterError> {
+        let mut n = 0;
+        for (hash, state) in self.store.all()? {
+            if state.phase.holds() {
+                self.member(&hash)?;
+                n += 1;
+            } else {
+                self.retire(&hash, state.record.message.expiration.unwrap_or(0));
+            }
+        }
+        Ok(n)
+    }
+
+    /// Queues a decided transaction to be forgotten [`RETENTION`] after `deadline`.
+    pub(super) fn retire(&self, hash: &str, deadline: u64) {
+        self.retired.lock().insert((deadline, hash.to_string()));
+    }
+
+    /// Forgets decided transactions whose deadline is more than [`RETENTION`] before
+    /// `now_ms` (one durable write), and the finished actors' entries. Returns how many.
+    pub async fn prune(&self, now_ms: u64) -> Result<usize, ClusterError> {
+        let cutoff = now_ms.saturating_sub(u64::try_from(RETENTION.as_millis()).unwrap_or(0));
+        let due: Vec<String> = {
+            let mut r = self.retired.lock();
+            let keep = r.split_off(&(cutoff, String::new()));
+            std::mem::replace(&mut *r, keep)
+                .into_iter()
+                .map(|(_, h)| h)
+                .collect()
+        };
+        if due.is_empty() {
+            return Ok(0);
+        }
+        for h in &due {
+            self.members.remove_if(h, |_, a| !a.connected());
+        }
+        let n = due.len();
+        self.store.delete(due).await?;
+        Ok(n)
+    }
+
+    /// Answers a recovering peer: this member's stored record of the same
+    /// transaction (unchanged), or the asker's record if it knows none.
+    pub fn query(&self, record: ClusterRecord) -> Result<ClusterRecord, ClusterError> {
+        self.check(&record, false, &|_, _, _| false, false)?;
+        Ok(self
+            .store
+            .load(&record.message_hash)?
+            .map_or(record, |s| s.record))
+    }
+
+    /// The blocks this node knows to be current (agreed commits applied here mark
+    /// theirs).
+    pub fn freshness(&self) -> &Arc<Freshness> {
+        &self.fresh
+    }
+
+    /// Mailbox metrics of the member actors.
+    pub fn metrics(&self) -> &Arc<ActorMetrics> {
+        &self.metrics
+    }
+
+    /// This node's PeerId, as records spell it.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// Signs this node's promise on `r` and remembers it (see `own`).
+    pub(super) fn promise(
+        &self,
+        r: &ClusterRecord,
+        vote: VoteType,
+        reason: Option<String>,
+        state: Option<States>,
+    ) -> Signature {
+        let sig = sign_promise(&self.key, r, vote, reason, state);
+        let payload = promise_payload_of(r, &sig);
+        if self.own.len() >= MAX_OWN {
+            self.own.clear();
+        }
+        self.own
+            .insert(r.message_hash.clone(), (payload, sig.clone()));
+        sig
+    }
+
+    /// Forgets this node's promise once the transaction is decided here.
+    pub(super) fn decided(&self, hash: &str) {
+        self.own.remove(hash);
+        self.hashed.remove(hash);
+    }
+
+    /// Remembers that `message` hashes to `hash` (this node's coordinator just
+    /// computed it), so its own member does not hash it again.
+    pub fn note_message(&self, hash: &str, message: &Arc<RepoMessage>) {
+        if self.hashed.len() >= MAX_OWN {
+            self.hashed.clear();
+        }
+        self.hashed.insert(hash.to_string(), message.clone());
+    }
+
+    /// Reserves `blocks` for `hash` (proposed by `proposer`).
+    pub(super) fn reserve(
+        &self,
+        blocks: &BTreeSet<BlockId>,
+        hash: &str,
+        proposer: &str,
+        share: bool,
+    ) -> Result<(), Refusal> {
+        let share = share.then(|| self.share());
+        self.reservations
+            .lock()
+            .reserve(blocks, hash, proposer, share)
+    }
+
+    /// The undecided transaction other than `hash` holding one of `blocks`.
+    pub(super) fn conflict(&self, blocks: &BTreeSet<BlockId>, hash: &str) -> Option<String> {
+        self.reservations.lock().conflict(blocks, hash)
+    }
+
+    /// Releases what `hash` holds of `blocks`.
+    pub(super) fn release(&self, blocks: &BTreeSet<BlockId>, hash: &str) {
+        self.reservations.lock().release(blocks, hash);
+    }
+
+    /// The local outcomes of a committed transaction, if this member executed it.
+    pub fn result(&self, hash: &str) -> Option<Vec<OpOutcome>> {
+        if let Some((_, v)) = self.results.remove(hash) {
+            return Some(v);
+        }
+        self.store
+            .load(hash)
+            .ok()
+            .flatten()
+            .and_then(|s| s.outcomes)
+    }
+
+    /// Validates `record` (see docs/CONSENSUS.md, "Validation") for this member.
+    fn check(
+        &self,
+        record: &ClusterRecord,
+        proposal: bool,
+        own: crate::cluster::votes::OwnVote<'_>,
+        hash_known: bool,
+    ) -> Result<(), ClusterError> {
+        validate_with(
+            record,
+            &Checks {
+                now_ms: now_ms(),
+                proposal,
+                max_lifetime_ms: self.max_lifetime_ms.load(Ordering::Relaxed),
+                own,
+                hash_known,
+                keys: &self.keys,
+            },
+        )?;
+        if !record.peers.contains_key(&self.me) {
+            return Err(RecordError::NotAMember.into());
+        }
+        Ok(())
+    }
+
+    /// Handles a record `sender` delivered (a coordinator, or a recovering peer):
+    /// validates it, advances this member's phase and returns the record with this
+    /// member's votes. A proposal is taken only from its own coordinator.
+    pub async fn update(
+        self: &Arc<Self>,
+        record: ClusterRecord,
+        sender: &str,
+    ) -> Result<ClusterRecord, ClusterError> {
+        let proposal = record.promises.is_empty() && record.commits.is_empty();
+        let own = |peer: &str, payload: &[u8], vote: &Signature| {
+            peer == self.me
+                && self
+                    .own
+                    .get(&record.message_hash)
+                    .is_some_and(|e| e.0 == payload && e.1 == *vote)
+        };
+        let known = self
+            .hashed
+            .get(&record.message_hash)
+            .is_some_and(|m| Arc::ptr_eq(&m, &record.message) || *m == record.message);
+        self.check(&record, proposal, &own, known)?;
+        if proposal && record.message.coordinator.as_deref() != Some(sender) {
+            return Err(ClusterError::Record(RecordError::BadPeer(
+                sender.to_string(),
+                "a proposal is taken only from the coordinator it names".into(),
+            )));
+        }
+        if !known && proposal {
+            // A proposal: its phase-2 record will carry the same message.
+            self.note_message(&record.message_hash, &record.message);
+        }
+        let hash = record.message_hash.clone();
+        for _ in 0..4 {
+            let addr = self.member(&hash)?;
+            self.metrics.enqueued();
+            match addr.send(Update(record.clone())).await {
+                Ok(r) => return r,
+                Err(_) => self.metrics.dropped(),
+            }
+            // The actor stopped after deciding; the next one loads the decided state.
+        }
+        Err(ClusterError::Unavailable(format!(
+            "member for {hash} keeps stopping"
+        )))
+    }
+
+    /// The actor of transaction `hash`, started (from its stored state) if none runs.
+    pub(super) fn member(
+        self: &Arc<Self>,
+        hash: &str,
+    ) -> Result<Addr<ClusterMember>, ClusterError> {
+        if let Some(a) = self.members.get(hash).filter(|a| a.connected()) {
+            return Ok(a.clone());
+        }
+        let state = self.store.load(hash)?;
+        if state.is_none() && self.active() >= self.max_active.load(Ordering::Relaxed) {
+            return Err(ClusterError::Busy(format!(
+                "{} transactions in progress on this member",
+                self.active()
+            )));
+        }
+        let dir = self.clone();
+        let hash_owned = hash.to_string();
+        let addr = self
+            .members
+            .entry(hash.to_string())
+            .and_modify(|a| {
+                if !a.connected() {
+                    *a = ClusterMember::new(dir.clone(), hash_owned.clone(), state.clone()).start();
+                }
+            })
+            .or_insert_with(|| {
+                ClusterMember::new(dir.clone(), hash_owned.clone(), state.clone()).start()
+            })
+            .clone();
+        Ok(addr)
+    }
+
+    /// The blocks of a stored transaction.
+    pub(super) fn blocks_of(record: &ClusterRecord) -> BTreeSet<BlockId> {
+        message_blocks(&record.message.operations)
+    }
+
+    /// Counts a promise fenced at recovery.
+    pub(super) fn fenced(&self) {
+        self.expired.add(1);
+    }
+
+    /// Peers of a record with their addresses, by PeerId text.
+    pub(super) fn addrs_of(
+        record: &ClusterRecord,
+    ) -> BTreeMap<String, (libp2p::PeerId, Vec<libp2p::Multiaddr>)> {
+        record
+            .peers
+            .iter()
+            .filter_map(|(id, p)| {
+                let peer: libp2p::PeerId = id.parse().ok()?;
+                let addrs = p.multiaddrs.iter().filter_map(|a| a.parse().ok()).collect();
+                Some((id.clone(), (peer, addrs)))
+            })
+            .collect()
+    }
+}

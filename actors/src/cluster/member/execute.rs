@@ -1,0 +1,245 @@
+//! Applying a decided record on this member's copy (docs/CONSENSUS.md, "The
+//! decided effect"): bring each block to the decided base first, then run every
+//! operation as its verdict says, and report the effect the commit vote signs.
+//!
+//! A copy that holds another write than the base fences instead (it will never
+//! apply this record); a copy that is behind and cannot be brought to the base
+//! now waits and tries again, its blocks still reserved.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use super::directory::MemberDirectory;
+use crate::cluster::catchup::{BaseCheck, PeerAddrs};
+use crate::cluster::decision::{blocked, refusal, Decision, EffectKind, Verdict};
+use crate::cluster::operation_blocks;
+use crate::cluster::record::ClusterRecord;
+use crate::model::{
+    BlockId, ErrorCode, Failure, OpOutcome, OpResult, PendCommitRequest, PendPolicy, PendRequest,
+    RepoOperation,
+};
+
+/// What applying a decision came to on this member.
+pub(super) enum Applied {
+    /// Done: the outcome of each operation and what each did, to sign.
+    Done {
+        /// One per operation.
+        outcomes: Vec<OpOutcome>,
+        /// Their kinds.
+        effect: Vec<EffectKind>,
+    },
+    /// This copy holds another write than the decided base: never apply (fence).
+    Fence(String),
+    /// This copy is behind the base and no holder brought it there yet.
+    Behind(BlockId),
+}
+
+impl MemberDirectory {
+    /// Applies `record`'s decision on this copy.
+    pub(super) async fn apply(self: &Arc<Self>, record: &ClusterRecord, d: &Decision) -> Applied {
+        let ops = &record.message.operations;
+        let addrs = Self::addrs_of(record);
+        let peers_of = |ids: &[String]| -> Vec<PeerAddrs> {
+            ids.iter().filter_map(|id| addrs.get(id).cloned()).collect()
+        };
+        // The base of every block an applied or read-only operation touches.
+        let mut bases: BTreeMap<BlockId, BaseCheck> = BTreeMap::new();
+        for (op, v) in ops.iter().zip(&d.verdicts) {
+            if !matches!(v, Verdict::Apply | Verdict::Stale)
+                || matches!(op, RepoOperation::Cancel(_))
+            {
+                continue;
+            }
+            for b in operation_blocks(op) {
+                if bases.contains_key(&b) {
+                    continue;
+                }
+                let base = d.bases.get(&b).cloned().flatten();
+                let holders = peers_of(d.holders.get(&b).map_or(&[][..], Vec::as_slice));
+                let check = match self.catch_up.get() {
+                    Some(c) => c.reach_base(&b, &base, &holders).await,
+                    None => local_check(self, &b, &base),
+                };
+                bases.insert(b, check);
+            }
+        }
+        for (op, v) in ops.iter().zip(&d.verdicts) {
+            if *v != Verdict::Apply || matches!(op, RepoOperation::Cancel(_)) {
+                continue;
+            }
+            for b in operation_blocks(op) {
+                match bases.get(&b) {
+                    Some(BaseCheck::Conflict) => return Applied::Fence(format!(
+                        "fenced: this copy of block {b} holds another write than the decided base"
+                    )),
+                    Some(BaseCheck::Behind) => return Applied::Behind(b),
+                    _ => {}
+                }
+            }
+        }
+        // Transforms of agreed commits whose pend this copy missed, from a member
+        // that holds them.
+        let mut fetched: BTreeMap<usize, BTreeMap<BlockId, crate::model::Transform>> =
+            BTreeMap::new();
+        let raw = self.repo.registry().raw().clone();
+        for (i, (op, v)) in ops.iter().zip(&d.verdicts).enumerate() {
+            let (RepoOperation::Commit(c), Verdict::Apply) = (op, v) else {
+                continue;
+            };
+            for b in &c.block_ids {
+                if raw.get_pending(b, &c.trx_id).ok().flatten().is_some() {
+                    continue;
+                }
+                let ids = d
+                    .pendings
+                    .get(b)
+                    .and_then(|p| p.get(&c.trx_id))
+                    .map_or(&[][..], Vec::as_slice);
+                let t = match self.catch_up.get() {
+                    Some(cu) => cu.fetch_pending(b, &c.trx_id, &peers_of(ids)).await,
+                    None => None,
+                };
+                match t {
+                    Some(t) => {
+                        fetched.entry(i).or_default().insert(b.clone(), t);
+                    }
+                    None => return Applied::Behind(b.clone()),
+                }
+            }
+        }
+        let at_base = |op: &RepoOperation| {
+            operation_blocks(op)
+                .iter()
+                .all(|b| bases.get(b) == Some(&BaseCheck::Equal))
+        };
+        let sets: Vec<BTreeSet<BlockId>> = ops.iter().map(operation_blocks).collect();
+        let mut seen = BTreeSet::new();
+        let disjoint = sets.iter().flatten().all(|b| seen.insert(b));
+        let run = |(i, (op, v)): (usize, (&RepoOperation, &Verdict))| {
+            let ready = at_base(op);
+            let (op, v) = (op.clone(), v.clone());
+            let transforms = fetched.get(&i).cloned().unwrap_or_default();
+            async move { self.run_one(op, v, d, ready, transforms).await }
+        };
+        let outcomes: Vec<OpOutcome> = if disjoint {
+            futures::future::join_all(ops.iter().zip(&d.verdicts).enumerate().map(run)).await
+        } else {
+            let mut out = Vec::with_capacity(ops.len());
+            for pair in ops.iter().zip(&d.verdicts).enumerate() {
+                out.push(run(pair).await);
+            }
+            out
+        };
+        Applied::Done {
+            effect: outcomes.iter().map(EffectKind::of).collect(),
+            outcomes,
+        }
+    }
+
+    /// One operation as its verdict says. `ready`: this copy is at the base of
+    /// every block the operation touches.
+    async fn run_one(
+        &self,
+        op: RepoOperation,
+        v: Verdict,
+        d: &Decision,
+        ready: bool,
+        transforms: BTreeMap<BlockId, crate::model::Transform>,
+    ) -> OpOutcome {
+        let repo = &self.repo;
+        let outcome = match (v, op) {
+            (Verdict::Apply, RepoOperation::Pend(p)) => {
+                repo.pend_agreed(p).await.map(OpResult::Pend)
+            }
+            (Verdict::Apply, RepoOperation::Commit(c)) if transforms.is_empty() => {
+                repo.commit(c).await.map(OpResult::Commit)
+            }
+            (Verdict::Apply, RepoOperation::Commit(c)) => {
+                repo.commit_with(c, transforms).await.map(OpResult::Commit)
+            }
+            (Verdict::Apply, RepoOperation::PendCommit(pc)) => repo
+                .pend_commit(continuing(pc))
+                .await
+                .map(OpResult::PendCommit),
+            (Verdict::Apply, RepoOperation::Cancel(c)) => {
+                repo.cancel(c.trx_ref).await.map(|()| OpResult::Cancel)
+            }
+            // Read-only by construction on the base: a taken revision writes
+            // nothing (and tells "already committed" from stale).
+            (Verdict::Stale, op) if ready => match op {
+                RepoOperation::Pend(p) => repo
+                    .pend(PendRequest {
+                        policy: PendPolicy::Continue,
+                        ..p
+                    })
+                    .await
+                    .map(OpResult::Pend),
+                RepoOperation::PendCommit(pc) => repo
+                    .pend_commit(continuing(pc))
+                    .await
+                    .map(OpResult::PendCommit),
+                op => op.run(repo).await,
+            },
+            (Verdict::Stale, op) => {
+                return Ok(refusal(&op, "stale: a newer revision is committed"))
+            }
+            (Verdict::Blocked, op) => return Ok(blocked_here(self, &op, d)),
+            (Verdict::NotPending, op) => {
+                return Err(Failure::new(
+                    ErrorCode::NotPending,
+                    format!(
+                        "no member of the cluster holds the transaction of this {} pending",
+                        op.name()
+                    ),
+                ))
+            }
+            (Verdict::Diverged(b), op) => {
+                return Ok(refusal(
+                    &op,
+                    &format!("replicas of block {b} disagree; they are being repaired, retry"),
+                ))
+            }
+            (_, RepoOperation::Get(g)) => repo.get(g).await.map(OpResult::Get),
+        };
+        outcome.map_err(|e| e.to_failure())
+    }
+}
+
+/// The base check without a network (a node that never started one).
+fn local_check(
+    dir: &MemberDirectory,
+    block: &BlockId,
+    base: &Option<crate::model::TrxRev>,
+) -> BaseCheck {
+    let local = dir
+        .repo
+        .registry()
+        .raw()
+        .get_meta(block)
+        .ok()
+        .flatten()
+        .and_then(|m| m.latest);
+    match (&local, base) {
+        (l, b) if l == b => BaseCheck::Equal,
+        (Some(l), Some(b)) if l.rev < b.rev => BaseCheck::Behind,
+        (None, Some(_)) => BaseCheck::Behind,
+        _ => BaseCheck::Conflict,
+    }
+}
+
+/// A pendCommit whose policy the cluster already decided.
+fn continuing(pc: PendCommitRequest) -> PendCommitRequest {
+    PendCommitRequest {
+        pend: PendRequest {
+            policy: PendPolicy::Continue,
+            ..pc.pend
+        },
+        commit: pc.commit,
+    }
+}
+
+/// A pend refused by its policy, with the pending transforms this copy holds.
+fn blocked_here(dir: &MemberDirectory, op: &RepoOperation, d: &Decision) -> OpResult {
+    let raw = dir.repo.registry().raw();
+    blocked(d, op, |b, t| raw.get_pending(b, t).ok().flatten())
+}
