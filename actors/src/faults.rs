@@ -9,6 +9,13 @@
 //! - `drop <peerId>`: requests this node sends to that peer fail at once as if the
 //!   peer were unreachable (the request is never sent);
 //! - `delay <peerId> <ms>`: requests this node sends to that peer wait `ms` first;
+//! - `drop-decisions <peerId>`: as a coordinator, this node never delivers a
+//!   decided record (phase 2) to that peer — its proposals still go out, so the
+//!   peer promises and then hears nothing (a coordinator cut off between the
+//!   phases);
+//! - `pause-after-commit-point <ms>`: a write across clusters, once its commit
+//!   point has committed, prints `fault: commit point passed <trxId>` on stdout
+//!   and waits `ms` before committing its other parts;
 //! - `disk-full`: every storage write fails with "no space left on device" and
 //!   changes nothing.
 //!
@@ -48,6 +55,33 @@ pub fn outbound(peer: &PeerId) -> Outbound {
     Outbound::Send
 }
 
+/// Whether this node, as a coordinator, must not deliver decided records to `peer`.
+pub fn drops_decision(peer: &PeerId) -> bool {
+    #[cfg(debug_assertions)]
+    {
+        imp::rules().drop_decisions.contains(peer)
+    }
+    #[cfg(not(debug_assertions))]
+    {
+        let _ = peer;
+        false
+    }
+}
+
+/// Past the commit point of a write across clusters: announces it and waits as
+/// the `pause-after-commit-point` rule says (nothing without the rule).
+pub async fn after_commit_point(trx: &str) {
+    #[cfg(debug_assertions)]
+    {
+        if let Some(d) = imp::rules().pause_after_commit_point {
+            println!("fault: commit point passed {trx}");
+            tokio::time::sleep(d).await;
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = trx;
+}
+
 /// Whether storage writes must fail as if the disk were full.
 pub fn disk_full() -> bool {
     #[cfg(debug_assertions)]
@@ -81,6 +115,8 @@ mod imp {
     pub(super) struct Rules {
         pub(super) drop: HashSet<PeerId>,
         pub(super) delay: HashMap<PeerId, Duration>,
+        pub(super) drop_decisions: HashSet<PeerId>,
+        pub(super) pause_after_commit_point: Option<Duration>,
         pub(super) disk_full: bool,
     }
 
@@ -139,6 +175,16 @@ mod imp {
                         r.delay.insert(p, Duration::from_millis(ms));
                     }
                 }
+                ["drop-decisions", peer] => {
+                    if let Ok(p) = peer.parse() {
+                        r.drop_decisions.insert(p);
+                    }
+                }
+                ["pause-after-commit-point", ms] => {
+                    if let Ok(ms) = ms.parse() {
+                        r.pause_after_commit_point = Some(Duration::from_millis(ms));
+                    }
+                }
                 ["disk-full"] => r.disk_full = true,
                 _ => {}
             }
@@ -155,9 +201,10 @@ mod imp {
         fn rules_parse_and_junk_is_ignored() {
             let p = PeerId::random();
             let r = parse(&format!(
-                "# comment\ndrop {p}\ndelay {p} 250\ndisk-full\ndrop not-a-peer\nexplode\n"
+                "# comment\ndrop {p}\ndelay {p} 250\ndisk-full\ndrop not-a-peer\nexplode\ndrop-decisions {p}\n"
             ));
             assert!(r.drop.contains(&p) && r.drop.len() == 1);
+            assert!(r.drop_decisions.contains(&p));
             assert_eq!(r.delay[&p], Duration::from_millis(250));
             assert!(r.disk_full);
             assert!(!parse("").disk_full);

@@ -23,6 +23,8 @@ use super::{append, bid, client_net, insert, repo_client, NodeProcess};
 struct Rules {
     drop: BTreeSet<usize>,
     delay: BTreeMap<usize, u64>,
+    drop_decisions: BTreeSet<usize>,
+    pause_after_commit_point: Option<u64>,
     disk_full: bool,
 }
 
@@ -94,6 +96,12 @@ impl TestCluster {
         }
         for (j, ms) in &r.delay {
             text.push_str(&format!("delay {} {ms}\n", self.peer_ids[*j]));
+        }
+        for j in &r.drop_decisions {
+            text.push_str(&format!("drop-decisions {}\n", self.peer_ids[*j]));
+        }
+        if let Some(ms) = r.pause_after_commit_point {
+            text.push_str(&format!("pause-after-commit-point {ms}\n"));
         }
         if r.disk_full {
             text.push_str("disk-full\n");
@@ -194,10 +202,40 @@ impl TestCluster {
         self.write_rules(i);
     }
 
+    /// Fails every request node `from` sends to node `to` (one direction).
+    pub fn drop(&mut self, from: usize, to: usize) {
+        self.rules[from].drop.insert(to);
+        self.write_rules(from);
+    }
+
     /// Delays every message node `from` sends to node `to` by `ms`.
     pub fn delay(&mut self, from: usize, to: usize, ms: u64) {
         self.rules[from].delay.insert(to, ms);
         self.write_rules(from);
+    }
+
+    /// Node `from`, as coordinator, stops delivering decided records to node `to`
+    /// (its proposals still go out).
+    pub fn drop_decisions(&mut self, from: usize, to: usize) {
+        self.rules[from].drop_decisions.insert(to);
+        self.write_rules(from);
+    }
+
+    /// Node `i`, coordinating a write across clusters, announces its commit point
+    /// and waits `ms` before committing the other parts.
+    pub fn pause_after_commit_point(&mut self, i: usize, ms: u64) {
+        self.rules[i].pause_after_commit_point = Some(ms);
+        self.write_rules(i);
+    }
+
+    /// Node `i`'s address.
+    pub fn addr(&self, i: usize) -> &str {
+        &self.addrs[i]
+    }
+
+    /// Node `i`'s PeerId.
+    pub fn peer_id(&self, i: usize) -> &str {
+        &self.peer_ids[i]
     }
 
     /// Makes every storage write of node `i` fail (or work again).

@@ -322,6 +322,20 @@ impl Proposer {
         r.promises.insert(self.id(), vote);
     }
 
+    /// Adds this proposer's approving promise to `r`, reporting the same state as
+    /// member `like` did in its promise (the proposer then holds what it holds).
+    pub fn promise_as(&self, r: &mut ClusterRecord, like: &str) {
+        let state = r.promises[like].state.clone();
+        let vote = optimystic_actors::cluster::sign_promise(
+            &self.key,
+            r,
+            optimystic_actors::cluster::VoteType::Approve,
+            None,
+            state,
+        );
+        r.promises.insert(self.id(), vote);
+    }
+
     /// Delivers `r` to the node at (`peer`, `addr`) on the cluster protocol.
     pub async fn send(
         &self,

@@ -262,9 +262,16 @@ impl CatchUp {
         if target == local || holders.contains(&self.me) {
             return true;
         }
-        // Behind or diverged: a majority holds `target`, so it is final, and a
-        // write this copy holds past it or beside it can no longer reach a
-        // majority.
+        // Ahead of the majority: the writes this copy holds past it may still be
+        // decided (the others can still apply them); nothing to repair yet.
+        if let (Some(l), Some(t)) = (&local, &target) {
+            if l.rev > t.rev {
+                return false;
+            }
+        }
+        // Behind or diverged: a majority holds `target`, so it is final; a write
+        // this copy holds at or below its revision under another transaction can
+        // no longer reach a majority (they are past it).
         let holders: Vec<PeerAddrs> = holders.into_iter().map(|p| (p, Vec::new())).collect();
         match &target {
             Some(_) => self.reach_majority(block, &target, &holders).await,

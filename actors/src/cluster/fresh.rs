@@ -55,6 +55,16 @@ impl Freshness {
     }
 }
 
+impl Freshness {
+    /// Forgets `blocks` (this copy was found to disagree with its cluster).
+    pub fn forget<'a>(&self, blocks: impl IntoIterator<Item = &'a BlockId>) {
+        let mut f = self.inner.lock();
+        for b in blocks {
+            f.1.remove(b);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -283,15 +283,19 @@ impl Coordinator {
 
     /// Test-only: stops between the phases (see [`super::fault`]).
     async fn inject(&self, record: &ClusterRecord, remote: &[(PeerId, Vec<Multiaddr>)]) {
+        let mut reached = None;
         if self.fault == super::fault::Fault::HangAfterOneCommit {
             if let (Some(net), Some((peer, addrs))) = (self.net.get(), remote.first()) {
                 let r = cluster_update(net, *peer, addrs.clone(), record.clone(), self.timeout);
-                if let Err(e) = r.await {
-                    tracing::warn!(error = %e, "fault injection: phase 2 to one member failed");
+                match r.await {
+                    Ok(_) => reached = Some(peer.to_string()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "fault injection: phase 2 to one member failed")
+                    }
                 }
             }
         }
-        self.fault.hang(record).await;
+        self.fault.hang(record, reached.as_deref()).await;
     }
 
     /// One call per member (this node locally, the others over the network), each
@@ -313,9 +317,7 @@ impl Coordinator {
                 (net.clone(), record.clone(), addrs.clone(), *p, self.timeout);
             calls.push(Box::pin(async move {
                 let r = match net {
-                    Some(net) => cluster_update(&net, peer, addrs, rec, timeout)
-                        .await
-                        .map_err(|e| RepoError::from(e).to_failure()),
+                    Some(net) => send(&net, peer, addrs, rec, timeout).await,
                     None => Err(Failure::new(ErrorCode::Unavailable, "network not started")),
                 };
                 (peer.to_string(), r)
@@ -365,15 +367,34 @@ impl Coordinator {
                     let Some((id, addrs)) = remote.get(&peer) else {
                         continue;
                     };
-                    let r = cluster_update(&net, *id, addrs.clone(), record.clone(), timeout)
-                        .await
-                        .map_err(|e| RepoError::from(e).to_failure());
+                    let r = send(&net, *id, addrs.clone(), record.clone(), timeout).await;
                     again.count(peer, r);
                 }
                 stragglers = again.stragglers;
             }
         });
     }
+}
+
+/// Delivers `record` to a remote member (a decided record is held back by the
+/// test-only `drop-decisions` fault rule).
+async fn send(
+    net: &crate::net::NetClient,
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+    record: ClusterRecord,
+    timeout: Duration,
+) -> Result<ClusterRecord, Failure> {
+    let decided = tally(&record).approvals > 0 && !crate::cluster::abandoned(&record);
+    if decided && crate::faults::drops_decision(&peer) {
+        return Err(Failure::new(
+            ErrorCode::Unavailable,
+            "decision dropped by an injected fault",
+        ));
+    }
+    cluster_update(net, peer, addrs, record, timeout)
+        .await
+        .map_err(|e| RepoError::from(e).to_failure())
 }
 
 /// Whether some operation's block has no agreed base.

@@ -5,8 +5,8 @@
 //! right after phase 1 of any record touching a block whose id starts with
 //! `fault-` (the decision is commit, no member has heard it);
 //! `hang-after-one-commit` delivers phase 2 to one remote member first. Either way
-//! it prints `fault: <name> <messageHash>` on stdout, so a test can SIGKILL the
-//! process exactly between the phases.
+//! it prints `fault: <name> <messageHash> <peerId that got phase 2, or ->` on
+//! stdout, so a test can SIGKILL the process exactly between the phases.
 
 use crate::cluster::{message_blocks, ClusterRecord};
 
@@ -44,9 +44,14 @@ impl Fault {
                 .any(|b| b.as_str().starts_with("fault-"))
     }
 
-    /// Announces the fault and never returns.
-    pub(crate) async fn hang(self, record: &ClusterRecord) {
-        println!("fault: {self:?} {}", record.message_hash);
+    /// Announces the fault (with the member that got phase 2, if one did) and
+    /// never returns.
+    pub(crate) async fn hang(self, record: &ClusterRecord, reached: Option<&str>) {
+        println!(
+            "fault: {self:?} {} {}",
+            record.message_hash,
+            reached.unwrap_or("-")
+        );
         std::future::pending::<()>().await;
     }
 }

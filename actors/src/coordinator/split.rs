@@ -2,19 +2,21 @@
 //! agreed by its own cluster only, and one answer merged from the parts'.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::plan::{Groups, Plan, View};
+use super::plan::{Groups, View};
 use super::Coordinator;
 use crate::model::{
-    CancelOperation, CommitResult, OpResult, PendCommitRequest, PendCommitResult, PendResult,
-    PendSuccess, RepoError, RepoOperation, StaleFailure, TrxBlocks,
+    CancelOperation, CommitRequest, CommitResult, OpResult, PendCommitRequest, PendCommitResult,
+    PendResult, PendSuccess, RepoError, RepoOperation, StaleFailure, TrxBlocks,
 };
 
 impl Coordinator {
     /// A pendCommit whose blocks belong to several clusters cannot be one record:
-    /// it runs as its pend, then its commit (tail first, as any commit), each split
-    /// by cluster; a commit that fails cancels the pend everywhere, so the outcome
-    /// is the same all-or-nothing one as within a cluster.
+    /// it runs as its pend, then its commit, each split by cluster. A pend that
+    /// fails anywhere is cancelled everywhere, and so is a commit refused at its
+    /// commit point (nothing committed then); once the commit point committed, the
+    /// transaction is committed: it is never cancelled (see [`Self::commit_split`]).
     pub(super) async fn pend_commit_split(
         self: &Arc<Self>,
         view: &View,
@@ -32,12 +34,7 @@ impl Coordinator {
             this.run_split(view, cancel_groups, op, forwarded).await
         };
         let pend = self
-            .run_split(
-                view,
-                groups.clone(),
-                RepoOperation::Pend(pc.pend),
-                forwarded,
-            )
+            .run_split(view, groups.clone(), RepoOperation::Pend(pc.pend), forwarded)
             .await?
             .into_pend()?;
         if !pend.is_success() {
@@ -46,10 +43,11 @@ impl Coordinator {
             return Ok(PendCommitResult { pend, commit: None });
         }
         let commit = self
-            .run_split(view, groups, RepoOperation::Commit(pc.commit), forwarded)
+            .commit_split(view, groups, pc.commit, forwarded)
             .await?
             .into_commit()?;
         if !commit.is_success() {
+            // Refused at the commit point: nothing is committed anywhere.
             cancel(self.clone()).await?;
         }
         Ok(PendCommitResult {
@@ -59,9 +57,8 @@ impl Coordinator {
     }
 
     /// A write whose blocks belong to several clusters: one part per cluster, each
-    /// agreed by its own cluster only. A commit naming a `tailId` commits the tail's
-    /// part first (the collection's commit point) and the other parts only if that
-    /// succeeded; all other parts run concurrently. The answer merges the parts'.
+    /// agreed by its own cluster only; a commit runs by [`Self::commit_split`],
+    /// other writes run their parts concurrently. The answer merges the parts'.
     pub(super) async fn run_split(
         self: &Arc<Self>,
         view: &View,
@@ -69,38 +66,88 @@ impl Coordinator {
         op: RepoOperation,
         forwarded: bool,
     ) -> Result<OpResult, RepoError> {
-        let mut parts: Vec<(Plan, RepoOperation, bool)> = groups
-            .iter()
-            .map(|(cluster, blocks)| {
-                let first = match &op {
-                    RepoOperation::Commit(c) => {
-                        c.tail_id.as_ref().is_some_and(|t| blocks.contains(t))
-                    }
-                    _ => false,
-                };
-                (
-                    self.plan(view, cluster, blocks),
-                    op.restricted_to(blocks),
-                    first,
-                )
-            })
-            .collect();
-        let mut results = Vec::new();
-        if let Some(i) = parts.iter().position(|(_, _, first)| *first) {
-            let (plan, part, _) = parts.remove(i);
-            let r = self.run_part(plan, part, forwarded).await?;
-            if !r.is_success() {
-                return Ok(r);
-            }
-            results.push(r);
+        if let RepoOperation::Commit(c) = op {
+            return self.commit_split(view, groups, c, forwarded).await;
         }
-        let rest = parts
-            .into_iter()
-            .map(|(plan, part, _)| self.run_part(plan, part, forwarded));
-        for r in futures::future::join_all(rest).await {
+        let parts = groups.iter().map(|(cluster, blocks)| {
+            let plan = self.plan(view, cluster, blocks);
+            self.run_part(plan, op.restricted_to(blocks), forwarded)
+        });
+        let mut results = Vec::new();
+        for r in futures::future::join_all(parts).await {
             results.push(r?);
         }
         merge_results(&op, results)
+    }
+
+    /// A commit across clusters. Its **commit point** is the part holding the
+    /// `tailId` (the collection's log tail), or else the part holding its first
+    /// block: that part commits first, and the commit stands or falls with it. A
+    /// refused commit point committed nothing. Past it, every other part must land:
+    /// a part refused for now (its block held by another transaction) is retried
+    /// with backoff; one still missing when the request's time is up, or stale
+    /// (its block moved past the revision), makes the answer in doubt, never a
+    /// cancellation (docs/CONSENSUS.md, "Writes across clusters").
+    async fn commit_split(
+        self: &Arc<Self>,
+        view: &View,
+        groups: Groups,
+        c: CommitRequest,
+        forwarded: bool,
+    ) -> Result<OpResult, RepoError> {
+        let op = RepoOperation::Commit(c.clone());
+        let point = c
+            .tail_id
+            .clone()
+            .filter(|t| c.block_ids.contains(t))
+            .or_else(|| c.block_ids.iter().min().cloned());
+        let (first, mut rest): (Vec<_>, Vec<_>) = groups
+            .iter()
+            .map(|(cluster, blocks)| (self.plan(view, cluster, blocks), blocks.clone()))
+            .partition(|(_, blocks)| point.as_ref().is_some_and(|p| blocks.contains(p)));
+        for (plan, blocks) in first {
+            let r = self
+                .run_part(plan, op.restricted_to(&blocks), forwarded)
+                .await?;
+            if !r.is_success() {
+                return Ok(r);
+            }
+        }
+        crate::faults::after_commit_point(c.trx_id.as_str()).await;
+        let until = Instant::now() + self.timeout;
+        let mut wait = Duration::from_millis(50);
+        loop {
+            let runs = rest
+                .iter()
+                .map(|(plan, blocks)| self.run_part(plan.clone(), op.restricted_to(blocks), forwarded));
+            let results = futures::future::join_all(runs).await;
+            let mut again = Vec::new();
+            for (part, r) in rest.into_iter().zip(results) {
+                match r {
+                    Ok(r) if r.is_success() => {}
+                    Ok(OpResult::Commit(CommitResult::Stale(s))) if s.missing.is_some() => {
+                        return Err(RepoError::InDoubt(format!(
+                            "transaction {} committed at its commit point, but blocks {:?} moved past revision {}: that part cannot land",
+                            c.trx_id, part.1, c.rev
+                        )))
+                    }
+                    _ => again.push(part),
+                }
+            }
+            if again.is_empty() {
+                return Ok(OpResult::Commit(CommitResult::Success));
+            }
+            if Instant::now() >= until {
+                let left: Vec<_> = again.iter().map(|(_, b)| b).collect();
+                return Err(RepoError::InDoubt(format!(
+                    "transaction {} committed at its commit point; blocks {left:?} have not committed yet: retry the commit",
+                    c.trx_id
+                )));
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(1));
+            rest = again;
+        }
     }
 }
 

@@ -19,6 +19,11 @@ use crate::coordinator::CoordinatorHandle;
 use crate::model::now_ms;
 use crate::storage::RepoError;
 
+/// How far a requester's clock may be behind this node's before its request's
+/// `expiration` counts as passed: clocks differ, and refusing a request that
+/// the requester still waits for only costs a retry elsewhere.
+pub const CLOCK_SKEW_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Mailbox capacity of the RepoService.
 const SERVICE_MAILBOX: usize = 1024;
 
@@ -120,7 +125,8 @@ async fn serve_repo(
     bytes: &[u8],
 ) -> Result<Vec<u8>, ErrorReply> {
     let (op, expiration) = decode_request(enc, bytes)?;
-    if let Some(deadline) = expiration.filter(|d| *d < now_ms()) {
+    let tolerance = u64::try_from(CLOCK_SKEW_TOLERANCE.as_millis()).unwrap_or(u64::MAX);
+    if let Some(deadline) = expiration.filter(|d| d.saturating_add(tolerance) < now_ms()) {
         return Err(ErrorReply::new(
             codes::EXPIRED,
             format!("expired at {deadline} ms"),

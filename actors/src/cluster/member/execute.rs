@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::directory::MemberDirectory;
 use crate::cluster::catchup::{BaseCheck, PeerAddrs};
-use crate::cluster::decision::{blocked, refusal, Decision, EffectKind, Verdict};
+use crate::cluster::decision::{blocked, implied_success, refusal, Decision, EffectKind, Verdict};
 use crate::cluster::operation_blocks;
 use crate::cluster::record::ClusterRecord;
 use crate::model::{
@@ -42,11 +42,20 @@ impl MemberDirectory {
         let peers_of = |ids: &[String]| -> Vec<PeerAddrs> {
             ids.iter().filter_map(|id| addrs.get(id).cloned()).collect()
         };
+        // Operations this copy applied already (it voted, then lost the lazily
+        // written Committed state, and learns the decision again): their effect is
+        // in storage, whatever happened to the blocks since; never run again.
+        let done: Vec<bool> = ops
+            .iter()
+            .zip(&d.verdicts)
+            .map(|(op, v)| *v == Verdict::Apply && self.already_applied(op))
+            .collect();
         // The base of every block an applied or read-only operation touches.
         let mut bases: BTreeMap<BlockId, BaseCheck> = BTreeMap::new();
-        for (op, v) in ops.iter().zip(&d.verdicts) {
+        for ((op, v), done) in ops.iter().zip(&d.verdicts).zip(&done) {
             if !matches!(v, Verdict::Apply | Verdict::Stale)
                 || matches!(op, RepoOperation::Cancel(_))
+                || *done
             {
                 continue;
             }
@@ -63,8 +72,21 @@ impl MemberDirectory {
                 bases.insert(b, check);
             }
         }
-        for (op, v) in ops.iter().zip(&d.verdicts) {
-            if *v != Verdict::Apply || matches!(op, RepoOperation::Cancel(_)) {
+        // A copy that holds another write than a majority does: repaired in the
+        // background once the majority's write is final (see CatchUp::repair).
+        let conflicts: Vec<BlockId> = bases
+            .iter()
+            .filter(|(_, c)| **c == BaseCheck::Conflict)
+            .map(|(b, _)| b.clone())
+            .collect();
+        if !conflicts.is_empty() {
+            self.fresh.forget(&conflicts);
+            if let Some(cu) = self.catch_up.get().cloned() {
+                actix_rt::spawn(async move { cu.repair(&conflicts).await });
+            }
+        }
+        for ((op, v), done) in ops.iter().zip(&d.verdicts).zip(&done) {
+            if *v != Verdict::Apply || matches!(op, RepoOperation::Cancel(_)) || *done {
                 continue;
             }
             for b in operation_blocks(op) {
@@ -83,7 +105,7 @@ impl MemberDirectory {
             BTreeMap::new();
         let raw = self.repo.registry().raw().clone();
         for (i, (op, v)) in ops.iter().zip(&d.verdicts).enumerate() {
-            let (RepoOperation::Commit(c), Verdict::Apply) = (op, v) else {
+            let (RepoOperation::Commit(c), Verdict::Apply, false) = (op, v, done[i]) else {
                 continue;
             };
             for b in &c.block_ids {
@@ -119,7 +141,15 @@ impl MemberDirectory {
             let ready = at_base(op);
             let (op, v) = (op.clone(), v.clone());
             let transforms = fetched.get(&i).cloned().unwrap_or_default();
-            async move { self.run_one(op, v, d, ready, transforms).await }
+            let done = done[i];
+            async move {
+                if done {
+                    return implied_success(d, &op).ok_or_else(|| {
+                        Failure::new(ErrorCode::Invalid, "a read is not agreed by the cluster")
+                    });
+                }
+                self.run_one(op, v, d, ready, transforms).await
+            }
         };
         let outcomes: Vec<OpOutcome> = if disjoint {
             futures::future::join_all(ops.iter().zip(&d.verdicts).enumerate().map(run)).await
@@ -202,6 +232,30 @@ impl MemberDirectory {
             (_, RepoOperation::Get(g)) => repo.get(g).await.map(OpResult::Get),
         };
         outcome.map_err(|e| e.to_failure())
+    }
+}
+
+impl MemberDirectory {
+    /// Whether `op`'s effect is in this copy's storage already: a pend pending or
+    /// committed under its transaction on every block, a commit's revision held
+    /// under its transaction.
+    fn already_applied(&self, op: &RepoOperation) -> bool {
+        let raw = self.repo.registry().raw();
+        let committed = |c: &crate::model::CommitRequest| {
+            c.block_ids
+                .iter()
+                .all(|b| raw.get_revision(b, c.rev).ok().flatten().as_ref() == Some(&c.trx_id))
+        };
+        match op {
+            RepoOperation::Pend(p) => p.transforms.block_ids().iter().all(|b| {
+                let mine = Some(p.transforms.for_block(b));
+                raw.get_pending(b, &p.trx_id).ok().flatten() == mine
+                    || raw.get_transaction(b, &p.trx_id).ok().flatten() == mine
+            }),
+            RepoOperation::Commit(c) => committed(c),
+            RepoOperation::PendCommit(pc) => committed(&pc.commit),
+            RepoOperation::Cancel(_) | RepoOperation::Get(_) => false,
+        }
     }
 }
 

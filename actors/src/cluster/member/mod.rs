@@ -235,8 +235,10 @@ impl ClusterMember {
                 drop(timer);
                 match written {
                     Ok(()) => {
-                        if act.phase().is_decided() {
-                            // Decided: the next delivery reloads the decided state.
+                        // Decided: the next delivery reloads the decided state. Never
+                        // promised (votes below threshold from a member that missed
+                        // phase 1): nothing to keep.
+                        if act.phase().is_decided() || act.state.is_none() {
                             ctx.stop();
                         }
                         Ok(record)
