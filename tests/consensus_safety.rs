@@ -180,6 +180,29 @@ fn members_of(nodes: &[(NodeHandle, libp2p::Multiaddr)]) -> Vec<(String, String)
         .collect()
 }
 
+/// Delivers `r` to the nodes `to` (indexes); asserts each applied it (an
+/// approving commit) and returns how each voted.
+async fn apply_on(
+    p: &Proposer,
+    nodes: &[(NodeHandle, libp2p::Multiaddr)],
+    to: &[usize],
+    r: &ClusterRecord,
+) {
+    for &i in to {
+        let id = nodes[i].0.peer_id().to_string();
+        let back = p
+            .send(&id, &nodes[i].1.to_string(), r.clone())
+            .await
+            .unwrap();
+        assert_eq!(back.commits[&id].vote, VoteType::Approve, "node {i}");
+        assert_eq!(
+            back.commits[&id].effect,
+            Some(vec![optimystic_actors::cluster::EffectKind::Ok]),
+            "node {i}"
+        );
+    }
+}
+
 /// Collects the promises of `to` (node indexes) on `r`, then adds the proposer's.
 async fn promised(
     p: &Proposer,
@@ -216,19 +239,41 @@ async fn a_member_that_cannot_apply_a_decision_does_not_vote_for_it() {
     let members = members_of(&nodes);
     let id = |i: usize| nodes[i].0.peer_id().to_string();
     // Revision 1 everywhere, revision 2 on A and B only.
-    let r1 = p.record(&members, vec![RepoOperation::PendCommit(one_round("t1", 1, insert("x"), PendPolicy::Fail))], 30_000);
+    let r1 = p.record(
+        &members,
+        vec![RepoOperation::PendCommit(one_round(
+            "t1",
+            1,
+            insert("x"),
+            PendPolicy::Fail,
+        ))],
+        30_000,
+    );
     let r1 = promised(&p, &nodes, &[0, 1, 2], r1).await;
-    for i in 0..3 {
-        p.send(&id(i), &nodes[i].1.to_string(), r1.clone()).await.unwrap();
-    }
-    let r2 = p.record(&members, vec![RepoOperation::PendCommit(one_round("t2", 2, append("x", 2), PendPolicy::Fail))], 30_000);
+    apply_on(&p, &nodes, &[0, 1, 2], &r1).await;
+    let r2 = p.record(
+        &members,
+        vec![RepoOperation::PendCommit(one_round(
+            "t2",
+            2,
+            append("x", 2),
+            PendPolicy::Fail,
+        ))],
+        30_000,
+    );
     let r2 = promised(&p, &nodes, &[0, 1], r2).await;
-    for i in 0..2 {
-        let back = p.send(&id(i), &nodes[i].1.to_string(), r2.clone()).await.unwrap();
-        assert_eq!(back.commits[&id(i)].vote, VoteType::Approve);
-    }
+    apply_on(&p, &nodes, &[0, 1], &r2).await;
     // Revision 3, decided by A and B, whose states say revision 2.
-    let r3 = p.record(&members, vec![RepoOperation::PendCommit(one_round("t3", 3, append("x", 3), PendPolicy::Fail))], 30_000);
+    let r3 = p.record(
+        &members,
+        vec![RepoOperation::PendCommit(one_round(
+            "t3",
+            3,
+            append("x", 3),
+            PendPolicy::Fail,
+        ))],
+        30_000,
+    );
     let r3 = promised(&p, &nodes, &[0, 1], r3).await;
     // A and B go away before C hears the decision.
     let c_id = id(2);
@@ -250,7 +295,13 @@ async fn a_member_that_cannot_apply_a_decision_does_not_vote_for_it() {
         Some(Phase::Decided)
     );
     assert_eq!(
-        c_store.get_meta(&bid("x")).unwrap().unwrap().latest.unwrap().rev,
+        c_store
+            .get_meta(&bid("x"))
+            .unwrap()
+            .unwrap()
+            .latest
+            .unwrap()
+            .rev,
         1
     );
     // A comes back: C restores revision 2 from it and applies revision 3.
@@ -283,7 +334,6 @@ async fn a_pend_policy_is_decided_once_for_every_member() {
     let nodes = three(&dirs).await;
     let p = Proposer::new();
     let members = members_of(&nodes);
-    let id = |i: usize| nodes[i].0.peer_id().to_string();
     let net = client_net();
     let via = |i: usize| repo_client(&net, &nodes[i].1.to_string());
     let r = via(0)
@@ -307,11 +357,13 @@ async fn a_pend_policy_is_decided_once_for_every_member() {
         policy: PendPolicy::Continue,
     });
     let other = promised(&p, &nodes, &[0, 1], p.record(&members, vec![pend], 30_000)).await;
-    for i in 0..2 {
-        let back = p.send(&id(i), &nodes[i].1.to_string(), other.clone()).await.unwrap();
-        assert_eq!(back.commits[&id(i)].vote, VoteType::Approve);
-    }
-    assert!(nodes[2].0.storage().list_pending(&bid("x")).unwrap().is_empty());
+    apply_on(&p, &nodes, &[0, 1], &other).await;
+    assert!(nodes[2]
+        .0
+        .storage()
+        .list_pending(&bid("x"))
+        .unwrap()
+        .is_empty());
     // Through C, which has nothing pending: blocked, as on A and B.
     let r = via(2)
         .pend_commit(one_round("mine", 2, append("x", 2), PendPolicy::Fail))
@@ -329,7 +381,11 @@ async fn a_pend_policy_is_decided_once_for_every_member() {
     assert!(r.commit.is_none());
     for (n, _) in &nodes {
         let meta = n.storage().get_meta(&bid("x")).unwrap().unwrap();
-        assert_eq!(meta.latest.unwrap().rev, 1, "a member applied the blocked write");
+        assert_eq!(
+            meta.latest.unwrap().rev,
+            1,
+            "a member applied the blocked write"
+        );
     }
     for (n, _) in nodes {
         n.shutdown().await;
@@ -344,7 +400,12 @@ async fn a_pend_policy_is_decided_once_for_every_member() {
 #[actix_rt::test]
 async fn a_member_that_applied_alone_cannot_make_its_write_succeed() {
     let _one = serial();
-    let mut c = TestCluster::start_with_env(3, &FLAGS, &[(0, "OPTIMYSTIC_TEST_FAULT", "hang-after-one-commit")]).await;
+    let mut c = TestCluster::start_with_env(
+        3,
+        &FLAGS,
+        &[(0, "OPTIMYSTIC_TEST_FAULT", "hang-after-one-commit")],
+    )
+    .await;
     let first = one_round("p", 1, insert("fault-x"), PendPolicy::Fail);
     let (net, addr) = (c.net.clone(), c.addr(0).to_string());
     let background = first.clone();
@@ -353,7 +414,9 @@ async fn a_member_that_applied_alone_cannot_make_its_write_succeed() {
     });
     let line = c.node(0).wait_line("fault: HangAfterOneCommit").await;
     let reached = line.split_whitespace().last().unwrap().to_string();
-    let m = (1..3).find(|i| c.peer_id(*i) == reached).expect("phase 2 reached a member");
+    let m = (1..3)
+        .find(|i| c.peer_id(*i) == reached)
+        .expect("phase 2 reached a member");
     let n = 3 - m;
     c.isolate(m);
     c.kill(0);
@@ -401,10 +464,14 @@ async fn a_write_across_clusters_is_not_cancelled_after_its_commit_point() {
     let tail = "tail";
     let other = (0..1000)
         .map(|i| format!("other{i}"))
-        .find(|b| cluster(b) != cluster(tail) && cluster(b).iter().all(|p| !cluster(tail).contains(p)))
+        .find(|b| {
+            cluster(b) != cluster(tail) && cluster(b).iter().all(|p| !cluster(tail).contains(p))
+        })
         .unwrap();
     let coordinator = (0..4).find(|i| cluster(tail).contains(&peers[*i])).unwrap();
-    let holders: Vec<usize> = (0..4).filter(|i| cluster(&other).contains(&peers[*i])).collect();
+    let holders: Vec<usize> = (0..4)
+        .filter(|i| cluster(&other).contains(&peers[*i]))
+        .collect();
     c.pause_after_commit_point(coordinator, 1500);
     let mut t = insert(tail);
     let o = insert(&other);
@@ -413,7 +480,9 @@ async fn a_write_across_clusters_is_not_cancelled_after_its_commit_point() {
     req.commit.tail_id = Some(bid(tail));
     let (net, addr) = (c.net.clone(), c.addr(coordinator).to_string());
     let write = actix_rt::spawn(async move { repo_client(&net, &addr).pend_commit(req).await });
-    c.node(coordinator).wait_line("fault: commit point passed across").await;
+    c.node(coordinator)
+        .wait_line("fault: commit point passed across")
+        .await;
     // While the coordinator waits: another transaction holds `other` on its
     // cluster (a proposal whose coordinator then vanishes; released by recovery).
     let p = Proposer::new();
@@ -450,16 +519,17 @@ async fn an_abort_after_the_deadline_releases_at_once() {
     let nodes = three(&dirs).await;
     let p = Proposer::new();
     let members = members_of(&nodes);
-    let id = |i: usize| nodes[i].0.peer_id().to_string();
     let ttl = 300;
-    let proposal = p.pend_record(&members, "x", ttl);
-    let mut r = proposal.clone();
-    for i in 0..3 {
+    let mut r = p.pend_record(&members, "x", ttl);
+    let proposal = r.clone();
+    for (i, (n, addr)) in nodes.iter().enumerate() {
+        let me = n.peer_id().to_string();
         let back = p
-            .send(&id(i), &nodes[i].1.to_string(), proposal.clone())
+            .send(&me, &addr.to_string(), proposal.clone())
             .await
             .unwrap();
-        r.promises.insert(id(i), back.promises[&id(i)].clone());
+        r.promises.insert(me.clone(), back.promises[&me].clone());
+        assert_eq!(back.promises[&me].vote, VoteType::Approve, "node {i}");
     }
     let deadline = r.message.expiration.unwrap();
     while now_ms() <= deadline {
@@ -469,16 +539,21 @@ async fn an_abort_after_the_deadline_releases_at_once() {
     let vote = sign_commit(&p.key, &r, VoteType::Reject, Some("refused".into()), None);
     r.commits.insert(p.id(), vote);
     let sent = Instant::now();
-    for i in 0..3 {
-        let back = p.send(&id(i), &nodes[i].1.to_string(), r.clone()).await;
+    for (i, (n, addr)) in nodes.iter().enumerate() {
+        let back = p
+            .send(&n.peer_id().to_string(), &addr.to_string(), r.clone())
+            .await;
         assert!(back.is_ok(), "node {i} refused a late abort: {back:?}");
-        let phase = TxnStore::new(nodes[i].0.storage().clone())
+        let phase = TxnStore::new(n.storage().clone())
             .load(&r.message_hash)
             .unwrap()
             .map(|s| s.phase);
         assert_eq!(phase, Some(Phase::Aborted), "node {i}");
     }
-    assert!(sent.elapsed() < GRACE, "released by the abort, not by recovery");
+    assert!(
+        sent.elapsed() < GRACE,
+        "released by the abort, not by recovery"
+    );
     let net = client_net();
     let w = repo_client(&net, &nodes[0].1.to_string())
         .pend_commit(one_round("after", 1, insert("x"), PendPolicy::Fail))
@@ -508,7 +583,11 @@ async fn members_whose_clocks_are_ten_seconds_apart_keep_one_history() {
     for k in 0..24 {
         acked += usize::from(w.step(&c.client(k % 3), k).await);
     }
-    assert!(acked >= 12, "writes under clock skew: {acked}/24 acknowledged: {:?}", w.last_error);
+    assert!(
+        acked >= 12,
+        "writes under clock skew: {acked}/24 acknowledged: {:?}",
+        w.last_error
+    );
     let _ = &mut c;
     let r = check(&c, &mut w, SETTLE + Duration::from_millis(3 * TIMEOUT_MS)).await;
     assert!(r.acked >= acked);

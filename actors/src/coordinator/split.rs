@@ -34,7 +34,12 @@ impl Coordinator {
             this.run_split(view, cancel_groups, op, forwarded).await
         };
         let pend = self
-            .run_split(view, groups.clone(), RepoOperation::Pend(pc.pend), forwarded)
+            .run_split(
+                view,
+                groups.clone(),
+                RepoOperation::Pend(pc.pend),
+                forwarded,
+            )
             .await?
             .into_pend()?;
         if !pend.is_success() {
@@ -117,9 +122,9 @@ impl Coordinator {
         let until = Instant::now() + self.timeout;
         let mut wait = Duration::from_millis(50);
         loop {
-            let runs = rest
-                .iter()
-                .map(|(plan, blocks)| self.run_part(plan.clone(), op.restricted_to(blocks), forwarded));
+            let runs = rest.iter().map(|(plan, blocks)| {
+                self.run_part(plan.clone(), op.restricted_to(blocks), forwarded)
+            });
             let results = futures::future::join_all(runs).await;
             let mut again = Vec::new();
             for (part, r) in rest.into_iter().zip(results) {

@@ -30,7 +30,7 @@ pub use frame::{read_frame, write_frame, Frame, FrameCodec};
 pub use protocol::{
     BadPrefix, Encoding, ProtocolIds, BLOCK_FRAME_MAX, CONTROL_FRAME_MAX, DEFAULT_PREFIX,
 };
-pub use service::{repo_error, Consensus, RepoService};
+pub use service::{repo_error, Consensus, RepoService, CLOCK_SKEW_TOLERANCE};
 pub use swarm::{
     Dial, Drain, Inbound, InboundKey, Listen, NetStatus, PeerInfo, Request, Respond, Status,
     SwarmActor,

@@ -91,9 +91,11 @@ impl MemberDirectory {
             }
             for b in operation_blocks(op) {
                 match bases.get(&b) {
-                    Some(BaseCheck::Conflict) => return Applied::Fence(format!(
+                    Some(BaseCheck::Conflict) => {
+                        return Applied::Fence(format!(
                         "fenced: this copy of block {b} holds another write than the decided base"
-                    )),
+                    ))
+                    }
                     Some(BaseCheck::Behind) => return Applied::Behind(b),
                     _ => {}
                 }
