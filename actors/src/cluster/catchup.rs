@@ -92,7 +92,7 @@ impl CatchUp {
         &self,
         block: &BlockId,
         base: &Option<TrxRev>,
-        holders: &[PeerAddrs],
+        holders: impl FnOnce() -> Vec<PeerAddrs>,
     ) -> BaseCheck {
         let check = |local: &Option<TrxRev>| match (local, base) {
             (l, b) if l == b => BaseCheck::Equal,
@@ -108,16 +108,10 @@ impl CatchUp {
             return BaseCheck::Behind;
         };
         let from = local.as_ref().map_or(0, |l| l.rev);
-        for (peer, addrs) in holders.iter().filter(|(p, _)| *p != self.me) {
-            let fetched = crate::net::fetch_archive(
-                net,
-                *peer,
-                addrs.clone(),
-                block,
-                Some(from),
-                CATCH_UP_TIMEOUT,
-            )
-            .await;
+        for (peer, addrs) in holders().into_iter().filter(|(p, _)| *p != self.me) {
+            let fetched =
+                crate::net::fetch_archive(net, peer, addrs, block, Some(from), CATCH_UP_TIMEOUT)
+                    .await;
             let Ok(Some(archive)) = fetched else {
                 continue;
             };

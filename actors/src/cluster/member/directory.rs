@@ -410,6 +410,16 @@ impl MemberDirectory {
         self.expired.add(1);
     }
 
+    /// Peer `id` of a record with its addresses.
+    pub(super) fn addrs_of_peer(
+        record: &ClusterRecord,
+        id: &str,
+    ) -> Option<(libp2p::PeerId, Vec<libp2p::Multiaddr>)> {
+        let p = record.peers.get(id)?;
+        let peer: libp2p::PeerId = id.parse().ok()?;
+        Some((peer, p.multiaddrs.iter().filter_map(|a| a.parse().ok()).collect()))
+    }
+
     /// Peers of a record with their addresses, by PeerId text.
     pub(super) fn addrs_of(
         record: &ClusterRecord,

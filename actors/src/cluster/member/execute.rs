@@ -36,11 +36,20 @@ pub(super) enum Applied {
 
 impl MemberDirectory {
     /// Applies `record`'s decision on this copy.
-    pub(super) async fn apply(self: &Arc<Self>, record: &ClusterRecord, d: &Decision) -> Applied {
+    /// `again`: this member may have applied it before (it was resumed from disk,
+    /// or is retrying); only then is its storage searched for the effect.
+    pub(super) async fn apply(
+        self: &Arc<Self>,
+        record: &ClusterRecord,
+        d: &Decision,
+        again: bool,
+    ) -> Applied {
         let ops = &record.message.operations;
-        let addrs = Self::addrs_of(record);
+        // Parsed only for the peers a catch-up or fetch asks.
         let peers_of = |ids: &[String]| -> Vec<PeerAddrs> {
-            ids.iter().filter_map(|id| addrs.get(id).cloned()).collect()
+            ids.iter()
+                .filter_map(|id| Self::addrs_of_peer(record, id))
+                .collect()
         };
         // Operations this copy applied already (it voted, then lost the lazily
         // written Committed state, and learns the decision again): their effect is
@@ -48,7 +57,7 @@ impl MemberDirectory {
         let done: Vec<bool> = ops
             .iter()
             .zip(&d.verdicts)
-            .map(|(op, v)| *v == Verdict::Apply && self.already_applied(op))
+            .map(|(op, v)| again && *v == Verdict::Apply && self.already_applied(op))
             .collect();
         // The base of every block an applied or read-only operation touches.
         let mut bases: BTreeMap<BlockId, BaseCheck> = BTreeMap::new();
@@ -64,9 +73,9 @@ impl MemberDirectory {
                     continue;
                 }
                 let base = d.bases.get(&b).cloned().flatten();
-                let holders = peers_of(d.holders.get(&b).map_or(&[][..], Vec::as_slice));
+                let holders = || peers_of(d.holders.get(&b).map_or(&[][..], Vec::as_slice));
                 let check = match self.catch_up.get() {
-                    Some(c) => c.reach_base(&b, &base, &holders).await,
+                    Some(c) => c.reach_base(&b, &base, holders).await,
                     None => local_check(self, &b, &base),
                 };
                 bases.insert(b, check);

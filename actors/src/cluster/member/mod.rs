@@ -99,16 +99,20 @@ pub struct ClusterMember {
     state: Option<TxnState>,
     /// Next wait before retrying a decision this copy could not apply yet.
     retry: Duration,
+    /// Started from a stored state, or retrying: it may have applied before.
+    again: bool,
 }
 
 impl ClusterMember {
     fn new(dir: Arc<MemberDirectory>, hash: String, state: Option<TxnState>) -> Self {
         dir.active.fetch_add(1, Ordering::Relaxed);
+        let again = state.is_some();
         Self {
             dir,
             hash,
             state,
             retry: RETRY_FIRST,
+            again,
         }
     }
 
@@ -274,9 +278,11 @@ impl ClusterMember {
     ) -> ResponseActFuture<Self, Result<ClusterRecord, ClusterError>> {
         let decision = decide(&record, majority(record.peers.len()));
         let dir = self.dir.clone();
+        // A member that promised in this actor's lifetime has not applied it yet.
+        let again = self.again || self.phase() == Phase::Decided;
         let work = {
             let (record, decision) = (record.clone(), decision.clone());
-            async move { dir.apply(&record, &decision).await }
+            async move { dir.apply(&record, &decision, again).await }
         };
         let blocks = MemberDirectory::blocks_of(&record);
         let fenced_blocks = blocks.clone();

@@ -340,3 +340,19 @@ fn a_message_carries_one_to_max_operations() {
         Err(RecordError::Operations(n)) if n == MAX_OPERATIONS + 1
     ));
 }
+
+#[test]
+fn the_state_digest_is_the_canonical_json_digest() {
+    use crate::cluster::canonical::digest;
+    let mut s = state(7);
+    s.insert(BlockId::new("a-0").unwrap(), BlockState::default());
+    s.insert(
+        BlockId::new("z_9").unwrap(),
+        BlockState {
+            latest: None,
+            pendings: vec![TrxId::new("p1").unwrap(), TrxId::new("p2").unwrap()],
+        },
+    );
+    assert_eq!(state_digest(&s), digest(&s));
+    assert_eq!(state_digest(&States::new()), digest(&States::new()));
+}
