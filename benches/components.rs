@@ -102,6 +102,8 @@ fn record(keys: &[Keypair], ops: usize) -> ClusterRecord {
             .collect(),
         expiration: Some(u64::MAX),
         coordinator: keys.first().map(|k| k.public().to_peer_id().to_string()),
+        epochs: Default::default(),
+        change: None,
     };
     ClusterRecord {
         message_hash: message_hash(&message),

@@ -36,6 +36,9 @@ pub struct Settings {
     pub max_pending_per_block: usize,
     /// Most cluster transactions in progress at once on this node as a member.
     pub max_active_transactions: usize,
+    /// How long a member may be unreachable before placement replaces it with the
+    /// next live peer of its regions' targets, ms.
+    pub dead_peer_timeout_ms: u64,
 }
 
 impl Default for Settings {
@@ -54,6 +57,7 @@ impl Default for Settings {
             max_requests_per_peer: 16_000,
             max_pending_per_block: 256,
             max_active_transactions: optimystic_actors::cluster::DEFAULT_MAX_ACTIVE,
+            dead_peer_timeout_ms: 60_000,
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct Overrides {
     pub max_pending_per_block: Option<usize>,
     /// `--max-active-transactions` / `OPTIMYSTIC_MAX_ACTIVE_TRANSACTIONS`.
     pub max_active_transactions: Option<usize>,
+    /// `--dead-peer-timeout-ms` / `OPTIMYSTIC_DEAD_PEER_TIMEOUT_MS`.
+    pub dead_peer_timeout_ms: Option<u64>,
 }
 
 impl Settings {
@@ -120,7 +126,8 @@ impl Settings {
             request_timeout_ms,
             max_requests_per_peer,
             max_pending_per_block,
-            max_active_transactions
+            max_active_transactions,
+            dead_peer_timeout_ms
         );
         s.validate()?;
         Ok(s)

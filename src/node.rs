@@ -22,7 +22,7 @@ use actix::prelude::*;
 use futures::future::BoxFuture;
 use libp2p::{Multiaddr, PeerId};
 use optimystic_actors::block::{BlockRegistry, RegistryOptions, StorageRepo};
-use optimystic_actors::cluster::{MemberDirectory, TxnStore};
+use optimystic_actors::cluster::{Configs, MemberDirectory, TxnStore};
 use optimystic_actors::coordinator::{Coordinator, CoordinatorHandle};
 use optimystic_actors::metrics::export::NodeCollector;
 use optimystic_actors::metrics::EngineMetrics;
@@ -127,6 +127,7 @@ impl NodeBuilder {
         b.cfg.net.max_requests_per_peer_per_sec = s.max_requests_per_peer;
         b.cfg.registry.max_pending_per_block = s.max_pending_per_block;
         b.cfg.max_active_transactions = s.max_active_transactions;
+        b.cfg.net.member_grace = std::time::Duration::from_millis(s.dead_peer_timeout_ms);
         b
     }
 
@@ -321,6 +322,7 @@ impl NodeHandle {
         .map_err(|e| NodeError::Config(format!("start-up task failed: {e}")))?;
         let (raw, key) = opened?;
         let peer_id = key.public().to_peer_id();
+        let key_for_configs = key.clone();
         let mut net_cfg = cfg.net.clone();
         net_cfg.protocols =
             ProtocolIds::new(&cfg.protocol_prefix).map_err(|e| NodeError::Config(e.to_string()))?;
@@ -336,7 +338,14 @@ impl NodeHandle {
             cfg.registry.clone(),
         )?;
         let repo = StorageRepo::new(registry);
-        let members = MemberDirectory::new(key.clone(), repo.clone(), TxnStore::new(raw.clone()));
+        let configs = Configs::open(&peer_id.to_string(), cfg.cluster_size, raw.clone())
+            .map_err(RepoError::from)?;
+        let members = MemberDirectory::new(
+            key.clone(),
+            repo.clone(),
+            TxnStore::new(raw.clone()),
+            configs.clone(),
+        );
         members.set_max_active(cfg.max_active_transactions);
         // A proposal may ask for at most a few request timeouts: a record that
         // never expires would hold its blocks for good.
@@ -348,7 +357,6 @@ impl NodeHandle {
             repo.clone(),
             net_cell.clone(),
             members.clone(),
-            cfg.cluster_size,
             net_cfg.request_timeout,
         ))
         .with_idle_actor(&swarm_arbiter.handle());
@@ -363,9 +371,11 @@ impl NodeHandle {
             local: repo.clone(),
             coordinator: coordinator.clone(),
         };
+        let placement = coordinator.clone();
         let consensus = Consensus {
             members,
             coordinator,
+            repo: repo.clone(),
         };
         let (events_tx, events) = mpsc::channel(256);
         // Beside the swarm: an inbound request and its reply cross no thread there.
@@ -431,6 +441,20 @@ impl NodeHandle {
         for addr in &cfg.listen {
             net.call(Listen(addr.clone())).await??;
         }
+        // A node that never had peers, and was given none to join, starts a
+        // network of its own: every region configured with itself alone.
+        let me = optimystic_actors::cluster::peer_entry(&key_for_configs, Vec::new()).1;
+        match configs
+            .genesis_if_alone(me, !cfg.bootstrap.is_empty())
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(%peer_id, "started a new network: this node holds every region")
+            }
+            Ok(false) => {}
+            Err(e) => return Err(NodeError::Repo(e.into())),
+        }
+        placement.start_placement();
         for addr in &cfg.bootstrap {
             if let Err(e) = net.call(Dial(addr.clone())).await? {
                 tracing::warn!(%addr, error = %e, "bootstrap dial failed");
@@ -494,6 +518,12 @@ impl NodeHandle {
     /// cluster (signed two-phase commit), alone they apply directly.
     pub fn repo(&self) -> &NodeRepo {
         &self.repo
+    }
+
+    /// The configurations this node holds: which peers replicate each region
+    /// (docs/CONSENSUS.md, "Configurations").
+    pub fn configs(&self) -> &Arc<Configs> {
+        self.repo.coordinator.configs()
     }
 
     /// A client of this node's swarm (for requests to other peers).

@@ -26,22 +26,6 @@ fn three_dirs() -> [tempfile::TempDir; 3] {
     [(); 3].map(|()| tempfile::tempdir().unwrap())
 }
 
-async fn three_nodes(dirs: &[tempfile::TempDir; 3]) -> Vec<(NodeHandle, libp2p::Multiaddr)> {
-    let a = start_node(dirs[0].path(), vec![]).await;
-    let b = start_node(dirs[1].path(), vec![a.1.clone()]).await;
-    let c = start_node(dirs[2].path(), vec![a.1.clone()]).await;
-    let nodes = vec![a, b, c];
-    for (n, _) in &nodes {
-        let net = n.net().clone();
-        eventually(Duration::from_secs(30), || {
-            let net = net.clone();
-            async move { net.status().await.unwrap().members.len() == 2 }
-        })
-        .await;
-    }
-    nodes
-}
-
 /// Delivers `r` to `node` on the cluster protocol; its answer.
 async fn deliver(
     net: &NetClient,
@@ -323,7 +307,7 @@ async fn tampered_and_replayed_records_change_nothing() {
             .all()
             .unwrap()
             .into_iter()
-            .filter(|(_, s)| !s.record.commits.is_empty())
+            .filter(|(_, s)| !s.record.commits.is_empty() && s.record.message.change.is_none())
             .map(|(_, s)| s.record)
             .collect()
     };
@@ -469,11 +453,10 @@ async fn tampered_and_replayed_records_change_nothing() {
 
 #[actix_rt::test]
 async fn members_settle_by_recovery_when_the_coordinator_vanishes() {
-    let dirs = three_dirs();
-    let nodes = three_nodes(&dirs).await;
+    let dirs = four_dirs();
+    // The coordinator: a member of the record that proposes, then vanishes.
+    let (nodes, coordinator) = three_and_a_proposer(&dirs, |_, _| {}).await;
     let net = client_net();
-    // The coordinator: a peer of the record that proposes, then vanishes.
-    let coordinator = Proposer::new();
     let send = |i: usize, r: ClusterRecord| {
         let (id, addr) = (nodes[i].0.peer_id().to_string(), nodes[i].1.to_string());
         let c = &coordinator;
@@ -582,9 +565,8 @@ async fn members_settle_by_recovery_when_the_coordinator_vanishes() {
 /// pended again): it ends with the committed revision and nothing pending.
 #[actix_rt::test]
 async fn a_member_that_misses_the_pend_decision_still_applies_the_commit() {
-    let dirs = three_dirs();
-    let nodes = three_nodes(&dirs).await;
-    let coordinator = Proposer::new();
+    let dirs = four_dirs();
+    let (nodes, coordinator) = three_and_a_proposer(&dirs, |_, _| {}).await;
     let send = |i: usize, r: ClusterRecord| {
         let (id, addr) = (nodes[i].0.peer_id().to_string(), nodes[i].1.to_string());
         let c = &coordinator;
@@ -663,15 +645,13 @@ async fn a_member_that_misses_the_pend_decision_still_applies_the_commit() {
 
 #[actix_rt::test]
 async fn a_member_refuses_new_transactions_past_its_active_limit() {
-    let dirs = three_dirs();
-    let a = start_node(dirs[0].path(), vec![]).await;
-    let b = start_node_with(dirs[1].path(), vec![a.1.clone()], |c| {
-        c.max_active_transactions = 1
+    let dirs = four_dirs();
+    let (nodes, proposer) = three_and_a_proposer(&dirs, |i, c| {
+        if i == 1 {
+            c.max_active_transactions = 1;
+        }
     })
     .await;
-    let c = start_node(dirs[2].path(), vec![a.1.clone()]).await;
-    let nodes = vec![a, b, c];
-    let proposer = Proposer::new();
     let net = proposer.net.clone();
     let members = members_of(&nodes);
     let first = proposer.pend_record(&members, "held", 30_000);
@@ -809,14 +789,7 @@ async fn replicas_are_exactly_each_blocks_k_closest_peers() {
         let boot = nodes[0].1.clone();
         nodes.push(start_k(d.path(), vec![boot], K).await);
     }
-    for (n, _) in &nodes {
-        let net = n.net().clone();
-        eventually(Duration::from_secs(30), || {
-            let net = net.clone();
-            async move { net.status().await.unwrap().members.len() == 3 }
-        })
-        .await;
-    }
+    connect_and_settle(&nodes, K).await;
     let peers: Vec<libp2p::PeerId> = nodes.iter().map(|(n, _)| n.peer_id()).collect();
     let net = client_net();
     let mut forwarded_somewhere = false;
@@ -833,7 +806,7 @@ async fn replicas_are_exactly_each_blocks_k_closest_peers() {
         )
         .await;
         assert!(p.is_success() && c.unwrap().is_success(), "{name}: {p:?}");
-        let cluster = optimystic_actors::cluster::closest_peers(&bid(&name), peers.clone(), K);
+        let cluster = optimystic_actors::membership::target(Region::of(&bid(&name)), &peers, K);
         forwarded_somewhere |= !cluster.contains(&peers[via]);
         for (n, _) in &nodes {
             let storage = n.storage().clone();
@@ -858,7 +831,7 @@ async fn replicas_are_exactly_each_blocks_k_closest_peers() {
     // One transaction over two blocks with different clusters: each block lands on
     // its own cluster only (one record per cluster), and both commit.
     let cluster_of =
-        |name: &str| optimystic_actors::cluster::closest_peers(&bid(name), peers.clone(), K);
+        |name: &str| optimystic_actors::membership::target(Region::of(&bid(name)), &peers, K);
     let a = "m0".to_string();
     let b = (1..200)
         .map(|i| format!("m{i}"))
@@ -948,10 +921,9 @@ async fn replicas_are_exactly_each_blocks_k_closest_peers() {
 /// a held block refuses only itself, not the writes that shared its record.
 #[actix_rt::test]
 async fn concurrent_writes_share_records_and_a_conflict_fails_only_itself() {
-    let dirs = three_dirs();
-    let nodes = three_nodes(&dirs).await;
+    let dirs = four_dirs();
+    let (nodes, proposer) = three_and_a_proposer(&dirs, |_, _| {}).await;
     let net = client_net();
-    let proposer = Proposer::new();
     let send = |i: usize, r: ClusterRecord| deliver(&proposer.net, &nodes[i], r);
     // A phase-1 record from a coordinator that never decides holds "held" on all
     // three members for the next 20 s.

@@ -50,6 +50,7 @@ async fn sigkill_a_member_mid_stream() {
     let a = NodeProcess::start(dirs[0].path(), &[]);
     let b = NodeProcess::start(dirs[1].path(), &["--bootstrap", &a.addr]);
     let c = NodeProcess::start(dirs[2].path(), &["--bootstrap", &a.addr]);
+    settle_processes(&[&a, &b, &c], 3).await;
     let net_ = client_net();
     let (ca, cb) = (repo_client(&net_, &a.addr), repo_client(&net_, &b.addr));
     // Wait until the cluster has formed: a write through A lands on B and C.
@@ -124,26 +125,16 @@ async fn sigkill_a_member_mid_stream() {
 #[actix_rt::test]
 async fn coordinator_gone_between_phases() {
     use optimystic_actors::cluster::ClusterRecord;
-    let dirs = [
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    ];
-    let a = NodeProcess::start(dirs[0].path(), &[]);
-    let b = NodeProcess::start(dirs[1].path(), &["--bootstrap", &a.addr]);
-    let c = NodeProcess::start(dirs[2].path(), &["--bootstrap", &a.addr]);
+    let dirs = four_dirs();
+    // The coordinator: a member of the record that proposes, then vanishes.
+    let (procs, coordinator) = processes_and_a_proposer(&dirs, &[]).await;
     let net_ = client_net();
     let (ca, cb, cc) = (
-        repo_client(&net_, &a.addr),
-        repo_client(&net_, &b.addr),
-        repo_client(&net_, &c.addr),
+        repo_client(&net_, &procs[0].addr),
+        repo_client(&net_, &procs[1].addr),
+        repo_client(&net_, &procs[2].addr),
     );
-    eventually(Duration::from_secs(30), || async {
-        write(&ca, "probe", 1, insert("probe")).await
-    })
-    .await;
-    let coordinator = Proposer::new();
-    let nodes = [&a, &b, &c];
+    let nodes = [&procs[0], &procs[1], &procs[2]];
     let send = |i: usize, r: ClusterRecord| {
         let (id, addr, c) = (nodes[i].peer_id(), nodes[i].addr.clone(), &coordinator);
         async move { c.send(&id, &addr, r).await.unwrap() }
@@ -202,7 +193,7 @@ async fn coordinator_gone_between_phases() {
     }
     coordinator.promise(&mut r2);
     let done = send(0, r2.clone()).await;
-    assert!(done.commits.contains_key(&a.peer_id()));
+    assert!(done.commits.contains_key(&procs[0].peer_id()));
     let trx = TrxId::new("orphan-split").unwrap();
     for cl in [&ca, &cb, &cc] {
         // The pend executed everywhere: the transaction is pending on "split" on every node.
@@ -225,7 +216,7 @@ async fn coordinator_gone_between_phases() {
         })
         .await;
     }
-    drop((a, b, c));
+    drop(procs);
 }
 
 /// Whether `trx` is pending on `block` as read through `c`.
@@ -283,6 +274,7 @@ async fn sigkill_the_coordinator_binary_between_phases() {
     let boot: Vec<&str> = boot.iter().map(String::as_str).collect();
     let b = NodeProcess::start(dirs[1].path(), &boot);
     let c = NodeProcess::start(dirs[2].path(), &boot);
+    settle_processes(&[&a, &b, &c], 3).await;
     let net_ = client_net();
     let (ca, cb, cc) = (
         repo_client(&net_, &a.addr),
@@ -397,6 +389,15 @@ async fn twenty_member_kills_lose_nothing() {
         Some(NodeProcess::start(dirs[1].path(), &boot)),
         Some(NodeProcess::start(dirs[2].path(), &boot)),
     ];
+    settle_processes(
+        &[
+            &a,
+            members[0].as_ref().unwrap(),
+            members[1].as_ref().unwrap(),
+        ],
+        3,
+    )
+    .await;
     let net_ = client_net();
     let ca = repo_client(&net_, &a.addr);
     eventually(Duration::from_secs(30), || async {

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use optimystic::node::{NodeConfig, NodeHandle};
-use optimystic_actors::cluster::closest_peers;
 use optimystic_actors::model::*;
 use optimystic_actors::net::{NetConfig, NetEvent};
 use optimystic_actors::storage::StorageKind;
@@ -67,11 +66,17 @@ async fn replicas_are_the_k_closest_of_twenty() {
         })
         .await;
     }
+    let handles: Vec<&NodeHandle> = nodes.iter().map(|(n, _)| n).collect();
+    let began = std::time::Instant::now();
+    settle_within(&handles, K, Duration::from_secs(240)).await;
+    eprintln!("settled in {:?}", began.elapsed());
+    let began = std::time::Instant::now();
+    let done = std::sync::atomic::AtomicUsize::new(0);
     let peers: Vec<libp2p::PeerId> = nodes.iter().map(|(n, _)| n.peer_id()).collect();
 
     // 1,000 single-block transactions, entering through every node, 16 at a time.
     let lanes = (0..16).map(|lane| {
-        let nodes = &nodes;
+        let (nodes, done) = (&nodes, &done);
         async move {
             for i in (lane..BLOCKS).step_by(16) {
                 let name = format!("m{i}");
@@ -98,6 +103,10 @@ async fn replicas_are_the_k_closest_of_twenty() {
                     .await
                     .unwrap();
                 assert!(c.is_success(), "{name}");
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if n % 100 == 0 {
+                    eprintln!("{n} writes in {:?}", began.elapsed());
+                }
             }
         }
     });
@@ -108,7 +117,7 @@ async fn replicas_are_the_k_closest_of_twenty() {
     let mut held = vec![0usize; NODES];
     for i in 0..BLOCKS {
         let name = format!("m{i}");
-        let cluster = closest_peers(&bid(&name), peers.clone(), K);
+        let cluster = optimystic_actors::membership::target(Region::of(&bid(&name)), &peers, K);
         assert_eq!(cluster.len(), K);
         for (j, (n, _)) in nodes.iter().enumerate() {
             let storage = n.storage().clone();

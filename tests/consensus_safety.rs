@@ -156,23 +156,6 @@ async fn a_write_applied_by_the_coordinator_alone_is_never_acknowledged() {
     everyone_serves(&clients, "x", &want).await;
 }
 
-/// In-process nodes A, B, C (bootstrapping from A), fully connected.
-async fn three(dirs: &[tempfile::TempDir; 3]) -> Vec<(NodeHandle, libp2p::Multiaddr)> {
-    let a = start_node(dirs[0].path(), vec![]).await;
-    let b = start_node(dirs[1].path(), vec![a.1.clone()]).await;
-    let c = start_node(dirs[2].path(), vec![a.1.clone()]).await;
-    let nodes = vec![a, b, c];
-    for (n, _) in &nodes {
-        let net = n.net().clone();
-        eventually(Duration::from_secs(30), || {
-            let net = net.clone();
-            async move { net.status().await.unwrap().members.len() == 2 }
-        })
-        .await;
-    }
-    nodes
-}
-
 fn members_of(nodes: &[(NodeHandle, libp2p::Multiaddr)]) -> Vec<(String, String)> {
     nodes
         .iter()
@@ -233,9 +216,8 @@ async fn promised(
 /// the write). It keeps the decision and applies it once a holder is back.
 #[actix_rt::test]
 async fn a_member_that_cannot_apply_a_decision_does_not_vote_for_it() {
-    let dirs = [(); 3].map(|()| tempfile::tempdir().unwrap());
-    let mut nodes = three(&dirs).await;
-    let p = Proposer::new();
+    let dirs = four_dirs();
+    let (mut nodes, p) = three_and_a_proposer(&dirs, |_, _| {}).await;
     let members = members_of(&nodes);
     let id = |i: usize| nodes[i].0.peer_id().to_string();
     // Revision 1 everywhere, revision 2 on A and B only.
@@ -305,7 +287,10 @@ async fn a_member_that_cannot_apply_a_decision_does_not_vote_for_it() {
         1
     );
     // A comes back: C restores revision 2 from it and applies revision 3.
-    let a = start_node(dirs[0].path(), vec![nodes[0].1.clone()]).await;
+    let a = start_node_with(dirs[0].path(), vec![nodes[0].1.clone()], |c| {
+        c.cluster_size = 4
+    })
+    .await;
     eventually(Duration::from_secs(30), || {
         let phase = c_txns.load(&r3.message_hash).unwrap().map(|s| s.phase);
         async move { phase == Some(Phase::Committed) }
@@ -330,9 +315,8 @@ async fn a_member_that_cannot_apply_a_decision_does_not_vote_for_it() {
 /// while A and B are blocked.
 #[actix_rt::test]
 async fn a_pend_policy_is_decided_once_for_every_member() {
-    let dirs = [(); 3].map(|()| tempfile::tempdir().unwrap());
-    let nodes = three(&dirs).await;
-    let p = Proposer::new();
+    let dirs = four_dirs();
+    let (nodes, p) = three_and_a_proposer(&dirs, |_, _| {}).await;
     let members = members_of(&nodes);
     let net = client_net();
     let via = |i: usize| repo_client(&net, &nodes[i].1.to_string());
@@ -451,11 +435,14 @@ async fn a_member_that_applied_alone_cannot_make_its_write_succeed() {
 #[actix_rt::test]
 async fn a_write_across_clusters_is_not_cancelled_after_its_commit_point() {
     let _one = serial();
-    let flags = ["--request-timeout-ms", "10000", "--cluster-size", "2"];
-    let mut c = TestCluster::start(4, &flags).await;
+    // Timeouts by environment, so that one node's can differ.
+    let flags = ["--cluster-size", "2"];
+    let timeout = "OPTIMYSTIC_REQUEST_TIMEOUT_MS";
+    let env: Vec<(usize, &str, &str)> = (0..4).map(|i| (i, timeout, "10000")).collect();
+    let mut c = TestCluster::start_with_env(4, &flags, &env).await;
     let peers: Vec<libp2p::PeerId> = (0..4).map(|i| c.peer_id(i).parse().unwrap()).collect();
     let cluster = |b: &str| {
-        let mut k = optimystic_actors::cluster::closest_peers(&bid(b), peers.iter().copied(), 2);
+        let mut k = optimystic_actors::membership::target(Region::of(&bid(b)), &peers, 2);
         k.sort();
         k
     };
@@ -472,7 +459,21 @@ async fn a_write_across_clusters_is_not_cancelled_after_its_commit_point() {
     let holders: Vec<usize> = (0..4)
         .filter(|i| cluster(&other).contains(&peers[*i]))
         .collect();
-    c.pause_after_commit_point(coordinator, 1500);
+    // One holder of `other` will coordinate a transaction that stops after
+    // phase 1 (it touches a `fault-` block of the same cluster), with records
+    // that expire in 3 s: it holds `other` for a few seconds, then recovery
+    // releases it.
+    let h = holders[0];
+    let marker = (0..1000)
+        .map(|i| format!("fault-{i}"))
+        .find(|b| cluster(b) == cluster(&other))
+        .unwrap();
+    c.kill(h);
+    c.set_env(h, timeout, "3000");
+    c.set_env(h, "OPTIMYSTIC_TEST_FAULT", "hang-after-promises");
+    c.restart(h);
+    c.settle().await;
+    c.pause_after_commit_point(coordinator, 3000);
     let mut t = insert(tail);
     let o = insert(&other);
     t.inserts.as_mut().unwrap().extend(o.inserts.unwrap());
@@ -483,18 +484,19 @@ async fn a_write_across_clusters_is_not_cancelled_after_its_commit_point() {
     c.node(coordinator)
         .wait_line("fault: commit point passed across")
         .await;
-    // While the coordinator waits: another transaction holds `other` on its
-    // cluster (a proposal whose coordinator then vanishes; released by recovery).
-    let p = Proposer::new();
-    let members: Vec<(String, String)> = holders
-        .iter()
-        .map(|i| (c.peer_id(*i).to_string(), c.addr(*i).to_string()))
-        .collect();
-    let hold = p.pend_record(&members, &other, 2_000);
-    for (id, addr) in &members {
-        let back = p.send(id, addr, hold.clone()).await.unwrap();
-        assert_eq!(back.promises[id].vote, VoteType::Approve);
-    }
+    // While the coordinator waits: the holder's transaction holds `other`.
+    let mut hold = insert(&other);
+    hold.inserts
+        .as_mut()
+        .unwrap()
+        .extend(insert(&marker).inserts.unwrap());
+    let (net, addr) = (c.net.clone(), c.addr(h).to_string());
+    actix_rt::spawn(async move {
+        let _ = repo_client(&net, &addr)
+            .pend_commit(one_round("hold", 1, hold, PendPolicy::Fail))
+            .await;
+    });
+    c.node(h).wait_line("fault: HangAfterPromises").await;
     let r = write.await.unwrap();
     assert!(
         r.as_ref().is_ok_and(PendCommitResult::is_success),
@@ -515,11 +517,10 @@ async fn a_write_across_clusters_is_not_cancelled_after_its_commit_point() {
 /// not) and release the block at once, without waiting for recovery.
 #[actix_rt::test]
 async fn an_abort_after_the_deadline_releases_at_once() {
-    let dirs = [(); 3].map(|()| tempfile::tempdir().unwrap());
-    let nodes = three(&dirs).await;
-    let p = Proposer::new();
+    let dirs = four_dirs();
+    let (nodes, p) = three_and_a_proposer(&dirs, |_, _| {}).await;
     let members = members_of(&nodes);
-    let ttl = 300;
+    let ttl = 1_500;
     let mut r = p.pend_record(&members, "x", ttl);
     let proposal = r.clone();
     for (i, (n, addr)) in nodes.iter().enumerate() {

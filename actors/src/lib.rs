@@ -18,6 +18,7 @@ pub mod block;
 pub mod cluster;
 pub mod coordinator;
 pub mod faults;
+pub mod membership;
 pub mod metrics;
 pub mod model;
 pub mod net;

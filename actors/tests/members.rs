@@ -12,7 +12,7 @@ use common::*;
 use libp2p::identity::Keypair;
 use optimystic_actors::block::{BlockRegistry, RegistryOptions, StorageRepo};
 use optimystic_actors::cluster::{
-    message_hash, peer_entry, ClusterRecord, MemberDirectory, Phase, TxnStore, RETENTION,
+    message_hash, peer_entry, ClusterRecord, Configs, MemberDirectory, Phase, TxnStore, RETENTION,
 };
 use optimystic_actors::metrics::EngineMetrics;
 use optimystic_actors::model::now_ms;
@@ -32,6 +32,9 @@ fn pend_record(key: &Keypair, block: &str) -> ClusterRecord {
         })],
         expiration: Some(now_ms() + 30_000),
         coordinator: Some(key.public().to_peer_id().to_string()),
+        // The genesis configuration of every region: epoch 1.
+        epochs: [(Region::of(&bid(block)), 1)].into(),
+        change: None,
     };
     ClusterRecord {
         message_hash: message_hash(&message),
@@ -56,12 +59,20 @@ async fn decided_transactions_are_pruned_after_retention() {
         .unwrap();
         let key = Keypair::generate_ed25519();
         let store = TxnStore::new(raw.clone());
-        let members = MemberDirectory::new(key.clone(), StorageRepo::new(registry), store.clone());
+        let me = key.public().to_peer_id().to_string();
+        let configs = Configs::open(&me, 1, raw.clone()).unwrap();
+        let (_, entry) = peer_entry(&key, vec![]);
+        assert!(configs.genesis_if_alone(entry, false).await.unwrap());
+        let members = MemberDirectory::new(
+            key.clone(),
+            StorageRepo::new(registry),
+            store.clone(),
+            configs,
+        );
         let record = pend_record(&key, "b");
         let hash = record.message_hash.clone();
         let deadline = record.message.expiration.unwrap();
         // Phase 1 then phase 2 on a cluster of one.
-        let me = key.public().to_peer_id().to_string();
         let promised = members.update(record, &me).await.unwrap();
         assert_eq!(promised.promises.len(), 1);
         let committed = members.update(promised, &me).await.unwrap();

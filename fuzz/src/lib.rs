@@ -15,6 +15,8 @@ pub fn check_request(enc: Encoding, data: &[u8]) {
                 operations: vec![op.clone()],
                 expiration,
                 coordinator: None,
+                epochs: Default::default(),
+                change: None,
             };
             for again in [Encoding::Json, Encoding::MsgPack] {
                 let bytes = encode(again, &msg).expect("a decoded request encodes");

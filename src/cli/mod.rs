@@ -30,7 +30,7 @@ pub enum Command {
     /// Prints `listening on <multiaddr>/p2p/<peerId>` on stdout for each listen address.
     /// With no flags: embedded storage in ./data, listening on /ip4/127.0.0.1/tcp/7410,
     /// no HTTP admin server.
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Show a node's status (peers, storage, uptime) from its HTTP admin server.
     Status(AdminArgs),
     /// Status plus mailboxes sorted by depth and repo operation counts.
@@ -105,6 +105,11 @@ pub struct NodeArgs {
     /// new one past it gets `busy` [default: 4096].
     #[arg(long, env = "OPTIMYSTIC_MAX_ACTIVE_TRANSACTIONS")]
     pub max_active_transactions: Option<usize>,
+    /// How long a member may be unreachable before placement replaces it with the
+    /// next live peer of its regions' targets (once that peer holds the data), in
+    /// ms [default: 60000]. Never shrinks a configuration below --cluster-size.
+    #[arg(long, env = "OPTIMYSTIC_DEAD_PEER_TIMEOUT_MS")]
+    pub dead_peer_timeout_ms: Option<u64>,
 }
 
 impl NodeArgs {
@@ -124,6 +129,7 @@ impl NodeArgs {
             max_requests_per_peer: self.max_requests_per_peer,
             max_pending_per_block: self.max_pending_per_block,
             max_active_transactions: self.max_active_transactions,
+            dead_peer_timeout_ms: self.dead_peer_timeout_ms,
         };
         crate::config::Settings::resolve(self.config.as_deref(), o)
     }
@@ -254,7 +260,7 @@ fn parse_storage(s: &str) -> Result<StorageKind, String> {
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Node(args) => node::run(args),
+        Command::Node(args) => node::run(*args),
         Command::Repo(args) => {
             init_logging("text");
             repo::run(args)

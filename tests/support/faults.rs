@@ -67,6 +67,7 @@ impl TestCluster {
             c.write_rules(i);
             c.launch(i);
         }
+        c.settle().await;
         let probe = "probe-cluster";
         let c0 = c.client(0);
         super::eventually(Duration::from_secs(60), || async {
@@ -143,6 +144,12 @@ impl TestCluster {
         self.nodes[i].as_ref().unwrap()
     }
 
+    /// Sets variable `k` of node `i`'s environment for its next start.
+    pub fn set_env(&mut self, i: usize, k: &str, v: &str) {
+        self.env[i].retain(|(name, _)| name != k);
+        self.env[i].push((k.to_string(), v.to_string()));
+    }
+
     /// Drops the extra environment of node `i` for its next start.
     pub fn clear_env(&mut self, i: usize) {
         self.env[i].clear();
@@ -163,6 +170,25 @@ impl TestCluster {
         if let Some(n) = self.nodes[i].take() {
             n.kill();
         }
+    }
+
+    /// Members wanted per region (`--cluster-size`, else 3).
+    pub fn cluster_size(&self) -> usize {
+        self.extra
+            .iter()
+            .position(|f| f == "--cluster-size")
+            .and_then(|i| self.extra.get(i + 1)?.parse().ok())
+            .unwrap_or(3)
+    }
+
+    /// Waits until every region's configuration is its target among the
+    /// running nodes (docs/CONSENSUS.md, "Configurations").
+    pub async fn settle(&self) {
+        let running: Vec<(String, String)> = (0..self.len())
+            .filter(|i| self.nodes[*i].is_some())
+            .map(|i| (self.peer_ids[i].clone(), self.addrs[i].clone()))
+            .collect();
+        super::settle_over_net(&self.net, &running, self.cluster_size()).await;
     }
 
     /// Starts node `i` again on its data directory (same PeerId, new port).

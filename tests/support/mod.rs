@@ -205,7 +205,8 @@ where
 
 use optimystic_actors::cluster::{message_hash, ClusterPeer, ClusterRecord};
 use optimystic_actors::model::{
-    BlockId, BlockOperation, PendPolicy, PendRequest, RepoMessage, RepoOperation, Transforms, TrxId,
+    BlockId, BlockOperation, PendPolicy, PendRequest, Region, RepoMessage, RepoOperation,
+    Transforms, TrxId,
 };
 use optimystic_actors::net::{peer_of, NetClient, NetConfig, RepoClient};
 
@@ -262,13 +263,57 @@ pub fn repo_client(net: &NetClient, addr: &str) -> RepoClient {
 pub struct Proposer {
     pub key: libp2p::identity::Keypair,
     pub net: NetClient,
+    /// Configuration epochs its records name, by region (learned with
+    /// [`Proposer::learn`]).
+    epochs: std::sync::Mutex<std::collections::BTreeMap<Region, u64>>,
 }
 
 impl Proposer {
     pub fn new() -> Self {
-        let key = libp2p::identity::Keypair::generate_ed25519();
+        Self::with_key(libp2p::identity::Keypair::generate_ed25519())
+    }
+
+    /// A proposer speaking with identity `key` (a member's, taken over).
+    pub fn with_key(key: libp2p::identity::Keypair) -> Self {
         let net = NetClient::start_client_as(NetConfig::default(), key.clone()).unwrap();
-        Self { key, net }
+        Self {
+            key,
+            net,
+            epochs: Default::default(),
+        }
+    }
+
+    /// Asks the node at (`peer`, `addr`) for every region's configuration, as
+    /// docs/PROTOCOL.md's `configs` does, and names those epochs from now on.
+    pub async fn learn(&self, peer: &str, addr: &str) {
+        let all: Vec<Region> = Region::all().collect();
+        for chunk in all.chunks(512) {
+            let reply = optimystic_actors::net::cluster_configs(
+                &self.net,
+                peer.parse().unwrap(),
+                vec![addr.parse().unwrap()],
+                chunk.to_vec(),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+            let mut e = self.epochs.lock().unwrap();
+            for v in reply.view {
+                if let Some(c) = v.config {
+                    e.insert(v.region, c.epoch);
+                }
+            }
+        }
+    }
+
+    /// The epochs a record of `operations` names.
+    fn epochs_for(&self, operations: &[RepoOperation]) -> std::collections::BTreeMap<Region, u64> {
+        let e = self.epochs.lock().unwrap();
+        optimystic_actors::cluster::message_blocks(operations)
+            .iter()
+            .map(Region::of)
+            .filter_map(|r| Some((r, *e.get(&r)?)))
+            .collect()
     }
 
     pub fn id(&self) -> String {
@@ -299,7 +344,8 @@ impl Proposer {
         operations: Vec<RepoOperation>,
         ttl_ms: u64,
     ) -> ClusterRecord {
-        let mut r = record_of(members, operations, ttl_ms, Some(self.id()));
+        let epochs = self.epochs_for(&operations);
+        let mut r = record_of(members, operations, ttl_ms, Some(self.id()), epochs);
         let (id, entry) = optimystic_actors::cluster::peer_entry(&self.key, vec![]);
         r.peers.insert(id, entry);
         r
@@ -361,12 +407,15 @@ pub fn record_of(
     operations: Vec<RepoOperation>,
     ttl_ms: u64,
     coordinator: Option<String>,
+    epochs: std::collections::BTreeMap<Region, u64>,
 ) -> ClusterRecord {
     use base64::Engine as _;
     let message = RepoMessage {
         operations,
         expiration: Some(optimystic_actors::model::now_ms() + ttl_ms),
         coordinator,
+        epochs,
+        change: None,
     };
     let peers = members
         .iter()
@@ -392,4 +441,195 @@ pub fn record_of(
         promises: Default::default(),
         commits: Default::default(),
     }
+}
+
+/// Whether every region's configuration, as held by its members among `nodes`,
+/// is its target: the `k` of `nodes` closest to it (docs/CONSENSUS.md,
+/// "Configurations"), the same configuration on each of those members.
+pub fn settled(nodes: &[&NodeHandle], k: usize) -> bool {
+    use optimystic_actors::membership::{target, Region};
+    let ids: Vec<libp2p::PeerId> = nodes.iter().map(|n| n.peer_id()).collect();
+    Region::all().all(|r| {
+        let want: std::collections::BTreeSet<String> =
+            target(r, &ids, k).iter().map(ToString::to_string).collect();
+        let held: Vec<_> = nodes
+            .iter()
+            .filter(|n| want.contains(&n.peer_id().to_string()))
+            .map(|n| n.configs().config(r))
+            .collect();
+        held.iter()
+            .all(|c| c.as_ref().is_some_and(|c| c.members == want) && *c == held[0])
+    })
+}
+
+/// Waits (at most a minute) until [`settled`] holds.
+pub async fn settle(nodes: &[&NodeHandle], k: usize) {
+    settle_within(nodes, k, Duration::from_secs(60)).await;
+}
+
+/// Waits (at most `limit`) until [`settled`] holds.
+pub async fn settle_within(nodes: &[&NodeHandle], k: usize, limit: Duration) {
+    eventually(limit, || async { settled(nodes, k) }).await;
+}
+
+/// Waits until every node of `nodes` is connected to all the others (30 s), then
+/// until their configurations settle on clusters of `k`.
+pub async fn connect_and_settle(nodes: &[(NodeHandle, Multiaddr)], k: usize) {
+    for (n, _) in nodes {
+        let net = n.net().clone();
+        eventually(Duration::from_secs(30), || {
+            let net = net.clone();
+            async move { net.status().await.unwrap().members.len() == nodes.len() - 1 }
+        })
+        .await;
+    }
+    let handles: Vec<&NodeHandle> = nodes.iter().map(|(n, _)| n).collect();
+    settle(&handles, k).await;
+}
+
+/// In-process nodes A, B, C (B and C bootstrapping from A), connected, with
+/// every region configured as all three (clusters of 3).
+pub async fn three_nodes(dirs: &[tempfile::TempDir; 3]) -> Vec<(NodeHandle, Multiaddr)> {
+    let a = start_node(dirs[0].path(), vec![]).await;
+    let b = start_node(dirs[1].path(), vec![a.1.clone()]).await;
+    let c = start_node(dirs[2].path(), vec![a.1.clone()]).await;
+    let nodes = vec![a, b, c];
+    connect_and_settle(&nodes, 3).await;
+    nodes
+}
+
+/// Four in-process nodes configured as one cluster of four (every region), the
+/// fourth then stopped and its identity taken over by the returned [`Proposer`]:
+/// a member that coordinates exactly as a test scripts it. `adjust` sets node
+/// `i`'s configuration.
+pub async fn three_and_a_proposer(
+    dirs: &[tempfile::TempDir; 4],
+    adjust: impl Fn(usize, &mut NodeConfig),
+) -> (Vec<(NodeHandle, Multiaddr)>, Proposer) {
+    let mut nodes = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let boot = nodes
+            .first()
+            .map(|(_, a): &(NodeHandle, Multiaddr)| vec![a.clone()]);
+        nodes.push(
+            start_node_with(d.path(), boot.unwrap_or_default(), |c| {
+                c.cluster_size = 4;
+                adjust(i, c);
+            })
+            .await,
+        );
+    }
+    for (n, _) in &nodes {
+        let net = n.net().clone();
+        eventually(Duration::from_secs(30), || {
+            let net = net.clone();
+            async move { net.status().await.unwrap().members.len() == 3 }
+        })
+        .await;
+    }
+    let handles: Vec<&NodeHandle> = nodes.iter().map(|(n, _)| n).collect();
+    settle(&handles, 4).await;
+    let (d, _) = nodes.pop().unwrap();
+    d.shutdown().await;
+    let key = optimystic_actors::net::load_or_create_identity(dirs[3].path()).unwrap();
+    let p = Proposer::with_key(key);
+    p.learn(&nodes[0].0.peer_id().to_string(), &nodes[0].1.to_string())
+        .await;
+    (nodes, p)
+}
+
+pub fn four_dirs() -> [tempfile::TempDir; 4] {
+    [(); 4].map(|()| tempfile::tempdir().unwrap())
+}
+
+/// Whether every region's configuration, as each of `nodes` (PeerId, address)
+/// that is in its target reports it over the cluster protocol's `configs`, is
+/// that target: the `k` of `nodes` closest to it.
+pub async fn settled_over_net(net: &NetClient, nodes: &[(String, String)], k: usize) -> bool {
+    use optimystic_actors::membership::target;
+    let ids: Vec<libp2p::PeerId> = nodes.iter().map(|(id, _)| id.parse().unwrap()).collect();
+    let all: Vec<Region> = Region::all().collect();
+    let mut held: std::collections::BTreeMap<
+        Region,
+        Vec<Option<optimystic_actors::model::Config>>,
+    > = Default::default();
+    for (id, addr) in nodes {
+        for chunk in all.chunks(1024) {
+            let want: Vec<Region> = chunk
+                .iter()
+                .copied()
+                .filter(|r| target(*r, &ids, k).iter().any(|p| p.to_string() == *id))
+                .collect();
+            let Ok(reply) = optimystic_actors::net::cluster_configs(
+                net,
+                id.parse().unwrap(),
+                vec![addr.parse().unwrap()],
+                want,
+                Duration::from_secs(10),
+            )
+            .await
+            else {
+                return false;
+            };
+            for v in reply.view {
+                held.entry(v.region).or_default().push(v.config);
+            }
+        }
+    }
+    all.iter().all(|r| {
+        let want: std::collections::BTreeSet<String> = target(*r, &ids, k)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        held.get(r).is_some_and(|h| {
+            h.len() == want.len()
+                && h.iter()
+                    .all(|c| c.as_ref().is_some_and(|c| c.members == want) && *c == h[0])
+        })
+    })
+}
+
+/// Waits (at most a minute) until [`settled_over_net`] holds.
+pub async fn settle_over_net(net: &NetClient, nodes: &[(String, String)], k: usize) {
+    eventually(Duration::from_secs(60), || settled_over_net(net, nodes, k)).await;
+}
+
+/// Four node processes (flags `extra`) configured as one cluster of four, the
+/// fourth then killed and its identity taken over by the returned [`Proposer`].
+pub async fn processes_and_a_proposer(
+    dirs: &[tempfile::TempDir; 4],
+    extra: &[&str],
+) -> (Vec<NodeProcess>, Proposer) {
+    let mut nodes: Vec<NodeProcess> = Vec::new();
+    for d in dirs {
+        let mut args = vec!["--cluster-size", "4"];
+        args.extend_from_slice(extra);
+        let boot = nodes.first().map(|n| n.addr.clone());
+        if let Some(b) = &boot {
+            args.extend(["--bootstrap", b.as_str()]);
+        }
+        nodes.push(NodeProcess::start(d.path(), &args));
+    }
+    let net = client_net();
+    let ids: Vec<(String, String)> = nodes
+        .iter()
+        .map(|n| (n.peer_id(), n.addr.clone()))
+        .collect();
+    settle_over_net(&net, &ids, 4).await;
+    nodes.pop().unwrap().kill();
+    let key = optimystic_actors::net::load_or_create_identity(dirs[3].path()).unwrap();
+    let p = Proposer::with_key(key);
+    p.learn(&nodes[0].peer_id(), &nodes[0].addr).await;
+    (nodes, p)
+}
+
+/// Waits until the configurations of the node processes `nodes` have settled
+/// on clusters of `k` (see [`settled_over_net`]).
+pub async fn settle_processes(nodes: &[&NodeProcess], k: usize) {
+    let net = client_net();
+    let ids: Vec<(String, String)> = nodes
+        .iter()
+        .map(|n| (n.peer_id(), n.addr.clone()))
+        .collect();
+    settle_over_net(&net, &ids, k).await;
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
 
-use super::{closest_peers, majority, Freshness};
+use super::{majority, Freshness};
 use crate::block::StorageRepo;
 use crate::model::{BlockId, Transform, TrxId, TrxRev};
 use crate::net::NetClient;
@@ -52,24 +52,37 @@ pub struct CatchUp {
     repo: StorageRepo,
     net: Arc<OnceLock<NetClient>>,
     fresh: Arc<Freshness>,
-    cluster_size: usize,
+    configs: Arc<super::Configs>,
 }
 
 impl CatchUp {
-    /// Catch-up for the node `me`, whose clusters have `cluster_size` members.
+    /// Catch-up for the node `me`, whose block clusters are its configurations.
     pub fn new(
         me: PeerId,
         repo: StorageRepo,
         net: Arc<OnceLock<NetClient>>,
         fresh: Arc<Freshness>,
-        cluster_size: usize,
+        configs: Arc<super::Configs>,
     ) -> Self {
         Self {
             me,
             repo,
             net,
             fresh,
-            cluster_size: cluster_size.max(1),
+            configs,
+        }
+    }
+
+    /// A block's cluster: its region's configuration when this node knows it,
+    /// else the target of its region among `candidates`.
+    fn cluster_of(&self, block: &BlockId, candidates: &[PeerId]) -> Vec<PeerId> {
+        match self.configs.config(crate::model::Region::of(block)) {
+            Some(c) => c.members.iter().filter_map(|m| m.parse().ok()).collect(),
+            None => crate::membership::target(
+                crate::model::Region::of(block),
+                candidates,
+                self.configs.cluster_size(),
+            ),
         }
     }
 
@@ -180,9 +193,7 @@ impl CatchUp {
         .await;
         // Only a member of the block's cluster hears of every write to it; a copy
         // on another node is a cache, compared again on every read.
-        let member = |b: &BlockId| {
-            closest_peers(b, candidates.iter().copied(), self.cluster_size).contains(&self.me)
-        };
+        let member = |b: &BlockId| self.cluster_of(b, &candidates).contains(&self.me);
         self.fresh.compared(
             view.fingerprint,
             checked
@@ -227,7 +238,7 @@ impl CatchUp {
         candidates: &[PeerId],
         block: &BlockId,
     ) -> bool {
-        let cluster = closest_peers(block, candidates.iter().copied(), self.cluster_size);
+        let cluster = self.cluster_of(block, candidates);
         let peers: Vec<PeerId> = cluster.iter().copied().filter(|p| *p != self.me).collect();
         if peers.is_empty() {
             return true;

@@ -5,6 +5,7 @@
 
 pub mod canonical;
 pub mod catchup;
+pub mod configs;
 pub mod decision;
 pub mod fresh;
 pub mod keyspace;
@@ -16,6 +17,7 @@ pub mod votes;
 
 pub use canonical::{canonical_json, digest};
 pub use catchup::{BaseCheck, CatchUp};
+pub use configs::Configs;
 pub use decision::{decide, implied_outcome, refusal, Decision, EffectKind, Verdict};
 pub use fresh::Freshness;
 pub use keyspace::closest_peers;
@@ -25,8 +27,8 @@ pub use member::{
 };
 pub use phase::{Action, Event, Phase, TxnError};
 pub use record::{
-    abandoned, majority, message_hash, peer_entry, BlockState, ClusterPeer, ClusterRecord,
-    RecordError, Signature, States, Tally, VoteType, MAX_OPERATIONS,
+    abandoned, majority, message_hash, peer_entry, quorum_of, voters, BlockState, ClusterPeer,
+    ClusterRecord, RecordError, Signature, States, Tally, VoteType, MAX_OPERATIONS,
 };
 pub use store::{TxnState, TxnStore};
 pub use votes::{sign_commit, sign_promise, validate, validate_with, Checks, KeyCache};

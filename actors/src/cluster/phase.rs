@@ -12,8 +12,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::record::Tally;
-
 /// Where a member stands on one transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "phase")]
@@ -47,8 +45,15 @@ pub enum Event {
         /// The conflicting transaction's messageHash.
         conflict: Option<String>,
     },
-    /// A valid record carrying promises (phase 2, or a peer's answer in recovery).
-    Votes(Tally),
+    /// A valid record carrying promises (phase 2, or a peer's answer in recovery):
+    /// `decided` when its approving promises meet the record's quorum (the
+    /// decision), `doomed` when its rejections leave the quorum out of reach.
+    Votes {
+        /// The approvals meet the quorum.
+        decided: bool,
+        /// The rejections leave the quorum out of reach.
+        doomed: bool,
+    },
     /// The record's coordinator signed a rejecting commit: it decided abort (too
     /// few promises) and never sent a decision.
     Abandoned,
@@ -105,12 +110,11 @@ impl Phase {
         matches!(self, Self::Promised | Self::Decided)
     }
 
-    /// The next phase and the action to take, for `threshold` approvals.
-    pub fn next(&self, ev: &Event, threshold: usize) -> Result<(Phase, Action), TxnError> {
+    /// The next phase and the action to take.
+    pub fn next(&self, ev: &Event) -> Result<(Phase, Action), TxnError> {
         use Action as A;
-        let decision = |t: &Tally| t.approvals >= threshold;
-        // Threshold unreachable: too many rejections for the rest to make it.
-        let doomed = |t: &Tally| t.members.saturating_sub(t.rejections) < threshold;
+        let decision = |e: &Event| matches!(e, Event::Votes { decided: true, .. });
+        let doomed = |e: &Event| matches!(e, Event::Votes { doomed: true, .. });
         Ok(match (self, ev) {
             (Phase::Idle, Event::Proposed { conflict: None }) => {
                 (Phase::Promised, A::PromiseApprove)
@@ -127,16 +131,16 @@ impl Phase {
             // A member that missed phase 1, or refused it, follows the decision.
             (
                 Phase::Idle | Phase::Promised | Phase::Rejected { .. } | Phase::Decided,
-                Event::Votes(t),
-            ) if decision(t) => (Phase::Decided, A::Apply),
-            (Phase::Idle, Event::Votes(_)) => (Phase::Idle, A::Wait),
+                e @ Event::Votes { .. },
+            ) if decision(e) => (Phase::Decided, A::Apply),
+            (Phase::Idle, Event::Votes { .. }) => (Phase::Idle, A::Wait),
             // Remembered, so a proposal arriving late is not promised.
             (Phase::Idle | Phase::Rejected { .. }, Event::Abandoned) => (Phase::Aborted, A::Wait),
             (Phase::Idle, Event::Expired { .. }) => (Phase::Aborted, A::Wait),
 
             (Phase::Promised, Event::Proposed { .. }) => (Phase::Promised, A::Repeat),
-            (Phase::Promised, Event::Votes(t)) if doomed(t) => (Phase::Aborted, A::Release),
-            (Phase::Promised, Event::Votes(_)) => (Phase::Promised, A::Wait),
+            (Phase::Promised, e @ Event::Votes { .. }) if doomed(e) => (Phase::Aborted, A::Release),
+            (Phase::Promised, Event::Votes { .. }) => (Phase::Promised, A::Wait),
             (Phase::Promised, Event::Abandoned) => (Phase::Aborted, A::Release),
             (Phase::Promised, Event::Expired { decision: true }) => (Phase::Decided, A::Apply),
             (Phase::Promised, Event::Expired { decision: false }) => (Phase::Aborted, A::Fence),
@@ -148,16 +152,16 @@ impl Phase {
             (p @ Phase::Rejected { .. }, _) => (p.clone(), A::Wait),
 
             // Decided: duplicates get the same answer; nothing runs twice.
-            (Phase::Committed, Event::Proposed { .. } | Event::Votes(_)) => {
+            (Phase::Committed, Event::Proposed { .. } | Event::Votes { .. }) => {
                 (Phase::Committed, A::Repeat)
             }
             (Phase::Committed, Event::Expired { .. } | Event::Abandoned) => {
                 (Phase::Committed, A::Wait)
             }
-            (Phase::Aborted, Event::Votes(t)) if decision(t) => {
+            (Phase::Aborted, e @ Event::Votes { .. }) if decision(e) => {
                 return Err(TxnError {
                     phase: "aborted".into(),
-                    event: format!("commit decision {t:?}"),
+                    event: "commit decision".into(),
                 })
             }
             (Phase::Aborted, _) => (Phase::Aborted, A::Wait),
@@ -170,34 +174,34 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// Votes of a record of `members` with `approvals` and `rejections`, counted
+    /// against a simple majority.
     fn votes(members: usize, approvals: usize, rejections: usize) -> Event {
-        Event::Votes(Tally {
-            members,
-            approvals,
-            rejections,
-            commits: 0,
-            fences: 0,
-        })
+        let threshold = members / 2 + 1;
+        Event::Votes {
+            decided: approvals >= threshold,
+            doomed: members.saturating_sub(rejections) < threshold,
+        }
     }
 
     #[test]
     fn normal_path() {
         let (p, a) = Phase::Idle
-            .next(&Event::Proposed { conflict: None }, 2)
+            .next(&Event::Proposed { conflict: None })
             .unwrap();
         assert_eq!((p.clone(), a), (Phase::Promised, Action::PromiseApprove));
-        let (p, a) = p.next(&votes(3, 1, 0), 2).unwrap();
+        let (p, a) = p.next(&votes(3, 1, 0)).unwrap();
         assert_eq!((p.clone(), a), (Phase::Promised, Action::Wait));
-        let (p, a) = p.next(&votes(3, 2, 0), 2).unwrap();
+        let (p, a) = p.next(&votes(3, 2, 0)).unwrap();
         assert_eq!((p, a), (Phase::Decided, Action::Apply));
         // Once applied, redelivery never applies twice.
         assert_eq!(
-            Phase::Committed.next(&votes(3, 3, 0), 2).unwrap(),
+            Phase::Committed.next(&votes(3, 3, 0)).unwrap(),
             (Phase::Committed, Action::Repeat)
         );
         assert_eq!(
             Phase::Committed
-                .next(&Event::Proposed { conflict: None }, 2)
+                .next(&Event::Proposed { conflict: None })
                 .unwrap(),
             (Phase::Committed, Action::Repeat)
         );
@@ -206,16 +210,13 @@ mod tests {
     #[test]
     fn conflict_rejects_and_abort_releases() {
         let (p, a) = Phase::Idle
-            .next(
-                &Event::Proposed {
-                    conflict: Some("h1".into()),
-                },
-                2,
-            )
+            .next(&Event::Proposed {
+                conflict: Some("h1".into()),
+            })
             .unwrap();
         assert_eq!(a, Action::PromiseReject("conflict:h1".into()));
         assert!(p.is_decided());
-        let (p, a) = Phase::Promised.next(&votes(3, 1, 2), 2).unwrap();
+        let (p, a) = Phase::Promised.next(&votes(3, 1, 2)).unwrap();
         assert_eq!((p, a), (Phase::Aborted, Action::Release));
     }
 
@@ -223,26 +224,26 @@ mod tests {
     fn expiry_applies_a_decision_found_and_otherwise_fences() {
         assert_eq!(
             Phase::Promised
-                .next(&Event::Expired { decision: false }, 2)
+                .next(&Event::Expired { decision: false })
                 .unwrap(),
             (Phase::Aborted, Action::Fence)
         );
         assert_eq!(
             Phase::Promised
-                .next(&Event::Expired { decision: true }, 2)
+                .next(&Event::Expired { decision: true })
                 .unwrap(),
             (Phase::Decided, Action::Apply)
         );
         // A member holding the decision keeps trying; it never fences.
         assert_eq!(
             Phase::Decided
-                .next(&Event::Expired { decision: false }, 2)
+                .next(&Event::Expired { decision: false })
                 .unwrap(),
             (Phase::Decided, Action::Apply)
         );
         assert_eq!(
             Phase::Committed
-                .next(&Event::Expired { decision: false }, 2)
+                .next(&Event::Expired { decision: false })
                 .unwrap()
                 .0,
             Phase::Committed
@@ -252,40 +253,40 @@ mod tests {
     #[test]
     fn a_member_that_missed_phase_one_follows_the_decision() {
         assert_eq!(
-            Phase::Idle.next(&votes(3, 2, 1), 2).unwrap(),
+            Phase::Idle.next(&votes(3, 2, 1)).unwrap(),
             (Phase::Decided, Action::Apply)
         );
         assert_eq!(
-            Phase::Idle.next(&votes(3, 1, 0), 2).unwrap(),
+            Phase::Idle.next(&votes(3, 1, 0)).unwrap(),
             (Phase::Idle, Action::Wait)
         );
         let rejected = Phase::Rejected {
             reason: "conflict:x".into(),
         };
-        assert_eq!(rejected.next(&votes(3, 2, 1), 2).unwrap().1, Action::Apply);
+        assert_eq!(rejected.next(&votes(3, 2, 1)).unwrap().1, Action::Apply);
     }
 
     #[test]
     fn an_aborted_member_refuses_a_commit_decision() {
-        assert!(Phase::Aborted.next(&votes(3, 2, 0), 2).is_err());
+        assert!(Phase::Aborted.next(&votes(3, 2, 0)).is_err());
     }
 
     #[test]
     fn the_coordinators_abort_releases_and_blocks_late_promises() {
         assert_eq!(
-            Phase::Promised.next(&Event::Abandoned, 2).unwrap(),
+            Phase::Promised.next(&Event::Abandoned).unwrap(),
             (Phase::Aborted, Action::Release)
         );
-        let (p, _) = Phase::Idle.next(&Event::Abandoned, 2).unwrap();
+        let (p, _) = Phase::Idle.next(&Event::Abandoned).unwrap();
         assert_eq!(p, Phase::Aborted);
         // A proposal that arrives after the abort gets no promise.
         assert_eq!(
-            p.next(&Event::Proposed { conflict: None }, 2).unwrap(),
+            p.next(&Event::Proposed { conflict: None }).unwrap(),
             (Phase::Aborted, Action::Wait)
         );
         // A committed member stays committed.
         assert_eq!(
-            Phase::Committed.next(&Event::Abandoned, 2).unwrap(),
+            Phase::Committed.next(&Event::Abandoned).unwrap(),
             (Phase::Committed, Action::Wait)
         );
     }

@@ -155,9 +155,14 @@ pub enum RecordError {
     /// This node is not in the record's cluster.
     #[error("this node is not a member of the record's cluster")]
     NotAMember,
-    /// A message with no operations, or more than [`MAX_OPERATIONS`].
-    #[error("a cluster message carries 1 to {MAX_OPERATIONS} operations, not {0}")]
+    /// A message with no operations, or more than [`MAX_OPERATIONS`] (a change
+    /// carries none).
+    #[error("a cluster message carries 1 to {MAX_OPERATIONS} operations (a configuration change none), not {0}")]
     Operations(usize),
+    /// A configuration change that is not one member added or removed, one
+    /// epoch on.
+    #[error("configuration change: {0}")]
+    BadChange(String),
     /// The message names no coordinator, or one outside the peer set.
     #[error("the message's coordinator {0:?} is not a member of the record's cluster")]
     Coordinator(Option<String>),
@@ -221,6 +226,27 @@ pub fn abandoned(r: &ClusterRecord) -> bool {
         .as_ref()
         .and_then(|c| r.commits.get(c))
         .is_some_and(|v| v.vote == VoteType::Reject)
+}
+
+/// The votes `r` needs: a majority of its peers (a region's configuration), or,
+/// for a configuration change, a majority of the old configuration and of the new.
+pub fn quorum_of(r: &ClusterRecord) -> crate::membership::Quorum {
+    match &r.message.change {
+        Some(c) => crate::membership::Quorum::Joint(Box::new(c.clone())),
+        None => crate::membership::Quorum::majority(r.peers.keys()),
+    }
+}
+
+/// The peers of `votes` that voted `vote`.
+pub fn voters(
+    votes: &BTreeMap<String, Signature>,
+    vote: VoteType,
+) -> std::collections::BTreeSet<&str> {
+    votes
+        .iter()
+        .filter(|(_, s)| s.vote == vote)
+        .map(|(p, _)| p.as_str())
+        .collect()
 }
 
 /// Simple majority of `members`: the default threshold.

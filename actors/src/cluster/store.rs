@@ -89,6 +89,7 @@ impl TxnStore {
         self.raw
             .list_txns()?
             .into_iter()
+            .filter(|(h, _)| !super::configs::is_node_key(h))
             .map(|(h, b)| {
                 let s = serde_json::from_slice(&b)
                     .map_err(|e| StorageError::corrupt(format!("txn {h}"), e))?;

@@ -68,7 +68,11 @@ pub fn state_digest(state: &States) -> String {
         let _ = write!(out, "\"{block}\":{{");
         let mut field = false;
         if let Some(l) = &s.latest {
-            let _ = write!(out, "\"latest\":{{\"rev\":{},\"trxId\":\"{}\"}}", l.rev, l.trx_id);
+            let _ = write!(
+                out,
+                "\"latest\":{{\"rev\":{},\"trxId\":\"{}\"}}",
+                l.rev, l.trx_id
+            );
             field = true;
         }
         if !s.pendings.is_empty() {
@@ -223,7 +227,17 @@ pub struct Checks<'a> {
 /// as `checks` asks. Returns the tally of its votes.
 pub fn validate_with(r: &ClusterRecord, checks: &Checks<'_>) -> Result<Tally, RecordError> {
     let ops = r.message.operations.len();
-    if ops == 0 || ops > MAX_OPERATIONS {
+    let shaped = match &r.message.change {
+        // A configuration change carries no operation.
+        Some(change) => {
+            change
+                .check()
+                .map_err(|e| RecordError::BadChange(e.to_string()))?;
+            ops == 0
+        }
+        None => (1..=MAX_OPERATIONS).contains(&ops),
+    };
+    if !shaped {
         return Err(RecordError::Operations(ops));
     }
     if !checks.hash_known && message_hash(&r.message) != r.message_hash {

@@ -4,21 +4,23 @@
 //! applied with the same effect. Members still missing are retried in the
 //! background until every member has voted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::{Multiaddr, PeerId};
 
 use super::plan::Plan;
-use super::Coordinator;
+use super::{Coordinator, Outcome};
 use crate::cluster::record::tally;
 use crate::cluster::{
-    decide, implied_outcome, majority, message_hash, sign_commit, ClusterRecord, Decision,
-    EffectKind, Verdict, VoteType,
+    decide, implied_outcome, majority, message_hash, quorum_of, sign_commit, voters, ClusterPeer,
+    ClusterRecord, Decision, EffectKind, Verdict, VoteType,
 };
+use crate::membership::Quorum;
 use crate::model::{
-    ms_from_now, now_ms, ErrorCode, Failure, OpOutcome, RepoError, RepoMessage, RepoOperation,
+    ms_from_now, now_ms, ConfigChange, ErrorCode, Failure, OpOutcome, RegionView, RepoError,
+    RepoMessage, RepoOperation,
 };
 use crate::net::cluster_update;
 
@@ -26,6 +28,9 @@ use crate::net::cluster_update;
 pub(super) enum Agreement {
     /// Nothing was applied anywhere: too few promises, or a majority fenced.
     Refused(String),
+    /// A member holds another configuration of the record's regions than this
+    /// coordinator planned with: nothing was reserved there; retry with its view.
+    WrongCluster(Vec<RegionView>),
     /// The coordinator could not run or finish the record (in doubt when the
     /// decision went out).
     Failed(RepoError),
@@ -49,9 +54,10 @@ fn finish_in_background(mut calls: FuturesUnordered<MemberCall>) {
 #[derive(Default)]
 struct Commits {
     /// Approving commits by the effect they report.
-    by_effect: BTreeMap<Vec<EffectKind>, Vec<String>>,
-    /// Members that will never apply (fenced, or refused as decided).
-    fences: usize,
+    by_effect: BTreeMap<Vec<EffectKind>, BTreeSet<String>>,
+    /// Members that will never apply (fenced, refused as decided, or moved to
+    /// another configuration).
+    fences: BTreeSet<String>,
     /// Members that have not voted yet.
     stragglers: Vec<String>,
 }
@@ -62,57 +68,131 @@ impl Commits {
             Ok(r) => match r.commits.get(&peer) {
                 Some(v) if v.vote == VoteType::Approve => {
                     let effect = v.effect.clone().unwrap_or_default();
-                    self.by_effect.entry(effect).or_default().push(peer);
+                    self.by_effect.entry(effect).or_default().insert(peer);
                 }
-                Some(_) => self.fences += 1,
+                Some(_) => {
+                    self.fences.insert(peer);
+                }
                 None => self.stragglers.push(peer),
             },
-            Err(f) if f.code == ErrorCode::Decided => self.fences += 1,
+            Err(f) if matches!(f.code, ErrorCode::Decided | ErrorCode::WrongCluster) => {
+                self.fences.insert(peer);
+            }
             Err(_) => self.stragglers.push(peer),
         }
     }
 
-    /// The effect a threshold of members applied, if any.
-    fn agreed(&self, threshold: usize) -> Option<&Vec<EffectKind>> {
+    /// The effect members meeting the quorum applied, if any.
+    fn agreed(&self, quorum: &Quorum) -> Option<&Vec<EffectKind>> {
         self.by_effect
             .iter()
-            .find(|(_, peers)| peers.len() >= threshold)
+            .find(|(_, peers)| quorum.met_by(&peers.iter().map(String::as_str).collect()))
             .map(|(e, _)| e)
+    }
+
+    fn aborted(&self, quorum: &Quorum) -> bool {
+        quorum.lost_to(&self.fences.iter().map(String::as_str).collect())
     }
 }
 
+/// A decided record, as the members applied it.
+struct Agreed {
+    decision: Decision,
+    effect: Vec<EffectKind>,
+}
+
 impl Coordinator {
-    /// Runs one record over `plan`'s peers: promises, then (at threshold) the
-    /// decision. Each operation's outcome once a threshold applied it alike.
+    /// Runs one record of writes over `plan`'s peers: promises, then the decision.
+    /// Each operation's outcome once a majority of the configuration applied it
+    /// alike.
     pub(super) async fn agree(
         &self,
         plan: &Plan,
         operations: Vec<RepoOperation>,
     ) -> Result<Vec<OpOutcome>, Agreement> {
-        self.metrics.started.add(1);
         self.metrics.operations.add(operations.len() as u64);
         let message = RepoMessage {
+            epochs: self.epochs_of(&operations),
             operations,
             expiration: Some(ms_from_now(self.timeout)),
             coordinator: Some(self.me.to_string()),
+            change: None,
         };
-        let mut record = ClusterRecord {
+        let record = self.record(message, plan.peers.clone());
+        let hash = record.message_hash.clone();
+        let ops = record.message.clone();
+        let agreed = self.rounds(record, &plan.remote).await?;
+        Ok(self.outcomes(&hash, &ops.operations, &agreed.decision, &agreed.effect))
+    }
+
+    /// Agrees a configuration change among its old and new members (a majority of
+    /// each): `Ok` once a majority of both applied it.
+    pub(super) async fn agree_change(&self, change: ConfigChange) -> Result<(), RepoError> {
+        let members = change.peers();
+        let peers = self.configs.entries(&members).ok_or_else(|| {
+            RepoError::Unavailable(format!("the keys of {members:?} are not known yet"))
+        })?;
+        let remote: Vec<(PeerId, Vec<Multiaddr>)> = peers
+            .iter()
+            .filter(|(id, _)| **id != self.me.to_string())
+            .filter_map(|(id, p)| {
+                let addrs = p.multiaddrs.iter().filter_map(|a| a.parse().ok()).collect();
+                Some((id.parse().ok()?, addrs))
+            })
+            .collect();
+        let message = RepoMessage {
+            operations: Vec::new(),
+            expiration: Some(ms_from_now(self.timeout)),
+            coordinator: Some(self.me.to_string()),
+            epochs: BTreeMap::new(),
+            change: Some(change),
+        };
+        let record = self.record(message, peers);
+        match self.rounds(record, &remote).await {
+            Ok(_) => Ok(()),
+            Err(Agreement::Refused(reason)) => Err(RepoError::Unavailable(reason)),
+            Err(Agreement::WrongCluster(view)) => Err(RepoError::WrongCluster {
+                message: "a member holds another configuration".into(),
+                view,
+            }),
+            Err(Agreement::Failed(e)) => Err(e),
+        }
+    }
+
+    fn record(&self, message: RepoMessage, peers: BTreeMap<String, ClusterPeer>) -> ClusterRecord {
+        self.metrics
+            .count(message.change.is_some(), Outcome::Started);
+        let record = ClusterRecord {
             message_hash: message_hash(&message),
-            peers: plan.peers.clone(),
+            peers,
             message: message.into(),
             promises: BTreeMap::new(),
             commits: BTreeMap::new(),
         };
+        self.members
+            .note_message(&record.message_hash, &record.message);
+        record
+    }
+
+    /// The two rounds of `record` with its members (this node and `remote`).
+    async fn rounds(
+        &self,
+        mut record: ClusterRecord,
+        remote: &[(PeerId, Vec<Multiaddr>)],
+    ) -> Result<Agreed, Agreement> {
         let hash = record.message_hash.clone();
-        self.members.note_message(&hash, &record.message);
-        let threshold = majority(record.peers.len());
+        let quorum = quorum_of(&record);
         let members = record.peers.len();
+        let threshold = majority(members);
         let started = Instant::now();
-        // Phase 1: promises until a threshold agrees on every block's base, or the
-        // threshold is out of reach, or a third of the lifetime has passed.
+        let change = record.message.change.is_some();
+        // Phase 1: promises until the approvals meet the quorum and agree on every
+        // block's base, or refusals put the quorum out of reach, or every member
+        // answered, or a third of the lifetime has passed.
         let phase1_budget = self.timeout / 3;
-        let mut calls = self.calls(&record, &plan.remote);
-        let (mut failures, mut answered) = (Vec::new(), 0);
+        let mut calls = self.calls(&record, remote);
+        let (mut failures, mut failed, mut answered) = (Vec::new(), BTreeSet::new(), 0);
+        let mut wrong: Vec<RegionView> = Vec::new();
         let _ = tokio::time::timeout(phase1_budget, async {
             while let Some((peer, reply)) = calls.next().await {
                 answered += 1;
@@ -122,13 +202,22 @@ impl Coordinator {
                             record.promises.insert(peer.clone(), v.clone());
                         }
                     }
-                    Err(e) => failures.push(format!("{peer}: {e:?}")),
+                    Err(e) => {
+                        if e.code == ErrorCode::WrongCluster {
+                            self.learn(&peer, &e.view);
+                            wrong.extend(e.view.clone());
+                        }
+                        failures.push(format!("{peer}: {}: {}", e.code, e.message));
+                        failed.insert(peer);
+                    }
                 }
-                let t = tally(&record);
-                if members.saturating_sub(t.rejections + failures.len()) < threshold {
+                // Refusals alone settle it (a conflict). Lost only with the
+                // failures counted, the rest still answer: their refusals make it
+                // a conflict rather than a lack of quorum.
+                if quorum.lost_to(&voters(&record.promises, VoteType::Reject)) {
                     break;
                 }
-                if t.approvals >= threshold
+                if quorum.met_by(&voters(&record.promises, VoteType::Approve))
                     && (answered == members || !has_diverged(&decide(&record, threshold)))
                 {
                     break;
@@ -136,20 +225,35 @@ impl Coordinator {
             }
         })
         .await;
-        self.metrics.phase1.observe(started.elapsed());
-        let approvals = tally(&record).approvals;
-        if approvals < threshold {
-            return Err(self.abort(record, calls, failures, &plan.remote).await);
+        if !change {
+            self.metrics.phase1.observe(started.elapsed());
+        }
+        if !quorum.met_by(&voters(&record.promises, VoteType::Approve)) {
+            // Out of reach by refusals alone (a conflict), or only because members
+            // could not be reached (no quorum: retry later, or elsewhere).
+            let refusals = voters(&record.promises, VoteType::Reject);
+            let unreachable = !failed.is_empty() && !quorum.lost_to(&refusals);
+            let refused = self.abort(record, calls, failures.clone(), remote).await;
+            if !wrong.is_empty() {
+                return Err(Agreement::WrongCluster(wrong));
+            }
+            if unreachable {
+                return Err(Agreement::Failed(RepoError::Unavailable(format!(
+                    "no quorum: too few of the {members} members of the blocks' configuration answered ({})",
+                    failures.join(", ")
+                ))));
+            }
+            return Err(refused);
         }
         finish_in_background(calls);
         // Phase 2: the decision; members apply it (or fence) and sign.
         let decision = decide(&record, threshold);
-        self.metrics.committed.add(1);
+        self.metrics.count(change, Outcome::Committed);
         if has_diverged(&decision) {
             self.repair_diverged(&record, &decision);
         }
         if self.fault.hits(&record) {
-            self.inject(&record, &plan.remote).await;
+            self.inject(&record, remote).await;
         }
         let phase2 = Instant::now();
         let phase2_budget = self
@@ -157,40 +261,43 @@ impl Coordinator {
             .saturating_sub(started.elapsed())
             .max(self.timeout / 2);
         let me = self.me.to_string();
-        let mut calls = self.calls(&record, &plan.remote);
+        let local_member = record.peers.contains_key(&me);
+        let mut calls = self.calls(&record, remote);
         let mut commits = Commits::default();
-        let mut local_done = false;
+        let mut local_done = !local_member;
         let _ = tokio::time::timeout(phase2_budget, async {
             while let Some((peer, reply)) = calls.next().await {
                 local_done |= peer == me;
                 commits.count(peer, reply);
-                let settled = commits.agreed(threshold).is_some() && local_done;
-                let aborted = commits.fences > members - threshold;
-                if settled || aborted {
+                let settled = commits.agreed(&quorum).is_some() && local_done;
+                if settled || commits.aborted(&quorum) {
                     break;
                 }
             }
         })
         .await;
-        self.metrics.phase2.observe(phase2.elapsed());
-        let agreed = commits.agreed(threshold).cloned();
-        let fences = commits.fences;
-        let message = record.message.clone();
-        self.retry_stragglers(calls, commits.stragglers, record, &plan.remote);
+        if !change {
+            self.metrics.phase2.observe(phase2.elapsed());
+        }
+        let agreed = commits.agreed(&quorum).cloned();
+        let aborted = commits.aborted(&quorum);
+        let fences = commits.fences.len();
+        let stragglers = std::mem::take(&mut commits.stragglers);
+        self.retry_stragglers(calls, stragglers, record, remote);
         let Some(effect) = agreed else {
-            if fences > members - threshold {
-                self.metrics.aborted.add(1);
+            if aborted {
+                self.metrics.count(change, Outcome::Aborted);
                 return Err(Agreement::Refused(format!(
                     "aborted: {fences} of {members} members fenced the decision"
                 )));
             }
-            self.metrics.in_doubt.add(1);
-            tracing::warn!(%hash, threshold, "decided but not applied by a majority in time");
+            self.metrics.count(change, Outcome::InDoubt);
+            tracing::warn!(%hash, "decided but not applied by a majority in time");
             return Err(Agreement::Failed(RepoError::InDoubt(format!(
-                "transaction {hash} was decided but fewer than {threshold} of {members} members reported it applied in time"
+                "transaction {hash} was decided but not reported applied by a majority of its {members} members in time"
             ))));
         };
-        Ok(self.outcomes(&hash, &message.operations, &decision, &effect))
+        Ok(Agreed { decision, effect })
     }
 
     /// The answer to each operation: this node's own outcome when its copy took
@@ -240,7 +347,8 @@ impl Coordinator {
             }
         })
         .await;
-        self.metrics.aborted.add(1);
+        self.metrics
+            .count(record.message.change.is_some(), Outcome::Aborted);
         let approvals = tally(&record).approvals;
         let threshold = majority(record.peers.len());
         let reason = "refused: too few promises".to_string();

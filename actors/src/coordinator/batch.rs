@@ -160,6 +160,7 @@ impl Coordinator {
                                 )),
                             },
                             Err(Agreement::Refused(reason)) => refused(&op, reason),
+                            Err(Agreement::WrongCluster(view)) => Err(wrong_cluster(view)),
                             Err(Agreement::Failed(e)) => Err(e),
                         }
                     }
@@ -174,6 +175,11 @@ impl Coordinator {
                     let _ = reply.send(refused(op, reason.clone()));
                 }
             }
+            Err(Agreement::WrongCluster(view)) => {
+                for r in replies {
+                    let _ = r.send(Err(wrong_cluster(view.clone())));
+                }
+            }
             Err(Agreement::Failed(e)) => {
                 let failure = e.to_failure();
                 for r in replies {
@@ -181,6 +187,14 @@ impl Coordinator {
                 }
             }
         }
+    }
+}
+
+/// A write refused because a member holds another configuration.
+fn wrong_cluster(view: Vec<crate::model::RegionView>) -> RepoError {
+    RepoError::WrongCluster {
+        message: "a member holds another configuration of the blocks' regions".into(),
+        view,
     }
 }
 

@@ -114,6 +114,28 @@ impl CoordinatorHandle {
         }
     }
 
+    /// Starts the placement driver on the current arbiter: every
+    /// `PLACEMENT_INTERVAL` it takes the next configuration step due in the
+    /// regions this node leads. It stops with the coordinator.
+    pub fn start_placement(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        actix_rt::spawn(async move {
+            loop {
+                tokio::time::sleep(super::driver::PLACEMENT_INTERVAL).await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                // Steps follow one another at once while some are due.
+                while inner.place().await {}
+            }
+        });
+    }
+
+    /// The node's configurations.
+    pub fn configs(&self) -> &Arc<crate::cluster::Configs> {
+        &self.inner.configs
+    }
+
     /// Mailbox metrics.
     pub fn actor_metrics(&self) -> &Arc<ActorMetrics> {
         &self.metrics
@@ -139,6 +161,24 @@ impl CoordinatorHandle {
     /// takes part even if it is not in the cluster), never forwarded again.
     pub async fn coordinate_forwarded(&self, op: RepoOperation) -> Result<OpResult, RepoError> {
         self.call(op, true).await
+    }
+
+    /// Asks peers for the configurations of those of `regions` for which this
+    /// node knows none, or none that has `member` (see `Coordinator::discover`).
+    pub async fn discover(&self, regions: &[crate::model::Region], member: &str) {
+        let stale: Vec<_> = regions
+            .iter()
+            .copied()
+            .filter(|r| {
+                self.inner
+                    .configs
+                    .config(*r)
+                    .is_none_or(|c| !c.members.contains(member))
+            })
+            .collect();
+        if !stale.is_empty() {
+            self.inner.discover(&stale).await;
+        }
     }
 
     /// Reads (see [`Coordinator::get`]): local, caught up with the cluster first

@@ -7,6 +7,7 @@
 //! - [`batch`]: lanes of writes with the same peer set, batched into records;
 //! - [`agree`]: one record's rounds of promises and commits;
 //! - [`split`]: writes whose blocks belong to several clusters;
+//! - [`driver`]: the placement driver, moving regions toward their targets;
 //! - [`handle`]: the actor and its typed handle (a [`crate::model::Repo`]).
 //!
 //! A node runs two [`CoordinatorActor`]s over one [`Coordinator`]: one on the
@@ -16,6 +17,7 @@
 
 mod agree;
 mod batch;
+mod driver;
 mod fault;
 mod handle;
 mod plan;
@@ -30,7 +32,7 @@ use libp2p::identity::Keypair;
 use libp2p::PeerId;
 
 use crate::block::StorageRepo;
-use crate::cluster::{CatchUp, MemberDirectory};
+use crate::cluster::{CatchUp, Configs, MemberDirectory};
 use crate::metrics::{Counter, Histogram};
 use crate::model::{BlockGets, GetBlockResults, OpResult, RepoError, RepoOperation};
 use crate::net::NetClient;
@@ -58,7 +60,52 @@ pub struct TxnMetrics {
     pub phase2: Histogram,
     /// Client writes carried by records (divided by `started`: the mean batch).
     pub operations: Counter,
+    /// Configuration changes this node proposed (not counted above).
+    pub changes: ChangeMetrics,
 }
+
+/// Configuration changes by outcome, as their proposer saw them.
+#[derive(Debug, Default)]
+pub struct ChangeMetrics {
+    /// Proposed.
+    pub started: Counter,
+    /// Agreed and applied by a majority.
+    pub committed: Counter,
+    /// Refused.
+    pub aborted: Counter,
+    /// Decided, not reported applied by a majority in time.
+    pub in_doubt: Counter,
+}
+
+/// What became of a record, for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Outcome {
+    Started,
+    Committed,
+    Aborted,
+    InDoubt,
+}
+
+impl TxnMetrics {
+    /// Counts `outcome` of a write's record, or of a change's (`change`).
+    pub(crate) fn count(&self, change: bool, outcome: Outcome) {
+        let c = match (change, outcome) {
+            (false, Outcome::Started) => &self.started,
+            (false, Outcome::Committed) => &self.committed,
+            (false, Outcome::Aborted) => &self.aborted,
+            (false, Outcome::InDoubt) => &self.in_doubt,
+            (true, Outcome::Started) => &self.changes.started,
+            (true, Outcome::Committed) => &self.changes.committed,
+            (true, Outcome::Aborted) => &self.changes.aborted,
+            (true, Outcome::InDoubt) => &self.changes.in_doubt,
+        };
+        c.add(1);
+    }
+}
+
+/// How many times a write is planned again after a member answered
+/// `wrong_cluster` (its view learned each time).
+const WRONG_CLUSTER_RETRIES: usize = 3;
 
 /// Runs writes through the cluster.
 pub struct Coordinator {
@@ -68,13 +115,15 @@ pub struct Coordinator {
     repo: StorageRepo,
     net: Arc<OnceLock<NetClient>>,
     members: Arc<MemberDirectory>,
-    cluster_size: usize,
     timeout: Duration,
     lanes: parking_lot::Mutex<HashMap<String, batch::Lane>>,
     fault: fault::Fault,
     catch_up: Arc<CatchUp>,
+    configs: Arc<Configs>,
     /// Client writes being coordinated here now.
     running: AtomicUsize,
+    /// The placement driver's memory between passes.
+    placement: parking_lot::Mutex<driver::State>,
 }
 
 impl Coordinator {
@@ -84,16 +133,16 @@ impl Coordinator {
         repo: StorageRepo,
         net: Arc<OnceLock<NetClient>>,
         members: Arc<MemberDirectory>,
-        cluster_size: usize,
         timeout: Duration,
     ) -> Self {
         let me = key.public().to_peer_id();
+        let configs = members.configs().clone();
         let catch_up = Arc::new(CatchUp::new(
             me,
             repo.clone(),
             net.clone(),
             members.freshness().clone(),
-            cluster_size,
+            configs.clone(),
         ));
         members.set_catch_up(catch_up.clone());
         Self {
@@ -103,12 +152,13 @@ impl Coordinator {
             repo,
             net,
             members,
-            cluster_size: cluster_size.max(1),
             timeout,
             lanes: parking_lot::Mutex::new(HashMap::new()),
             fault: fault::Fault::configured(),
             catch_up,
+            configs,
             running: AtomicUsize::new(0),
+            placement: parking_lot::Mutex::default(),
         }
     }
 
@@ -125,8 +175,8 @@ impl Coordinator {
 
     /// A read: served by the local store; a block not compared with its cluster
     /// since this node started or its member set last changed is compared first (one
-    /// round trip to its cluster peers), and restored from them when they hold a
-    /// newer revision. Reads with a context restore on their own.
+    /// round trip to its cluster peers), and restored from them when a majority
+    /// holds a newer revision. Reads with a context restore on their own.
     pub async fn get(&self, gets: BlockGets) -> Result<GetBlockResults, RepoError> {
         if gets.context.is_none() {
             self.catch_up.catch_up(&gets.block_ids).await;
@@ -134,9 +184,11 @@ impl Coordinator {
         self.repo.get(gets).await
     }
 
-    /// Runs a write: split by cluster, each part forwarded, applied locally or
-    /// agreed by its cluster. `forwarded` when another node handed it here (it is
-    /// then never forwarded again).
+    /// Runs a write: grouped by its regions' configurations, each part forwarded,
+    /// applied locally or agreed by its configuration. `forwarded` when another
+    /// node handed it here (it is then never forwarded again). A member that holds
+    /// another configuration answers `wrong_cluster` with its view: learned, and
+    /// the write planned again (a few times).
     async fn run(
         self: &Arc<Self>,
         op: RepoOperation,
@@ -145,20 +197,45 @@ impl Coordinator {
         if let RepoOperation::PendCommit(pc) = &op {
             pc.check().map_err(RepoError::Invalid)?;
         }
-        let view = self.view()?;
-        let groups = self.groups(&view, crate::cluster::operation_blocks(&op));
-        if let (RepoOperation::PendCommit(pc), true) = (&op, groups.len() > 1) {
+        let mut attempts = 0;
+        loop {
+            match self.run_once(&op, forwarded).await {
+                // The view was learned from the member that gave it.
+                Err(RepoError::WrongCluster { view, message }) => {
+                    attempts += 1;
+                    if attempts >= WRONG_CLUSTER_RETRIES {
+                        return Err(RepoError::WrongCluster { view, message });
+                    }
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn run_once(
+        self: &Arc<Self>,
+        op: &RepoOperation,
+        forwarded: bool,
+    ) -> Result<OpResult, RepoError> {
+        let groups = self.groups(crate::cluster::operation_blocks(op)).await?;
+        if groups.is_empty() {
+            // No block: nothing to agree on; the engine answers (an invalid
+            // request, or an empty success) without changing anything.
+            return self.local(op.clone()).await;
+        }
+        if let (RepoOperation::PendCommit(pc), true) = (op, groups.len() > 1) {
             let r = self
-                .pend_commit_split(&view, groups, pc.clone(), forwarded)
+                .pend_commit_split(groups, pc.clone(), forwarded)
                 .await?;
             return Ok(OpResult::PendCommit(r));
         }
         if groups.len() <= 1 {
-            let (cluster, blocks) = groups.into_iter().next().unwrap_or_default();
-            let plan = self.plan(&view, &cluster, &blocks);
-            return self.run_part(plan, op, forwarded).await;
+            let (members, blocks) = groups.into_iter().next().unwrap_or_default();
+            return self
+                .run_part(&members, &blocks, op.clone(), forwarded)
+                .await;
         }
-        self.run_split(&view, groups, op, forwarded).await
+        self.run_split(groups, op.clone(), forwarded).await
     }
 
     /// Applies a write to this node's store directly (a lone node).

@@ -1,148 +1,266 @@
-//! Planning a write: which cluster each block belongs to (the `cluster_size`
-//! peers closest to it among this node's candidates), the record's peer set for
-//! one cluster, and where to forward a write this node is not a member for.
+//! Planning a write: the configuration of each of its blocks' regions (from the
+//! node's table; asked of its peers when unknown), the record's peers for one
+//! configuration, and where to forward a write this node is not a member for.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine as _;
 use libp2p::{Multiaddr, PeerId};
 
 use super::Coordinator;
-use crate::cluster::{closest_peers, peer_entry, ClusterPeer};
-use crate::model::{ms_from_now, BlockId, OpResult, RepoError, RepoMessage, RepoOperation};
-use crate::net::{cluster_coordinate, NetError, PeerInfo};
+use crate::cluster::ClusterPeer;
+use crate::membership::closest_to;
+use crate::model::{
+    block_key, ms_from_now, BlockId, OpResult, Region, RegionView, RepoError, RepoMessage,
+    RepoOperation,
+};
+use crate::net::{cluster_configs, cluster_coordinate, NetError};
 
-/// The peers this node can take into a cluster.
-pub(super) struct View {
-    pub(super) infos: BTreeMap<PeerId, PeerInfo>,
-    /// Those peers and this node.
-    pub(super) candidates: Vec<PeerId>,
-    pub(super) my_addrs: Vec<String>,
-}
+/// Peers asked per unknown region (the closest to it).
+const DISCOVERY_FANOUT: usize = 4;
+
+/// Per-peer wait when asking peers for configurations.
+const ASK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The peers of one transaction and how to reach them.
 #[derive(Clone)]
 pub(super) struct Plan {
+    /// The configuration's members, as the record names them.
     pub(super) peers: BTreeMap<String, ClusterPeer>,
+    /// The members other than this node.
     pub(super) remote: Vec<(PeerId, Vec<Multiaddr>)>,
-    /// This node is in none of the blocks' clusters: the closest peer of the first
-    /// block, to forward the write to.
-    pub(super) forward_to: Option<(PeerId, Vec<Multiaddr>)>,
+    /// This node is not a member: the members to forward the write to, in the
+    /// order to try them (the next when one cannot be reached).
+    pub(super) forward_to: Option<Vec<(PeerId, Vec<Multiaddr>)>>,
 }
 
-/// A write's blocks grouped by the cluster they belong to.
-pub(super) type Groups = BTreeMap<BTreeSet<PeerId>, BTreeSet<BlockId>>;
+impl Plan {
+    /// This node alone is the configuration: the write applies directly.
+    pub(super) fn alone(&self) -> bool {
+        self.forward_to.is_none() && self.remote.is_empty()
+    }
+}
+
+/// A write's blocks grouped by the members of their regions' configurations.
+pub(super) type Groups = BTreeMap<BTreeSet<String>, BTreeSet<BlockId>>;
+
+/// Addresses parsed from a peer entry.
+fn addrs_of(p: &ClusterPeer) -> Vec<Multiaddr> {
+    p.multiaddrs.iter().filter_map(|a| a.parse().ok()).collect()
+}
 
 impl Coordinator {
-    /// Who this node can reach and take into a cluster right now.
-    pub(super) fn view(&self) -> Result<View, RepoError> {
-        let status = self.net()?.member_view();
-        let infos: BTreeMap<PeerId, _> = status
+    /// The operation's blocks grouped by their regions' configurations (asking
+    /// peers for regions this node knows none of).
+    pub(super) async fn groups(&self, blocks: BTreeSet<BlockId>) -> Result<Groups, RepoError> {
+        let regions: BTreeSet<Region> = blocks.iter().map(Region::of).collect();
+        let unknown: Vec<Region> = regions
+            .iter()
+            .copied()
+            .filter(|r| self.configs.config(*r).is_none())
+            .collect();
+        if !unknown.is_empty() {
+            self.discover(&unknown).await;
+        }
+        let mut groups = Groups::new();
+        for block in blocks {
+            let r = Region::of(&block);
+            let c = self.configs.config(r).ok_or_else(|| {
+                RepoError::Unavailable(format!(
+                    "no configuration known for region {r} (block {block}): this node has not joined a network yet"
+                ))
+            })?;
+            groups.entry(c.members).or_default().insert(block);
+        }
+        Ok(groups)
+    }
+
+    /// Asks peers for the configurations of `regions` and learns the answers:
+    /// for each region, the [`DISCOVERY_FANOUT`] peers closest to it (its
+    /// members, once placement has settled) and the members of the configuration
+    /// known, if any (only they can vouch for a newer one).
+    pub(super) async fn discover(&self, regions: &[Region]) {
+        let Ok(net) = self.net() else {
+            return;
+        };
+        let mut peers: Vec<PeerId> = net
+            .member_view()
             .members
             .iter()
-            .map(|p| (p.peer_id, p.clone()))
+            .map(|p| p.peer_id)
             .collect();
-        let candidates = infos.keys().copied().chain([self.me]).collect();
-        let my_addrs = status
-            .listen_addrs
+        peers.extend(self.configs.known_peers());
+        peers.retain(|p| *p != self.me);
+        peers.sort();
+        peers.dedup();
+        let mut ask: BTreeSet<PeerId> = BTreeSet::new();
+        for r in regions.iter().take(DISCOVERY_FANOUT * 4) {
+            ask.extend(crate::membership::target(*r, &peers, DISCOVERY_FANOUT));
+            // The members of a configuration known (they vouch for its successors).
+            if let Some(c) = self.configs.config(*r) {
+                ask.extend(c.members.iter().filter_map(|m| m.parse::<PeerId>().ok()));
+            }
+        }
+        ask.remove(&self.me);
+        let asks = ask
             .iter()
-            .map(ToString::to_string)
+            .map(|p| cluster_configs(net, *p, Vec::new(), regions.to_vec(), ASK_TIMEOUT));
+        let replies = futures::future::join_all(asks).await;
+        for (peer, reply) in ask.iter().zip(replies) {
+            let Ok(reply) = reply else { continue };
+            self.learn(&peer.to_string(), &reply.view);
+            for (id, p) in reply.peers {
+                self.configs.note_peer(&id, p);
+            }
+        }
+    }
+
+    /// Learns the configurations peer `from` reported (see `Configs::learn`).
+    pub(super) fn learn(&self, from: &str, view: &[RegionView]) {
+        self.configs.learn(
+            from,
+            view.iter()
+                .filter_map(|v| v.config.clone().map(|c| (v.region, c))),
+        );
+    }
+
+    /// The record's peers for a configuration of `members`, and where to forward
+    /// the write when this node is not one of them.
+    pub(super) fn plan(
+        &self,
+        members: &BTreeSet<String>,
+        blocks: &BTreeSet<BlockId>,
+    ) -> Result<Plan, RepoError> {
+        let me = self.me.to_string();
+        let unknown = || {
+            RepoError::Unavailable(format!(
+                "the keys of the members {members:?} are not known to this node yet"
+            ))
+        };
+        if !members.contains(&me) {
+            // The configuration's coordinator for these blocks: its member closest
+            // to the first block.
+            let ids: Vec<PeerId> = members.iter().filter_map(|m| m.parse().ok()).collect();
+            let first = blocks.first().map(block_key).unwrap_or_default();
+            let order: Vec<(PeerId, Vec<Multiaddr>)> = closest_to(&first, ids, members.len())
+                .into_iter()
+                .map(|to| {
+                    let addrs = self
+                        .configs
+                        .peer(&to.to_string())
+                        .map(|p| addrs_of(&p))
+                        .unwrap_or_default();
+                    (to, addrs)
+                })
+                .collect();
+            if order.is_empty() {
+                return Err(unknown());
+            }
+            return Ok(Plan {
+                peers: BTreeMap::new(),
+                remote: Vec::new(),
+                forward_to: Some(order),
+            });
+        }
+        let peers = self.configs.entries(members).ok_or_else(unknown)?;
+        let remote = peers
+            .iter()
+            .filter(|(id, _)| **id != me)
+            .filter_map(|(id, p)| Some((id.parse().ok()?, addrs_of(p))))
             .collect();
-        Ok(View {
-            infos,
-            candidates,
-            my_addrs,
+        Ok(Plan {
+            peers,
+            remote,
+            forward_to: None,
         })
     }
 
-    /// The operation's blocks grouped by cluster (the `cluster_size` closest peers).
-    pub(super) fn groups(&self, view: &View, blocks: BTreeSet<BlockId>) -> Groups {
-        let mut groups = Groups::new();
-        for block in blocks {
-            let cluster: BTreeSet<PeerId> =
-                closest_peers(&block, view.candidates.iter().copied(), self.cluster_size)
-                    .into_iter()
-                    .collect();
-            groups.entry(cluster).or_default().insert(block);
-        }
-        groups
+    /// The configuration epoch of every region `ops` touch, as this node holds
+    /// them now (the record names them; members check them).
+    pub(super) fn epochs_of(&self, ops: &[RepoOperation]) -> BTreeMap<Region, u64> {
+        let t = self.configs.table();
+        crate::cluster::message_blocks(ops)
+            .iter()
+            .map(Region::of)
+            .filter_map(|r| Some((r, t.get(r)?.epoch)))
+            .collect()
     }
 
-    /// The record's peers for one cluster: the cluster plus this node (it always
-    /// takes part, so it can answer from its own store), and where to forward the
-    /// write when this node is not in the cluster.
-    pub(super) fn plan(
-        &self,
-        view: &View,
-        cluster: &BTreeSet<PeerId>,
-        blocks: &BTreeSet<BlockId>,
-    ) -> Plan {
-        let forward_to = match blocks.first() {
-            // The cluster's coordinator: its member closest to the first block.
-            Some(first) if !cluster.contains(&self.me) => {
-                closest_peers(first, cluster.iter().copied(), cluster.len())
-                    .into_iter()
-                    .find_map(|p| view.infos.get(&p).map(|i| (p, i.addrs.clone())))
-            }
-            _ => None,
-        };
-        let mut peers = BTreeMap::from([peer_entry(&self.key, view.my_addrs.clone())]);
-        let mut remote = Vec::new();
-        for p in cluster.iter().filter(|p| **p != self.me) {
-            let Some(info) = view.infos.get(p) else {
-                continue;
-            };
-            peers.insert(
-                p.to_string(),
-                ClusterPeer {
-                    multiaddrs: info.addrs.iter().map(ToString::to_string).collect(),
-                    public_key: B64.encode(info.public_key.encode_protobuf()),
-                },
-            );
-            remote.push((*p, info.addrs.clone()));
-        }
-        Plan {
-            peers,
-            remote,
-            forward_to,
-        }
-    }
-
-    /// One cluster's part: forwarded to the cluster's coordinator when this node is
-    /// not a member (unless it was itself forwarded here), applied directly on a lone
-    /// node, or agreed by the cluster.
+    /// One configuration's part: forwarded to a member when this node is not one
+    /// (unless it was itself forwarded here: then `wrong_cluster`), applied
+    /// directly when this node alone is the configuration, or agreed by it.
     pub(super) async fn run_part(
         self: &Arc<Self>,
-        mut plan: Plan,
+        members: &BTreeSet<String>,
+        blocks: &BTreeSet<BlockId>,
         op: RepoOperation,
         forwarded: bool,
     ) -> Result<OpResult, RepoError> {
-        if let Some((peer, addrs)) = plan.forward_to.take().filter(|_| !forwarded) {
-            // Not in the cluster: the block's coordinator runs it (and never forwards
-            // again). If it cannot be reached, coordinate here instead.
-            let message = RepoMessage {
-                operations: vec![op.clone()],
-                expiration: Some(ms_from_now(self.timeout)),
-                coordinator: None,
-            };
-            match cluster_coordinate(self.net()?, peer, addrs, message, self.timeout).await {
-                Ok(r) => {
-                    self.metrics.forwarded.add(1);
-                    return Ok(r);
-                }
-                Err(e @ NetError::Remote { .. }) => return Err(e.into()),
-                Err(e) if e.is_in_doubt() => {
-                    return Err(RepoError::InDoubt(format!("forwarded to {peer}: {e}")))
-                }
-                Err(e) => tracing::warn!(%peer, error = %e, "cannot forward; coordinating here"),
+        let plan = self.plan(members, blocks)?;
+        if let Some(order) = plan.forward_to {
+            if forwarded {
+                return Err(self.not_here(blocks));
             }
+            return self.forward(order, op).await;
         }
-        if plan.remote.is_empty() {
+        if plan.alone() {
             self.metrics.local.add(1);
             return self.local(op).await;
         }
         self.submit(plan, op).await
+    }
+
+    /// Forwards a write to the members in `order`, the next one when one cannot
+    /// be reached (a write reaches a member at most once as far as this node
+    /// knows: a reply lost after sending makes the answer in doubt).
+    async fn forward(
+        &self,
+        order: Vec<(PeerId, Vec<Multiaddr>)>,
+        op: RepoOperation,
+    ) -> Result<OpResult, RepoError> {
+        let net = self.net()?;
+        let mut unreachable = Vec::new();
+        for (peer, addrs) in order {
+            let message = RepoMessage::of(op.clone(), Some(ms_from_now(self.timeout)));
+            match cluster_coordinate(net, peer, addrs, message, self.timeout).await {
+                Ok(r) => {
+                    self.metrics.forwarded.add(1);
+                    return Ok(r);
+                }
+                Err(NetError::WrongCluster { message, view }) => {
+                    self.learn(&peer.to_string(), &view);
+                    return Err(RepoError::WrongCluster { message, view });
+                }
+                Err(e) if e.is_in_doubt() => {
+                    return Err(RepoError::InDoubt(format!("forwarded to {peer}: {e}")))
+                }
+                Err(e) => unreachable.push(format!("{peer}: {e}")),
+            }
+        }
+        Err(RepoError::Unavailable(format!(
+            "cannot reach a member of the blocks' cluster ({})",
+            unreachable.join("; ")
+        )))
+    }
+
+    /// `wrong_cluster` for a write forwarded here about blocks this node is not a
+    /// member for, with what it knows of their regions.
+    fn not_here(&self, blocks: &BTreeSet<BlockId>) -> RepoError {
+        let t = self.configs.table();
+        let view = blocks
+            .iter()
+            .map(Region::of)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|r| RegionView {
+                region: r,
+                config: t.get(r).cloned(),
+            })
+            .collect();
+        RepoError::WrongCluster {
+            message: "this node is not a member of the blocks' configuration".into(),
+            view,
+        }
     }
 }

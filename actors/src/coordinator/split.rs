@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::plan::{Groups, View};
+use super::plan::Groups;
 use super::Coordinator;
 use crate::model::{
     CancelOperation, CommitRequest, CommitResult, OpResult, PendCommitRequest, PendCommitResult,
@@ -19,7 +19,6 @@ impl Coordinator {
     /// transaction is committed: it is never cancelled (see [`Self::commit_split`]).
     pub(super) async fn pend_commit_split(
         self: &Arc<Self>,
-        view: &View,
         groups: Groups,
         pc: PendCommitRequest,
         forwarded: bool,
@@ -31,15 +30,10 @@ impl Coordinator {
         let cancel_groups = groups.clone();
         let cancel = |this: Arc<Self>| async move {
             let op = RepoOperation::Cancel(CancelOperation { trx_ref });
-            this.run_split(view, cancel_groups, op, forwarded).await
+            this.run_split(cancel_groups, op, forwarded).await
         };
         let pend = self
-            .run_split(
-                view,
-                groups.clone(),
-                RepoOperation::Pend(pc.pend),
-                forwarded,
-            )
+            .run_split(groups.clone(), RepoOperation::Pend(pc.pend), forwarded)
             .await?
             .into_pend()?;
         if !pend.is_success() {
@@ -48,7 +42,7 @@ impl Coordinator {
             return Ok(PendCommitResult { pend, commit: None });
         }
         let commit = self
-            .commit_split(view, groups, pc.commit, forwarded)
+            .commit_split(groups, pc.commit, forwarded)
             .await?
             .into_commit()?;
         if !commit.is_success() {
@@ -66,17 +60,15 @@ impl Coordinator {
     /// other writes run their parts concurrently. The answer merges the parts'.
     pub(super) async fn run_split(
         self: &Arc<Self>,
-        view: &View,
         groups: Groups,
         op: RepoOperation,
         forwarded: bool,
     ) -> Result<OpResult, RepoError> {
         if let RepoOperation::Commit(c) = op {
-            return self.commit_split(view, groups, c, forwarded).await;
+            return self.commit_split(groups, c, forwarded).await;
         }
-        let parts = groups.iter().map(|(cluster, blocks)| {
-            let plan = self.plan(view, cluster, blocks);
-            self.run_part(plan, op.restricted_to(blocks), forwarded)
+        let parts = groups.iter().map(|(members, blocks)| {
+            self.run_part(members, blocks, op.restricted_to(blocks), forwarded)
         });
         let mut results = Vec::new();
         for r in futures::future::join_all(parts).await {
@@ -95,7 +87,6 @@ impl Coordinator {
     /// cancellation (docs/CONSENSUS.md, "Writes across clusters").
     async fn commit_split(
         self: &Arc<Self>,
-        view: &View,
         groups: Groups,
         c: CommitRequest,
         forwarded: bool,
@@ -107,12 +98,11 @@ impl Coordinator {
             .filter(|t| c.block_ids.contains(t))
             .or_else(|| c.block_ids.iter().min().cloned());
         let (first, mut rest): (Vec<_>, Vec<_>) = groups
-            .iter()
-            .map(|(cluster, blocks)| (self.plan(view, cluster, blocks), blocks.clone()))
+            .into_iter()
             .partition(|(_, blocks)| point.as_ref().is_some_and(|p| blocks.contains(p)));
-        for (plan, blocks) in first {
+        for (members, blocks) in first {
             let r = self
-                .run_part(plan, op.restricted_to(&blocks), forwarded)
+                .run_part(&members, &blocks, op.restricted_to(&blocks), forwarded)
                 .await?;
             if !r.is_success() {
                 return Ok(r);
@@ -122,8 +112,8 @@ impl Coordinator {
         let until = Instant::now() + self.timeout;
         let mut wait = Duration::from_millis(50);
         loop {
-            let runs = rest.iter().map(|(plan, blocks)| {
-                self.run_part(plan.clone(), op.restricted_to(blocks), forwarded)
+            let runs = rest.iter().map(|(members, blocks)| {
+                self.run_part(members, blocks, op.restricted_to(blocks), forwarded)
             });
             let results = futures::future::join_all(runs).await;
             let mut again = Vec::new();
@@ -136,7 +126,10 @@ impl Coordinator {
                             c.trx_id, part.1, c.rev
                         )))
                     }
-                    _ => again.push(part),
+                    r => {
+                        tracing::debug!(trx = %c.trx_id, blocks = ?part.1, result = ?r, "a part past the commit point has not landed yet");
+                        again.push(part)
+                    }
                 }
             }
             if again.is_empty() {

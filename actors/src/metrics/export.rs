@@ -233,6 +233,22 @@ impl Collector for NodeCollector {
                     .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&c, None)?;
             }
             let mut m = e.encode_descriptor(
+                "optimystic_config_changes",
+                "Configuration changes this node proposed, by outcome (started, committed, aborted, in_doubt)",
+                None,
+                MetricType::Counter,
+            )?;
+            let ch = &t.changes;
+            for (name, c) in [
+                ("started", ch.started.get()),
+                ("committed", ch.committed.get()),
+                ("aborted", ch.aborted.get()),
+                ("in_doubt", ch.in_doubt.get()),
+            ] {
+                m.encode_family(&[("outcome", name)])?
+                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&c, None)?;
+            }
+            let mut m = e.encode_descriptor(
                 "optimystic_transaction_operations",
                 "Client writes carried by cluster records (divided by started records: the mean batch)",
                 None,

@@ -110,6 +110,15 @@ pub enum RepoError {
         /// Detail.
         message: String,
     },
+    /// The record's (or write's) cluster is not the region's configuration as the
+    /// answering member holds it; `view` is what it holds. Retryable.
+    #[error("wrong_cluster: {message}")]
+    WrongCluster {
+        /// Detail.
+        message: String,
+        /// The member's configurations of the regions concerned.
+        view: Vec<RegionView>,
+    },
     /// The write was decided but fewer than a majority of its cluster reported it
     /// applied in time: it may or may not take effect. Retrying the same request
     /// is safe (writes are idempotent under redelivery).
@@ -141,6 +150,7 @@ impl RepoError {
             Self::Restore { .. } => ErrorCode::Restore,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::InDoubt(_) => ErrorCode::InDoubt,
+            Self::WrongCluster { .. } => ErrorCode::WrongCluster,
             Self::Remote { code, .. } => code.clone(),
         }
     }
@@ -148,14 +158,13 @@ impl RepoError {
     /// The error as a code and message, the way an error frame carries it.
     pub fn to_failure(&self) -> Failure {
         match self {
-            Self::Remote { code, message } => Failure {
-                code: code.clone(),
+            Self::Remote { code, message } => Failure::new(code.clone(), message.clone()),
+            Self::WrongCluster { message, view } => Failure {
+                code: ErrorCode::WrongCluster,
                 message: message.clone(),
+                view: view.clone(),
             },
-            other => Failure {
-                code: other.code(),
-                message: other.to_string(),
-            },
+            other => Failure::new(other.code(), other.to_string()),
         }
     }
 }
@@ -167,6 +176,22 @@ pub struct Failure {
     pub code: ErrorCode,
     /// Detail.
     pub message: String,
+    /// With `wrong_cluster`: the configurations the refusing member holds of the
+    /// record's regions (none when it knows none), so a coordinator with a stale
+    /// view converges on retry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub view: Vec<RegionView>,
+}
+
+/// A region and the configuration a node holds of it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionView {
+    /// The region.
+    pub region: super::Region,
+    /// Its configuration as the node knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<super::Config>,
 }
 
 impl Failure {
@@ -175,6 +200,7 @@ impl Failure {
         Self {
             code,
             message: message.into(),
+            view: Vec::new(),
         }
     }
 }
@@ -183,6 +209,10 @@ impl From<Failure> for RepoError {
     fn from(f: Failure) -> Self {
         match f.code {
             ErrorCode::InDoubt => Self::InDoubt(f.message),
+            ErrorCode::WrongCluster => Self::WrongCluster {
+                message: f.message,
+                view: f.view,
+            },
             code => Self::Remote {
                 code,
                 message: f.message,

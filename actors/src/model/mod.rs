@@ -5,18 +5,24 @@
 mod block;
 mod clock;
 mod code;
+mod config;
 mod error;
 mod ids;
 mod outcome;
+mod region;
 mod repo;
 mod transform;
 
 pub use block::{Block, BlockHeader, BlockOperation, Transform, Transforms};
 pub use clock::{ms_from_now, now_ms};
 pub use code::{codes, ErrorCode};
-pub use error::{Failure, RepoError, StorageError};
+#[cfg(test)]
+pub(crate) use config::cfg;
+pub use config::{ChangeError, Config, ConfigChange};
+pub use error::{Failure, RegionView, RepoError, StorageError};
 pub use ids::{validate_id, BlockId, IdError, TrxId, MAX_ID_LEN};
 pub use outcome::{unexpected, Empty, OpKind, OpOutcome, OpResult, Repo, WireResult};
+pub use region::{block_key, Region, REGIONS, REGION_BITS};
 pub use repo::{
     BlockGets, BlockTrxState, CancelOperation, CommitRequest, CommitResult, GetBlockResult,
     GetBlockResults, PendCommitRequest, PendCommitResult, PendPolicy, PendRequest, PendResult,

@@ -439,4 +439,26 @@ pub struct RepoMessage {
     /// rejecting commit vote aborts the transaction. Absent in client requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coordinator: Option<String>,
+    /// In a cluster record of writes: the configuration epoch of every region its
+    /// operations' blocks lie in (the record's peers are those configurations'
+    /// members). Absent in client requests.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub epochs: BTreeMap<super::Region, u64>,
+    /// In a cluster record that changes configurations (and carries no
+    /// operations): the change. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<super::ConfigChange>,
+}
+
+impl RepoMessage {
+    /// A client's message of one operation, expiring at `expiration`.
+    pub fn of(op: RepoOperation, expiration: Option<u64>) -> Self {
+        Self {
+            operations: vec![op],
+            expiration,
+            coordinator: None,
+            epochs: BTreeMap::new(),
+            change: None,
+        }
+    }
 }

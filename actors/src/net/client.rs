@@ -163,14 +163,13 @@ impl RepoClient {
     }
 
     async fn call<T: DeserializeOwned>(&self, op: RepoOperation) -> Result<T, NetError> {
-        let msg = RepoMessage {
-            operations: vec![op],
-            expiration: Some(
+        let msg = RepoMessage::of(
+            op,
+            Some(
                 now_ms()
                     .saturating_add(u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)),
             ),
-            coordinator: None,
-        };
+        );
         if !self.json_only.load(Ordering::Relaxed) {
             match self.send(Proto::RepoMp, &msg).await {
                 Err(NetError::Unsupported) => self.json_only.store(true, Ordering::Relaxed),
@@ -303,9 +302,8 @@ async fn cluster_call(
     timeout: Duration,
 ) -> Result<crate::cluster::ClusterRecord, NetError> {
     let req = super::wire::ClusterRequest {
-        operation: operation.into(),
         record: Some(record),
-        message: None,
+        ..super::wire::ClusterRequest::new(operation)
     };
     cluster_send(net, peer, addrs, &req, timeout, decode_reply).await
 }
@@ -325,14 +323,43 @@ pub async fn cluster_coordinate(
         ));
     };
     let req = super::wire::ClusterRequest {
-        operation: "coordinate".into(),
-        record: None,
         message: Some(message),
+        ..super::wire::ClusterRequest::new("coordinate")
     };
     cluster_send(net, peer, addrs, &req, timeout, |enc, bytes| {
         decode_op_result(enc, &op, bytes)
     })
     .await
+}
+
+/// Asks `peer` which configurations it holds of `regions`.
+pub async fn cluster_configs(
+    net: &NetClient,
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+    regions: Vec<crate::model::Region>,
+    timeout: Duration,
+) -> Result<super::wire::ConfigsReply, NetError> {
+    let req = super::wire::ClusterRequest {
+        regions: Some(regions),
+        ..super::wire::ClusterRequest::new("configs")
+    };
+    cluster_send(net, peer, addrs, &req, timeout, decode_reply).await
+}
+
+/// Hands `archives` to `peer` to store (it is about to join their regions).
+pub async fn cluster_store(
+    net: &NetClient,
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+    archives: Vec<BlockArchive>,
+    timeout: Duration,
+) -> Result<super::wire::StoreReply, NetError> {
+    let req = super::wire::ClusterRequest {
+        archives: Some(archives),
+        ..super::wire::ClusterRequest::new("store")
+    };
+    cluster_send(net, peer, addrs, &req, timeout, decode_reply).await
 }
 
 /// Sends a cluster request (MessagePack, JSON if the peer lacks it) and decodes

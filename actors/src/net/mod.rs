@@ -23,8 +23,8 @@ use parking_lot::Mutex;
 
 pub use behaviour::{build_swarm, load_or_create_identity, NetConfig, NodeBehaviour, Proto};
 pub use client::{
-    cluster_coordinate, cluster_query, cluster_update, fetch_archive, restore_from_peers,
-    NetClient, RepoClient,
+    cluster_configs, cluster_coordinate, cluster_query, cluster_store, cluster_update,
+    fetch_archive, restore_from_peers, NetClient, RepoClient,
 };
 pub use frame::{read_frame, write_frame, Frame, FrameCodec};
 pub use protocol::{
@@ -37,7 +37,7 @@ pub use swarm::{
 };
 pub use wire::{
     codes, decode, decode_op_result, decode_reply, decode_request, encode, BlockRequest,
-    ClusterRequest, ErrorBody, ErrorReply,
+    ClusterRequest, ConfigsReply, ErrorBody, ErrorReply, StoreReply,
 };
 
 use crate::metrics::ActorMetrics;
@@ -81,6 +81,14 @@ pub enum NetError {
     /// The local network actor has stopped.
     #[error("network actor stopped")]
     Stopped,
+    /// The peer is not in the cluster the request assumed; `view` is what it holds.
+    #[error("wrong_cluster: {message}")]
+    WrongCluster {
+        /// Detail.
+        message: String,
+        /// The peer's configurations of the regions concerned.
+        view: Vec<crate::model::RegionView>,
+    },
 }
 
 impl NetError {
@@ -105,10 +113,10 @@ impl From<NetError> for crate::model::RepoError {
     /// anything else means the peer could not serve it.
     fn from(e: NetError) -> Self {
         match e {
-            NetError::Remote { code, message } => Self::Remote {
-                code: crate::model::ErrorCode::parse(&code),
-                message,
-            },
+            NetError::Remote { code, message } => {
+                crate::model::Failure::new(crate::model::ErrorCode::parse(&code), message).into()
+            }
+            NetError::WrongCluster { message, view } => Self::WrongCluster { message, view },
             e if e.is_in_doubt() => Self::InDoubt(e.to_string()),
             e => Self::Unavailable(e.to_string()),
         }
@@ -117,6 +125,12 @@ impl From<NetError> for crate::model::RepoError {
 
 impl From<ErrorReply> for NetError {
     fn from(e: ErrorReply) -> Self {
+        if e.error.code == codes::WRONG_CLUSTER {
+            return Self::WrongCluster {
+                message: e.error.message,
+                view: e.error.view,
+            };
+        }
         Self::Remote {
             code: e.error.code,
             message: e.error.message,

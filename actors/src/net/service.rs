@@ -16,7 +16,7 @@ use super::{Encoding, NetMetrics};
 use crate::block::StorageRepo;
 use crate::cluster::MemberDirectory;
 use crate::coordinator::CoordinatorHandle;
-use crate::model::now_ms;
+use crate::model::{now_ms, Region};
 use crate::storage::RepoError;
 
 /// How far a requester's clock may be behind this node's before its request's
@@ -41,6 +41,8 @@ pub struct Consensus {
     pub members: Arc<MemberDirectory>,
     /// Runs client writes through the cluster.
     pub coordinator: CoordinatorHandle,
+    /// The node-local store (blocks handed over by `store`).
+    pub repo: StorageRepo,
 }
 
 impl RepoService {
@@ -166,16 +168,70 @@ async fn serve_cluster(
             let r = consensus.coordinator.coordinate_forwarded(op).await?;
             return reply(enc, &r.wire());
         }
+        "configs" => {
+            let regions = req.regions.unwrap_or_default();
+            let configs = members.configs();
+            let view: Vec<_> = regions
+                .into_iter()
+                .take(crate::model::REGIONS as usize)
+                .map(|r| crate::model::RegionView {
+                    region: r,
+                    config: configs.config(r),
+                })
+                .collect();
+            let ids: std::collections::BTreeSet<String> = view
+                .iter()
+                .filter_map(|v| v.config.as_ref())
+                .flat_map(|c| c.members.iter().cloned())
+                .collect();
+            let peers = ids
+                .into_iter()
+                .filter_map(|id| Some((id.clone(), configs.peer(&id)?)))
+                .collect();
+            return reply(enc, &super::wire::ConfigsReply { view, peers });
+        }
+        "store" => {
+            // Taken only by a peer about to join a region's configuration, from a
+            // member of it (docs/CONSENSUS.md, "Handing over").
+            let archives = req.archives.unwrap_or_default();
+            let regions: Vec<Region> = archives
+                .iter()
+                .map(|a| Region::of(&a.block_id))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let (from, configs) = (sender.to_string(), members.configs());
+            consensus.coordinator.discover(&regions, &from).await;
+            let me = configs.me().to_string();
+            let (mut stored, mut refused) = (0, 0);
+            for a in archives {
+                let taken = configs
+                    .config(Region::of(&a.block_id))
+                    .is_some_and(|c| c.members.contains(&from) && !c.members.contains(&me));
+                if !taken {
+                    refused += 1;
+                    continue;
+                }
+                if a.revisions.is_empty() {
+                    continue;
+                }
+                consensus.repo.restore(a, false).await?;
+                stored += 1;
+            }
+            return reply(enc, &super::wire::StoreReply { stored, refused });
+        }
         other => {
             return Err(ErrorReply::new(
                 codes::UNKNOWN_OPERATION,
-                format!("unknown cluster operation {other:?}; expected update or query"),
+                format!(
+                    "unknown cluster operation {other:?}; expected update, query, coordinate, configs or store"
+                ),
             ))
         }
     };
     match result {
         Ok(r) => reply(enc, &r),
-        Err(e) => Err(ErrorReply::new(e.code().as_str(), e.to_string())),
+        Err(e) => Err(ErrorReply::from(&e.to_failure())),
     }
 }
 

@@ -25,6 +25,10 @@ pub struct ErrorBody {
     pub code: String,
     /// Human-readable detail.
     pub message: String,
+    /// With `wrong_cluster`: the configurations the member holds of the regions
+    /// concerned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub view: Vec<crate::model::RegionView>,
 }
 
 impl ErrorReply {
@@ -34,19 +38,26 @@ impl ErrorReply {
             error: ErrorBody {
                 code: code.to_string(),
                 message: message.into(),
+                view: Vec::new(),
             },
         }
     }
 
     /// The error as a typed failure.
     pub fn into_failure(self) -> Failure {
-        Failure::new(ErrorCode::parse(&self.error.code), self.error.message)
+        Failure {
+            code: ErrorCode::parse(&self.error.code),
+            message: self.error.message,
+            view: self.error.view,
+        }
     }
 }
 
 impl From<&Failure> for ErrorReply {
     fn from(f: &Failure) -> Self {
-        Self::new(f.code.as_str(), f.message.clone())
+        let mut e = Self::new(f.code.as_str(), f.message.clone());
+        e.error.view = f.view.clone();
+        e
     }
 }
 
@@ -56,11 +67,14 @@ impl From<RepoError> for ErrorReply {
     }
 }
 
-/// A request on the cluster protocol: `{"operation":"update"|"query","record":…}`, or
-/// `{"operation":"coordinate","message":…}` (a write forwarded to a block's coordinator).
+/// A request on the cluster protocol: `{"operation":"update"|"query","record":…}`,
+/// `{"operation":"coordinate","message":…}` (a write forwarded to a block's
+/// coordinator), `{"operation":"configs","regions":[…]}` (what configurations the
+/// peer holds) or `{"operation":"store","archives":[…]}` (blocks handed to a peer
+/// about to join their regions' configurations).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterRequest {
-    /// `update`, `query` or `coordinate`.
+    /// `update`, `query`, `coordinate`, `configs` or `store`.
     pub operation: String,
     /// The record (`update`, `query`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,6 +82,48 @@ pub struct ClusterRequest {
     /// The repo message to coordinate (`coordinate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<RepoMessage>,
+    /// The regions asked about (`configs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regions: Option<Vec<crate::model::Region>>,
+    /// The blocks to store (`store`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archives: Option<Vec<crate::storage::BlockArchive>>,
+}
+
+impl ClusterRequest {
+    /// A request of `operation` with none of the optional parts.
+    pub fn new(operation: &str) -> Self {
+        Self {
+            operation: operation.to_string(),
+            record: None,
+            message: None,
+            regions: None,
+            archives: None,
+        }
+    }
+}
+
+/// The answer to `configs`: the configurations the peer holds of the regions
+/// asked, and the entries (keys, addresses) of their members it knows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfigsReply {
+    /// One per region asked.
+    pub view: Vec<crate::model::RegionView>,
+    /// Members' entries, by PeerId.
+    #[serde(default)]
+    pub peers: std::collections::BTreeMap<String, crate::cluster::ClusterPeer>,
+}
+
+/// The answer to `store`: how many archives were stored, and how many refused
+/// (their region's configuration, as the receiver knows it, does not have the
+/// sender as a member, or already has the receiver).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreReply {
+    /// Archives stored.
+    pub stored: usize,
+    /// Archives refused.
+    #[serde(default)]
+    pub refused: usize,
 }
 
 /// Ask a peer for a block's archive (`{prefix}/block/1.0.0`).

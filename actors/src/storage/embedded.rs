@@ -541,6 +541,17 @@ impl RawStorage for EmbeddedRawStorage {
         Ok(self.meta.approximate_len() as u64)
     }
 
+    fn list_blocks(&self) -> Result<Vec<BlockId>, StorageError> {
+        let mut out = Vec::new();
+        for guard in self.meta.iter() {
+            let k = guard.key().map_err(engine)?;
+            if let Ok(id) = BlockId::new(String::from_utf8_lossy(&k).into_owned()) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
     fn stats(&self) -> &StorageStats {
         &self.stats
     }

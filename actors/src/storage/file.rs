@@ -434,4 +434,21 @@ impl RawStorage for FileRawStorage {
         }
         Ok(n)
     }
+
+    fn list_blocks(&self) -> Result<Vec<BlockId>, StorageError> {
+        let base = &self.inner.base;
+        let mut out = Vec::new();
+        for entry in fs::read_dir(base).map_err(|e| StorageError::io(base, e))? {
+            let entry = entry.map_err(|e| StorageError::io(base, e))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if entry.path().join("meta.json").exists() {
+                if let Ok(id) = BlockId::new(name) {
+                    out.push(id);
+                }
+            }
+        }
+        Ok(out)
+    }
 }

@@ -186,4 +186,14 @@ impl RawStorage for MemoryRawStorage {
             .filter(|b| b.meta.is_some())
             .count() as u64)
     }
+
+    fn list_blocks(&self) -> Result<Vec<BlockId>, StorageError> {
+        Ok(self
+            .blocks
+            .lock()
+            .iter()
+            .filter(|(_, b)| b.meta.is_some())
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
 }

@@ -82,6 +82,8 @@ pub trait RawStorage: Send + Sync + 'static {
     }
     /// Number of blocks with metadata (may be approximate on the embedded engine).
     fn block_count(&self) -> Result<u64, StorageError>;
+    /// Every block with metadata (a scan: for handing a region's blocks over).
+    fn list_blocks(&self) -> Result<Vec<BlockId>, StorageError>;
     /// Write counters of this backend.
     fn stats(&self) -> &StorageStats;
     /// A cluster transaction's stored state (JSON), by messageHash.

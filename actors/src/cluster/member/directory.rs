@@ -14,15 +14,16 @@ use dashmap::DashMap;
 use libp2p::identity::Keypair;
 use parking_lot::Mutex;
 
-use super::reservations::{Refusal, Reservations};
+use super::reservations::{Claim, Refusal, Reservations};
 use super::{ClusterError, ClusterMember, Update};
 use crate::block::StorageRepo;
 use crate::cluster::record::{BlockState, ClusterRecord, RecordError, Signature, States, VoteType};
 use crate::cluster::store::TxnStore;
 use crate::cluster::votes::{promise_payload_of, sign_promise, validate_with, Checks, KeyCache};
-use crate::cluster::{message_blocks, CatchUp, Freshness};
+use crate::cluster::{message_blocks, CatchUp, Configs, Freshness};
+use crate::membership::Mismatch;
 use crate::metrics::{ActorMetrics, Counter};
-use crate::model::{now_ms, BlockId, OpOutcome, RepoMessage};
+use crate::model::{now_ms, BlockId, OpOutcome, Region, RegionView, RepoMessage};
 use crate::net::NetClient;
 
 /// Default of [`MemberDirectory::set_max_active`].
@@ -75,11 +76,19 @@ pub struct MemberDirectory {
     /// coordinator).
     pub(super) catch_up: OnceLock<Arc<CatchUp>>,
     keys: KeyCache,
+    /// The node's configurations: every record is checked against them.
+    pub(super) configs: Arc<Configs>,
 }
 
 impl MemberDirectory {
-    /// A directory signing with `key`, executing on `repo`, persisting in `store`.
-    pub fn new(key: Keypair, repo: StorageRepo, store: TxnStore) -> Arc<Self> {
+    /// A directory signing with `key`, executing on `repo`, persisting in `store`,
+    /// checking records against `configs`.
+    pub fn new(
+        key: Keypair,
+        repo: StorageRepo,
+        store: TxnStore,
+        configs: Arc<Configs>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             me: key.public().to_peer_id().to_string(),
             key,
@@ -102,7 +111,13 @@ impl MemberDirectory {
             ),
             catch_up: OnceLock::new(),
             keys: KeyCache::default(),
+            configs,
         })
+    }
+
+    /// The node's configurations.
+    pub fn configs(&self) -> &Arc<Configs> {
+        &self.configs
     }
 
     /// This node's state of each of `blocks`: its latest revision and the
@@ -203,7 +218,9 @@ impl MemberDirectory {
     }
 
     /// Answers a recovering peer: this member's stored record of the same
-    /// transaction (unchanged), or the asker's record if it knows none.
+    /// transaction (unchanged), or the asker's record if it knows none. A query
+    /// changes nothing, so it is not checked against the configurations (it may
+    /// be about an epoch this member has left).
     pub fn query(&self, record: ClusterRecord) -> Result<ClusterRecord, ClusterError> {
         self.check(&record, false, &|_, _, _| false, false)?;
         Ok(self
@@ -261,10 +278,10 @@ impl MemberDirectory {
         self.hashed.insert(hash.to_string(), message.clone());
     }
 
-    /// Reserves `blocks` for `hash` (proposed by `proposer`).
+    /// Reserves `claim` for `hash` (proposed by `proposer`).
     pub(super) fn reserve(
         &self,
-        blocks: &BTreeSet<BlockId>,
+        claim: &Claim,
         hash: &str,
         proposer: &str,
         share: bool,
@@ -272,17 +289,17 @@ impl MemberDirectory {
         let share = share.then(|| self.share());
         self.reservations
             .lock()
-            .reserve(blocks, hash, proposer, share)
+            .reserve(claim, hash, proposer, share)
     }
 
-    /// The undecided transaction other than `hash` holding one of `blocks`.
-    pub(super) fn conflict(&self, blocks: &BTreeSet<BlockId>, hash: &str) -> Option<String> {
-        self.reservations.lock().conflict(blocks, hash)
+    /// The undecided transaction other than `hash` holding part of `claim`.
+    pub(super) fn conflict(&self, claim: &Claim, hash: &str) -> Option<String> {
+        self.reservations.lock().conflict(claim, hash)
     }
 
-    /// Releases what `hash` holds of `blocks`.
-    pub(super) fn release(&self, blocks: &BTreeSet<BlockId>, hash: &str) {
-        self.reservations.lock().release(blocks, hash);
+    /// Releases what `hash` holds of `claim`.
+    pub(super) fn release(&self, claim: &Claim, hash: &str) {
+        self.reservations.lock().release(claim, hash);
     }
 
     /// The local outcomes of a committed transaction, if this member executed it.
@@ -295,6 +312,46 @@ impl MemberDirectory {
             .ok()
             .flatten()
             .and_then(|s| s.outcomes)
+    }
+
+    /// Checks `record`'s peer set against the configurations this node holds: a
+    /// write names, for each of its blocks' regions, this member's configuration
+    /// (its epoch and exactly its members); a change starts from the
+    /// configuration this member holds (or adds it). Otherwise `wrong_cluster`,
+    /// carrying what this member holds.
+    pub(super) fn check_config(&self, record: &ClusterRecord) -> Result<(), ClusterError> {
+        let peers: BTreeSet<&str> = record.peers.keys().map(String::as_str).collect();
+        let t = self.configs.table();
+        let regions: BTreeSet<Region> = match &record.message.change {
+            Some(c) => c.regions.iter().copied().collect(),
+            None => message_blocks(&record.message.operations)
+                .iter()
+                .map(Region::of)
+                .collect(),
+        };
+        let found = match &record.message.change {
+            Some(change)
+                if change
+                    .peers()
+                    .iter()
+                    .map(String::as_str)
+                    .ne(peers.iter().copied()) =>
+            {
+                Err(vec![Mismatch::Regions])
+            }
+            Some(change) => t.check_change(change),
+            None => t.check(&regions, &record.message.epochs, &peers),
+        };
+        found.map_err(|_| {
+            let view = regions
+                .iter()
+                .map(|r| RegionView {
+                    region: *r,
+                    config: t.get(*r).cloned(),
+                })
+                .collect();
+            ClusterError::WrongCluster(view)
+        })
     }
 
     /// Validates `record` (see docs/CONSENSUS.md, "Validation") for this member.
@@ -400,9 +457,17 @@ impl MemberDirectory {
         Ok(addr)
     }
 
-    /// The blocks of a stored transaction.
-    pub(super) fn blocks_of(record: &ClusterRecord) -> BTreeSet<BlockId> {
-        message_blocks(&record.message.operations)
+    /// What a record holds while undecided: its blocks, or a change's regions.
+    pub(super) fn claim_of(record: &ClusterRecord) -> Claim {
+        Claim {
+            blocks: message_blocks(&record.message.operations),
+            regions: record
+                .message
+                .change
+                .as_ref()
+                .map(|c| c.regions.iter().copied().collect())
+                .unwrap_or_default(),
+        }
     }
 
     /// Counts a promise fenced at recovery.
@@ -417,7 +482,10 @@ impl MemberDirectory {
     ) -> Option<(libp2p::PeerId, Vec<libp2p::Multiaddr>)> {
         let p = record.peers.get(id)?;
         let peer: libp2p::PeerId = id.parse().ok()?;
-        Some((peer, p.multiaddrs.iter().filter_map(|a| a.parse().ok()).collect()))
+        Some((
+            peer,
+            p.multiaddrs.iter().filter_map(|a| a.parse().ok()).collect(),
+        ))
     }
 
     /// Peers of a record with their addresses, by PeerId text.

@@ -15,8 +15,8 @@ use crate::cluster::decision::{blocked, implied_success, refusal, Decision, Effe
 use crate::cluster::operation_blocks;
 use crate::cluster::record::ClusterRecord;
 use crate::model::{
-    BlockId, ErrorCode, Failure, OpOutcome, OpResult, PendCommitRequest, PendPolicy, PendRequest,
-    RepoOperation,
+    BlockId, ConfigChange, ErrorCode, Failure, OpOutcome, OpResult, PendCommitRequest, PendPolicy,
+    PendRequest, RepoOperation,
 };
 
 /// What applying a decision came to on this member.
@@ -30,8 +30,11 @@ pub(super) enum Applied {
     },
     /// This copy holds another write than the decided base: never apply (fence).
     Fence(String),
-    /// This copy is behind the base and no holder brought it there yet.
-    Behind(BlockId),
+    /// This copy is behind the base of this block and no holder brought it there
+    /// yet.
+    Behind(#[allow(dead_code)] BlockId),
+    /// Storage could not take it now (a configuration change): tried again.
+    Unwritten,
 }
 
 impl MemberDirectory {
@@ -44,6 +47,9 @@ impl MemberDirectory {
         d: &Decision,
         again: bool,
     ) -> Applied {
+        if let Some(change) = &record.message.change {
+            return self.apply_change(record, change).await;
+        }
         let ops = &record.message.operations;
         // Parsed only for the peers a catch-up or fetch asks.
         let peers_of = |ids: &[String]| -> Vec<PeerAddrs> {
@@ -247,6 +253,44 @@ impl MemberDirectory {
 }
 
 impl MemberDirectory {
+    /// Applies a configuration change: the regions move to the new configuration
+    /// (durably), unless this member holds another one of them now (it then fences).
+    async fn apply_change(&self, record: &ClusterRecord, change: &ConfigChange) -> Applied {
+        let done = change
+            .regions
+            .first()
+            .is_some_and(|r| self.configs.table().get(*r) == Some(&change.to));
+        if !done {
+            if self.configs.table().check_change(change).is_err() {
+                return Applied::Fence(
+                    "fenced: this member holds another configuration of the change's regions"
+                        .into(),
+                );
+            }
+            for (id, p) in &record.peers {
+                self.configs.note_peer(id, p.clone());
+            }
+            let written = match self.configs.apply(change) {
+                Ok(w) => w.await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "cannot persist a configuration change; retrying");
+                return Applied::Unwritten;
+            }
+            tracing::info!(
+                regions = change.regions.len(),
+                epoch = change.to.epoch,
+                members = ?change.to.members,
+                "configuration changed"
+            );
+        }
+        Applied::Done {
+            outcomes: Vec::new(),
+            effect: Vec::new(),
+        }
+    }
+
     /// Whether `op`'s effect is in this copy's storage already: a pend pending or
     /// committed under its transaction on every block, a commit's revision held
     /// under its transaction.

@@ -23,10 +23,10 @@ use actix::prelude::*;
 pub use directory::{MemberDirectory, DEFAULT_MAX_ACTIVE, DEFAULT_MAX_LIFETIME, RETENTION};
 
 use self::execute::Applied;
-use self::reservations::Refusal;
+use self::reservations::{Claim, Refusal};
 use super::decision::decide;
 use super::phase::{Action, Event, Phase, TxnError};
-use super::record::{abandoned, majority, tally, ClusterRecord, RecordError, VoteType};
+use super::record::{abandoned, majority, quorum_of, voters, ClusterRecord, RecordError, VoteType};
 use super::store::TxnState;
 use super::votes::sign_commit;
 use crate::metrics::HandlerTimer;
@@ -51,6 +51,10 @@ pub enum ClusterError {
     /// Too many transactions are undecided here; retry later.
     #[error("busy: {0}")]
     Busy(String),
+    /// The record's peer set is not the configuration this member holds of its
+    /// regions (given): nothing was reserved or applied.
+    #[error("wrong_cluster: the record's peers are not the configuration this member holds of its regions")]
+    WrongCluster(Vec<crate::model::RegionView>),
 }
 
 impl ClusterError {
@@ -63,7 +67,17 @@ impl ClusterError {
             Self::Storage(_) => ErrorCode::Storage,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Busy(_) => ErrorCode::Busy,
+            Self::WrongCluster(_) => ErrorCode::WrongCluster,
         }
+    }
+
+    /// The error as a code, a message and (for `wrong_cluster`) the member's view.
+    pub fn to_failure(&self) -> crate::model::Failure {
+        let mut f = crate::model::Failure::new(self.code(), self.to_string());
+        if let Self::WrongCluster(view) = self {
+            f.view = view.clone();
+        }
+        f
     }
 }
 
@@ -120,10 +134,10 @@ impl ClusterMember {
         self.state.as_ref().map_or(Phase::Idle, |s| s.phase.clone())
     }
 
-    fn blocks(&self) -> BTreeSet<BlockId> {
+    fn claim(&self) -> Claim {
         self.state
             .as_ref()
-            .map(|s| MemberDirectory::blocks_of(&s.record))
+            .map(|s| MemberDirectory::claim_of(&s.record))
             .unwrap_or_default()
     }
 
@@ -192,8 +206,8 @@ impl Actor for ClusterMember {
             return;
         }
         // Resumed after a restart: hold the blocks again until decided.
-        let (blocks, proposer) = (self.blocks(), Self::proposer(&state.record));
-        if let Err(holder) = self.dir.reserve(&blocks, &self.hash, &proposer, false) {
+        let (claim, proposer) = (self.claim(), Self::proposer(&state.record));
+        if let Err(holder) = self.dir.reserve(&claim, &self.hash, &proposer, false) {
             tracing::warn!(hash = %self.hash, ?holder, "resumed transaction overlaps another");
         }
         match state.phase {
@@ -221,7 +235,7 @@ impl ClusterMember {
     /// blocks and stops (the next delivery reloads what is on disk).
     fn finish(
         staged: Staged,
-        blocks: BTreeSet<BlockId>,
+        claim: Claim,
         timer: HandlerTimer,
     ) -> ResponseActFuture<Self, Result<ClusterRecord, ClusterError>> {
         let (record, write) = match staged {
@@ -248,7 +262,7 @@ impl ClusterMember {
                         Ok(record)
                     }
                     Err(e) => {
-                        act.dir.release(&blocks, &act.hash);
+                        act.dir.release(&claim, &act.hash);
                         ctx.stop();
                         Err(ClusterError::Storage(e))
                     }
@@ -262,8 +276,8 @@ impl ClusterMember {
     fn fence(&mut self, mut record: ClusterRecord, reason: String) -> Staged {
         let vote = sign_commit(&self.dir.key, &record, VoteType::Reject, Some(reason), None);
         record.commits.insert(self.dir.me.clone(), vote);
-        let blocks = MemberDirectory::blocks_of(&record);
-        self.dir.release(&blocks, &self.hash);
+        let claim = MemberDirectory::claim_of(&record);
+        self.dir.release(&claim, &self.hash);
         self.dir.decided(&self.hash);
         self.stage(Phase::Aborted, record.clone(), None)
             .map(|w| (record, Some(w)))
@@ -284,8 +298,8 @@ impl ClusterMember {
             let (record, decision) = (record.clone(), decision.clone());
             async move { dir.apply(&record, &decision, again).await }
         };
-        let blocks = MemberDirectory::blocks_of(&record);
-        let fenced_blocks = blocks.clone();
+        let claim = MemberDirectory::claim_of(&record);
+        let held = claim.clone();
         Box::pin(fut::wrap_future::<_, Self>(work).then(move |applied, act, ctx| {
             let staged: Staged = match applied {
                 Applied::Done { outcomes, effect } => {
@@ -293,7 +307,7 @@ impl ClusterMember {
                     let mut r = record;
                     let vote = sign_commit(&act.dir.key, &r, VoteType::Approve, None, Some(effect));
                     r.commits.insert(act.dir.me.clone(), vote);
-                    act.dir.release(&blocks, &act.hash);
+                    act.dir.release(&claim, &act.hash);
                     act.dir.decided(&act.hash);
                     mark_fresh(&act.dir, &r.message.operations, &outcomes);
                     if act.dir.results.len() < 65_536 {
@@ -323,10 +337,10 @@ impl ClusterMember {
                     tracing::warn!(hash = %act.hash, %reason, "fencing a decision this copy cannot apply");
                     act.fence(record, reason)
                 }
-                Applied::Behind(block) => {
-                    tracing::debug!(hash = %act.hash, %block, "copy behind the decided base; retrying");
+                Applied::Unwritten | Applied::Behind(_) => {
+                    tracing::debug!(hash = %act.hash, "decision not applied here yet; retrying");
                     let proposer = Self::proposer(&record);
-                    let _ = act.dir.reserve(&blocks, &act.hash, &proposer, false);
+                    let _ = act.dir.reserve(&claim, &act.hash, &proposer, false);
                     let staged = act
                         .stage(Phase::Decided, record.clone(), None)
                         .map(|w| (record, Some(w)));
@@ -334,7 +348,7 @@ impl ClusterMember {
                     staged
                 }
             };
-            Self::finish(staged, fenced_blocks, timer)
+            Self::finish(staged, held, timer)
         }))
     }
 }
@@ -371,18 +385,29 @@ impl Handler<Update> for ClusterMember {
 
     fn handle(&mut self, Update(incoming): Update, ctx: &mut Context<Self>) -> Self::Result {
         let timer = self.dir.metrics.start();
-        let blocks = MemberDirectory::blocks_of(&incoming);
-        let t = tally(&incoming);
+        // A member that has not decided checks the record against the
+        // configurations it holds now: it reserves nothing and applies nothing
+        // for another configuration (one it left, or never had).
+        if !matches!(self.phase(), Phase::Committed | Phase::Aborted) {
+            if let Err(e) = self.dir.check_config(&incoming) {
+                return AtomicResponse::new(Box::pin(fut::ready(Err(e))));
+            }
+        }
+        let claim = MemberDirectory::claim_of(&incoming);
+        let quorum = quorum_of(&incoming);
         let event = if abandoned(&incoming) {
             Event::Abandoned
         } else if incoming.promises.is_empty() {
             Event::Proposed {
-                conflict: self.dir.conflict(&blocks, &self.hash),
+                conflict: self.dir.conflict(&claim, &self.hash),
             }
         } else {
-            Event::Votes(t)
+            Event::Votes {
+                decided: quorum.met_by(&voters(&incoming.promises, VoteType::Approve)),
+                doomed: quorum.lost_to(&voters(&incoming.promises, VoteType::Reject)),
+            }
         };
-        let (next, action) = match self.phase().next(&event, majority(t.members)) {
+        let (next, action) = match self.phase().next(&event) {
             Ok(x) => x,
             Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e.into())))),
         };
@@ -390,11 +415,11 @@ impl Handler<Update> for ClusterMember {
         let staged: Staged = match action {
             Action::PromiseApprove => {
                 let proposer = Self::proposer(&incoming);
-                match self.dir.reserve(&blocks, &self.hash, &proposer, true) {
+                match self.dir.reserve(&claim, &self.hash, &proposer, true) {
                     Ok(()) => {
                         let mut r = incoming;
                         // Held by the reservation from here: exact until decided.
-                        let state = self.dir.states(&blocks);
+                        let state = self.dir.states(&claim.blocks);
                         let vote = self.dir.promise(&r, VoteType::Approve, None, Some(state));
                         r.promises.insert(me, vote);
                         let staged = self.stage(next, r.clone(), None).map(|w| (r, Some(w)));
@@ -424,7 +449,7 @@ impl Handler<Update> for ClusterMember {
                 Ok((r, None))
             }
             Action::Release => {
-                self.dir.release(&blocks, &self.hash);
+                self.dir.release(&claim, &self.hash);
                 self.dir.decided(&self.hash);
                 self.stage(next, incoming.clone(), None)
                     .map(|w| (incoming, Some(w)))
@@ -445,6 +470,6 @@ impl Handler<Update> for ClusterMember {
             }
             Action::Apply => return AtomicResponse::new(self.apply(incoming, timer)),
         };
-        AtomicResponse::new(Self::finish(staged, blocks, timer))
+        AtomicResponse::new(Self::finish(staged, claim, timer))
     }
 }

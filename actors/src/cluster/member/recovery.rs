@@ -15,7 +15,7 @@ use actix::prelude::*;
 use super::directory::MemberDirectory;
 use super::{ClusterMember, Update, RETRY_MAX};
 use crate::cluster::phase::{Event, Phase};
-use crate::cluster::record::{abandoned, majority};
+use crate::cluster::record::{abandoned, quorum_of, voters, VoteType};
 use crate::cluster::votes::validate;
 use crate::model::now_ms;
 
@@ -76,14 +76,15 @@ impl ClusterMember {
                 }
             })
             .collect();
-        let threshold = majority(record.peers.len());
+        let quorum = quorum_of(&record);
         let fut = fut::wrap_future::<_, Self>(futures::future::join_all(queries)).map(
             move |replies, act, ctx| {
-                // Proof of the decision either way: a record with threshold
-                // approving promises, or the coordinator's abort.
+                // Proof of the decision either way: a record whose approving
+                // promises meet the quorum, or the coordinator's abort.
                 let proof = replies.into_iter().flatten().find(|r| {
                     r.message_hash == act.hash
-                        && validate(r).is_ok_and(|t| t.approvals >= threshold || abandoned(r))
+                        && validate(r).is_ok()
+                        && (quorum.met_by(&voters(&r.promises, VoteType::Approve)) || abandoned(r))
                 });
                 let past = act
                     .state
@@ -111,10 +112,9 @@ impl ClusterMember {
         let Some(record) = self.state.as_ref().map(|s| s.record.clone()) else {
             return;
         };
-        let threshold = majority(record.peers.len());
         if self
             .phase()
-            .next(&Event::Expired { decision: false }, threshold)
+            .next(&Event::Expired { decision: false })
             .is_err()
         {
             return;

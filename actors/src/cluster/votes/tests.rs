@@ -21,6 +21,8 @@ fn record(keys: &[&Keypair], expiration: u64) -> ClusterRecord {
         operations: vec![commit_op("b")],
         expiration: Some(expiration),
         coordinator: Some(id(keys[0])),
+        epochs: Default::default(),
+        change: None,
     };
     ClusterRecord {
         message_hash: message_hash(&message),

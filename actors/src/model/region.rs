@@ -14,7 +14,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::BlockId;
+use super::BlockId;
 
 /// Bits of the key that name a region.
 pub const REGION_BITS: u32 = 12;

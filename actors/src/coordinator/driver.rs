@@ -1,0 +1,193 @@
+//! The placement driver: moves every region this node leads toward its target,
+//! one member at a time, through agreed configuration changes (docs/CONSENSUS.md,
+//! "Configurations"). A region's leader is the lowest PeerId among its members
+//! that this node sees live (itself included); regions that take the same step
+//! share one change record.
+//!
+//! Before a change adds a peer, the leader hands it every block of the regions
+//! (full history, in batches over the cluster protocol's `store`), so a newcomer
+//! votes with the data. A member that stayed away past the dead-peer timeout is
+//! no longer a candidate, so the target replaces it with a live peer; a
+//! configuration never shrinks below `cluster_size` for lack of one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::PeerId;
+
+use super::Coordinator;
+use crate::membership::{next_step, peer_key, target_keyed};
+use crate::model::{Config, ConfigChange, Region, RepoError};
+use crate::net::cluster_store;
+use crate::storage::BlockArchive;
+
+/// Most steps one pass takes at once (they touch disjoint regions).
+const STEPS_AT_ONCE: usize = 8;
+
+/// Most bytes of archives in one `store` request (the cluster frame is 1 MiB).
+const STORE_BATCH_BYTES: usize = 512 * 1024;
+
+impl Coordinator {
+    /// One pass of the driver: notes the peers identify described, then takes
+    /// the steps due (see [`Self::step`]). Returns whether a change was agreed.
+    pub(super) async fn place(self: &Arc<Self>) -> bool {
+        let Ok(net) = self.net() else {
+            return false;
+        };
+        let view = net.member_view();
+        let generation = self.configs.generation();
+        let mut live: Vec<PeerId> = view.members.iter().map(|p| p.peer_id).collect();
+        live.push(self.me);
+        live.sort();
+        live.dedup();
+        {
+            let mut state = self.placement.lock();
+            let new_view = !state.view.as_ref().is_some_and(|v| Arc::ptr_eq(v, &view));
+            if new_view {
+                for p in &view.members {
+                    self.configs
+                        .note_identified(p.peer_id, &p.public_key, &p.addrs);
+                }
+                self.configs
+                    .note_identified(self.me, &self.key.public(), &view.listen_addrs);
+                state.view = Some(view.clone());
+            }
+            if state.idle.as_ref() == Some(&(generation, live.clone())) {
+                return false;
+            }
+        }
+        let changes = self.due(&live);
+        if changes.is_empty() {
+            self.placement.lock().idle = Some((generation, live));
+            return false;
+        }
+        let steps = changes.into_iter().map(|c| self.step(c));
+        futures::future::join_all(steps)
+            .await
+            .into_iter()
+            .any(|agreed| agreed)
+    }
+
+    /// Takes one step: hands its regions' blocks to the peer it adds, if any,
+    /// then agrees the change. Returns whether it was agreed.
+    async fn step(self: &Arc<Self>, change: ConfigChange) -> bool {
+        if let Some(peer) = change.added().cloned() {
+            if let Err(e) = self.hand_over(&peer, &change.regions).await {
+                tracing::warn!(%peer, error = %e, "cannot hand blocks to a joining peer");
+                return false;
+            }
+        }
+        let (regions, to) = (change.regions.len(), change.to.clone());
+        match self.agree_change(change).await {
+            Ok(()) => {
+                tracing::info!(regions, epoch = to.epoch, members = ?to.members, "configuration change agreed");
+                true
+            }
+            Err(e) => {
+                tracing::debug!(regions, error = %e, "configuration change not agreed");
+                false
+            }
+        }
+    }
+
+    /// The steps due among the regions this node leads (at most
+    /// [`STEPS_AT_ONCE`]), each with every region that takes the same step.
+    fn due(&self, live: &[PeerId]) -> Vec<ConfigChange> {
+        let k = self.configs.cluster_size();
+        let me = self.me.to_string();
+        let names: BTreeSet<String> = live.iter().map(ToString::to_string).collect();
+        let keyed: Vec<([u8; 32], PeerId)> = live.iter().map(|p| (peer_key(p), *p)).collect();
+        let table = self.configs.table();
+        let mut steps: BTreeMap<(Config, Config), Vec<Region>> = BTreeMap::new();
+        for (config, regions) in table.groups() {
+            let leader = config.members.iter().find(|m| names.contains(*m));
+            if leader != Some(&me) {
+                continue;
+            }
+            for r in regions {
+                let t = target_keyed(r, &keyed, k);
+                if let Some(next) = next_step(config, &t, k) {
+                    steps.entry((config.clone(), next)).or_default().push(r);
+                }
+            }
+        }
+        steps
+            .into_iter()
+            .take(STEPS_AT_ONCE)
+            .map(|((from, to), regions)| ConfigChange { regions, from, to })
+            .collect()
+    }
+
+    /// Hands `peer` every block of `regions` this node holds, with its history.
+    async fn hand_over(&self, peer: &str, regions: &[Region]) -> Result<usize, RepoError> {
+        let net = self.net()?;
+        let id: PeerId = peer
+            .parse()
+            .map_err(|_| RepoError::Invalid(format!("{peer} is not a PeerId")))?;
+        let addrs: Vec<libp2p::Multiaddr> = self
+            .configs
+            .peer(peer)
+            .map(|p| p.multiaddrs.iter().filter_map(|a| a.parse().ok()).collect())
+            .unwrap_or_default();
+        let wanted: BTreeSet<Region> = regions.iter().copied().collect();
+        let raw = self.repo.registry().raw().clone();
+        let blocks = tokio::task::spawn_blocking(move || raw.list_blocks())
+            .await
+            .map_err(|e| RepoError::Unavailable(format!("block scan failed: {e}")))??;
+        let mut batch: Vec<BlockArchive> = Vec::new();
+        let (mut bytes, mut sent) = (0, 0);
+        for b in blocks
+            .into_iter()
+            .filter(|b| wanted.contains(&Region::of(b)))
+        {
+            let Some(a) = self.repo.archive(&b, Some(0)).await? else {
+                continue;
+            };
+            bytes += serde_json::to_vec(&a).map_or(0, |v| v.len());
+            batch.push(a);
+            if bytes >= STORE_BATCH_BYTES {
+                sent += self
+                    .send_batch(net, id, &addrs, std::mem::take(&mut batch))
+                    .await?;
+                bytes = 0;
+            }
+        }
+        if !batch.is_empty() {
+            sent += self.send_batch(net, id, &addrs, batch).await?;
+        }
+        Ok(sent)
+    }
+
+    async fn send_batch(
+        &self,
+        net: &crate::net::NetClient,
+        peer: PeerId,
+        addrs: &[libp2p::Multiaddr],
+        batch: Vec<BlockArchive>,
+    ) -> Result<usize, RepoError> {
+        let reply = cluster_store(net, peer, addrs.to_vec(), batch, self.timeout).await?;
+        if reply.refused > 0 {
+            // It does not see this node as a member of those regions (yet): the
+            // change waits until it does, and holds the data.
+            return Err(RepoError::Unavailable(format!(
+                "{peer} refused {} of the archives handed over",
+                reply.refused
+            )));
+        }
+        Ok(reply.stored)
+    }
+}
+
+/// What the driver remembers between passes.
+#[derive(Default)]
+pub(super) struct State {
+    /// The member view whose peers were last noted in the peer book.
+    view: Option<Arc<crate::net::MemberView>>,
+    /// The table generation and live peers of the last pass that found nothing
+    /// due: while both are unchanged, nothing is.
+    idle: Option<(u64, Vec<PeerId>)>,
+}
+
+/// How often the driver looks for a step to take.
+pub(crate) const PLACEMENT_INTERVAL: Duration = Duration::from_millis(300);

@@ -1,0 +1,267 @@
+//! A node's table of region configurations: the ones it is a member of
+//! (authoritative: it applied every change that made them) and the ones it
+//! learned of others (a cache, for planning and forwarding). Checks a record's
+//! claim against what the node holds.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::{Config, ConfigChange, Region};
+
+/// Why a record does not match this node's configurations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    /// The record names another configuration of the region than this member
+    /// holds (another epoch or other members); this member's is given.
+    Wrong(Region, Config),
+    /// This node is not a member of the region (its configuration, if it knows
+    /// one, is given).
+    NotMember(Region, Option<Config>),
+    /// The record's regions are not exactly its blocks' regions.
+    Regions,
+}
+
+/// Region configurations known to one node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegionTable {
+    me: String,
+    configs: BTreeMap<Region, Config>,
+}
+
+impl RegionTable {
+    /// An empty table for node `me`.
+    pub fn new(me: &str) -> Self {
+        Self {
+            me: me.to_string(),
+            configs: BTreeMap::new(),
+        }
+    }
+
+    /// Node `me`'s table holding `configs`.
+    pub fn with(me: &str, configs: BTreeMap<Region, Config>) -> Self {
+        Self {
+            me: me.to_string(),
+            configs,
+        }
+    }
+
+    /// This node.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// The configuration known for `r`.
+    pub fn get(&self, r: Region) -> Option<&Config> {
+        self.configs.get(&r)
+    }
+
+    /// Whether this node is a member of `r`.
+    pub fn is_member(&self, r: Region) -> bool {
+        self.configs
+            .get(&r)
+            .is_some_and(|c| c.members.contains(&self.me))
+    }
+
+    /// Whether this node is a member of any region.
+    pub fn has_any(&self) -> bool {
+        self.configs.values().any(|c| c.members.contains(&self.me))
+    }
+
+    /// Learns `c` for `r` if it is newer than what is known; true if it was.
+    pub fn learn(&mut self, r: Region, c: Config) -> bool {
+        match self.configs.get(&r) {
+            Some(known) if known.epoch >= c.epoch => false,
+            _ => {
+                self.configs.insert(r, c);
+                true
+            }
+        }
+    }
+
+    /// Sets `r`'s configuration (an agreed change applied here).
+    pub fn set(&mut self, r: Region, c: Config) {
+        self.configs.insert(r, c);
+    }
+
+    /// The regions this node is a member of, with their configurations.
+    pub fn mine(&self) -> impl Iterator<Item = (Region, &Config)> {
+        self.configs
+            .iter()
+            .filter(|(_, c)| c.members.contains(&self.me))
+            .map(|(r, c)| (*r, c))
+    }
+
+    /// Every region known, with its configuration.
+    pub fn all(&self) -> impl Iterator<Item = (Region, &Config)> {
+        self.configs.iter().map(|(r, c)| (*r, c))
+    }
+
+    /// Checks a write record's claim: for every region in `epochs` (which must be
+    /// exactly `regions`, its blocks' regions), this node is a member at that epoch
+    /// and the record's `peers` are exactly the members.
+    pub fn check(
+        &self,
+        regions: &BTreeSet<Region>,
+        epochs: &BTreeMap<Region, u64>,
+        peers: &BTreeSet<&str>,
+    ) -> Result<(), Vec<Mismatch>> {
+        if !epochs.keys().eq(regions.iter()) {
+            return Err(vec![Mismatch::Regions]);
+        }
+        let wrong: Vec<Mismatch> = epochs
+            .iter()
+            .filter_map(|(r, epoch)| match self.configs.get(r) {
+                Some(c) if !c.members.contains(&self.me) => {
+                    Some(Mismatch::NotMember(*r, Some(c.clone())))
+                }
+                None => Some(Mismatch::NotMember(*r, None)),
+                Some(c)
+                    if c.epoch != *epoch
+                        || !c
+                            .members
+                            .iter()
+                            .map(String::as_str)
+                            .eq(peers.iter().copied()) =>
+                {
+                    Some(Mismatch::Wrong(*r, c.clone()))
+                }
+                Some(_) => None,
+            })
+            .collect();
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(wrong)
+        }
+    }
+
+    /// Checks a configuration change against what this node holds: a member of
+    /// the old configuration holds exactly it; a peer joining holds no newer one
+    /// that names it.
+    pub fn check_change(&self, change: &ConfigChange) -> Result<(), Vec<Mismatch>> {
+        let wrong: Vec<Mismatch> = change
+            .regions
+            .iter()
+            .filter_map(|r| {
+                let known = self.configs.get(r);
+                let member = known.is_some_and(|c| c.members.contains(&self.me));
+                match known {
+                    Some(c) if c == &change.from => None,
+                    // Joining: whatever this node knew of the region, it was not a
+                    // member at or after the change's epoch.
+                    Some(c) if !member && c.epoch <= change.from.epoch => None,
+                    None if change.to.members.contains(&self.me) => None,
+                    Some(c) => Some(Mismatch::Wrong(*r, c.clone())),
+                    None => Some(Mismatch::NotMember(*r, None)),
+                }
+            })
+            .collect();
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(wrong)
+        }
+    }
+
+    /// Applies a change: every region moves to `to`.
+    pub fn apply(&mut self, change: &ConfigChange) {
+        for r in &change.regions {
+            self.configs.insert(*r, change.to.clone());
+        }
+    }
+
+    /// The regions of this node's memberships, grouped by configuration.
+    pub fn groups(&self) -> BTreeMap<&Config, Vec<Region>> {
+        let mut out: BTreeMap<&Config, Vec<Region>> = BTreeMap::new();
+        for (r, c) in self.mine() {
+            out.entry(c).or_default().push(r);
+        }
+        out
+    }
+
+    /// The configurations to keep durably: this node's memberships.
+    pub fn owned(&self) -> BTreeMap<Region, Config> {
+        self.mine().map(|(r, c)| (r, c.clone())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::cfg;
+
+    #[test]
+    fn a_record_must_name_this_members_configuration() {
+        let mut t = RegionTable::new("a");
+        let (r1, r2) = (Region::new(1), Region::new(2));
+        t.set(r1, cfg(3, &["a", "b", "c"]));
+        t.set(r2, cfg(5, &["b", "c", "d"]));
+        let regions = BTreeSet::from([r1]);
+        let peers = BTreeSet::from(["a", "b", "c"]);
+        assert_eq!(
+            t.check(&regions, &BTreeMap::from([(r1, 3)]), &peers),
+            Ok(())
+        );
+        // Another epoch, other peers, a region it is not in, regions that do not
+        // match the blocks.
+        assert_eq!(
+            t.check(&regions, &BTreeMap::from([(r1, 2)]), &peers),
+            Err(vec![Mismatch::Wrong(r1, cfg(3, &["a", "b", "c"]))])
+        );
+        let chosen = BTreeSet::from(["a", "x"]);
+        assert!(t
+            .check(&regions, &BTreeMap::from([(r1, 3)]), &chosen)
+            .is_err());
+        let invented = BTreeSet::from(["a", "b", "c", "x", "y", "z", "w"]);
+        assert!(t
+            .check(&regions, &BTreeMap::from([(r1, 3)]), &invented)
+            .is_err());
+        assert_eq!(
+            t.check(&BTreeSet::from([r2]), &BTreeMap::from([(r2, 5)]), &peers),
+            Err(vec![Mismatch::NotMember(
+                r2,
+                Some(cfg(5, &["b", "c", "d"]))
+            )])
+        );
+        assert_eq!(
+            t.check(
+                &BTreeSet::from([r1, r2]),
+                &BTreeMap::from([(r1, 3)]),
+                &peers
+            ),
+            Err(vec![Mismatch::Regions])
+        );
+        // Learning keeps the newest.
+        assert!(!t.learn(r2, cfg(4, &["x"])));
+        assert!(t.learn(r2, cfg(6, &["a", "b", "c"])));
+        assert!(t.is_member(r2));
+        assert_eq!(t.owned().len(), 2);
+        assert_eq!(t.groups().len(), 2);
+    }
+
+    #[test]
+    fn changes_start_from_the_held_configuration() {
+        let r = Region::new(9);
+        let from = cfg(3, &["a", "b", "c"]);
+        let add = ConfigChange {
+            regions: vec![r],
+            to: from.with("d"),
+            from: from.clone(),
+        };
+        let mut a = RegionTable::new("a");
+        a.set(r, from.clone());
+        assert_eq!(a.check_change(&add), Ok(()));
+        // A member that holds another configuration refuses.
+        let mut stale = RegionTable::new("a");
+        stale.set(r, cfg(2, &["a", "b"]));
+        assert!(stale.check_change(&add).is_err());
+        // The joining peer, knowing nothing or an older configuration without it.
+        assert_eq!(RegionTable::new("d").check_change(&add), Ok(()));
+        let mut d = RegionTable::new("d");
+        d.learn(r, cfg(2, &["a", "b"]));
+        assert_eq!(d.check_change(&add), Ok(()));
+        // A stranger to both configurations.
+        assert!(RegionTable::new("z").check_change(&add).is_err());
+        a.apply(&add);
+        assert_eq!(a.get(r), Some(&from.with("d")));
+    }
+}

@@ -1,0 +1,189 @@
+//! The membership attacks of docs/CONSENSUS.md ("Configurations", claim 8), made
+//! by an outside peer with its own identity against three node processes: records
+//! built as the document says, sent on the cluster protocol. Each is refused with
+//! `wrong_cluster`, nothing is reserved (a legitimate write of the same block
+//! succeeds right after), and nothing is executed (the block holds only that
+//! write).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use optimystic_actors::cluster::{sign_promise, BlockState, VoteType};
+use optimystic_actors::model::*;
+use optimystic_actors::net::NetError;
+use support::faults::{latest_of, write, TestCluster};
+use support::*;
+
+/// Three settled nodes and an outsider that knows their configurations' epochs.
+async fn cluster_and_outsider() -> (TestCluster, Proposer, Vec<(String, String)>) {
+    let c = TestCluster::start(3, &[]).await;
+    let outsider = Proposer::new();
+    outsider.learn(c.peer_id(0), c.addr(0)).await;
+    let members = (0..3)
+        .map(|i| (c.peer_id(i).to_string(), c.addr(i).to_string()))
+        .collect();
+    (c, outsider, members)
+}
+
+/// The block holds exactly one committed revision, `want`'s, on every node.
+async fn only(c: &TestCluster, block: &str, trx: &str) {
+    for i in 0..3 {
+        let got = latest_of(&c.client(i), block).await;
+        assert_eq!(got.map(|(rev, _)| rev), Some(1), "node {i}: {block}");
+    }
+    let state = c
+        .client(0)
+        .get(BlockGets {
+            block_ids: vec![bid(block)],
+            context: None,
+        })
+        .await
+        .unwrap();
+    let s = &state[&bid(block)].state;
+    assert_eq!(s.latest.as_ref().map(|l| l.trx_id.as_str()), Some(trx));
+    assert!(
+        s.pendings.as_ref().is_none_or(Vec::is_empty),
+        "nothing else pending: {s:?}"
+    );
+}
+
+fn is_wrong_cluster(r: &Result<optimystic_actors::cluster::ClusterRecord, NetError>) -> bool {
+    matches!(r, Err(NetError::WrongCluster { .. }))
+}
+
+/// A peer set of the proposer's choosing: `{A, itself}`, with its own promise —
+/// a majority of that set were A to count it.
+#[actix_rt::test]
+async fn a_peer_set_of_the_proposers_choosing_is_refused() {
+    let (c, outsider, members) = cluster_and_outsider().await;
+    let block = "chosen";
+    let mut r = outsider.pend_record(&members[..1], block, 5_000);
+    let proposal = outsider.send(&members[0].0, &members[0].1, r.clone()).await;
+    assert!(
+        is_wrong_cluster(&proposal),
+        "a proposal for {{A, outsider}}: {proposal:?}"
+    );
+    // The decision as the outsider would make it: its promise and a forged one
+    // cannot stand for A's.
+    outsider.promise(&mut r);
+    let decided = outsider.send(&members[0].0, &members[0].1, r).await;
+    assert!(
+        is_wrong_cluster(&decided),
+        "votes from {{A, outsider}}: {decided:?}"
+    );
+    write(&c.client(1), "legit", 1, insert(block))
+        .await
+        .unwrap();
+    only(&c, block, "legit").await;
+}
+
+/// Invented voters: the real members plus four identities the attacker made, the
+/// record signed by those four (4 of 7) and delivered to every real member.
+#[actix_rt::test]
+async fn invented_voters_are_not_counted() {
+    let (c, outsider, members) = cluster_and_outsider().await;
+    let block = "invented";
+    let mut r = outsider.pend_record(&members, block, 5_000);
+    let sybils: Vec<libp2p::identity::Keypair> = (0..3)
+        .map(|_| libp2p::identity::Keypair::generate_ed25519())
+        .collect();
+    for k in &sybils {
+        let (id, entry) = optimystic_actors::cluster::peer_entry(k, vec![]);
+        r.peers.insert(id, entry);
+    }
+    // The peer set changed: the hash does not (it is over the message), but every
+    // vote binds the peer set, so they are signed over this one.
+    outsider.promise(&mut r);
+    let state: std::collections::BTreeMap<BlockId, BlockState> =
+        [(bid(block), BlockState::default())].into();
+    for k in &sybils {
+        let vote = sign_promise(k, &r, VoteType::Approve, None, Some(state.clone()));
+        r.promises.insert(k.public().to_peer_id().to_string(), vote);
+    }
+    assert_eq!(r.peers.len(), 7);
+    assert_eq!(r.promises.len(), 4);
+    for (id, addr) in &members {
+        let reply = outsider.send(id, addr, r.clone()).await;
+        assert!(is_wrong_cluster(&reply), "{id}: {reply:?}");
+    }
+    write(&c.client(2), "legit", 1, insert(block))
+        .await
+        .unwrap();
+    only(&c, block, "legit").await;
+}
+
+/// A proposal naming the real configuration but a made-up epoch (a stale or
+/// invented view) is refused with the member's view, which names the real one.
+#[actix_rt::test]
+async fn a_wrong_epoch_gets_the_members_view() {
+    let (c, outsider, members) = cluster_and_outsider().await;
+    let block = "epoch";
+    let mut r = outsider.pend_record(&members, block, 5_000);
+    let region = Region::of(&bid(block));
+    let mut message = r.message.as_ref().clone();
+    let real = message.epochs[&region];
+    message.epochs.insert(region, real + 7);
+    r.message_hash = optimystic_actors::cluster::message_hash(&message);
+    r.message = message.into();
+    match outsider.send(&members[0].0, &members[0].1, r).await {
+        Err(NetError::WrongCluster { view, .. }) => {
+            let held = view.iter().find(|v| v.region == region).unwrap();
+            assert_eq!(held.config.as_ref().map(|c| c.epoch), Some(real));
+        }
+        other => panic!("a made-up epoch: {other:?}"),
+    }
+    write(&c.client(0), "legit", 1, insert(block))
+        .await
+        .unwrap();
+    only(&c, block, "legit").await;
+}
+
+/// Two of three members killed: the survivor refuses writes, retryably, for longer
+/// than the dead-peer timeout (it cannot replace anyone alone); one restarted and
+/// writes resume; nothing acknowledged is lost and every node ends with one history.
+#[actix_rt::test]
+async fn a_minority_acknowledges_nothing_however_long_it_waits() {
+    let flags = [
+        "--dead-peer-timeout-ms",
+        "1000",
+        "--request-timeout-ms",
+        "2000",
+    ];
+    let mut c = TestCluster::start(3, &flags).await;
+    let a = c.client(0);
+    write(&a, "w1", 1, insert("minority")).await.unwrap();
+    c.kill(1);
+    c.kill(2);
+    // Five dead-peer timeouts: every write in that time is refused, retryably.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut refused: i64 = 0;
+    while std::time::Instant::now() < until {
+        let r = write(&a, &format!("m{refused}"), 2, append("minority", refused)).await;
+        let e = r.expect_err("a lone survivor of three acknowledged a write");
+        assert!(
+            e.contains("unavailable") || e.contains("in_doubt") || e.contains("no quorum"),
+            "not a retryable refusal: {e}"
+        );
+        refused += 1;
+    }
+    assert!(refused > 0);
+    c.restart(1);
+    let b = c.client(1);
+    eventually(std::time::Duration::from_secs(60), || async {
+        write(&a, "w2", 2, append("minority", 99)).await.is_ok()
+    })
+    .await;
+    c.restart(2);
+    for i in 0..3 {
+        let client = c.client(i);
+        eventually(std::time::Duration::from_secs(60), || async {
+            latest_of(&client, "minority").await.map(|(rev, _)| rev) == Some(2)
+        })
+        .await;
+    }
+    let (ra, rb) = (
+        latest_of(&a, "minority").await,
+        latest_of(&b, "minority").await,
+    );
+    assert_eq!(ra, rb, "one history");
+}
