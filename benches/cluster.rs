@@ -254,6 +254,10 @@ fn main() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+        let handles: Vec<&optimystic::node::NodeHandle> = nodes.iter().collect();
+        let t = Instant::now();
+        optimystic::node::wait_configured(&handles, Duration::from_secs(120)).await.unwrap();
+        println!("configurations agreed in {:?}", t.elapsed());
         if preload_n > 0 {
             let t = Instant::now();
             join_all(nodes.iter().map(|n| preload(n, preload_n))).await;

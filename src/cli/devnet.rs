@@ -76,7 +76,7 @@ async fn devnet(args: DevnetArgs, dir: PathBuf) -> Result<(), String> {
         addrs.push(addr);
     }
     let handles: Vec<&NodeHandle> = nodes.iter().collect();
-    settle(&handles).await?;
+    crate::node::wait_configured(&handles, Duration::from_secs(60)).await?;
     workload(&addrs, args.ops).await?;
     if !args.once {
         println!("running; Ctrl-C to stop");
@@ -89,35 +89,6 @@ async fn devnet(args: DevnetArgs, dir: PathBuf) -> Result<(), String> {
         node.shutdown().await;
     }
     Ok(())
-}
-
-/// Waits (at most 60 s) until the placement drivers have given every region its
-/// configuration: the same `min(cluster size, nodes)` members on each of them
-/// (docs/CONSENSUS.md, "Configurations"), so the workload does not race the
-/// network forming.
-async fn settle(nodes: &[&NodeHandle]) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let k = nodes[0].configs().cluster_size().min(nodes.len());
-        let formed = optimystic_actors::model::Region::all().all(|r| {
-            // The configurations its members hold: one, of k members, on each.
-            let mine: Vec<_> = nodes
-                .iter()
-                .filter_map(|n| {
-                    let me = n.peer_id().to_string();
-                    n.configs().config(r).filter(|c| c.members.contains(&me))
-                })
-                .collect();
-            mine.len() == k && mine.iter().all(|c| c.members.len() == k && *c == mine[0])
-        });
-        if formed {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err("the nodes did not agree their configurations within 60 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Writes `ops` blocks round-robin through the nodes (pend + commit over the
