@@ -37,6 +37,9 @@ use crate::model::{Block, BlockId, Rev, Transform, TrxId, TrxRev};
 
 /// Most write requests merged into one durable batch.
 pub(crate) const MAX_GROUP: usize = 512;
+/// How long closing the storage waits for the writer thread to finish.
+const WRITER_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Write requests queued for the writer thread before callers wait (bound of the queue).
 const QUEUE_DEPTH: usize = 4096;
 
@@ -451,7 +454,20 @@ impl Drop for EmbeddedRawStorage {
         }
         self.queue.take();
         if let Some(handle) = self.writer.lock().take() {
-            if handle.join().is_err() {
+            // The writer stops once every queued write is done and no sender is
+            // left. A write future not yet polled (a task of the runtime being
+            // dropped right now, on this thread) still holds one: waiting for it
+            // would never end, so wait a bounded time and let the writer finish on
+            // its own (it drains what it receives; nothing acknowledged is lost).
+            let deadline = std::time::Instant::now() + WRITER_STOP_WAIT;
+            while !handle.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            if !handle.is_finished() {
+                tracing::warn!(
+                    "embedded storage writer still has senders at close; not waiting for it"
+                );
+            } else if handle.join().is_err() {
                 tracing::error!("embedded storage writer thread panicked");
             }
         }
