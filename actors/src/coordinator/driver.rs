@@ -18,7 +18,7 @@ use libp2p::PeerId;
 
 use super::Coordinator;
 use crate::membership::{next_step, peer_key, target_keyed};
-use crate::model::{Config, ConfigChange, Region, RepoError};
+use crate::model::{BlockId, Config, ConfigChange, Region, RepoError};
 use crate::net::cluster_store;
 use crate::storage::BlockArchive;
 
@@ -62,7 +62,19 @@ impl Coordinator {
             self.placement.lock().idle = Some((generation, live));
             return false;
         }
-        let steps = changes.into_iter().map(|c| self.step(c));
+        // One scan of the stored blocks for every hand-over of this pass.
+        let blocks = if changes.iter().any(|c| c.added().is_some()) {
+            match self.stored_blocks().await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list blocks to hand over");
+                    return false;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let steps = changes.into_iter().map(|c| self.step(c, &blocks));
         futures::future::join_all(steps)
             .await
             .into_iter()
@@ -71,9 +83,9 @@ impl Coordinator {
 
     /// Takes one step: hands its regions' blocks to the peer it adds, if any,
     /// then agrees the change. Returns whether it was agreed.
-    async fn step(self: &Arc<Self>, change: ConfigChange) -> bool {
+    async fn step(self: &Arc<Self>, change: ConfigChange, blocks: &[BlockId]) -> bool {
         if let Some(peer) = change.added().cloned() {
-            if let Err(e) = self.hand_over(&peer, &change.regions).await {
+            if let Err(e) = self.hand_over(&peer, &change.regions, blocks).await {
                 tracing::warn!(%peer, error = %e, "cannot hand blocks to a joining peer");
                 return false;
             }
@@ -119,8 +131,22 @@ impl Coordinator {
             .collect()
     }
 
-    /// Hands `peer` every block of `regions` this node holds, with its history.
-    async fn hand_over(&self, peer: &str, regions: &[Region]) -> Result<usize, RepoError> {
+    /// Every block this node stores.
+    async fn stored_blocks(&self) -> Result<Vec<BlockId>, RepoError> {
+        let raw = self.repo.registry().raw().clone();
+        Ok(tokio::task::spawn_blocking(move || raw.list_blocks())
+            .await
+            .map_err(|e| RepoError::Unavailable(format!("block scan failed: {e}")))??)
+    }
+
+    /// Hands `peer` every block of `regions` among `blocks` (those this node
+    /// stores), with its history.
+    async fn hand_over(
+        &self,
+        peer: &str,
+        regions: &[Region],
+        blocks: &[BlockId],
+    ) -> Result<usize, RepoError> {
         let net = self.net()?;
         let id: PeerId = peer
             .parse()
@@ -131,17 +157,10 @@ impl Coordinator {
             .map(|p| p.multiaddrs.iter().filter_map(|a| a.parse().ok()).collect())
             .unwrap_or_default();
         let wanted: BTreeSet<Region> = regions.iter().copied().collect();
-        let raw = self.repo.registry().raw().clone();
-        let blocks = tokio::task::spawn_blocking(move || raw.list_blocks())
-            .await
-            .map_err(|e| RepoError::Unavailable(format!("block scan failed: {e}")))??;
         let mut batch: Vec<BlockArchive> = Vec::new();
         let (mut bytes, mut sent) = (0, 0);
-        for b in blocks
-            .into_iter()
-            .filter(|b| wanted.contains(&Region::of(b)))
-        {
-            let Some(a) = self.repo.archive(&b, Some(0)).await? else {
+        for b in blocks.iter().filter(|b| wanted.contains(&Region::of(b))) {
+            let Some(a) = self.repo.archive(b, Some(0)).await? else {
                 continue;
             };
             bytes += serde_json::to_vec(&a).map_or(0, |v| v.len());
