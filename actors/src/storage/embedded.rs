@@ -114,7 +114,10 @@ pub struct EmbeddedRawStorage {
     pend: Keyspace,
     data: Keyspace,
     txn: Keyspace,
-    queue: Option<mpsc::Sender<WriteRequest>>,
+    /// The writer's queue. Write futures hold it weakly and clone the sender only
+    /// while they send, so closing the storage (dropping this) leaves the writer
+    /// no sender but those of sends in progress.
+    queue: Option<Arc<mpsc::Sender<WriteRequest>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     syncer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
     _lock: DataDirLock,
@@ -177,7 +180,7 @@ impl EmbeddedRawStorage {
             pend,
             data,
             txn,
-            queue: Some(tx),
+            queue: Some(Arc::new(tx)),
             writer: Mutex::new(Some(handle)),
             syncer: Mutex::new(Some((stop, syncer))),
             _lock: lock,
@@ -198,9 +201,12 @@ impl EmbeddedRawStorage {
             Ok(ops) => ops,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
-        let queue = self.queue.clone();
+        let queue = self.queue.as_ref().map(Arc::downgrade);
         Box::pin(async move {
-            let queue = queue.ok_or(StorageError::Closed)?;
+            let queue = queue
+                .and_then(|q| q.upgrade())
+                .map(|q| (*q).clone())
+                .ok_or(StorageError::Closed)?;
             let (done, wait) = oneshot::channel();
             queue
                 .send(WriteRequest { ops, lazy, done })
@@ -455,10 +461,10 @@ impl Drop for EmbeddedRawStorage {
         self.queue.take();
         if let Some(handle) = self.writer.lock().take() {
             // The writer stops once every queued write is done and no sender is
-            // left. A write future not yet polled (a task of the runtime being
-            // dropped right now, on this thread) still holds one: waiting for it
-            // would never end, so wait a bounded time and let the writer finish on
-            // its own (it drains what it receives; nothing acknowledged is lost).
+            // left. A send blocked on a full queue, in a task of the runtime being
+            // dropped right now on this thread, would still hold one: waiting for
+            // it would never end, so wait a bounded time and let the writer finish
+            // on its own (it drains what it receives; nothing acknowledged is lost).
             let deadline = std::time::Instant::now() + WRITER_STOP_WAIT;
             while !handle.is_finished() && std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(5));
