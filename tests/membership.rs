@@ -187,3 +187,114 @@ async fn a_minority_acknowledges_nothing_however_long_it_waits() {
     );
     assert_eq!(ra, rb, "one history");
 }
+
+/// The members of `block`'s configuration, the newest any node reports over the
+/// cluster protocol (`configs`).
+async fn members_of(c: &TestCluster, block: &str) -> std::collections::BTreeSet<String> {
+    let region = Region::of(&bid(block));
+    let mut newest: Option<Config> = None;
+    for i in 0..c.len() {
+        let reply = optimystic_actors::net::cluster_configs(
+            &c.net,
+            c.peer_id(i).parse().unwrap(),
+            vec![c.addr(i).parse().unwrap()],
+            vec![region],
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        for cfg in reply.view.into_iter().filter_map(|v| v.config) {
+            if newest.as_ref().is_none_or(|n| cfg.epoch > n.epoch) {
+                newest = Some(cfg);
+            }
+        }
+    }
+    newest.expect("no node holds a configuration").members
+}
+
+/// A partition held past every grace, connections closed (the `cut` fault):
+/// `n` nodes with clusters of `k`, the nodes `small` on one side and the rest on
+/// the other. For every block, writes through the side holding a majority of its
+/// configuration keep being acknowledged; writes through the other side are all
+/// refused. After healing, the checker finds one history with every
+/// acknowledged write.
+async fn partition(n: usize, k: usize, small: &[usize]) {
+    let k_flag = k.to_string();
+    let flags = [
+        "--cluster-size",
+        k_flag.as_str(),
+        "--dead-peer-timeout-ms",
+        "1000",
+        "--request-timeout-ms",
+        "2000",
+    ];
+    let mut c = TestCluster::start(n, &flags).await;
+    let mut w = support::faults::Workload::create(&c.client(0), "part", 6).await;
+    let large: Vec<usize> = (0..n).filter(|i| !small.contains(i)).collect();
+    // Per block: the side holding a majority of its configuration.
+    let mut wins_small = Vec::new();
+    for b in 0..6 {
+        let members = members_of(&c, &format!("part{b}")).await;
+        assert_eq!(members.len(), k, "part{b} is configured: {members:?}");
+        let on_small = small
+            .iter()
+            .filter(|i| members.contains(c.peer_id(**i)))
+            .count();
+        wins_small.push(2 * on_small > k);
+    }
+    c.cut(small, &large).await;
+    // Five dead-peer timeouts, and the member grace, pass under the cut.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(6);
+    let (mut acked, mut refused) = (vec![0usize; 6], vec![0usize; 6]);
+    let mut turn = 0;
+    while std::time::Instant::now() < until {
+        for b in 0..6 {
+            let (win, lose) = if wins_small[b] {
+                (small, large.as_slice())
+            } else {
+                (large.as_slice(), small)
+            };
+            let through_losing = c.client(lose[turn % lose.len()]);
+            let before = w.acked_count();
+            assert!(
+                !w.step(&through_losing, b).await,
+                "part{b}: a side holding a minority of its configuration acknowledged a write"
+            );
+            assert_eq!(w.acked_count(), before);
+            refused[b] += 1;
+            if w.step(&c.client(win[turn % win.len()]), b).await {
+                acked[b] += 1;
+            }
+        }
+        turn += 1;
+    }
+    for b in 0..6 {
+        assert!(
+            refused[b] > 0,
+            "part{b}: no write tried through the minority"
+        );
+        assert!(
+            acked[b] > 0,
+            "part{b}: the side with a majority of its configuration acknowledged nothing; last error {:?}",
+            w.last_error
+        );
+    }
+    c.heal();
+    let report = support::faults::check(&c, &mut w, std::time::Duration::from_secs(60)).await;
+    assert!(report.acked >= 6);
+}
+
+#[actix_rt::test]
+async fn a_two_one_partition_with_clusters_of_three() {
+    partition(3, 3, &[2]).await;
+}
+
+#[actix_rt::test]
+async fn a_three_two_partition_of_five_with_clusters_of_three() {
+    partition(5, 3, &[3, 4]).await;
+}
+
+#[actix_rt::test]
+async fn a_three_two_partition_of_five_with_clusters_of_five() {
+    partition(5, 5, &[3, 4]).await;
+}

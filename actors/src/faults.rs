@@ -8,6 +8,12 @@
 //!
 //! - `drop <peerId>`: requests this node sends to that peer fail at once as if the
 //!   peer were unreachable (the request is never sent);
+//! - `cut <peerId>`: a partition — this node closes its connections to that peer
+//!   and refuses new ones either way (applied by the swarm within a second, which
+//!   then prints `fault: cut <n> peers` on stdout), and requests to it fail at
+//!   once as with `drop`. Written on both sides, the two are cut apart as by a
+//!   network partition: connections close, so the member grace and the dead-peer
+//!   timeout run as they would;
 //! - `delay <peerId> <ms>`: requests this node sends to that peer wait `ms` first;
 //! - `drop-decisions <peerId>`: as a coordinator, this node never delivers a
 //!   decided record (phase 2) to that peer — its proposals still go out, so the
@@ -20,8 +26,8 @@
 //!   changes nothing.
 //!
 //! Blank lines and lines starting with `#` are ignored; a missing file means no
-//! faults. Writing `drop` lines on both sides cuts two nodes apart (their libp2p
-//! connection stays up: this is a partition of the database's protocols).
+//! faults. Writing `drop` lines on both sides cuts two nodes apart at the
+//! database's protocols only (their libp2p connection stays up); `cut` closes it.
 
 use std::time::Duration;
 
@@ -43,7 +49,7 @@ pub fn outbound(peer: &PeerId) -> Outbound {
     #[cfg(debug_assertions)]
     {
         let rules = imp::rules();
-        if rules.drop.contains(peer) {
+        if rules.drop.contains(peer) || rules.cut.contains(peer) {
             return Outbound::Drop;
         }
         if let Some(d) = rules.delay.get(peer) {
@@ -53,6 +59,16 @@ pub fn outbound(peer: &PeerId) -> Outbound {
     #[cfg(not(debug_assertions))]
     let _ = peer;
     Outbound::Send
+}
+
+/// The peers this node must hold no connection with (`cut` rules).
+pub fn cut() -> std::collections::HashSet<PeerId> {
+    #[cfg(debug_assertions)]
+    {
+        imp::rules().cut.clone()
+    }
+    #[cfg(not(debug_assertions))]
+    std::collections::HashSet::new()
 }
 
 /// Whether this node, as a coordinator, must not deliver decided records to `peer`.
@@ -114,6 +130,7 @@ mod imp {
     #[derive(Debug, Default)]
     pub(super) struct Rules {
         pub(super) drop: HashSet<PeerId>,
+        pub(super) cut: HashSet<PeerId>,
         pub(super) delay: HashMap<PeerId, Duration>,
         pub(super) drop_decisions: HashSet<PeerId>,
         pub(super) pause_after_commit_point: Option<Duration>,
@@ -170,6 +187,11 @@ mod imp {
                         r.drop.insert(p);
                     }
                 }
+                ["cut", peer] => {
+                    if let Ok(p) = peer.parse() {
+                        r.cut.insert(p);
+                    }
+                }
                 ["delay", peer, ms] => {
                     if let (Ok(p), Ok(ms)) = (peer.parse(), ms.parse()) {
                         r.delay.insert(p, Duration::from_millis(ms));
@@ -201,9 +223,10 @@ mod imp {
         fn rules_parse_and_junk_is_ignored() {
             let p = PeerId::random();
             let r = parse(&format!(
-                "# comment\ndrop {p}\ndelay {p} 250\ndisk-full\ndrop not-a-peer\nexplode\ndrop-decisions {p}\n"
+                "# comment\ndrop {p}\ndelay {p} 250\ndisk-full\ndrop not-a-peer\nexplode\ndrop-decisions {p}\ncut {p}\ncut nobody\n"
             ));
             assert!(r.drop.contains(&p) && r.drop.len() == 1);
+            assert!(r.cut.contains(&p) && r.cut.len() == 1);
             assert!(r.drop_decisions.contains(&p));
             assert_eq!(r.delay[&p], Duration::from_millis(250));
             assert!(r.disk_full);

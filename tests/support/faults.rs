@@ -22,6 +22,7 @@ use super::{append, bid, client_net, insert, repo_client, NodeProcess};
 #[derive(Debug, Default, Clone)]
 struct Rules {
     drop: BTreeSet<usize>,
+    cut: BTreeSet<usize>,
     delay: BTreeMap<usize, u64>,
     drop_decisions: BTreeSet<usize>,
     pause_after_commit_point: Option<u64>,
@@ -94,6 +95,9 @@ impl TestCluster {
         let mut text = String::new();
         for j in &r.drop {
             text.push_str(&format!("drop {}\n", self.peer_ids[*j]));
+        }
+        for j in &r.cut {
+            text.push_str(&format!("cut {}\n", self.peer_ids[*j]));
         }
         for (j, ms) in &r.delay {
             text.push_str(&format!("delay {} {ms}\n", self.peer_ids[*j]));
@@ -226,6 +230,22 @@ impl TestCluster {
             }
         }
         self.write_rules(i);
+    }
+
+    /// A network partition between the nodes `a` and the nodes `b`: their
+    /// connections close and new ones are refused, both directions. Returns once
+    /// every node involved has applied it.
+    pub async fn cut(&mut self, a: &[usize], b: &[usize]) {
+        for (this, other) in [(a, b), (b, a)] {
+            for i in this {
+                self.rules[*i].cut.extend(other.iter().copied());
+                self.write_rules(*i);
+            }
+        }
+        for i in a.iter().chain(b) {
+            let line = format!("fault: cut {} peers", self.rules[*i].cut.len());
+            self.node(*i).wait_line(&line).await;
+        }
     }
 
     /// Fails every request node `from` sends to node `to` (one direction).

@@ -159,6 +159,9 @@ pub struct SwarmActor {
     refusals: HashMap<PeerId, (u32, Instant)>,
     /// Peers blocked for flooding, and until when.
     banned: HashMap<PeerId, Instant>,
+    /// Peers cut off by a test fault rule (`cut`; debug builds only), blocked
+    /// like banned peers until the rule goes.
+    cut: HashSet<PeerId>,
     listen_addrs: Vec<Multiaddr>,
     block_servers: HashSet<PeerId>,
     members: HashMap<PeerId, PeerInfo>,
@@ -200,6 +203,7 @@ impl SwarmActor {
             budgets: HashMap::new(),
             refusals: HashMap::new(),
             banned: HashMap::new(),
+            cut: HashSet::new(),
             listen_addrs: Vec::new(),
             block_servers: HashSet::new(),
             members: HashMap::new(),
@@ -471,8 +475,30 @@ impl SwarmActor {
             .collect();
         for p in done {
             self.banned.remove(&p);
-            self.swarm.behaviour_mut().blocked.unblock_peer(p);
+            if !self.cut.contains(&p) {
+                self.swarm.behaviour_mut().blocked.unblock_peer(p);
+            }
         }
+    }
+
+    /// Follows the test fault rules' `cut` lines (`crate::faults`): blocks the
+    /// peers newly cut (which closes their connections and refuses new ones) and
+    /// unblocks those no longer cut, unless banned.
+    fn apply_cuts(&mut self) {
+        let now = crate::faults::cut();
+        if now == self.cut {
+            return;
+        }
+        for p in now.difference(&self.cut) {
+            self.swarm.behaviour_mut().blocked.block_peer(*p);
+        }
+        for p in self.cut.difference(&now) {
+            if !self.banned.contains_key(p) {
+                self.swarm.behaviour_mut().blocked.unblock_peer(*p);
+            }
+        }
+        self.cut = now;
+        println!("fault: cut {} peers", self.cut.len());
     }
 
     fn on_request(
@@ -635,6 +661,7 @@ impl Actor for SwarmActor {
         ctx.spawn(SwarmPoller);
         ctx.run_interval(Duration::from_secs(1), |act, _| {
             act.unban_expired();
+            act.apply_cuts();
             act.forget_departed();
         });
         // Cluster membership is "the K closest connected peers": a connection to a
