@@ -1,5 +1,7 @@
 //! HTTP admin server (actix-web): `GET /metrics` (Prometheus text), `GET /status`
-//! (JSON) and `POST /v1/repo/{get,pend,commit,cancel,pendCommit}` (the JSON of DESIGN §3).
+//! (JSON), `POST /v1/repo/{get,pend,commit,cancel,pendCommit}` (the JSON of DESIGN
+//! §3), `GET /v1/peers` (the peer book) and `POST /v1/peers/{peerId}/remove`
+//! (retire a peer from every configuration; docs/OPERATIONS.md).
 //! Every error is `{"error":{"code","message"}}` with a 4xx/5xx status.
 
 use std::net::SocketAddr;
@@ -58,6 +60,8 @@ pub fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<(ServerHand
             .route("/metrics", web::get().to(metrics))
             .route("/status", web::get().to(status))
             .route("/v1/repo/{op}", web::post().to(repo_op))
+            .route("/v1/peers", web::get().to(peers))
+            .route("/v1/peers/{peer}/remove", web::post().to(remove_peer))
             .default_service(web::to(not_found))
     })
     .workers(1)
@@ -89,8 +93,9 @@ impl ApiError {
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
-    let known =
-        ["/metrics", "/status"].contains(&req.path()) || req.path().starts_with("/v1/repo/");
+    let known = ["/metrics", "/status", "/v1/peers"].contains(&req.path())
+        || req.path().starts_with("/v1/repo/")
+        || (req.path().starts_with("/v1/peers/") && req.path().ends_with("/remove"));
     if known {
         return error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -169,6 +174,67 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
         uptime_seconds: state.started.elapsed().as_secs(),
         version: env!("CARGO_PKG_VERSION"),
     })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PeerEntry {
+    peer_id: String,
+    addrs: Vec<String>,
+    /// Regions of this node's configurations that have it as a member.
+    regions: usize,
+    retired: bool,
+    connected: bool,
+}
+
+/// `GET /v1/peers`: every peer this node has had in a configuration, and those
+/// retired.
+async fn peers(state: web::Data<AdminState>) -> HttpResponse {
+    let connected: std::collections::BTreeSet<String> = match state.net.status().await {
+        Ok(n) => n.connected.iter().map(ToString::to_string).collect(),
+        Err(_) => Default::default(),
+    };
+    let configs = state.repo.configs();
+    let mut book = configs.book();
+    for r in configs.retired() {
+        book.entry(r)
+            .or_insert_with(|| optimystic_actors::cluster::ClusterPeer {
+                multiaddrs: Vec::new(),
+                public_key: String::new(),
+            });
+    }
+    let peers: Vec<PeerEntry> = book
+        .into_iter()
+        .map(|(id, p)| PeerEntry {
+            regions: configs.regions_with(&id),
+            retired: configs.is_retired(&id),
+            connected: connected.contains(&id),
+            addrs: p.multiaddrs,
+            peer_id: id,
+        })
+        .collect();
+    HttpResponse::Ok().json(serde_json::json!({ "peers": peers }))
+}
+
+/// `POST /v1/peers/{peerId}/remove`: retires the peer (durably a candidate for
+/// no region); the placement driver replaces it, after handing its replacement
+/// the data, in every configuration that has it.
+async fn remove_peer(state: web::Data<AdminState>, peer: web::Path<String>) -> HttpResponse {
+    let peer = peer.into_inner();
+    match state.repo.retire_peer(&peer).await {
+        Ok(regions) => HttpResponse::Ok().json(serde_json::json!({
+            "peerId": peer,
+            "retired": true,
+            "regions": regions,
+        })),
+        Err(e) => {
+            let status = match e.code() {
+                ErrorCode::Invalid => StatusCode::BAD_REQUEST,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            HttpResponse::build(status).json(repo_error(e))
+        }
+    }
 }
 
 /// Reads the body up to [`MAX_BODY`] without buffering more.

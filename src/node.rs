@@ -262,6 +262,17 @@ impl NodeRepo {
         self.coordinator.pend_commit(req).await
     }
 
+    /// Retires `peer` from every configuration (`optimystic peers remove`):
+    /// returns how many of this node's regions still list it.
+    pub async fn retire_peer(&self, peer: &str) -> Result<usize, RepoError> {
+        self.coordinator.retire(peer).await
+    }
+
+    /// The node's configurations and peer book.
+    pub fn configs(&self) -> &Arc<Configs> {
+        self.coordinator.configs()
+    }
+
     /// This node's own store, bypassing consensus (tests, tools).
     pub fn local(&self) -> &StorageRepo {
         &self.local

@@ -298,3 +298,93 @@ async fn a_three_two_partition_of_five_with_clusters_of_three() {
 async fn a_three_two_partition_of_five_with_clusters_of_five() {
     partition(5, 5, &[3, 4]).await;
 }
+
+/// Runs `optimystic peers ARGS…`; returns (exit code, stdout, stderr).
+fn peers_cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(BIN)
+        .arg("peers")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// An operator removes a dead member at once (`optimystic peers remove`), long
+/// before the dead-peer timeout (10 minutes here): every region moves to the
+/// three live nodes, nothing acknowledged is lost, writes go on, and bad
+/// requests are refused with a clear error.
+#[actix_rt::test]
+async fn an_operator_removes_a_dead_peer_at_once() {
+    let flags = [
+        "--cluster-size",
+        "3",
+        "--dead-peer-timeout-ms",
+        "600000",
+        "--http",
+        "127.0.0.1:0",
+    ];
+    let mut c = TestCluster::start(4, &flags).await;
+    let http = c
+        .node(0)
+        .seen
+        .iter()
+        .find_map(|l| l.strip_prefix("http on http://"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let mut w = support::faults::Workload::create(&c.client(0), "rm", 6).await;
+    for k in 0..12 {
+        assert!(w.step(&c.client(k % 4), k).await, "{:?}", w.last_error);
+    }
+    let gone = c.peer_id(3).to_string();
+    c.kill(3);
+    // Refused, changing nothing: not a PeerId, the node itself, a stranger.
+    let stranger = libp2p::PeerId::random().to_string();
+    for (bad, why) in [
+        ("not-a-peer", "is not a PeerId"),
+        (c.peer_id(0), "does not remove itself"),
+        (stranger.as_str(), "is not a peer this node has had"),
+    ] {
+        let (code, _, err) = peers_cli(&["remove", bad, "--http", &http, "--wait", "0"]);
+        assert_eq!(code, 1, "{bad}: {err}");
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+    let (_, listed, _) = peers_cli(&["list", "--http", &http]);
+    let retired = |l: &str| l.split_whitespace().nth(3) == Some("yes");
+    assert!(
+        listed.lines().skip(1).all(|l| !retired(l)),
+        "nobody retired yet: {listed}"
+    );
+    // The removal itself: it waits until node 0's configurations drop the peer.
+    let (code, out, err) = peers_cli(&["remove", &gone, "--http", &http, "--wait", "60"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("removed {gone}")), "{out}");
+    let (_, listed, _) = peers_cli(&["list", "--http", &http]);
+    let line = listed.lines().find(|l| l.starts_with(&gone)).unwrap();
+    assert!(retired(line), "{listed}");
+    // Every region settles on the three live nodes (the timeout is far off).
+    c.settle().await;
+    // Writes go on, and every acknowledged append is on every live node.
+    for k in 0..6 {
+        assert!(w.step(&c.client(k % 3), k).await, "{:?}", w.last_error);
+    }
+    for (block, acked) in &w.acked {
+        let mut seen = Vec::new();
+        for i in 0..3 {
+            seen.push(latest_of(&c.client(i), block).await.unwrap());
+        }
+        assert!(seen.windows(2).all(|p| p[0] == p[1]), "{block}: {seen:?}");
+        let (rev, items) = &seen[0];
+        assert_eq!(*rev, acked.last().unwrap().0, "{block}");
+        for (_, v) in acked {
+            assert!(
+                items.as_array().unwrap().contains(&(*v).into()),
+                "{block}: acknowledged {v} lost"
+            );
+        }
+    }
+}

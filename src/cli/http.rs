@@ -1,5 +1,5 @@
-//! A minimal HTTP/1.1 GET for the `status` and `inspect` commands (the admin
-//! server is on loopback; no TLS, no redirects).
+//! A minimal HTTP/1.1 client for the `status`, `inspect` and `peers` commands
+//! (the admin server is on loopback; no TLS, no redirects).
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -7,6 +7,15 @@ use std::time::Duration;
 
 /// Fetches `path` from `addr`; returns the body of a 200 reply.
 pub(super) fn get(addr: &str, path: &str) -> Result<String, String> {
+    request(addr, "GET", path)
+}
+
+/// POSTs an empty body to `path` on `addr`; returns the body of a 200 reply.
+pub(super) fn post(addr: &str, path: &str) -> Result<String, String> {
+    request(addr, "POST", path)
+}
+
+fn request(addr: &str, method: &str, path: &str) -> Result<String, String> {
     let target = addr
         .to_socket_addrs()
         .map_err(|e| format!("bad address {addr}: {e}"))?
@@ -20,7 +29,7 @@ pub(super) fn get(addr: &str, path: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();

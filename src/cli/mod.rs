@@ -4,6 +4,7 @@ mod bench;
 mod devnet;
 mod http;
 mod node;
+mod peers;
 mod repo;
 mod status;
 
@@ -48,6 +49,41 @@ pub enum Command {
     /// (including `"success":false`), 1 with one line on stderr for malformed input,
     /// invalid ids, a failed operation (nothing changes), an unreachable peer or a timeout.
     Repo(RepoArgs),
+    /// A node's peers: list them, or remove one from every configuration.
+    Peers(PeersArgs),
+}
+
+/// Arguments of `optimystic peers`.
+#[derive(Debug, clap::Args)]
+pub struct PeersArgs {
+    #[command(subcommand)]
+    pub command: PeersCommand,
+}
+
+/// What `optimystic peers` does.
+#[derive(Debug, clap::Subcommand)]
+pub enum PeersCommand {
+    /// Every peer the node has had in a configuration: regions, connected, retired.
+    List(AdminArgs),
+    /// Retire PEER: it becomes a candidate for no region, and is replaced (once
+    /// its replacement holds the data) in every configuration that has it.
+    ///
+    /// Waits until none of the node's configurations has PEER (`--wait`, 0 to
+    /// return at once). A configuration never drops below --cluster-size: with
+    /// no live peer to take its place, PEER stays.
+    Remove(RemoveArgs),
+}
+
+/// Arguments of `optimystic peers remove`.
+#[derive(Debug, clap::Args)]
+pub struct RemoveArgs {
+    /// The PeerId to retire.
+    pub peer: String,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// Seconds to wait for the node's configurations to drop PEER.
+    #[arg(long, default_value_t = 120)]
+    pub wait: u64,
 }
 
 /// Arguments of `optimystic node`. Every setting can also come from a TOML file
@@ -271,6 +307,14 @@ pub fn run(cli: Cli) -> i32 {
             bench::run(a)
         }
         Command::Inspect(a) => status::inspect(&a.http),
+        Command::Peers(p) => match p.command {
+            PeersCommand::List(a) => peers::list(&a.http),
+            PeersCommand::Remove(r) => peers::remove(
+                &r.admin.http,
+                &r.peer,
+                std::time::Duration::from_secs(r.wait),
+            ),
+        },
         Command::Devnet(a) => {
             init_logging("text");
             devnet::run(a)

@@ -43,8 +43,11 @@ async fn serve(settings: Settings) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     if let Some(addr) = node.http_addr() {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "http on http://{addr} (/metrics, /status, /v1/repo/*)")
-            .and_then(|()| out.flush());
+        let _ = writeln!(
+            out,
+            "http on http://{addr} (/metrics, /status, /v1/repo/*, /v1/peers)"
+        )
+        .and_then(|()| out.flush());
     }
     loop {
         tokio::select! {

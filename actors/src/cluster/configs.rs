@@ -23,6 +23,8 @@ use crate::storage::{RawStorage, WriteFuture, WriteOp};
 const REGIONS_KEY: &str = "node-regions";
 /// Where the peer book is kept.
 const PEERS_KEY: &str = "node-peers";
+/// Where the peers an operator retired are kept.
+const RETIRED_KEY: &str = "node-retired";
 
 /// The node's configurations and peer book.
 pub struct Configs {
@@ -31,6 +33,9 @@ pub struct Configs {
     raw: Arc<dyn RawStorage>,
     table: RwLock<RegionTable>,
     peers: RwLock<BTreeMap<String, ClusterPeer>>,
+    /// Peers retired by an operator (`optimystic peers remove`), directly or
+    /// through an agreed change that retired them: candidates for no region.
+    retired: RwLock<BTreeSet<String>>,
     /// Bumped whenever the table changes (the placement driver skips a pass when
     /// neither it nor the live peers changed since one found nothing due).
     generation: AtomicU64,
@@ -56,12 +61,19 @@ impl Configs {
             }
             None => BTreeMap::new(),
         };
+        let retired: BTreeSet<String> = match read(RETIRED_KEY)? {
+            Some(b) => {
+                serde_json::from_slice(&b).map_err(|e| StorageError::corrupt("node retired", e))?
+            }
+            None => BTreeSet::new(),
+        };
         Ok(Arc::new(Self {
             me: me.to_string(),
             cluster_size: cluster_size.max(1),
             table: RwLock::new(RegionTable::with(me, configs)),
             raw,
             peers: RwLock::new(peers),
+            retired: RwLock::new(retired),
             generation: AtomicU64::new(0),
         }))
     }
@@ -180,6 +192,53 @@ impl Configs {
                 });
             }
         }
+    }
+
+    /// Retires `id` durably: it is a candidate for no region from now on (the
+    /// placement driver replaces it wherever it is a member). None if it was
+    /// retired already.
+    pub fn retire(&self, id: &str) -> Result<Option<WriteFuture>, StorageError> {
+        let bytes = {
+            let mut r = self.retired.write();
+            if !r.insert(id.to_string()) {
+                return Ok(None);
+            }
+            serde_json::to_vec(&*r).map_err(|e| StorageError::Encode {
+                what: "node retired".into(),
+                message: e.to_string(),
+            })?
+        };
+        self.changed();
+        Ok(Some(self.raw.write(vec![WriteOp::PutTxn {
+            hash: RETIRED_KEY.into(),
+            bytes: Arc::new(bytes),
+        }])))
+    }
+
+    /// Whether `id` is retired.
+    pub fn is_retired(&self, id: &str) -> bool {
+        self.retired.read().contains(id)
+    }
+
+    /// Every retired peer.
+    pub fn retired(&self) -> BTreeSet<String> {
+        self.retired.read().clone()
+    }
+
+    /// How many regions of this node's configurations have `id` as a member.
+    pub fn regions_with(&self, id: &str) -> usize {
+        self.table
+            .read()
+            .groups()
+            .into_iter()
+            .filter(|(c, _)| c.members.contains(id))
+            .map(|(_, rs)| rs.len())
+            .sum()
+    }
+
+    /// The whole peer book.
+    pub fn book(&self) -> BTreeMap<String, ClusterPeer> {
+        self.peers.read().clone()
     }
 
     /// `id`'s entry.

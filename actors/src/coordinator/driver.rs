@@ -37,8 +37,10 @@ impl Coordinator {
         };
         let view = net.member_view();
         let generation = self.configs.generation();
+        let retired = self.configs.retired();
         let mut live: Vec<PeerId> = view.members.iter().map(|p| p.peer_id).collect();
         live.push(self.me);
+        live.retain(|p| !retired.contains(&p.to_string()));
         live.sort();
         live.dedup();
         {
@@ -57,7 +59,7 @@ impl Coordinator {
                 return false;
             }
         }
-        let changes = self.due(&live);
+        let changes = self.due(&live, &retired);
         if changes.is_empty() {
             self.placement.lock().idle = Some((generation, live));
             return false;
@@ -79,6 +81,33 @@ impl Coordinator {
             .await
             .into_iter()
             .any(|agreed| agreed)
+    }
+
+    /// Retires `peer` on an operator's word (`optimystic peers remove`): durably
+    /// a candidate for no region. The driver then replaces it in every region
+    /// this node is a member of, and those changes retire it on their members
+    /// too. Returns how many of this node's regions still have it as a member.
+    pub(super) async fn retire(&self, peer: &str) -> Result<usize, RepoError> {
+        let id: PeerId = peer
+            .parse()
+            .map_err(|_| RepoError::Invalid(format!("{peer:?} is not a PeerId")))?;
+        let name = id.to_string();
+        if id == self.me {
+            return Err(RepoError::Invalid(
+                "a node does not remove itself: run the command on another member".into(),
+            ));
+        }
+        let regions = self.configs.regions_with(&name);
+        if regions == 0 && self.configs.peer(&name).is_none() && !self.configs.is_retired(&name) {
+            return Err(RepoError::Invalid(format!(
+                "{name} is not a peer this node has had in a configuration"
+            )));
+        }
+        if let Some(w) = self.configs.retire(&name)? {
+            w.await?;
+            tracing::info!(peer = %name, regions, "peer retired by the operator");
+        }
+        Ok(regions)
     }
 
     /// Takes one step: hands its regions' blocks to the peer it adds, if any,
@@ -104,8 +133,11 @@ impl Coordinator {
     }
 
     /// The steps due among the regions this node leads (at most
-    /// [`STEPS_AT_ONCE`]), each with every region that takes the same step.
-    fn due(&self, live: &[PeerId]) -> Vec<ConfigChange> {
+    /// [`STEPS_AT_ONCE`]), each with every region that takes the same step. A
+    /// region with a retired member is led by every live member that knows it is
+    /// retired (the others may not know yet; concurrent steps of one region are
+    /// safe, one is agreed and the rest conflict).
+    fn due(&self, live: &[PeerId], retired: &BTreeSet<String>) -> Vec<ConfigChange> {
         let k = self.configs.cluster_size();
         let me = self.me.to_string();
         let names: BTreeSet<String> = live.iter().map(ToString::to_string).collect();
@@ -114,7 +146,9 @@ impl Coordinator {
         let mut steps: BTreeMap<(Config, Config), Vec<Region>> = BTreeMap::new();
         for (config, regions) in table.groups() {
             let leader = config.members.iter().find(|m| names.contains(*m));
-            if leader != Some(&me) {
+            let retiring =
+                names.contains(&me) && config.members.iter().any(|m| retired.contains(m));
+            if leader != Some(&me) && !retiring {
                 continue;
             }
             for r in regions {
@@ -127,7 +161,16 @@ impl Coordinator {
         steps
             .into_iter()
             .take(STEPS_AT_ONCE)
-            .map(|((from, to), regions)| ConfigChange { regions, from, to })
+            .map(|((from, to), regions)| {
+                let mut change = ConfigChange {
+                    regions,
+                    from,
+                    to,
+                    retire: false,
+                };
+                change.retire = change.removed().is_some_and(|p| retired.contains(p));
+                change
+            })
             .collect()
     }
 

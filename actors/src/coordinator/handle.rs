@@ -131,6 +131,14 @@ impl CoordinatorHandle {
         });
     }
 
+    /// Retires `peer` (an operator's `peers remove`; see docs/OPERATIONS.md):
+    /// it becomes a candidate for no region and is replaced, after a hand-over,
+    /// wherever it is a member. Returns how many of this node's regions still
+    /// list it.
+    pub async fn retire(&self, peer: &str) -> Result<usize, RepoError> {
+        self.inner.retire(peer).await
+    }
+
     /// The node's configurations.
     pub fn configs(&self) -> &Arc<crate::cluster::Configs> {
         &self.inner.configs

@@ -66,6 +66,7 @@ mod tests {
             regions: vec![Region::new(0)],
             to: from.with("d"),
             from,
+            retire: false,
         }));
         assert!(!j.met_by(&BTreeSet::from(["a", "b"])), "2 of the 4 new");
         assert!(j.met_by(&BTreeSet::from(["a", "b", "d"])));

@@ -246,6 +246,7 @@ mod tests {
             regions: vec![r],
             to: from.with("d"),
             from: from.clone(),
+            retire: false,
         };
         let mut a = RegionTable::new("a");
         a.set(r, from.clone());

@@ -84,6 +84,11 @@ pub struct ConfigChange {
     pub from: Config,
     /// Their configuration after the change.
     pub to: Config,
+    /// The member this change removes is **retired** by an operator (`optimystic
+    /// peers remove`): every member that applies the change stops counting it as
+    /// a candidate for any region. Only a removal carries it; absent means false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retire: bool,
 }
 
 /// Why a configuration change is malformed.
@@ -101,6 +106,9 @@ pub enum ChangeError {
     /// `to` would be empty.
     #[error("a configuration keeps at least one member")]
     Empty,
+    /// `retire` on a change that removes nobody.
+    #[error("only a change that removes a member retires it")]
+    RetireWithoutRemoval,
 }
 
 impl ConfigChange {
@@ -119,6 +127,9 @@ impl ConfigChange {
         let removed = self.from.members.difference(&self.to.members).count();
         if added + removed != 1 {
             return Err(ChangeError::NotOneMember);
+        }
+        if self.retire && removed == 0 {
+            return Err(ChangeError::RetireWithoutRemoval);
         }
         Ok(())
     }
@@ -141,6 +152,16 @@ impl ConfigChange {
     /// The peer this change adds, if it adds one.
     pub fn added(&self) -> Option<&String> {
         self.to.members.difference(&self.from.members).next()
+    }
+
+    /// The member the change removes, if it removes one.
+    pub fn removed(&self) -> Option<&String> {
+        self.from.members.difference(&self.to.members).next()
+    }
+
+    /// The member an operator retires by this change, if any.
+    pub fn retires(&self) -> Option<&String> {
+        self.removed().filter(|_| self.retire)
     }
 }
 
@@ -169,6 +190,7 @@ mod tests {
             regions: vec![Region::new(1), Region::new(7)],
             from: c.clone(),
             to: c.with("d"),
+            retire: false,
         };
         assert_eq!(add.check(), Ok(()));
         assert_eq!(add.added().map(String::as_str), Some("d"));
@@ -180,19 +202,38 @@ mod tests {
             regions: vec![Region::new(1)],
             from: c.clone(),
             to: c.without("c"),
+            retire: false,
         };
         assert_eq!(remove.check(), Ok(()));
         assert_eq!(remove.added(), None);
+        assert_eq!(remove.removed().map(String::as_str), Some("c"));
+        assert_eq!(remove.retires(), None);
+        let retire = ConfigChange {
+            retire: true,
+            ..remove.clone()
+        };
+        assert_eq!(retire.check(), Ok(()));
+        assert_eq!(retire.retires().map(String::as_str), Some("c"));
+        let retire_on_add = ConfigChange {
+            retire: true,
+            ..add.clone()
+        };
+        assert_eq!(
+            retire_on_add.check(),
+            Err(ChangeError::RetireWithoutRemoval)
+        );
         let two = ConfigChange {
             regions: vec![Region::new(1)],
             from: c.clone(),
             to: c.with("d").with("e"),
+            retire: false,
         };
         assert!(two.check().is_err());
         let swap = ConfigChange {
             regions: vec![Region::new(1)],
             from: c.clone(),
             to: cfg(4, &["a", "b", "d"]),
+            retire: false,
         };
         assert_eq!(swap.check(), Err(ChangeError::NotOneMember));
         let unsorted = ConfigChange {
@@ -204,6 +245,7 @@ mod tests {
             regions: vec![Region::new(1)],
             from: cfg(1, &["a"]),
             to: cfg(2, &[]),
+            retire: false,
         };
         assert_eq!(last.check(), Err(ChangeError::Empty));
     }

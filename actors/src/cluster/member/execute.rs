@@ -285,6 +285,18 @@ impl MemberDirectory {
                 "configuration changed"
             );
         }
+        if let Some(peer) = change.retires() {
+            let written = match self.configs.retire(peer) {
+                Ok(Some(w)) => w.await,
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "cannot persist a retired peer; retrying");
+                return Applied::Unwritten;
+            }
+            tracing::info!(%peer, "peer retired by an agreed change");
+        }
         Applied::Done {
             outcomes: Vec::new(),
             effect: Vec::new(),
