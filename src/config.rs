@@ -39,6 +39,11 @@ pub struct Settings {
     /// How long a member may be unreachable before placement replaces it with the
     /// next live peer of its regions' targets, ms.
     pub dead_peer_timeout_ms: u64,
+    /// Pre-shared key file of a private network (`swarm.key` format); empty = an
+    /// open network.
+    pub network_key: String,
+    /// File of the PeerIds that may be members (one per line); empty = anyone.
+    pub allow_peers: String,
 }
 
 impl Default for Settings {
@@ -58,6 +63,8 @@ impl Default for Settings {
             max_pending_per_block: 256,
             max_active_transactions: optimystic_actors::cluster::DEFAULT_MAX_ACTIVE,
             dead_peer_timeout_ms: 60_000,
+            network_key: String::new(),
+            allow_peers: String::new(),
         }
     }
 }
@@ -94,6 +101,10 @@ pub struct Overrides {
     pub max_active_transactions: Option<usize>,
     /// `--dead-peer-timeout-ms` / `OPTIMYSTIC_DEAD_PEER_TIMEOUT_MS`.
     pub dead_peer_timeout_ms: Option<u64>,
+    /// `--network-key` / `OPTIMYSTIC_NETWORK_KEY`.
+    pub network_key: Option<String>,
+    /// `--allow-peers` / `OPTIMYSTIC_ALLOW_PEERS`.
+    pub allow_peers: Option<String>,
 }
 
 impl Settings {
@@ -127,7 +138,9 @@ impl Settings {
             max_requests_per_peer,
             max_pending_per_block,
             max_active_transactions,
-            dead_peer_timeout_ms
+            dead_peer_timeout_ms,
+            network_key,
+            allow_peers
         );
         s.validate()?;
         Ok(s)

@@ -14,7 +14,7 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -69,6 +69,9 @@ pub struct NodeConfig {
     pub cluster_size: usize,
     /// Most cluster transactions in progress at once on this node as a member.
     pub max_active_transactions: usize,
+    /// A permissioned network's allow list (`--allow-peers`): the PeerIds that may
+    /// be members of a configuration; `None` = anyone. It must name this node.
+    pub allow_peers: Option<std::collections::BTreeSet<String>>,
 }
 
 impl Default for NodeConfig {
@@ -84,6 +87,7 @@ impl Default for NodeConfig {
             http: None,
             cluster_size: 3,
             max_active_transactions: optimystic_actors::cluster::DEFAULT_MAX_ACTIVE,
+            allow_peers: None,
         }
     }
 }
@@ -128,7 +132,38 @@ impl NodeBuilder {
         b.cfg.registry.max_pending_per_block = s.max_pending_per_block;
         b.cfg.max_active_transactions = s.max_active_transactions;
         b.cfg.net.member_grace = std::time::Duration::from_millis(s.dead_peer_timeout_ms);
+        if !s.network_key.is_empty() {
+            b = b.network_key_file(Path::new(&s.network_key));
+        }
+        if !s.allow_peers.is_empty() {
+            b = b.allow_peers_file(Path::new(&s.allow_peers));
+        }
         b
+    }
+
+    /// A private network: only peers holding the pre-shared key in `path`
+    /// (`swarm.key` format) can connect.
+    pub fn network_key_file(mut self, path: &Path) -> Self {
+        match optimystic_actors::net::read_network_key(path) {
+            Ok(k) => self.cfg.net.network_key = Some(k),
+            Err(e) => self.errors.push(e.to_string()),
+        }
+        self
+    }
+
+    /// A permissioned network: only the PeerIds listed in `path` (one per line,
+    /// `#` comments) may be members of a configuration.
+    pub fn allow_peers_file(mut self, path: &Path) -> Self {
+        let read = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| optimystic_actors::membership::parse_allow_list(&t));
+        match read {
+            Ok(list) => self.cfg.allow_peers = Some(list),
+            Err(e) => self
+                .errors
+                .push(format!("allow-peers {}: {e}", path.display())),
+        }
+        self
     }
 
     fn error(mut self, e: String) -> Self {
@@ -351,6 +386,14 @@ impl NodeHandle {
         let repo = StorageRepo::new(registry);
         let configs = Configs::open(&peer_id.to_string(), cfg.cluster_size, raw.clone())
             .map_err(RepoError::from)?;
+        if let Some(allowed) = cfg.allow_peers.clone() {
+            if !allowed.contains(&peer_id.to_string()) {
+                return Err(NodeError::Config(format!(
+                    "this node ({peer_id}) is not on its own --allow-peers list"
+                )));
+            }
+            configs.restrict_members(allowed);
+        }
         let members = MemberDirectory::new(
             key.clone(),
             repo.clone(),

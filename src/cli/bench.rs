@@ -181,7 +181,15 @@ async fn op(
 }
 
 async fn bench(args: BenchArgs) -> Result<Report, String> {
-    let net = NetClient::start_client(NetConfig::default()).map_err(|e| e.to_string())?;
+    let network_key = match &args.network_key {
+        Some(p) => Some(optimystic_actors::net::read_network_key(p).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let net = NetClient::start_client(NetConfig {
+        network_key,
+        ..NetConfig::default()
+    })
+    .map_err(|e| e.to_string())?;
     let timeout = Duration::from_secs(30);
     let clients: Vec<Arc<RepoClient>> = args
         .peer

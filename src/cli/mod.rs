@@ -146,6 +146,16 @@ pub struct NodeArgs {
     /// ms [default: 60000]. Never shrinks a configuration below --cluster-size.
     #[arg(long, env = "OPTIMYSTIC_DEAD_PEER_TIMEOUT_MS")]
     pub dead_peer_timeout_ms: Option<u64>,
+    /// A private network: the pre-shared key file (`swarm.key` format:
+    /// `/key/swarm/psk/1.0.0/`, `/base16/`, 64 hex digits). Only nodes and clients
+    /// with the key can connect at all [default: an open network].
+    #[arg(long, env = "OPTIMYSTIC_NETWORK_KEY")]
+    pub network_key: Option<String>,
+    /// A permissioned network: a file of the PeerIds that may be members of a
+    /// configuration (one per line, `#` comments; it must list this node). Others
+    /// may still connect as clients [default: anyone may be a member].
+    #[arg(long, env = "OPTIMYSTIC_ALLOW_PEERS")]
+    pub allow_peers: Option<String>,
 }
 
 impl NodeArgs {
@@ -166,6 +176,8 @@ impl NodeArgs {
             max_pending_per_block: self.max_pending_per_block,
             max_active_transactions: self.max_active_transactions,
             dead_peer_timeout_ms: self.dead_peer_timeout_ms,
+            network_key: self.network_key.clone(),
+            allow_peers: self.allow_peers.clone(),
         };
         crate::config::Settings::resolve(self.config.as_deref(), o)
     }
@@ -208,6 +220,9 @@ pub struct BenchArgs {
     /// instead of a pend then a commit.
     #[arg(long)]
     pub one_round: bool,
+    /// The private network's pre-shared key file, when the nodes have one.
+    #[arg(long, env = "OPTIMYSTIC_NETWORK_KEY")]
+    pub network_key: Option<PathBuf>,
 }
 
 /// A bench workload.
@@ -266,6 +281,9 @@ pub struct RepoArgs {
     /// Speak only the JSON protocol (as a seed JavaScript client does).
     #[arg(long)]
     pub json: bool,
+    /// The private network's pre-shared key file, when the node has one.
+    #[arg(long, env = "OPTIMYSTIC_NETWORK_KEY")]
+    pub network_key: Option<PathBuf>,
     /// The operation; its request JSON is read from stdin.
     #[arg(value_enum)]
     pub op: RepoOp,

@@ -78,10 +78,15 @@ async fn remote(
         ));
     }
     let timeout = Duration::from_secs_f64(args.timeout);
+    let network_key = match &args.network_key {
+        Some(p) => Some(optimystic_actors::net::read_network_key(p).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let cfg = NetConfig {
         protocols: ProtocolIds::new(&args.protocol_prefix).map_err(|e| e.to_string())?,
         request_timeout: timeout,
         client_only: true,
+        network_key,
         ..NetConfig::default()
     };
     let net = NetClient::start_client(cfg).map_err(|e| e.to_string())?;

@@ -108,6 +108,15 @@ impl NodeProcess {
         self.child.wait().unwrap();
     }
 
+    /// The HTTP admin address it printed (started with `--http`), as `host:port`.
+    pub fn http_addr(&self) -> Option<String> {
+        self.seen
+            .iter()
+            .find_map(|l| l.strip_prefix("http on http://"))
+            .and_then(|l| l.split_whitespace().next())
+            .map(str::to_string)
+    }
+
     /// The PeerId part of the address.
     pub fn peer_id(&self) -> String {
         self.addr.rsplit("/p2p/").next().unwrap().to_string()

@@ -36,6 +36,9 @@ pub struct Configs {
     /// Peers retired by an operator (`optimystic peers remove`), directly or
     /// through an agreed change that retired them: candidates for no region.
     retired: RwLock<BTreeSet<String>>,
+    /// A permissioned network's allow list (`--allow-peers`): only these may be
+    /// members. Unset: anyone.
+    allowed: std::sync::OnceLock<BTreeSet<String>>,
     /// Bumped whenever the table changes (the placement driver skips a pass when
     /// neither it nor the live peers changed since one found nothing due).
     generation: AtomicU64,
@@ -74,8 +77,20 @@ impl Configs {
             raw,
             peers: RwLock::new(peers),
             retired: RwLock::new(retired),
+            allowed: std::sync::OnceLock::new(),
             generation: AtomicU64::new(0),
         }))
+    }
+
+    /// Lets only `allowed` be members from now on (`--allow-peers`; set once,
+    /// before the node serves).
+    pub fn restrict_members(&self, allowed: BTreeSet<String>) {
+        let _ = self.allowed.set(allowed);
+    }
+
+    /// Whether `id` may be a member of a configuration (the allow list, if any).
+    pub fn may_be_member(&self, id: &str) -> bool {
+        self.allowed.get().is_none_or(|a| a.contains(id))
     }
 
     /// This node.
@@ -126,14 +141,16 @@ impl Configs {
     /// known, from a member of the configuration known (it took part in the
     /// changes since), or of a region this node knows nothing of (trust on first
     /// use: docs/SECURITY.md). A configuration naming this node is learned only by
-    /// applying the change that made it. Returns how many were learned.
+    /// applying the change that made it, one naming a peer the allow list leaves
+    /// out never. Returns how many were learned.
     pub fn learn(&self, from: &str, view: impl IntoIterator<Item = (Region, Config)>) -> usize {
         let mut t = self.table.write();
         let mut learned = 0;
         for (r, c) in view {
             let vouched = t.get(r).is_none_or(|known| known.members.contains(from));
             let names_me = c.members.contains(&self.me) && !t.is_member(r);
-            if vouched && !names_me && t.learn(r, c) {
+            let allowed = c.members.iter().all(|m| self.may_be_member(m));
+            if vouched && !names_me && allowed && t.learn(r, c) {
                 learned += 1;
             }
         }

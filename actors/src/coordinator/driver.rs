@@ -40,7 +40,10 @@ impl Coordinator {
         let retired = self.configs.retired();
         let mut live: Vec<PeerId> = view.members.iter().map(|p| p.peer_id).collect();
         live.push(self.me);
-        live.retain(|p| !retired.contains(&p.to_string()));
+        live.retain(|p| {
+            let name = p.to_string();
+            !retired.contains(&name) && self.configs.may_be_member(&name)
+        });
         live.sort();
         live.dedup();
         {

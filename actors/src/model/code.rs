@@ -59,6 +59,7 @@ error_codes! {
     InvalidRecord => "invalid_record", INVALID_RECORD, "A cluster record failed validation.";
     NotAMember => "not_a_member", NOT_A_MEMBER, "This node is not in the record's peer set.";
     WrongCluster => "wrong_cluster", WRONG_CLUSTER, "The record's peer set is not the block's cluster as this member knows it.";
+    NotAllowed => "not_allowed", NOT_ALLOWED, "A configuration change adds a peer the network's allow list leaves out.";
     Decided => "decided", DECIDED, "The record contradicts this member's decision.";
     Conflict => "conflict", CONFLICT, "The cluster refused a write: another transaction holds one of its blocks.";
     RateLimited => "rate_limited", RATE_LIMITED, "More requests per second from this peer than the node accepts.";

@@ -59,6 +59,10 @@ pub struct NetConfig {
     /// Use libp2p's in-process memory transport (`/memory/N` addresses) instead of
     /// TCP: for tests that run many nodes in one process.
     pub memory_transport: bool,
+    /// A private network (`--network-key`): every TCP connection first runs
+    /// libp2p's pre-shared-key handshake (`pnet`), so only peers holding the key
+    /// connect at all. Its `Debug` shows the fingerprint, never the key.
+    pub network_key: Option<libp2p::pnet::PreSharedKey>,
 }
 
 impl Default for NetConfig {
@@ -80,6 +84,7 @@ impl Default for NetConfig {
             max_inbound_handshakes_per_sec: 200,
             client_only: false,
             memory_transport: false,
+            network_key: None,
         }
     }
 }
@@ -208,6 +213,9 @@ pub fn build_swarm(key: Keypair, cfg: &NetConfig) -> Result<Swarm<NodeBehaviour>
     if cfg.memory_transport {
         return build_memory_swarm(key, cfg);
     }
+    if let Some(psk) = cfg.network_key {
+        return build_private_swarm(key, psk, cfg);
+    }
     let swarm = SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -232,9 +240,34 @@ fn swarm_config(c: libp2p::swarm::Config, cfg: &NetConfig) -> libp2p::swarm::Con
         .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
 }
 
-fn build_memory_swarm(key: Keypair, cfg: &NetConfig) -> Result<Swarm<NodeBehaviour>, NetError> {
-    use libp2p::core::transport::{MemoryTransport, Transport as _};
-    use libp2p::core::upgrade::Version;
+/// TCP, then the pre-shared-key handshake (a peer without the key fails it: its
+/// bytes decrypt to garbage and the Noise handshake after it fails), then Noise
+/// and Yamux as usual.
+fn build_private_swarm(
+    key: Keypair,
+    psk: libp2p::pnet::PreSharedKey,
+    cfg: &NetConfig,
+) -> Result<Swarm<NodeBehaviour>, NetError> {
+    use libp2p::core::transport::Transport as _;
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default())
+        .and_then(move |socket, _| libp2p::pnet::PnetConfig::new(psk).handshake(socket));
+    build_over(key, cfg, tcp, libp2p::core::upgrade::Version::V1Lazy)
+}
+
+/// A swarm over `base`, secured with Noise and multiplexed with Yamux.
+fn build_over<T>(
+    key: Keypair,
+    cfg: &NetConfig,
+    base: T,
+    version: libp2p::core::upgrade::Version,
+) -> Result<Swarm<NodeBehaviour>, NetError>
+where
+    T: libp2p::core::Transport + Send + Unpin + 'static,
+    T::Output: futures::AsyncRead + futures::AsyncWrite + Send + Unpin + 'static,
+    T::Error: Send + Sync + 'static,
+    T::Dial: Send + 'static,
+    T::ListenerUpgrade: Send + 'static,
+{
     let net = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
     let swarm = SwarmBuilder::with_existing_identity(key)
         .with_tokio()
@@ -242,8 +275,7 @@ fn build_memory_swarm(key: Keypair, cfg: &NetConfig) -> Result<Swarm<NodeBehavio
             let noise = noise::Config::new(key)
                 .map_err(Box::<dyn std::error::Error + Send + Sync>::from)?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                MemoryTransport::default()
-                    .upgrade(Version::V1)
+                base.upgrade(version)
                     .authenticate(noise)
                     .multiplex(yamux::Config::default())
                     .boxed(),
@@ -255,6 +287,24 @@ fn build_memory_swarm(key: Keypair, cfg: &NetConfig) -> Result<Swarm<NodeBehavio
         .with_swarm_config(|c| swarm_config(c, cfg))
         .build();
     Ok(swarm)
+}
+
+/// Reads a private network's pre-shared key: the go-libp2p / IPFS `swarm.key`
+/// format (`/key/swarm/psk/1.0.0/`, `/base16/`, 64 hex digits).
+pub fn read_network_key(path: &Path) -> Result<libp2p::pnet::PreSharedKey, NetError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| NetError::Setup(format!("network key {}: {e}", path.display())))?;
+    text.parse().map_err(|e| {
+        NetError::Setup(format!(
+            "network key {}: {e} (expected /key/swarm/psk/1.0.0/, /base16/, then 64 hex digits)",
+            path.display()
+        ))
+    })
+}
+
+fn build_memory_swarm(key: Keypair, cfg: &NetConfig) -> Result<Swarm<NodeBehaviour>, NetError> {
+    let memory = libp2p::core::transport::MemoryTransport::default();
+    build_over(key, cfg, memory, libp2p::core::upgrade::Version::V1)
 }
 
 /// Loads the node's Ed25519 identity from `{data_dir}/identity.key`, creating it

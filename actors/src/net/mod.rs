@@ -21,7 +21,9 @@ use libp2p::request_response::OutboundFailure;
 use libp2p::{Multiaddr, PeerId};
 use parking_lot::Mutex;
 
-pub use behaviour::{build_swarm, load_or_create_identity, NetConfig, NodeBehaviour, Proto};
+pub use behaviour::{
+    build_swarm, load_or_create_identity, read_network_key, NetConfig, NodeBehaviour, Proto,
+};
 pub use client::{
     cluster_configs, cluster_coordinate, cluster_query, cluster_store, cluster_update,
     fetch_archive, restore_from_peers, NetClient, RepoClient,

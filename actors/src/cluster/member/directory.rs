@@ -317,8 +317,9 @@ impl MemberDirectory {
     /// Checks `record`'s peer set against the configurations this node holds: a
     /// write names, for each of its blocks' regions, this member's configuration
     /// (its epoch and exactly its members); a change starts from the
-    /// configuration this member holds (or adds it). Otherwise `wrong_cluster`,
-    /// carrying what this member holds.
+    /// configuration this member holds (or adds it), and adds no peer the allow
+    /// list leaves out (`not_allowed`). Otherwise `wrong_cluster`, carrying what
+    /// this member holds.
     pub(super) fn check_config(&self, record: &ClusterRecord) -> Result<(), ClusterError> {
         let peers: BTreeSet<&str> = record.peers.keys().map(String::as_str).collect();
         let t = self.configs.table();
@@ -339,7 +340,12 @@ impl MemberDirectory {
             {
                 Err(vec![Mismatch::Regions])
             }
-            Some(change) => t.check_change(change),
+            Some(change) => {
+                if let Some(p) = change.added().filter(|p| !self.configs.may_be_member(p)) {
+                    return Err(ClusterError::NotAllowed(p.clone()));
+                }
+                t.check_change(change)
+            }
             None => t.check(&regions, &record.message.epochs, &peers),
         };
         found.map_err(|_| {

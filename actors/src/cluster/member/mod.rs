@@ -55,6 +55,9 @@ pub enum ClusterError {
     /// regions (given): nothing was reserved or applied.
     #[error("wrong_cluster: the record's peers are not the configuration this member holds of its regions")]
     WrongCluster(Vec<crate::model::RegionView>),
+    /// A configuration change adds a peer this network's allow list leaves out.
+    #[error("not_allowed: {0} is not on this network's allow list of members")]
+    NotAllowed(String),
 }
 
 impl ClusterError {
@@ -68,6 +71,7 @@ impl ClusterError {
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Busy(_) => ErrorCode::Busy,
             Self::WrongCluster(_) => ErrorCode::WrongCluster,
+            Self::NotAllowed(_) => ErrorCode::NotAllowed,
         }
     }
 
