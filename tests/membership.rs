@@ -613,3 +613,73 @@ async fn only_listed_peers_become_members() {
         "the unlisted node is a member somewhere"
     );
 }
+
+/// The hand-over gives a newcomer what a majority of the old configuration
+/// holds, not only what the leader holds (docs/CONSENSUS.md, "Handing over"). A
+/// write is acknowledged by the two members other than the leader (the
+/// coordinator's requests to the leader are dropped); a fourth node joins and the
+/// block's region moves to {leader, one of those two, newcomer}; then both
+/// holders of the write outside the leader die. The leader and the newcomer — a
+/// majority of the new configuration — still serve the write.
+#[actix_rt::test]
+async fn a_newcomer_gets_the_writes_its_leader_missed() {
+    let flags = [
+        "--cluster-size",
+        "3",
+        "--request-timeout-ms",
+        "2000",
+        "--dead-peer-timeout-ms",
+        "600000",
+    ];
+    let mut c = TestCluster::start(3, &flags).await;
+    let mut order: Vec<usize> = (0..3).collect();
+    order.sort_by_key(|i| c.peer_id(*i).to_string());
+    let (leader, kept, gone) = (order[0], order[1], order[2]);
+    let d_dir = tempfile::tempdir().unwrap();
+    let d_id = optimystic_actors::net::load_or_create_identity(d_dir.path())
+        .unwrap()
+        .public()
+        .to_peer_id();
+    // A block whose region's target among the four is {leader, kept, newcomer}.
+    let ids: Vec<libp2p::PeerId> = (0..3)
+        .map(|i| c.peer_id(i).parse().unwrap())
+        .chain([d_id])
+        .collect();
+    let want: std::collections::BTreeSet<String> = [c.peer_id(leader), c.peer_id(kept)]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([d_id.to_string()])
+        .collect();
+    let block = (0..)
+        .map(|i| format!("missed{i}"))
+        .find(|b| {
+            let t = optimystic_actors::membership::target(Region::of(&bid(b)), &ids, 3);
+            t.iter()
+                .map(ToString::to_string)
+                .collect::<std::collections::BTreeSet<_>>()
+                == want
+        })
+        .unwrap();
+    write(&c.client(0), "first", 1, insert(&block))
+        .await
+        .unwrap();
+    // The write the leader never hears of: acknowledged by `kept` and `gone`.
+    c.drop(kept, leader);
+    write(&c.client(kept), "missed", 2, append(&block, 7))
+        .await
+        .unwrap();
+    // The newcomer joins; the region moves to its target.
+    let mut args: Vec<&str> = flags.to_vec();
+    args.extend(["--bootstrap", c.addr(leader)]);
+    let d = NodeProcess::start(d_dir.path(), &args);
+    eventually(std::time::Duration::from_secs(60), || async {
+        members_of(&c, &block).await == want
+    })
+    .await;
+    c.kill(kept);
+    c.kill(gone);
+    let got = latest_of(&repo_client(&c.net, &d.addr), &block).await;
+    let (rev, items) = got.expect("the block is readable through the newcomer");
+    assert_eq!(rev, 2, "the acknowledged write is lost: {items}");
+    assert!(items.as_array().unwrap().contains(&7.into()), "{items}");
+}

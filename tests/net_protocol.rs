@@ -543,3 +543,73 @@ async fn inbound_handshakes_past_the_rate_are_dropped_before_noise() {
     .await;
     node.shutdown().await;
 }
+
+/// `heads` (docs/PROTOCOL.md) lists every block a node stores in the regions
+/// asked, with its latest revision, page after page: 2,100 blocks come back in
+/// two pages, each once, sorted, and regions not asked for are left out.
+#[actix_rt::test]
+async fn heads_lists_every_stored_block_page_by_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, addr) = start_node(dir.path(), vec![]).await;
+    let local = node.repo().local();
+    for i in 0..2_100 {
+        let id = format!("h{i}");
+        let t = insert(&id);
+        let trx = TrxId::new(format!("t{i}")).unwrap();
+        local
+            .pend(PendRequest {
+                trx_id: trx.clone(),
+                rev: Some(1),
+                transforms: t,
+                policy: PendPolicy::Fail,
+            })
+            .await
+            .unwrap();
+        local
+            .commit(CommitRequest {
+                trx_id: trx,
+                rev: 1,
+                block_ids: vec![bid(&id)],
+                header_id: None,
+                tail_id: None,
+            })
+            .await
+            .unwrap();
+    }
+    let net = client_net();
+    let peer = peer_of(&addr).unwrap();
+    let all: Vec<Region> = Region::all().collect();
+    let heads = optimystic_actors::net::cluster_heads(
+        &net,
+        peer,
+        vec![addr.clone()],
+        all,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(heads.len(), 2_100);
+    assert!(heads.windows(2).all(|w| w[0].block_id < w[1].block_id));
+    assert!(heads
+        .iter()
+        .all(|h| h.latest.as_ref().map(|l| l.rev) == Some(1)));
+    let one = Region::of(&bid("h0"));
+    let some = optimystic_actors::net::cluster_heads(
+        &net,
+        peer,
+        vec![addr],
+        vec![one],
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert!(!some.is_empty() && some.iter().all(|h| Region::of(&h.block_id) == one));
+    assert_eq!(
+        some.len(),
+        heads
+            .iter()
+            .filter(|h| Region::of(&h.block_id) == one)
+            .count()
+    );
+    node.shutdown().await;
+}

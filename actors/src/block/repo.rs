@@ -331,6 +331,29 @@ impl StorageRepo {
             .map_err(RepoError::from)
     }
 
+    /// Every block stored here in `regions`, with its latest revision, sorted by
+    /// id (a scan of the stored blocks, off the caller's thread).
+    pub async fn heads(
+        &self,
+        regions: std::collections::BTreeSet<crate::model::Region>,
+    ) -> Result<Vec<crate::model::BlockHead>, RepoError> {
+        let raw = self.registry.raw().clone();
+        tokio::task::spawn_blocking(move || {
+            let mut heads = Vec::new();
+            for block_id in raw.list_blocks()? {
+                if !regions.contains(&crate::model::Region::of(&block_id)) {
+                    continue;
+                }
+                let latest = raw.get_meta(&block_id)?.and_then(|m| m.latest);
+                heads.push(crate::model::BlockHead { block_id, latest });
+            }
+            heads.sort_by(|a, b| a.block_id.cmp(&b.block_id));
+            Ok(heads)
+        })
+        .await
+        .map_err(|e| RepoError::Unavailable(format!("block scan failed: {e}")))?
+    }
+
     /// Runs one operation per block: solo for one block, else prepare-all in
     /// sorted order, decide with `go`, write one batch, apply or release.
     async fn run(

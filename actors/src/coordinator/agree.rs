@@ -36,6 +36,46 @@ pub(super) enum Agreement {
     Failed(RepoError),
 }
 
+/// The peer a change adds, held back in phase 1 (docs/CONSENSUS.md, "Handing
+/// over"): it is proposed to only once a majority of the old configuration has
+/// promised — so the change's regions are reserved there and no write moves
+/// them — and `prepare` has handed it every block those promisers hold.
+pub(super) struct Held<'a> {
+    /// The newcomer.
+    pub peer: PeerId,
+    /// The configuration the change starts from.
+    pub from: crate::model::Config,
+    /// Hands the newcomer what the promisers of `from` (given) hold.
+    pub prepare: Prepare<'a>,
+}
+
+/// The hand-over a held-back newcomer waits for, given the promisers.
+pub(super) type Prepare<'a> = Box<
+    dyn FnOnce(Vec<PeerId>) -> futures::future::BoxFuture<'a, Result<(), RepoError>> + Send + 'a,
+>;
+
+/// Where a held-back newcomer stands.
+enum HeldState<'a> {
+    /// No peer is held back.
+    None,
+    /// Waiting for a majority of the old configuration.
+    Waiting(Held<'a>),
+    /// Being handed its blocks (still so if phase 1 ran out of time meanwhile).
+    Preparing,
+    /// Handed its blocks and proposed to.
+    Ready,
+    /// The hand-over failed.
+    Failed(RepoError),
+}
+
+impl HeldState<'_> {
+    /// Whether phase 1 may end as far as the newcomer goes: none is held back,
+    /// or it holds the blocks and was proposed to.
+    fn settled(&self) -> bool {
+        matches!(self, Self::None | Self::Ready)
+    }
+}
+
 /// A member's answer: its PeerId and the record it returned.
 type MemberCall = std::pin::Pin<
     Box<dyn std::future::Future<Output = (String, Result<ClusterRecord, Failure>)> + Send>,
@@ -121,13 +161,18 @@ impl Coordinator {
         let record = self.record(message, plan.peers.clone());
         let hash = record.message_hash.clone();
         let ops = record.message.clone();
-        let agreed = self.rounds(record, &plan.remote).await?;
+        let agreed = self.rounds(record, &plan.remote, None).await?;
         Ok(self.outcomes(&hash, &ops.operations, &agreed.decision, &agreed.effect))
     }
 
     /// Agrees a configuration change among its old and new members (a majority of
-    /// each): `Ok` once a majority of both applied it.
-    pub(super) async fn agree_change(&self, change: ConfigChange) -> Result<(), RepoError> {
+    /// each): `Ok` once a majority of both applied it. A peer the change adds is
+    /// held back until `held` has handed it the regions' blocks.
+    pub(super) async fn agree_change(
+        &self,
+        change: ConfigChange,
+        held: Option<Held<'_>>,
+    ) -> Result<(), RepoError> {
         let members = change.peers();
         let peers = self.configs.entries(&members).ok_or_else(|| {
             RepoError::Unavailable(format!("the keys of {members:?} are not known yet"))
@@ -148,7 +193,7 @@ impl Coordinator {
             change: Some(change),
         };
         let record = self.record(message, peers);
-        match self.rounds(record, &remote).await {
+        match self.rounds(record, &remote, held).await {
             Ok(_) => Ok(()),
             Err(Agreement::Refused(reason)) => Err(RepoError::Unavailable(reason)),
             Err(Agreement::WrongCluster(view)) => Err(RepoError::WrongCluster {
@@ -174,11 +219,13 @@ impl Coordinator {
         record
     }
 
-    /// The two rounds of `record` with its members (this node and `remote`).
+    /// The two rounds of `record` with its members (this node and `remote`), the
+    /// `held` one proposed to last (see [`Held`]).
     async fn rounds(
         &self,
         mut record: ClusterRecord,
         remote: &[(PeerId, Vec<Multiaddr>)],
+        held: Option<Held<'_>>,
     ) -> Result<Agreed, Agreement> {
         let hash = record.message_hash.clone();
         let quorum = quorum_of(&record);
@@ -189,8 +236,21 @@ impl Coordinator {
         // Phase 1: promises until the approvals meet the quorum and agree on every
         // block's base, or refusals put the quorum out of reach, or every member
         // answered, or a third of the lifetime has passed.
-        let phase1_budget = self.timeout / 3;
-        let mut calls = self.calls(&record, remote);
+        let held_peer = held.as_ref().map(|h| h.peer);
+        let mut held = held.map_or(HeldState::None, HeldState::Waiting);
+        // A hand-over runs inside phase 1: give it half the lifetime.
+        let phase1_budget = if held_peer.is_some() {
+            self.timeout / 2
+        } else {
+            self.timeout / 3
+        };
+        let proposal = record.clone();
+        let first: Vec<(PeerId, Vec<Multiaddr>)> = remote
+            .iter()
+            .filter(|(p, _)| Some(*p) != held_peer)
+            .cloned()
+            .collect();
+        let mut calls = self.calls(&record, &first);
         let (mut failures, mut failed, mut answered) = (Vec::new(), BTreeSet::new(), 0);
         let mut wrong: Vec<RegionView> = Vec::new();
         let _ = tokio::time::timeout(phase1_budget, async {
@@ -200,6 +260,33 @@ impl Coordinator {
                     Ok(r) => {
                         if let Some(v) = r.promises.get(&peer) {
                             record.promises.insert(peer.clone(), v.clone());
+                        }
+                        let approvals = voters(&record.promises, VoteType::Approve);
+                        let ready = matches!(&held, HeldState::Waiting(h) if h.from.met_by(approvals.iter().copied()));
+                        if ready {
+                            if let HeldState::Waiting(h) = std::mem::replace(&mut held, HeldState::Preparing) {
+                                let promisers: Vec<PeerId> = approvals
+                                    .iter()
+                                    .filter(|p| h.from.members.contains(**p))
+                                    .filter_map(|p| p.parse().ok())
+                                    .collect();
+                                let peer = h.peer;
+                                match (h.prepare)(promisers).await {
+                                    Ok(()) => {
+                                        held = HeldState::Ready;
+                                        let addrs = remote
+                                            .iter()
+                                            .find(|(p, _)| *p == peer)
+                                            .map(|(_, a)| a.clone())
+                                            .unwrap_or_default();
+                                        calls.push(self.remote_call(&proposal, peer, &addrs));
+                                    }
+                                    Err(e) => {
+                                        held = HeldState::Failed(e);
+                                        break;
+                                    }
+                                }
+                            }
                         }
                     }
                     Err(e) => {
@@ -218,6 +305,7 @@ impl Coordinator {
                     break;
                 }
                 if quorum.met_by(&voters(&record.promises, VoteType::Approve))
+                    && held.settled()
                     && (answered == members || !has_diverged(&decide(&record, threshold)))
                 {
                     break;
@@ -227,6 +315,20 @@ impl Coordinator {
         .await;
         if !change {
             self.metrics.phase1.observe(started.elapsed());
+        }
+        // A newcomer not handed its blocks must not become a voter. (Waiting:
+        // no majority of the old configuration promised, so the quorum is not met
+        // either and the record is refused below.)
+        let unprepared = match held {
+            HeldState::Preparing => Some(RepoError::Unavailable(format!(
+                "handing the newcomer its blocks took longer than {phase1_budget:?}"
+            ))),
+            HeldState::Failed(e) => Some(e),
+            HeldState::None | HeldState::Waiting(_) | HeldState::Ready => None,
+        };
+        if let Some(e) = unprepared {
+            let _ = self.abort(record, calls, failures.clone(), remote).await;
+            return Err(Agreement::Failed(e));
         }
         if !quorum.met_by(&voters(&record.promises, VoteType::Approve)) {
             // Out of reach by refusals alone (a conflict), or only because members
@@ -419,19 +521,27 @@ impl Coordinator {
             let r = members.update(rec, &me).await;
             (me, r.map_err(|e| Failure::new(e.code(), e.to_string())))
         }) as MemberCall);
-        let net = self.net.get().cloned();
         for (p, addrs) in remote {
-            let (net, rec, addrs, peer, timeout) =
-                (net.clone(), record.clone(), addrs.clone(), *p, self.timeout);
-            calls.push(Box::pin(async move {
-                let r = match net {
-                    Some(net) => send(&net, peer, addrs, rec, timeout).await,
-                    None => Err(Failure::new(ErrorCode::Unavailable, "network not started")),
-                };
-                (peer.to_string(), r)
-            }));
+            calls.push(self.remote_call(record, *p, addrs));
         }
         calls
+    }
+
+    /// One call of `record` to the remote member `peer`.
+    fn remote_call(&self, record: &ClusterRecord, peer: PeerId, addrs: &[Multiaddr]) -> MemberCall {
+        let (net, rec, addrs, timeout) = (
+            self.net.get().cloned(),
+            record.clone(),
+            addrs.to_vec(),
+            self.timeout,
+        );
+        Box::pin(async move {
+            let r = match net {
+                Some(net) => send(&net, peer, addrs, rec, timeout).await,
+                None => Err(Failure::new(ErrorCode::Unavailable, "network not started")),
+            };
+            (peer.to_string(), r)
+        })
     }
 
     /// Lets unfinished calls complete, then re-sends the decided record to members

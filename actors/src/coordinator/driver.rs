@@ -18,7 +18,7 @@ use libp2p::PeerId;
 
 use super::Coordinator;
 use crate::membership::{next_step, peer_key, target_keyed};
-use crate::model::{BlockId, Config, ConfigChange, Region, RepoError};
+use crate::model::{BlockId, Config, ConfigChange, Region, RepoError, TrxRev};
 use crate::net::cluster_store;
 use crate::storage::BlockArchive;
 
@@ -123,7 +123,24 @@ impl Coordinator {
             }
         }
         let (regions, to) = (change.regions.len(), change.to.clone());
-        match self.agree_change(change).await {
+        let held = change
+            .added()
+            .and_then(|p| p.parse::<PeerId>().ok())
+            .filter(|p| *p != self.me)
+            .map(|peer| {
+                let (me, from, wanted) =
+                    (self.clone(), change.from.clone(), change.regions.clone());
+                super::agree::Held {
+                    peer,
+                    from,
+                    prepare: Box::new(move |promisers| {
+                        Box::pin(
+                            async move { me.complete_hand_over(peer, &wanted, &promisers).await },
+                        )
+                    }),
+                }
+            });
+        match self.agree_change(change, held).await {
             Ok(()) => {
                 tracing::info!(regions, epoch = to.epoch, members = ?to.members, "configuration change agreed");
                 true
@@ -175,6 +192,121 @@ impl Coordinator {
                 change
             })
             .collect()
+    }
+
+    /// Inside a change that adds `peer`, once the `promisers` (a majority of the
+    /// old configuration) have reserved `regions`: brings this copy up to the
+    /// newest revision any promiser holds of every block of the regions, hands
+    /// `peer` each block it does not hold at that revision, and checks that it now
+    /// does. Every write acknowledged in the old configuration is on a majority of
+    /// it, so on some promiser, so on the newcomer before it votes
+    /// (docs/CONSENSUS.md, "Handing over", claim 11).
+    async fn complete_hand_over(
+        &self,
+        peer: PeerId,
+        regions: &[Region],
+        promisers: &[PeerId],
+    ) -> Result<(), RepoError> {
+        let net = self.net()?;
+        let wanted: BTreeSet<Region> = regions.iter().copied().collect();
+        let mut newest: BTreeMap<BlockId, (Option<TrxRev>, PeerId)> = BTreeMap::new();
+        let others: Vec<PeerId> = promisers
+            .iter()
+            .copied()
+            .filter(|q| *q != self.me)
+            .collect();
+        let held =
+            futures::future::join_all(others.iter().map(|q| self.heads_of(net, *q, regions))).await;
+        for (q, heads) in others.iter().zip(held) {
+            for h in heads? {
+                let slot = newest.entry(h.block_id.clone()).or_insert((None, *q));
+                match (&slot.0, &h.latest) {
+                    (Some(a), Some(b)) if a.rev == b.rev && a != b => {
+                        return Err(RepoError::Unavailable(format!(
+                            "members of the old configuration hold different writes of block {} at revision {}; the change waits until they agree",
+                            h.block_id, a.rev
+                        )));
+                    }
+                    (a, Some(b)) if a.as_ref().is_none_or(|a| a.rev < b.rev) => {
+                        *slot = (h.latest, *q);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mine: BTreeMap<BlockId, Option<TrxRev>> = self
+            .repo
+            .heads(wanted.clone())
+            .await?
+            .into_iter()
+            .map(|h| (h.block_id, h.latest))
+            .collect();
+        for (block, (latest, holder)) in &newest {
+            let here = mine.get(block).cloned().flatten();
+            let behind = match (&here, latest) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some(h), Some(l)) if h.rev == l.rev && h != l => {
+                    return Err(RepoError::Unavailable(format!(
+                        "this copy of block {block} holds another write at revision {} than {holder}; the change waits until they agree",
+                        h.rev
+                    )));
+                }
+                (Some(h), Some(l)) => h.rev < l.rev,
+            };
+            if !behind {
+                continue;
+            }
+            let reached = self
+                .catch_up
+                .reach_base(block, latest, || vec![(*holder, Vec::new())])
+                .await;
+            if reached != crate::cluster::BaseCheck::Equal {
+                return Err(RepoError::Unavailable(format!(
+                    "cannot bring block {block} to revision {:?} held by {holder}",
+                    latest.as_ref().map(|l| l.rev)
+                )));
+            }
+        }
+        let mine = self.repo.heads(wanted).await?;
+        let heads_there = |hs: Vec<crate::model::BlockHead>| -> BTreeMap<BlockId, Option<TrxRev>> {
+            hs.into_iter().map(|h| (h.block_id, h.latest)).collect()
+        };
+        let theirs = heads_there(self.heads_of(net, peer, regions).await?);
+        let lacking: Vec<BlockId> = mine
+            .iter()
+            .filter(|h| h.latest.is_some() && theirs.get(&h.block_id) != Some(&h.latest))
+            .map(|h| h.block_id.clone())
+            .collect();
+        if lacking.is_empty() {
+            return Ok(());
+        }
+        self.hand_over(&peer.to_string(), regions, &lacking).await?;
+        let theirs = heads_there(self.heads_of(net, peer, regions).await?);
+        match lacking
+            .iter()
+            .find(|b| theirs.get(*b) != mine.iter().find(|h| h.block_id == **b).map(|h| &h.latest))
+        {
+            Some(b) => Err(RepoError::Unavailable(format!(
+                "{peer} does not hold block {b} as handed over"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// What `peer` stores in `regions`.
+    async fn heads_of(
+        &self,
+        net: &crate::net::NetClient,
+        peer: PeerId,
+        regions: &[Region],
+    ) -> Result<Vec<crate::model::BlockHead>, RepoError> {
+        let addrs: Vec<libp2p::Multiaddr> = self
+            .configs
+            .peer(&peer.to_string())
+            .map(|p| p.multiaddrs.iter().filter_map(|a| a.parse().ok()).collect())
+            .unwrap_or_default();
+        Ok(crate::net::cluster_heads(net, peer, addrs, regions.to_vec(), self.timeout).await?)
     }
 
     /// Every block this node stores.

@@ -24,10 +24,10 @@ pub use ids::{validate_id, BlockId, IdError, TrxId, MAX_ID_LEN};
 pub use outcome::{unexpected, Empty, OpKind, OpOutcome, OpResult, Repo, WireResult};
 pub use region::{block_key, Region, REGIONS, REGION_BITS};
 pub use repo::{
-    BlockGets, BlockTrxState, CancelOperation, CommitRequest, CommitResult, GetBlockResult,
-    GetBlockResults, PendCommitRequest, PendCommitResult, PendPolicy, PendRequest, PendResult,
-    PendSuccess, RepoMessage, RepoOperation, Rev, StaleFailure, TrxBlocks, TrxContext, TrxPending,
-    TrxRev, TrxTransforms,
+    BlockGets, BlockHead, BlockTrxState, CancelOperation, CommitRequest, CommitResult,
+    GetBlockResult, GetBlockResults, PendCommitRequest, PendCommitResult, PendPolicy, PendRequest,
+    PendResult, PendSuccess, RepoMessage, RepoOperation, Rev, StaleFailure, TrxBlocks, TrxContext,
+    TrxPending, TrxRev, TrxTransforms,
 };
 pub use transform::{apply_transform, check_transform, TransformError};
 

@@ -21,6 +21,18 @@ pub struct TrxRev {
     pub rev: Rev,
 }
 
+/// A stored block and its latest committed revision (`heads` on the cluster
+/// protocol).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockHead {
+    /// The block.
+    pub block_id: BlockId,
+    /// Its latest revision (absent: stored with no committed revision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<TrxRev>,
+}
+
 /// The reader's view: transactions it knows committed, the revision to read at,
 /// and optionally its own pending transaction to overlay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -362,6 +362,32 @@ pub async fn cluster_store(
     cluster_send(net, peer, addrs, &req, timeout, decode_reply).await
 }
 
+/// Asks `peer` which blocks it stores in `regions`, and their latest
+/// revisions: every page, from the first.
+pub async fn cluster_heads(
+    net: &NetClient,
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+    regions: Vec<crate::model::Region>,
+    timeout: Duration,
+) -> Result<Vec<crate::model::BlockHead>, NetError> {
+    let mut req = super::wire::ClusterRequest {
+        regions: Some(regions),
+        ..super::wire::ClusterRequest::new("heads")
+    };
+    let mut out = Vec::new();
+    loop {
+        let page: super::wire::HeadsReply =
+            cluster_send(net, peer, addrs.clone(), &req, timeout, decode_reply).await?;
+        let last = page.heads.last().map(|h| h.block_id.clone());
+        out.extend(page.heads);
+        match last {
+            Some(l) if page.more => req.after = Some(l),
+            _ => return Ok(out),
+        }
+    }
+}
+
 /// Sends a cluster request (MessagePack, JSON if the peer lacks it) and decodes
 /// the reply with `decode`.
 async fn cluster_send<T>(

@@ -25,8 +25,8 @@ pub use behaviour::{
     build_swarm, load_or_create_identity, read_network_key, NetConfig, NodeBehaviour, Proto,
 };
 pub use client::{
-    cluster_configs, cluster_coordinate, cluster_query, cluster_store, cluster_update,
-    fetch_archive, restore_from_peers, NetClient, RepoClient,
+    cluster_configs, cluster_coordinate, cluster_heads, cluster_query, cluster_store,
+    cluster_update, fetch_archive, restore_from_peers, NetClient, RepoClient,
 };
 pub use frame::{read_frame, write_frame, Frame, FrameCodec};
 pub use protocol::{
@@ -39,7 +39,7 @@ pub use swarm::{
 };
 pub use wire::{
     codes, decode, decode_op_result, decode_reply, decode_request, encode, BlockRequest,
-    ClusterRequest, ConfigsReply, ErrorBody, ErrorReply, StoreReply,
+    ClusterRequest, ConfigsReply, ErrorBody, ErrorReply, HeadsReply, StoreReply,
 };
 
 use crate::metrics::ActorMetrics;

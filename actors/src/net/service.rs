@@ -220,11 +220,21 @@ async fn serve_cluster(
             }
             return reply(enc, &super::wire::StoreReply { stored, refused });
         }
+        "heads" => {
+            let regions = req.regions.unwrap_or_default();
+            let all = consensus.repo.heads(regions.into_iter().collect()).await?;
+            let mut rest = all
+                .into_iter()
+                .filter(|h| req.after.as_ref().is_none_or(|a| h.block_id > *a));
+            let heads: Vec<_> = rest.by_ref().take(super::wire::HEADS_PER_REPLY).collect();
+            let more = rest.next().is_some();
+            return reply(enc, &super::wire::HeadsReply { heads, more });
+        }
         other => {
             return Err(ErrorReply::new(
                 codes::UNKNOWN_OPERATION,
                 format!(
-                    "unknown cluster operation {other:?}; expected update, query, coordinate, configs or store"
+                    "unknown cluster operation {other:?}; expected update, query, coordinate, configs, store or heads"
                 ),
             ))
         }

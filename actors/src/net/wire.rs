@@ -74,7 +74,7 @@ impl From<RepoError> for ErrorReply {
 /// about to join their regions' configurations).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterRequest {
-    /// `update`, `query`, `coordinate`, `configs` or `store`.
+    /// `update`, `query`, `coordinate`, `configs`, `store` or `heads`.
     pub operation: String,
     /// The record (`update`, `query`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,12 +82,15 @@ pub struct ClusterRequest {
     /// The repo message to coordinate (`coordinate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<RepoMessage>,
-    /// The regions asked about (`configs`).
+    /// The regions asked about (`configs`, `heads`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regions: Option<Vec<crate::model::Region>>,
     /// The blocks to store (`store`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archives: Option<Vec<crate::storage::BlockArchive>>,
+    /// `heads`: the page after this block (the last one of the previous page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<crate::model::BlockId>,
 }
 
 impl ClusterRequest {
@@ -99,6 +102,7 @@ impl ClusterRequest {
             message: None,
             regions: None,
             archives: None,
+            after: None,
         }
     }
 }
@@ -125,6 +129,22 @@ pub struct StoreReply {
     #[serde(default)]
     pub refused: usize,
 }
+
+/// The answer to `heads`: the blocks the peer stores in the regions asked
+/// about, with their latest revisions — a page of at most
+/// [`HEADS_PER_REPLY`], after the request's `after`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadsReply {
+    /// The blocks, sorted by id.
+    pub heads: Vec<crate::model::BlockHead>,
+    /// More follow: ask again with `after` the last of these.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
+}
+
+/// Most heads in one `heads` reply (well inside a frame even with the longest
+/// ids).
+pub(super) const HEADS_PER_REPLY: usize = 2048;
 
 /// Ask a peer for a block's archive (`{prefix}/block/1.0.0`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
