@@ -180,7 +180,8 @@ impl CatchUp {
         if view.members.is_empty() {
             return;
         }
-        let stale = self.fresh.unknown(view.fingerprint, blocks);
+        let epoch = super::fresh::epoch(view.fingerprint, self.configs.generation());
+        let stale = self.fresh.unknown(epoch, blocks);
         if stale.is_empty() {
             return;
         }
@@ -195,7 +196,7 @@ impl CatchUp {
         // on another node is a cache, compared again on every read.
         let member = |b: &BlockId| self.cluster_of(b, &candidates).contains(&self.me);
         self.fresh.compared(
-            view.fingerprint,
+            epoch,
             checked
                 .into_iter()
                 .filter(|(b, ok)| *ok && member(b))

@@ -1,6 +1,8 @@
 //! Which blocks this node knows to be current: compared with their cluster (a
 //! read's catch-up) or written by an agreed commit here, since the set of connected
-//! members last changed. A node that was down or cut off may be behind on exactly
+//! members or this node's configurations last changed (a node dropped from a
+//! region's configuration hears of no more writes there, so its copies stop being
+//! current the moment it applies the change). A node that was down or cut off may be behind on exactly
 //! the blocks it does not know to be current; a plain read of one compares it with
 //! its cluster first (see the coordinator).
 
@@ -12,6 +14,12 @@ use crate::model::BlockId;
 
 /// Most blocks remembered; past it the set starts over (reads compare again).
 const MAX_FRESH: usize = 100_000;
+
+/// What the set is valid under: the connected members' fingerprint and the
+/// configuration table's generation, mixed into one tag.
+pub fn epoch(members: u64, configs_generation: u64) -> u64 {
+    members ^ configs_generation.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
 
 /// The set, tagged with the member-set fingerprint it was built under.
 #[derive(Debug, Default)]

@@ -369,7 +369,8 @@ fn mark_fresh(dir: &MemberDirectory, ops: &[RepoOperation], outcomes: &[OpOutcom
     let Some(net) = dir.net.get() else {
         return;
     };
-    let members = net.member_view().fingerprint;
+    let members =
+        crate::cluster::fresh::epoch(net.member_view().fingerprint, dir.configs.generation());
     for (op, r) in ops.iter().zip(outcomes) {
         let blocks = match (op, r) {
             (RepoOperation::Commit(c), Ok(OpResult::Commit(res))) if res.is_success() => {
