@@ -846,3 +846,77 @@ async fn two_coordinators_during_a_join_keep_one_history() {
         }
     }
 }
+
+/// A coordinator with a stale view: node D (a member of no configuration of the
+/// block's region) learned the region's configuration {A, B, C} by writing the
+/// block; then an operator retires C and the region moves to {A, B, E}, which D
+/// hears nothing of. D's next write goes to C, which is no longer a member and
+/// answers `wrong_cluster` with its view; D adopts it (as `configs` on D then
+/// shows) and the write succeeds on retry.
+#[actix_rt::test]
+async fn a_coordinator_with_a_stale_view_adopts_the_members_view() {
+    use optimystic_actors::membership::{block_key, closest_to, target};
+    let flags = ["--cluster-size", "3", "--http", "127.0.0.1:0"];
+    let c = TestCluster::start(5, &flags).await;
+    let ids: Vec<libp2p::PeerId> = (0..5).map(|i| c.peer_id(i).parse().unwrap()).collect();
+    let index = |p: &libp2p::PeerId| ids.iter().position(|q| q == p).unwrap();
+    // A block and roles: its members M (C the one D forwards to first), the
+    // non-member E that replaces C, and D, a member neither before nor after.
+    let (block, gone, coordinator) = (0..)
+        .map(|i| format!("stale{i}"))
+        .find_map(|b| {
+            let r = Region::of(&bid(&b));
+            let members = target(r, &ids, 3);
+            let first = *closest_to(&block_key(&bid(&b)), members.clone(), 1).first()?;
+            let rest: Vec<libp2p::PeerId> = ids.iter().copied().filter(|p| *p != first).collect();
+            let after = target(r, &rest, 3);
+            let outside: Vec<_> = ids.iter().filter(|p| !members.contains(p)).collect();
+            let d = outside.iter().find(|p| !after.contains(p))?;
+            Some((b, index(&first), index(d)))
+        })
+        .unwrap();
+    let http = c.node(0).http_addr().unwrap();
+    let http = if gone == 0 {
+        c.node(1).http_addr().unwrap()
+    } else {
+        http
+    };
+    let through_d = c.client(coordinator);
+    write(&through_d, "first", 1, insert(&block)).await.unwrap();
+    let region = Region::of(&bid(&block));
+    let view_of_d = || async {
+        optimystic_actors::net::cluster_configs(
+            &c.net,
+            c.peer_id(coordinator).parse().unwrap(),
+            vec![c.addr(coordinator).parse().unwrap()],
+            vec![region],
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+        .view[0]
+            .config
+            .clone()
+            .unwrap()
+    };
+    let before = view_of_d().await;
+    assert!(before.members.contains(c.peer_id(gone)), "{before:?}");
+    let (code, out, err) = peers_cli(&["remove", c.peer_id(gone), "--http", &http, "--wait", "60"]);
+    assert_eq!(code, 0, "{out}{err}");
+    eventually(std::time::Duration::from_secs(60), || async {
+        !members_of(&c, &block).await.contains(c.peer_id(gone))
+    })
+    .await;
+    assert_eq!(
+        view_of_d().await,
+        before,
+        "D heard of the change: the view is not stale"
+    );
+    write(&through_d, "second", 2, append(&block, 2))
+        .await
+        .unwrap();
+    let after = view_of_d().await;
+    assert!(after.epoch > before.epoch, "{before:?} -> {after:?}");
+    assert!(!after.members.contains(c.peer_id(gone)), "{after:?}");
+    assert_eq!(after.members, members_of(&c, &block).await);
+}
