@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The soak: five node processes, a mixed workload, a fault on a random node every
-# ~8 s (SIGKILL + restart, SIGSTOP, partition past the expiry, full disk), then the
+# ~8 s (SIGKILL + restart, SIGSTOP, isolation past the expiry, full disk, a network
+# partition with connections closed past the dead-peer timeout, a node joining, a
+# node retired with `peers remove` and stopped for good), then the
 # checker. Usage: scripts/soak.sh [SECONDS] [NODES]   (defaults 600 and 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."

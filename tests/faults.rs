@@ -297,18 +297,30 @@ async fn soak() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
-    let flags = [FLAGS[0], FLAGS[1], "--cluster-size", "3"];
+    let flags = [
+        FLAGS[0],
+        FLAGS[1],
+        "--cluster-size",
+        "3",
+        "--dead-peer-timeout-ms",
+        "3000",
+        "--http",
+        "127.0.0.1:0",
+    ];
     let mut c = TestCluster::start(nodes, &flags).await;
     let mut w = Workload::create(&c.client(0), "soak", 16).await;
     let started = Instant::now();
     let mut rng = fastrand_seed();
     let (mut kills, mut pauses, mut cuts, mut full, mut reads) = (0, 0, 0, 0, 0);
+    let (mut partitions, mut joins, mut removals) = (0, 0, 0);
     let mut k = 0;
     while started.elapsed() < Duration::from_secs(seconds) {
+        let live = c.members();
+        let pick = |rng: &mut Rng| live[rng.next(live.len())];
         // About 8 s of traffic between faults.
         let quiet = Instant::now();
         while quiet.elapsed() < Duration::from_secs(8) {
-            let via = rng.next(nodes);
+            let via = pick(&mut rng);
             if rng.next(4) == 0 {
                 let _ = latest_of(&c.client(via), &format!("soak{}", rng.next(16))).await;
                 reads += 1;
@@ -317,10 +329,11 @@ async fn soak() {
                 k += 1;
             }
         }
-        let victim = rng.next(nodes);
+        let victim = pick(&mut rng);
         // Traffic goes on through the others while the victim suffers.
-        let via = (victim + 1 + rng.next(nodes - 1)) % nodes;
-        match rng.next(4) {
+        let others: Vec<usize> = live.iter().copied().filter(|i| *i != victim).collect();
+        let via = others[rng.next(others.len())];
+        match rng.next(7) {
             0 => {
                 c.kill(victim);
                 kills += 1;
@@ -345,7 +358,7 @@ async fn soak() {
                 }
                 c.heal();
             }
-            _ => {
+            3 => {
                 c.disk_full(victim, true);
                 full += 1;
                 let t = Instant::now();
@@ -354,12 +367,45 @@ async fn soak() {
                 }
                 c.heal();
             }
+            4 => {
+                // A network partition, connections closed, past the dead-peer
+                // timeout: a minority of the live nodes against the rest; writes
+                // go through both sides.
+                let n = (live.len() - 1) / 2;
+                let small: Vec<usize> = others[..n.min(others.len())].to_vec();
+                let large: Vec<usize> = live
+                    .iter()
+                    .copied()
+                    .filter(|i| !small.contains(i))
+                    .collect();
+                c.cut(&small, &large).await;
+                partitions += 1;
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_secs(8) {
+                    let through = live[rng.next(live.len())];
+                    steps(&c, &mut w, through, 1).await;
+                }
+                c.heal();
+            }
+            5 if live.len() < nodes + 2 => {
+                c.join();
+                joins += 1;
+                steps(&c, &mut w, via, 6).await;
+            }
+            6 if live.len() > 4 => {
+                c.retire(victim, via);
+                removals += 1;
+                steps(&c, &mut w, via, 6).await;
+            }
+            _ => {
+                steps(&c, &mut w, via, 6).await;
+            }
         }
     }
     c.heal();
     let r = check(&c, &mut w, RELEASE).await;
     println!(
-        "soak: nodes={nodes} seconds={} acked={} failed={} reads={reads} kills={kills} pauses={pauses} partitions={cuts} disk_full={full} blocks={} checker=ok",
+        "soak: nodes={nodes} seconds={} acked={} failed={} reads={reads} kills={kills} pauses={pauses} isolations={cuts} partitions={partitions} joins={joins} removals={removals} disk_full={full} blocks={} checker=ok",
         started.elapsed().as_secs(),
         r.acked,
         w.failed,

@@ -38,6 +38,8 @@ pub struct TestCluster {
     rules: Vec<Rules>,
     extra: Vec<String>,
     env: Vec<Vec<(String, String)>>,
+    /// Nodes retired by the operator (`peers remove`) and stopped for good.
+    retired: Vec<bool>,
     pub net: NetClient,
 }
 
@@ -59,6 +61,7 @@ impl TestCluster {
             rules: vec![Rules::default(); n],
             extra: extra.iter().map(|s| s.to_string()).collect(),
             env: vec![Vec::new(); n],
+            retired: vec![false; n],
             net: client_net(),
         };
         for (i, k, v) in env {
@@ -138,9 +141,60 @@ impl TestCluster {
         self.nodes[i] = Some(node);
     }
 
-    /// Nodes in the cluster.
+    /// Nodes in the cluster, retired ones included (their indices stay).
     pub fn len(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// The nodes not retired.
+    pub fn members(&self) -> Vec<usize> {
+        (0..self.len()).filter(|i| !self.retired[*i]).collect()
+    }
+
+    /// Starts one more node, bootstrapping from every running one; returns its
+    /// index.
+    pub fn join(&mut self) -> usize {
+        let i = self.len();
+        self.dirs.push(tempfile::tempdir().unwrap());
+        self.nodes.push(None);
+        self.peer_ids.push(String::new());
+        self.addrs.push(String::new());
+        self.rules.push(Rules::default());
+        self.env.push(Vec::new());
+        self.retired.push(false);
+        self.write_rules(i);
+        self.launch(i);
+        i
+    }
+
+    /// Retires node `i` as an operator does — `optimystic peers remove` through
+    /// node `via`'s HTTP admin (the cluster runs with `--http`), waiting until
+    /// `via`'s configurations dropped it — then stops it for good.
+    pub fn retire(&mut self, i: usize, via: usize) {
+        let http = self
+            .node(via)
+            .http_addr()
+            .expect("the cluster runs with --http");
+        let out = Command::new(super::BIN)
+            .args([
+                "peers",
+                "remove",
+                &self.peer_ids[i],
+                "--http",
+                &http,
+                "--wait",
+                "120",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "peers remove: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.kill(i);
+        self.retired[i] = true;
     }
 
     /// Node `i`'s process (it must be running).
@@ -535,8 +589,13 @@ pub struct Report {
 /// 4. reading each acknowledged revision gives the same revision and content on
 ///    every node (no transaction applied on some members and not on others, no hole).
 pub async fn check(c: &TestCluster, w: &mut Workload, release: Duration) -> Report {
-    let up: Vec<usize> = (0..c.len()).filter(|i| c.is_up(*i)).collect();
-    assert_eq!(up.len(), c.len(), "the checker runs with every node up");
+    let members = c.members();
+    let up: Vec<usize> = members.iter().copied().filter(|i| c.is_up(*i)).collect();
+    assert_eq!(
+        up.len(),
+        members.len(),
+        "the checker runs with every node up"
+    );
     let clients: Vec<RepoClient> = up.iter().map(|i| c.client(*i)).collect();
     // 0. As a careful client does once it can: cancel what failed in doubt.
     resolve(&clients, w, release).await;

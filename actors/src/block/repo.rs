@@ -345,7 +345,13 @@ impl StorageRepo {
                     continue;
                 }
                 let latest = raw.get_meta(&block_id)?.and_then(|m| m.latest);
-                heads.push(crate::model::BlockHead { block_id, latest });
+                let mut pending = raw.list_pending(&block_id)?;
+                pending.sort();
+                heads.push(crate::model::BlockHead {
+                    block_id,
+                    latest,
+                    pending,
+                });
             }
             heads.sort_by(|a, b| a.block_id.cmp(&b.block_id));
             Ok(heads)

@@ -18,7 +18,7 @@ use libp2p::PeerId;
 
 use super::Coordinator;
 use crate::membership::{next_step, peer_key, target_keyed};
-use crate::model::{BlockId, Config, ConfigChange, Region, RepoError, TrxRev};
+use crate::model::{BlockId, Config, ConfigChange, Region, RepoError, TrxId, TrxRev};
 use crate::net::cluster_store;
 use crate::storage::BlockArchive;
 
@@ -62,9 +62,11 @@ impl Coordinator {
                 return false;
             }
         }
-        let changes = self.due(&live, &retired);
+        let (changes, deferred) = self.due(&live, &retired);
         if changes.is_empty() {
-            self.placement.lock().idle = Some((generation, live));
+            if !deferred {
+                self.placement.lock().idle = Some((generation, live));
+            }
             return false;
         }
         // One scan of the stored blocks for every hand-over of this pass.
@@ -117,12 +119,20 @@ impl Coordinator {
     /// then agrees the change. Returns whether it was agreed.
     async fn step(self: &Arc<Self>, change: ConfigChange, blocks: &[BlockId]) -> bool {
         if let Some(peer) = change.added().cloned() {
-            if let Err(e) = self.hand_over(&peer, &change.regions, blocks).await {
+            // Committed history only: which pending transactions a newcomer
+            // holds is settled inside the change, from a majority.
+            let none = Pendings::new();
+            if let Err(e) = self.hand_over(&peer, &change.regions, blocks, &none).await {
                 tracing::warn!(%peer, error = %e, "cannot hand blocks to a joining peer");
+                self.placement
+                    .lock()
+                    .backoff
+                    .settle((change.from.clone(), change.to.clone()), false);
                 return false;
             }
         }
         let (regions, to) = (change.regions.len(), change.to.clone());
+        let key = (change.from.clone(), change.to.clone());
         let held = change
             .added()
             .and_then(|p| p.parse::<PeerId>().ok())
@@ -132,15 +142,18 @@ impl Coordinator {
                     (self.clone(), change.from.clone(), change.regions.clone());
                 super::agree::Held {
                     peer,
-                    from,
+                    from: from.clone(),
                     prepare: Box::new(move |promisers| {
-                        Box::pin(
-                            async move { me.complete_hand_over(peer, &wanted, &promisers).await },
-                        )
+                        Box::pin(async move {
+                            me.complete_hand_over(peer, &from, &wanted, &promisers)
+                                .await
+                        })
                     }),
                 }
             });
-        match self.agree_change(change, held).await {
+        let agreed = self.agree_change(change, held).await;
+        self.placement.lock().backoff.settle(key, agreed.is_ok());
+        match agreed {
             Ok(()) => {
                 tracing::info!(regions, epoch = to.epoch, members = ?to.members, "configuration change agreed");
                 true
@@ -153,11 +166,12 @@ impl Coordinator {
     }
 
     /// The steps due among the regions this node leads (at most
-    /// [`STEPS_AT_ONCE`]), each with every region that takes the same step. A
+    /// [`STEPS_AT_ONCE`]), each with every region that takes the same step, and
+    /// whether some were left for later because they failed lately. A
     /// region with a retired member is led by every live member that knows it is
     /// retired (the others may not know yet; concurrent steps of one region are
     /// safe, one is agreed and the rest conflict).
-    fn due(&self, live: &[PeerId], retired: &BTreeSet<String>) -> Vec<ConfigChange> {
+    fn due(&self, live: &[PeerId], retired: &BTreeSet<String>) -> (Vec<ConfigChange>, bool) {
         let k = self.configs.cluster_size();
         let me = self.me.to_string();
         let names: BTreeSet<String> = live.iter().map(ToString::to_string).collect();
@@ -178,8 +192,12 @@ impl Coordinator {
                 }
             }
         }
-        steps
+        let backoff = &self.placement.lock().backoff;
+        let now = std::time::Instant::now();
+        let deferred = steps.keys().any(|k| !backoff.may_try(k, now));
+        let changes = steps
             .into_iter()
+            .filter(|(k, _)| backoff.may_try(k, now))
             .take(STEPS_AT_ONCE)
             .map(|((from, to), regions)| {
                 let mut change = ConfigChange {
@@ -191,7 +209,8 @@ impl Coordinator {
                 change.retire = change.removed().is_some_and(|p| retired.contains(p));
                 change
             })
-            .collect()
+            .collect();
+        (changes, deferred)
     }
 
     /// Inside a change that adds `peer`, once the `promisers` (a majority of the
@@ -204,6 +223,7 @@ impl Coordinator {
     async fn complete_hand_over(
         &self,
         peer: PeerId,
+        from: &Config,
         regions: &[Region],
         promisers: &[PeerId],
     ) -> Result<(), RepoError> {
@@ -215,10 +235,13 @@ impl Coordinator {
             .copied()
             .filter(|q| *q != self.me)
             .collect();
-        let held =
-            futures::future::join_all(others.iter().map(|q| self.heads_of(net, *q, regions))).await;
-        for (q, heads) in others.iter().zip(held) {
-            for h in heads? {
+        let held_heads: Vec<Vec<crate::model::BlockHead>> =
+            futures::future::join_all(others.iter().map(|q| self.heads_of(net, *q, regions)))
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()?;
+        for (q, heads) in others.iter().zip(&held_heads) {
+            for h in heads.iter().cloned() {
                 let slot = newest.entry(h.block_id.clone()).or_insert((None, *q));
                 match (&slot.0, &h.latest) {
                     (Some(a), Some(b)) if a.rev == b.rev && a != b => {
@@ -268,30 +291,110 @@ impl Coordinator {
                 )));
             }
         }
+        let pending = self
+            .majority_pendings(net, from, &others, &held_heads, wanted.clone())
+            .await?;
         let mine = self.repo.heads(wanted).await?;
-        let heads_there = |hs: Vec<crate::model::BlockHead>| -> BTreeMap<BlockId, Option<TrxRev>> {
-            hs.into_iter().map(|h| (h.block_id, h.latest)).collect()
+        // What the newcomer must hold of each block: this copy's latest, and the
+        // pending transactions a majority of the old configuration holds.
+        let want: BTreeMap<BlockId, Head> = mine
+            .into_iter()
+            .filter(|h| h.latest.is_some() || pending.contains_key(&h.block_id))
+            .map(|h| {
+                let p = pending
+                    .get(&h.block_id)
+                    .map(|p| p.iter().map(|(t, _)| t.clone()).collect())
+                    .unwrap_or_default();
+                (h.block_id, (h.latest, p))
+            })
+            .collect();
+        let there = |hs: Vec<crate::model::BlockHead>| -> BTreeMap<BlockId, Head> {
+            hs.into_iter()
+                .map(|h| (h.block_id, (h.latest, h.pending)))
+                .collect()
         };
-        let theirs = heads_there(self.heads_of(net, peer, regions).await?);
-        let lacking: Vec<BlockId> = mine
+        let theirs = there(self.heads_of(net, peer, regions).await?);
+        let lacking: Vec<BlockId> = want
             .iter()
-            .filter(|h| h.latest.is_some() && theirs.get(&h.block_id) != Some(&h.latest))
-            .map(|h| h.block_id.clone())
+            .filter(|(b, w)| theirs.get(*b) != Some(*w))
+            .map(|(b, _)| b.clone())
             .collect();
         if lacking.is_empty() {
             return Ok(());
         }
-        self.hand_over(&peer.to_string(), regions, &lacking).await?;
-        let theirs = heads_there(self.heads_of(net, peer, regions).await?);
-        match lacking
-            .iter()
-            .find(|b| theirs.get(*b) != mine.iter().find(|h| h.block_id == **b).map(|h| &h.latest))
-        {
+        self.hand_over(&peer.to_string(), regions, &lacking, &pending)
+            .await?;
+        let theirs = there(self.heads_of(net, peer, regions).await?);
+        match lacking.iter().find(|b| theirs.get(*b) != want.get(*b)) {
             Some(b) => Err(RepoError::Unavailable(format!(
-                "{peer} does not hold block {b} as handed over"
+                "{peer} does not hold block {b} as handed over (its pending transactions or latest revision differ)"
             ))),
             None => Ok(()),
         }
+    }
+
+    /// For each block, the pending transactions (with their transforms) that a
+    /// majority of `from` holds, counting this node and the `others` promisers
+    /// (whose heads are `held`): a pend applied by a majority and not cancelled by
+    /// one. A pending transaction only a minority holds (one that missed a cancel)
+    /// is not handed to a newcomer, which would make it a majority's.
+    async fn majority_pendings(
+        &self,
+        net: &crate::net::NetClient,
+        from: &Config,
+        others: &[PeerId],
+        held: &[Vec<crate::model::BlockHead>],
+        wanted: BTreeSet<Region>,
+    ) -> Result<Pendings, RepoError> {
+        let mut count: BTreeMap<(BlockId, TrxId), Vec<PeerId>> = BTreeMap::new();
+        let mine = self.repo.heads(wanted).await?;
+        let all = std::iter::once((self.me, &mine)).chain(others.iter().copied().zip(held));
+        for (q, heads) in all {
+            for h in heads {
+                for t in &h.pending {
+                    count
+                        .entry((h.block_id.clone(), t.clone()))
+                        .or_default()
+                        .push(q);
+                }
+            }
+        }
+        let mut out = Pendings::new();
+        for ((block, trx), holders) in count {
+            if holders.len() < from.majority() {
+                continue;
+            }
+            let here = self.repo.registry().raw().get_pending(&block, &trx)?;
+            let transform = match here {
+                Some(t) => t,
+                None => self.pending_from(net, &holders, &block, &trx).await?,
+            };
+            out.entry(block).or_default().push((trx, transform));
+        }
+        Ok(out)
+    }
+
+    /// `trx`'s pending transform of `block`, from one of `holders`.
+    async fn pending_from(
+        &self,
+        net: &crate::net::NetClient,
+        holders: &[PeerId],
+        block: &BlockId,
+        trx: &TrxId,
+    ) -> Result<crate::model::Transform, RepoError> {
+        let latest = self.catch_up.local_latest(block).map(|l| l.rev);
+        for q in holders.iter().filter(|q| **q != self.me) {
+            let fetched =
+                crate::net::fetch_archive(net, *q, Vec::new(), block, latest, self.timeout).await;
+            if let Ok(Some(a)) = fetched {
+                if let Some((_, t)) = a.pending.into_iter().find(|(id, _)| id == trx) {
+                    return Ok(t);
+                }
+            }
+        }
+        Err(RepoError::Unavailable(format!(
+            "cannot fetch pending transaction {trx} of block {block} from the members holding it"
+        )))
     }
 
     /// What `peer` stores in `regions`.
@@ -324,6 +427,7 @@ impl Coordinator {
         peer: &str,
         regions: &[Region],
         blocks: &[BlockId],
+        pending: &Pendings,
     ) -> Result<usize, RepoError> {
         let net = self.net()?;
         let id: PeerId = peer
@@ -338,9 +442,10 @@ impl Coordinator {
         let mut batch: Vec<BlockArchive> = Vec::new();
         let (mut bytes, mut sent) = (0, 0);
         for b in blocks.iter().filter(|b| wanted.contains(&Region::of(b))) {
-            let Some(a) = self.repo.archive(b, Some(0)).await? else {
+            let Some(mut a) = self.repo.archive(b, Some(0)).await? else {
                 continue;
             };
+            a.pending = pending.get(b).cloned().unwrap_or_default();
             bytes += serde_json::to_vec(&a).map_or(0, |v| v.len());
             batch.push(a);
             if bytes >= STORE_BATCH_BYTES {
@@ -376,6 +481,13 @@ impl Coordinator {
     }
 }
 
+/// Pending transactions to hand over, with their transforms, by block.
+type Pendings = BTreeMap<BlockId, Vec<(TrxId, crate::model::Transform)>>;
+
+/// What a newcomer must hold of a block: its latest revision and the pending
+/// transactions, sorted.
+type Head = (Option<TrxRev>, Vec<TrxId>);
+
 /// What the driver remembers between passes.
 #[derive(Default)]
 pub(super) struct State {
@@ -384,7 +496,74 @@ pub(super) struct State {
     /// The table generation and live peers of the last pass that found nothing
     /// due: while both are unchanged, nothing is.
     idle: Option<(u64, Vec<PeerId>)>,
+    /// Steps that failed lately, tried again only after a growing pause.
+    backoff: Backoff,
+}
+
+/// The first pause after a step fails; it doubles with each failure in a row.
+const BACKOFF_FIRST: Duration = Duration::from_millis(300);
+/// The longest pause.
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Failing steps, and when each may be tried again. A change's promise reserves
+/// its regions, so a step retried at every pass while it cannot succeed (its
+/// newcomer unreachable, its members cut off) would keep refusing writes there
+/// with `conflict`: each failure in a row doubles the pause before the next try.
+#[derive(Default)]
+struct Backoff {
+    failing: BTreeMap<(Config, Config), (u32, std::time::Instant)>,
+}
+
+impl Backoff {
+    /// Whether step `key` may be tried at `now`.
+    fn may_try(&self, key: &(Config, Config), now: std::time::Instant) -> bool {
+        self.failing.get(key).is_none_or(|(_, at)| *at <= now)
+    }
+
+    /// Records how step `key` ended.
+    fn settle(&mut self, key: (Config, Config), agreed: bool) {
+        if agreed {
+            self.failing.remove(&key);
+            return;
+        }
+        let n = self.failing.get(&key).map_or(0, |(n, _)| *n);
+        let pause = BACKOFF_FIRST
+            .saturating_mul(1u32 << n.min(16))
+            .min(BACKOFF_MAX);
+        self.failing
+            .insert(key, (n + 1, std::time::Instant::now() + pause));
+        // Bounded: past 4,096 failing steps the first keys are forgotten (and so
+        // tried again at once).
+        while self.failing.len() > 4096 {
+            self.failing.pop_first();
+        }
+    }
 }
 
 /// How often the driver looks for a step to take.
 pub(crate) const PLACEMENT_INTERVAL: Duration = Duration::from_millis(300);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::cfg;
+
+    #[test]
+    fn a_failing_step_waits_longer_each_time_and_an_agreed_one_not_at_all() {
+        let key = (cfg(1, &["a"]), cfg(2, &["a", "b"]));
+        let mut b = Backoff::default();
+        let now = std::time::Instant::now();
+        assert!(b.may_try(&key, now));
+        b.settle(key.clone(), false);
+        assert!(!b.may_try(&key, std::time::Instant::now()));
+        assert!(b.may_try(&key, now + BACKOFF_FIRST + Duration::from_millis(50)));
+        for _ in 0..20 {
+            b.settle(key.clone(), false);
+        }
+        let later = std::time::Instant::now();
+        assert!(!b.may_try(&key, later + BACKOFF_MAX - Duration::from_millis(50)));
+        assert!(b.may_try(&key, later + BACKOFF_MAX + Duration::from_millis(50)));
+        b.settle(key.clone(), true);
+        assert!(b.may_try(&key, std::time::Instant::now()));
+    }
+}

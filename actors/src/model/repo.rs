@@ -31,6 +31,9 @@ pub struct BlockHead {
     /// Its latest revision (absent: stored with no committed revision).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest: Option<TrxRev>,
+    /// The transactions pending on it here, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<TrxId>,
 }
 
 /// The reader's view: transactions it knows committed, the revision to read at,
