@@ -478,6 +478,55 @@ async fn a_private_network_admits_only_key_holders() {
     );
 }
 
+/// A change record the outside peer proposes: the region's configuration as
+/// `members` hold it, plus the outsider itself, with the outsider as coordinator.
+async fn self_adding_change(
+    outsider: &Proposer,
+    members: &[(String, String)],
+    region: Region,
+) -> optimystic_actors::cluster::ClusterRecord {
+    let held = optimystic_actors::net::cluster_configs(
+        &outsider.net,
+        members[0].0.parse().unwrap(),
+        vec![members[0].1.parse().unwrap()],
+        vec![region],
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let from = held.view[0].config.clone().unwrap();
+    let mut r = outsider.record(members, vec![], 5_000);
+    let mut message = r.message.as_ref().clone();
+    message.change = Some(ConfigChange {
+        regions: vec![region],
+        to: from.with(&outsider.id()),
+        from,
+        retire: false,
+    });
+    r.message_hash = optimystic_actors::cluster::message_hash(&message);
+    r.message = message.into();
+    r
+}
+
+/// On an open network, an outside peer proposing a change that adds itself —
+/// the real configuration as `from`, itself in `to` and as coordinator — is
+/// refused by every member with `wrong_cluster` (only a member of `from` may
+/// propose a change), nothing is reserved: a write to the region succeeds at once.
+#[actix_rt::test]
+async fn an_outsider_cannot_propose_its_own_admission() {
+    let (c, outsider, members) = cluster_and_outsider().await;
+    let block = "admission";
+    let r = self_adding_change(&outsider, &members, Region::of(&bid(block))).await;
+    for (id, addr) in &members {
+        let reply = outsider.send(id, addr, r.clone()).await;
+        assert!(is_wrong_cluster(&reply), "{id}: {reply:?}");
+    }
+    write(&c.client(0), "legit", 1, insert(block))
+        .await
+        .unwrap();
+    only(&c, block, "legit").await;
+}
+
 /// A permissioned network (`--allow-peers`): a node not on its own list refuses
 /// to start; an outside peer's change adding itself is refused `not_allowed` by
 /// every member; and a node that is not on the list may connect and write as a
@@ -532,34 +581,7 @@ async fn only_listed_peers_become_members() {
     // An outside peer proposes adding itself to a region: refused by every member.
     let outsider = Proposer::new();
     outsider.learn(&members[0].0, &members[0].1).await;
-    let region = Region::of(&bid("allowed"));
-    let from = Config {
-        epoch: optimystic_actors::net::cluster_configs(
-            &outsider.net,
-            members[0].0.parse().unwrap(),
-            vec![members[0].1.parse().unwrap()],
-            vec![region],
-            std::time::Duration::from_secs(10),
-        )
-        .await
-        .unwrap()
-        .view[0]
-            .config
-            .as_ref()
-            .unwrap()
-            .epoch,
-        members: ids.iter().cloned().collect(),
-    };
-    let mut r = outsider.record(&members, vec![], 5_000);
-    let mut message = r.message.as_ref().clone();
-    message.change = Some(ConfigChange {
-        regions: vec![region],
-        to: from.with(&outsider.id()),
-        from,
-        retire: false,
-    });
-    r.message_hash = optimystic_actors::cluster::message_hash(&message);
-    r.message = message.into();
+    let r = self_adding_change(&outsider, &members, Region::of(&bid("allowed"))).await;
     for (id, addr) in &members {
         match outsider.send(id, addr, r.clone()).await {
             Err(NetError::Remote { code, .. }) => assert_eq!(code, "not_allowed", "{id}"),

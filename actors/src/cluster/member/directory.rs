@@ -317,8 +317,9 @@ impl MemberDirectory {
     /// Checks `record`'s peer set against the configurations this node holds: a
     /// write names, for each of its blocks' regions, this member's configuration
     /// (its epoch and exactly its members); a change starts from the
-    /// configuration this member holds (or adds it), and adds no peer the allow
-    /// list leaves out (`not_allowed`). Otherwise `wrong_cluster`, carrying what
+    /// configuration this member holds (or adds it), is proposed by a member of
+    /// that configuration, and adds no peer the allow list leaves out
+    /// (`not_allowed`). Otherwise `wrong_cluster`, carrying what
     /// this member holds.
     pub(super) fn check_config(&self, record: &ClusterRecord) -> Result<(), ClusterError> {
         let peers: BTreeSet<&str> = record.peers.keys().map(String::as_str).collect();
@@ -344,7 +345,14 @@ impl MemberDirectory {
                 if let Some(p) = change.added().filter(|p| !self.configs.may_be_member(p)) {
                     return Err(ClusterError::NotAllowed(p.clone()));
                 }
-                t.check_change(change)
+                let proposer = record.message.coordinator.as_deref().unwrap_or_default();
+                if change.from.members.contains(proposer) {
+                    t.check_change(change)
+                } else {
+                    // Only a member of the configuration proposes its change: a
+                    // peer it would add cannot admit itself.
+                    Err(vec![Mismatch::Regions])
+                }
             }
             None => t.check(&regions, &record.message.epochs, &peers),
         };
