@@ -425,8 +425,9 @@ impl MemberDirectory {
             self.note_message(&record.message_hash, &record.message);
         }
         let hash = record.message_hash.clone();
+        let reconfiguring = self.is_co_members_change(&record);
         for _ in 0..4 {
-            let addr = self.member(&hash)?;
+            let addr = self.member_for(&hash, reconfiguring)?;
             self.metrics.enqueued();
             match addr.send(Update(record.clone())).await {
                 Ok(r) => return r,
@@ -439,16 +440,45 @@ impl MemberDirectory {
         )))
     }
 
+    /// Whether `record` is a configuration change proposed by a member of this
+    /// node's configuration of its regions: such records are not counted against
+    /// `max-active-transactions` (the placement driver sends few, and a member's
+    /// one slot taken by writes must not keep its configuration from changing).
+    fn is_co_members_change(&self, record: &ClusterRecord) -> bool {
+        let (Some(change), Some(coordinator)) = (
+            &record.message.change,
+            record.message.coordinator.as_deref(),
+        ) else {
+            return false;
+        };
+        let t = self.configs.table();
+        change.regions.first().is_some_and(|r| {
+            t.get(*r)
+                .is_some_and(|c| c.members.contains(coordinator) && c.members.contains(&self.me))
+        })
+    }
+
     /// The actor of transaction `hash`, started (from its stored state) if none runs.
     pub(super) fn member(
         self: &Arc<Self>,
         hash: &str,
     ) -> Result<Addr<ClusterMember>, ClusterError> {
+        self.member_for(hash, false)
+    }
+
+    /// [`Self::member`]; a new transaction is refused past `max-active-transactions`
+    /// unless `uncapped`.
+    fn member_for(
+        self: &Arc<Self>,
+        hash: &str,
+        uncapped: bool,
+    ) -> Result<Addr<ClusterMember>, ClusterError> {
         if let Some(a) = self.members.get(hash).filter(|a| a.connected()) {
             return Ok(a.clone());
         }
         let state = self.store.load(hash)?;
-        if state.is_none() && self.active() >= self.max_active.load(Ordering::Relaxed) {
+        let full = self.active() >= self.max_active.load(Ordering::Relaxed);
+        if state.is_none() && full && !uncapped {
             return Err(ClusterError::Busy(format!(
                 "{} transactions in progress on this member",
                 self.active()
