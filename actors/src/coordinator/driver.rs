@@ -503,7 +503,7 @@ pub(super) struct State {
 /// The first pause after a step fails; it doubles with each failure in a row.
 const BACKOFF_FIRST: Duration = Duration::from_millis(300);
 /// The longest pause.
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// Failing steps, and when each may be tried again. A change's promise reserves
 /// its regions, so a step retried at every pass while it cannot succeed (its
