@@ -160,6 +160,23 @@ impl Configs {
         learned
     }
 
+    /// Forgets the configurations learned for `regions` (not this node's own):
+    /// when none of their members can be reached, they are as good as unknown,
+    /// and the next write asks the peers closest to the regions again (trust on
+    /// first use, docs/SECURITY.md). Members are unaffected: they check records
+    /// against the configurations they applied.
+    pub fn forget_learned(&self, regions: impl IntoIterator<Item = Region>) {
+        let mut t = self.table.write();
+        let mut forgot = false;
+        for r in regions {
+            forgot |= t.forget_learned(r);
+        }
+        drop(t);
+        if forgot {
+            self.changed();
+        }
+    }
+
     /// How many times the table has changed.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)

@@ -8,6 +8,7 @@
 //! - [`agree`]: one record's rounds of promises and commits;
 //! - [`split`]: writes whose blocks belong to several clusters;
 //! - [`driver`]: the placement driver, moving regions toward their targets;
+//! - [`handover`]: handing a region's blocks to the peer a change adds;
 //! - [`handle`]: the actor and its typed handle (a [`crate::model::Repo`]).
 //!
 //! A node runs two [`CoordinatorActor`]s over one [`Coordinator`]: one on the
@@ -20,6 +21,7 @@ mod batch;
 mod driver;
 mod fault;
 mod handle;
+mod handover;
 mod plan;
 mod split;
 

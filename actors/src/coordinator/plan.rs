@@ -202,7 +202,14 @@ impl Coordinator {
             if forwarded {
                 return Err(self.not_here(blocks));
             }
-            return self.forward(order, op).await;
+            let result = self.forward(order, op).await;
+            if matches!(result, Err(RepoError::Unavailable(_))) {
+                // No member of the configuration this node learned answers: it
+                // may be long gone (its members retired or replaced while this
+                // node heard nothing). Ask around again on the next try.
+                self.configs.forget_learned(blocks.iter().map(Region::of));
+            }
+            return result;
         }
         if plan.alone() {
             self.metrics.local.add(1);

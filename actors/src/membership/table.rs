@@ -77,6 +77,20 @@ impl RegionTable {
         }
     }
 
+    /// Forgets the configuration learned for `r`, unless this node is one of its
+    /// members (a member's own configurations change only by applying changes).
+    /// True if one was forgotten.
+    pub fn forget_learned(&mut self, r: Region) -> bool {
+        let learned = self
+            .configs
+            .get(&r)
+            .is_some_and(|c| !c.members.contains(&self.me));
+        if learned {
+            self.configs.remove(&r);
+        }
+        learned
+    }
+
     /// Sets `r`'s configuration (an agreed change applied here).
     pub fn set(&mut self, r: Region, c: Config) {
         self.configs.insert(r, c);
@@ -236,6 +250,22 @@ mod tests {
         assert!(t.is_member(r2));
         assert_eq!(t.owned().len(), 2);
         assert_eq!(t.groups().len(), 2);
+    }
+
+    #[test]
+    fn only_learned_configurations_are_forgotten() {
+        let mut t = RegionTable::new("a");
+        let (mine, theirs) = (Region::new(1), Region::new(2));
+        t.set(mine, cfg(3, &["a", "b", "c"]));
+        assert!(t.learn(theirs, cfg(5, &["x", "y", "z"])));
+        assert!(
+            !t.forget_learned(mine),
+            "a member's own configuration stays"
+        );
+        assert!(t.forget_learned(theirs));
+        assert_eq!(t.get(theirs), None);
+        assert!(t.get(mine).is_some());
+        assert!(!t.forget_learned(theirs), "nothing left to forget");
     }
 
     #[test]
