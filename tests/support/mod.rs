@@ -476,9 +476,38 @@ pub async fn settle(nodes: &[&NodeHandle], k: usize) {
     settle_within(nodes, k, Duration::from_secs(60)).await;
 }
 
-/// Waits (at most `limit`) until [`settled`] holds.
+/// Waits (at most `limit`) until [`settled`] holds; past it, fails naming what
+/// each node holds of the first region that has not settled.
 pub async fn settle_within(nodes: &[&NodeHandle], k: usize, limit: Duration) {
-    eventually(limit, || async { settled(nodes, k) }).await;
+    let deadline = Instant::now() + limit;
+    while !settled(nodes, k) {
+        if Instant::now() >= deadline {
+            let ids: Vec<libp2p::PeerId> = nodes.iter().map(|n| n.peer_id()).collect();
+            let stuck = Region::all().find(|r| {
+                let want: std::collections::BTreeSet<String> =
+                    optimystic_actors::membership::target(*r, &ids, k)
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                nodes
+                    .iter()
+                    .filter(|n| want.contains(&n.peer_id().to_string()))
+                    .any(|n| n.configs().config(*r).is_none_or(|c| c.members != want))
+            });
+            let held: Vec<String> = stuck
+                .map(|r| {
+                    nodes
+                        .iter()
+                        .map(|n| format!("{}: {:?}", n.peer_id(), n.configs().config(r)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            panic!(
+                "configurations not settled within {limit:?}: region {stuck:?} held as {held:#?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits until every node of `nodes` is connected to all the others (30 s), then
@@ -537,7 +566,10 @@ pub async fn three_and_a_proposer(
         .await;
     }
     let handles: Vec<&NodeHandle> = nodes.iter().map(|(n, _)| n).collect();
-    settle(&handles, 4).await;
+    // Four in-process nodes forming one cluster of four, one step at a time
+    // (each with a hand-over inside it), while the test binary's other tests
+    // load both cores: in full-suite runs this has taken over 60 s.
+    settle_within(&handles, 4, Duration::from_secs(120)).await;
     let (d, _) = nodes.pop().unwrap();
     d.shutdown().await;
     let key = optimystic_actors::net::load_or_create_identity(dirs[3].path()).unwrap();
