@@ -654,12 +654,14 @@ async fn a_member_refuses_new_transactions_past_its_active_limit() {
     .await;
     let net = proposer.net.clone();
     let members = members_of(&nodes);
-    let first = proposer.pend_record(&members, "held", 30_000);
     // The configuration changes that formed the cluster may still hold B's one
-    // slot for a moment: the first transaction is taken once they have finished.
+    // slot for a while: the first transaction is taken once they have finished
+    // (each try a fresh record, so none expires while waiting; a refused one
+    // leaves nothing behind).
     let b = nodes[1].0.peer_id();
     let taken = std::sync::Mutex::new(None);
-    eventually(Duration::from_secs(30), || async {
+    eventually(Duration::from_secs(60), || async {
+        let first = proposer.pend_record(&members, "held", 30_000);
         let r = cluster_update(
             &net,
             b,
@@ -669,7 +671,7 @@ async fn a_member_refuses_new_transactions_past_its_active_limit() {
         );
         match r.await {
             Ok(r) => {
-                *taken.lock().unwrap() = Some(r);
+                *taken.lock().unwrap() = Some((first, r));
                 true
             }
             Err(NetError::Remote { code, .. }) if code == "busy" => false,
@@ -677,7 +679,7 @@ async fn a_member_refuses_new_transactions_past_its_active_limit() {
         }
     })
     .await;
-    let promised = taken.into_inner().unwrap().unwrap();
+    let (first, promised) = taken.into_inner().unwrap().unwrap();
     assert!(promised
         .promises
         .contains_key(&nodes[1].0.peer_id().to_string()));
