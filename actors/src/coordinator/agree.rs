@@ -261,7 +261,12 @@ impl Coordinator {
                         if let Some(v) = r.promises.get(&peer) {
                             record.promises.insert(peer.clone(), v.clone());
                         }
-                        let approvals = voters(&record.promises, VoteType::Approve);
+                        // Only a change with a held-back newcomer counts here
+                        // (writes skip it: this runs on every reply).
+                        let approvals = match &held {
+                            HeldState::Waiting(_) => voters(&record.promises, VoteType::Approve),
+                            _ => Default::default(),
+                        };
                         let ready = matches!(&held, HeldState::Waiting(h) if h.from.met_by(approvals.iter().copied()));
                         if ready {
                             if let HeldState::Waiting(h) = std::mem::replace(&mut held, HeldState::Preparing) {

@@ -101,10 +101,10 @@ impl Coordinator {
                 )));
             }
         }
-        let pending = self
-            .majority_pendings(net, from, &others, &held_heads, wanted.clone())
-            .await?;
         let mine = self.repo.heads(wanted).await?;
+        let pending = self
+            .majority_pendings(net, from, &others, &held_heads, &mine)
+            .await?;
         // What the newcomer must hold of each block: this copy's latest, and the
         // pending transactions a majority of the old configuration holds.
         let want: BTreeMap<BlockId, Head> = mine
@@ -144,8 +144,8 @@ impl Coordinator {
     }
 
     /// For each block, the pending transactions (with their transforms) that a
-    /// majority of `from` holds, counting this node and the `others` promisers
-    /// (whose heads are `held`): a pend applied by a majority and not cancelled by
+    /// majority of `from` holds, counting this node (its heads `mine`) and the
+    /// `others` promisers (whose heads are `held`): a pend applied by a majority and not cancelled by
     /// one. A pending transaction only a minority holds (one that missed a cancel)
     /// is not handed to a newcomer, which would make it a majority's.
     async fn majority_pendings(
@@ -154,11 +154,11 @@ impl Coordinator {
         from: &Config,
         others: &[PeerId],
         held: &[Vec<crate::model::BlockHead>],
-        wanted: BTreeSet<Region>,
+        mine: &[crate::model::BlockHead],
     ) -> Result<Pendings, RepoError> {
         let mut count: BTreeMap<(BlockId, TrxId), Vec<PeerId>> = BTreeMap::new();
-        let mine = self.repo.heads(wanted).await?;
-        let all = std::iter::once((self.me, &mine)).chain(others.iter().copied().zip(held));
+        let all = std::iter::once((self.me, mine))
+            .chain(others.iter().copied().zip(held.iter().map(Vec::as_slice)));
         for (q, heads) in all {
             for h in heads {
                 for t in &h.pending {
