@@ -354,6 +354,17 @@ impl Proposer {
         ttl_ms: u64,
     ) -> ClusterRecord {
         let epochs = self.epochs_for(&operations);
+        self.record_naming(members, operations, ttl_ms, epochs)
+    }
+
+    /// [`Self::record`] naming `epochs` as the configurations it plans with.
+    pub fn record_naming(
+        &self,
+        members: &[(String, String)],
+        operations: Vec<RepoOperation>,
+        ttl_ms: u64,
+        epochs: std::collections::BTreeMap<Region, u64>,
+    ) -> ClusterRecord {
         let mut r = record_of(members, operations, ttl_ms, Some(self.id()), epochs);
         let (id, entry) = optimystic_actors::cluster::peer_entry(&self.key, vec![]);
         r.peers.insert(id, entry);
@@ -566,10 +577,7 @@ pub async fn three_and_a_proposer(
         .await;
     }
     let handles: Vec<&NodeHandle> = nodes.iter().map(|(n, _)| n).collect();
-    // Four in-process nodes forming one cluster of four, one step at a time
-    // (each with a hand-over inside it), while the test binary's other tests
-    // load both cores: in full-suite runs this has taken over 60 s.
-    settle_within(&handles, 4, Duration::from_secs(120)).await;
+    settle(&handles, 4).await;
     let (d, _) = nodes.pop().unwrap();
     d.shutdown().await;
     let key = optimystic_actors::net::load_or_create_identity(dirs[3].path()).unwrap();

@@ -66,7 +66,7 @@ pub struct MemberDirectory {
     /// Decided transactions by deadline, to forget [`RETENTION`] after it.
     retired: Mutex<BTreeSet<(u64, String)>>,
     pub(super) fresh: Arc<Freshness>,
-    /// Member actors running (transactions in progress here).
+    /// Member actors of write transactions running (in progress here).
     pub(super) active: AtomicUsize,
     /// Most member actors running at once; a new transaction past it is refused.
     max_active: AtomicUsize,
@@ -159,7 +159,7 @@ impl MemberDirectory {
         (self.max_active.load(Ordering::Relaxed) / 4).max(64)
     }
 
-    /// Member actors running now.
+    /// Member actors of write transactions running now.
     pub fn active(&self) -> usize {
         self.active.load(Ordering::Relaxed)
     }
@@ -425,9 +425,9 @@ impl MemberDirectory {
             self.note_message(&record.message_hash, &record.message);
         }
         let hash = record.message_hash.clone();
-        let reconfiguring = self.is_co_members_change(&record);
+        let change = record.message.change.is_some();
         for _ in 0..4 {
-            let addr = self.member_for(&hash, reconfiguring)?;
+            let addr = self.member_for(&hash, change)?;
             self.metrics.enqueued();
             match addr.send(Update(record.clone())).await {
                 Ok(r) => return r,
@@ -440,24 +440,6 @@ impl MemberDirectory {
         )))
     }
 
-    /// Whether `record` is a configuration change proposed by a member of this
-    /// node's configuration of its regions: such records are not counted against
-    /// `max-active-transactions` (the placement driver sends few, and a member's
-    /// one slot taken by writes must not keep its configuration from changing).
-    fn is_co_members_change(&self, record: &ClusterRecord) -> bool {
-        let (Some(change), Some(coordinator)) = (
-            &record.message.change,
-            record.message.coordinator.as_deref(),
-        ) else {
-            return false;
-        };
-        let t = self.configs.table();
-        change.regions.first().is_some_and(|r| {
-            t.get(*r)
-                .is_some_and(|c| c.members.contains(coordinator) && c.members.contains(&self.me))
-        })
-    }
-
     /// The actor of transaction `hash`, started (from its stored state) if none runs.
     pub(super) fn member(
         self: &Arc<Self>,
@@ -466,19 +448,26 @@ impl MemberDirectory {
         self.member_for(hash, false)
     }
 
-    /// [`Self::member`]; a new transaction is refused past `max-active-transactions`
-    /// unless `uncapped`.
+    /// [`Self::member`]; a new write transaction is refused past
+    /// `max-active-transactions`. A configuration change (`change`, or one stored)
+    /// neither counts toward that limit nor is refused for it: a member's slots
+    /// taken by writes, or by other changes, must not keep it from joining or
+    /// leaving a configuration (its proposer's share still bounds it).
     fn member_for(
         self: &Arc<Self>,
         hash: &str,
-        uncapped: bool,
+        change: bool,
     ) -> Result<Addr<ClusterMember>, ClusterError> {
         if let Some(a) = self.members.get(hash).filter(|a| a.connected()) {
             return Ok(a.clone());
         }
         let state = self.store.load(hash)?;
+        let change = change
+            || state
+                .as_ref()
+                .is_some_and(|s| s.record.message.change.is_some());
         let full = self.active() >= self.max_active.load(Ordering::Relaxed);
-        if state.is_none() && full && !uncapped {
+        if state.is_none() && full && !change {
             return Err(ClusterError::Busy(format!(
                 "{} transactions in progress on this member",
                 self.active()
@@ -491,11 +480,13 @@ impl MemberDirectory {
             .entry(hash.to_string())
             .and_modify(|a| {
                 if !a.connected() {
-                    *a = ClusterMember::new(dir.clone(), hash_owned.clone(), state.clone()).start();
+                    *a =
+                        ClusterMember::new(dir.clone(), hash_owned.clone(), state.clone(), !change)
+                            .start();
                 }
             })
             .or_insert_with(|| {
-                ClusterMember::new(dir.clone(), hash_owned.clone(), state.clone()).start()
+                ClusterMember::new(dir.clone(), hash_owned.clone(), state.clone(), !change).start()
             })
             .clone();
         Ok(addr)

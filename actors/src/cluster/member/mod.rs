@@ -119,11 +119,20 @@ pub struct ClusterMember {
     retry: Duration,
     /// Started from a stored state, or retrying: it may have applied before.
     again: bool,
+    /// Counted toward `max-active-transactions` (a write, not a change).
+    counted: bool,
 }
 
 impl ClusterMember {
-    fn new(dir: Arc<MemberDirectory>, hash: String, state: Option<TxnState>) -> Self {
-        dir.active.fetch_add(1, Ordering::Relaxed);
+    fn new(
+        dir: Arc<MemberDirectory>,
+        hash: String,
+        state: Option<TxnState>,
+        counted: bool,
+    ) -> Self {
+        if counted {
+            dir.active.fetch_add(1, Ordering::Relaxed);
+        }
         let again = state.is_some();
         Self {
             dir,
@@ -131,6 +140,7 @@ impl ClusterMember {
             state,
             retry: RETRY_FIRST,
             again,
+            counted,
         }
     }
 
@@ -184,6 +194,13 @@ impl ClusterMember {
         });
     }
 
+    /// Gives back this transaction's slot of `max-active-transactions`, once.
+    fn free_slot(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.dir.active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// The proposer of the stored (or given) record.
     fn proposer(record: &ClusterRecord) -> String {
         record.message.coordinator.clone().unwrap_or_default()
@@ -194,7 +211,7 @@ impl Actor for ClusterMember {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.dir.active.fetch_sub(1, Ordering::Relaxed);
+        self.free_slot();
         if let Some(s) = self.state.as_ref().filter(|s| s.phase.is_decided()) {
             self.dir
                 .retire(&self.hash, s.record.message.expiration.unwrap_or(0));
@@ -244,7 +261,7 @@ impl ClusterMember {
     ) -> ResponseActFuture<Self, Result<ClusterRecord, ClusterError>> {
         let (record, write) = match staged {
             Ok(x) => x,
-            Err(e) => return ready(Err(e)),
+            Err(e) => return refuse(e),
         };
         let write = async move {
             match write {
@@ -364,6 +381,23 @@ fn ready(
     Box::pin(fut::ready(r))
 }
 
+/// A refusal, ready now. A member left holding nothing (it never promised, or it
+/// has decided) stops: a refused record must not keep a slot of
+/// `max-active-transactions`, or a peer sending records that are refused
+/// (`wrong_cluster`, `busy` past its share) would fill every slot.
+fn refuse(
+    e: ClusterError,
+) -> ResponseActFuture<ClusterMember, Result<ClusterRecord, ClusterError>> {
+    Box::pin(fut::ready(Err(e)).map(|r, act: &mut ClusterMember, ctx| {
+        if !act.phase().holds() {
+            // Free before the reply leaves: the peer's next record finds it.
+            act.free_slot();
+            ctx.stop();
+        }
+        r
+    }))
+}
+
 /// Blocks an agreed commit just succeeded on are current here.
 fn mark_fresh(dir: &MemberDirectory, ops: &[RepoOperation], outcomes: &[OpOutcome]) {
     let Some(net) = dir.net.get() else {
@@ -395,7 +429,7 @@ impl Handler<Update> for ClusterMember {
         // for another configuration (one it left, or never had).
         if !matches!(self.phase(), Phase::Committed | Phase::Aborted) {
             if let Err(e) = self.dir.check_config(&incoming) {
-                return AtomicResponse::new(Box::pin(fut::ready(Err(e))));
+                return AtomicResponse::new(refuse(e));
             }
         }
         let claim = MemberDirectory::claim_of(&incoming);
@@ -414,7 +448,7 @@ impl Handler<Update> for ClusterMember {
         };
         let (next, action) = match self.phase().next(&event) {
             Ok(x) => x,
-            Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e.into())))),
+            Err(e) => return AtomicResponse::new(refuse(e.into())),
         };
         let me = self.dir.me.clone();
         let staged: Staged = match action {
