@@ -167,12 +167,29 @@ async fn a_minority_acknowledges_nothing_however_long_it_waits() {
         refused += 1;
     }
     assert!(refused > 0);
+    // Reads through the survivor: its own copy of the written block answers; a
+    // block it does not hold cannot be told absent, so that read is
+    // `unavailable`, never an empty block.
+    assert_eq!(latest_of(&a, "minority").await.map(|(rev, _)| rev), Some(1));
+    let never = || BlockGets {
+        block_ids: vec![bid("never-written")],
+        context: None,
+    };
+    let e = a
+        .get(never())
+        .await
+        .expect_err("an empty block from a survivor that cannot reach its cluster");
+    assert!(e.to_string().contains("unavailable"), "{e}");
     c.restart(1);
     let b = c.client(1);
     eventually(std::time::Duration::from_secs(60), || async {
         write(&a, "w2", 2, append("minority", 99)).await.is_ok()
     })
     .await;
+    // A majority answers again: the block is absent, an empty state.
+    let absent = a.get(never()).await.unwrap();
+    let g = &absent[&bid("never-written")];
+    assert!(g.block.is_none() && g.state.latest.is_none(), "{g:?}");
     c.restart(2);
     for i in 0..3 {
         let client = c.client(i);

@@ -170,20 +170,22 @@ impl CatchUp {
 
     /// Compares every block of `blocks` not known current under the present member
     /// set with its cluster (one round trip to its peers, concurrently), taking
-    /// what a majority of the cluster holds. Best effort: a block no majority
-    /// answered for stays unknown and is compared again next time.
-    pub async fn catch_up(&self, blocks: &[BlockId]) {
+    /// what a majority of the cluster holds. Returns the blocks this did not
+    /// confirm: fewer than a majority of the cluster answered, or no majority
+    /// reported one latest revision (they are compared again next time).
+    pub async fn catch_up(&self, blocks: &[BlockId]) -> Vec<BlockId> {
         let Some(net) = self.net.get() else {
-            return;
+            return Vec::new();
         };
         let view = net.member_view();
-        if view.members.is_empty() {
-            return;
-        }
         let epoch = super::fresh::epoch(view.fingerprint, self.configs.generation());
         let stale = self.fresh.unknown(epoch, blocks);
         if stale.is_empty() {
-            return;
+            return Vec::new();
+        }
+        if view.members.is_empty() {
+            // Nobody to ask: only a configuration of this node alone confirms.
+            return stale.into_iter().filter(|b| !self.alone(b)).collect();
         }
         let candidates = self.candidates(&view);
         let checked = futures::future::join_all(
@@ -195,13 +197,21 @@ impl CatchUp {
         // Only a member of the block's cluster hears of every write to it; a copy
         // on another node is a cache, compared again on every read.
         let member = |b: &BlockId| self.cluster_of(b, &candidates).contains(&self.me);
+        let (confirmed, unsure): (Vec<_>, Vec<_>) = checked.into_iter().partition(|(_, ok)| *ok);
         self.fresh.compared(
             epoch,
-            checked
-                .into_iter()
-                .filter(|(b, ok)| *ok && member(b))
-                .map(|(b, _)| b),
+            confirmed.into_iter().map(|(b, _)| b).filter(|b| member(b)),
         );
+        unsure.into_iter().map(|(b, _)| b).collect()
+    }
+
+    /// Whether this node holds `block`'s region as a configuration of itself
+    /// alone (its copy is the whole cluster's).
+    fn alone(&self, block: &BlockId) -> bool {
+        let me = self.me.to_string();
+        self.configs
+            .config(crate::model::Region::of(block))
+            .is_some_and(|c| c.members.len() == 1 && c.members.contains(&me))
     }
 
     /// Compares `blocks` with their cluster now, whatever this node knows of them

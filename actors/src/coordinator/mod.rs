@@ -178,12 +178,32 @@ impl Coordinator {
     /// A read: served by the local store; a block not compared with its cluster
     /// since this node started or its member set last changed is compared first (one
     /// round trip to its cluster peers), and restored from them when a majority
-    /// holds a newer revision. Reads with a context restore on their own.
+    /// holds a newer revision. A block the comparison could not confirm is
+    /// answered with what this node holds or restores; if that is nothing, the
+    /// read is `unavailable` rather than an empty block (it may exist where
+    /// nobody answered). Reads with a context restore on their own.
     pub async fn get(&self, gets: BlockGets) -> Result<GetBlockResults, RepoError> {
-        if gets.context.is_none() {
-            self.catch_up.catch_up(&gets.block_ids).await;
+        let unsure = match gets.context {
+            None => self.catch_up.catch_up(&gets.block_ids).await,
+            Some(_) => Vec::new(),
+        };
+        let results = self.repo.get(gets).await?;
+        let unknown: Vec<String> = unsure
+            .iter()
+            .filter(|b| {
+                results
+                    .get(*b)
+                    .is_none_or(|g| g.block.is_none() && g.state.latest.is_none())
+            })
+            .map(ToString::to_string)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(RepoError::Unavailable(format!(
+                "no quorum: too few members of the cluster of {} answered to tell whether it exists",
+                unknown.join(", ")
+            )));
         }
-        self.repo.get(gets).await
+        Ok(results)
     }
 
     /// Runs a write: grouped by its regions' configurations, each part forwarded,
