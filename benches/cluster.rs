@@ -306,7 +306,7 @@ fn main() {
                 let count = std::sync::atomic::AtomicU64::new(0);
                 join_all((0..IN_FLIGHT).map(|_| async {
                     while start.elapsed() < Duration::from_secs(secs) {
-                        let r = client.get(BlockGets { block_ids: vec![id.clone()], context: None }).await.unwrap();
+                        let r = client.get(BlockGets { block_ids: vec![id.clone()], context: None, consistency: None }).await.unwrap();
                         assert!(r[&id].block.is_some());
                         count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
@@ -369,7 +369,7 @@ fn main() {
                     let i = (lane * 7_919 + k * 104_729) % (IN_FLIGHT * PER_LANE) as u64;
                     let l = i / PER_LANE as u64;
                     let id = BlockId::new(format!("c{}", 10_000 + l * 1_000 + i % PER_LANE as u64)).unwrap();
-                    let r = client.get(BlockGets { block_ids: vec![id.clone()], context: None }).await.unwrap();
+                    let r = client.get(BlockGets { block_ids: vec![id.clone()], context: None, consistency: None }).await.unwrap();
                     assert!(r[&id].block.is_some());
                 }
             }

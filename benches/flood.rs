@@ -30,6 +30,7 @@ fn gets() -> BlockGets {
     BlockGets {
         block_ids: vec![BlockId::new("g").unwrap()],
         context: None,
+        consistency: None,
     }
 }
 

@@ -54,6 +54,7 @@ fn gets() -> BlockGets {
     BlockGets {
         block_ids: vec![BlockId::new("bench").unwrap()],
         context: None,
+        consistency: None,
     }
 }
 

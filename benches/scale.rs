@@ -184,6 +184,7 @@ fn main() {
                         .get(BlockGets {
                             block_ids: vec![id],
                             context: None,
+                            consistency: None,
                         })
                         .await
                         .unwrap();

@@ -152,6 +152,7 @@ fn reads(c: &mut Criterion) {
                             repo.get(BlockGets {
                                 block_ids: vec![id],
                                 context: None,
+                                consistency: None,
                             })
                             .await
                             .unwrap();

@@ -39,6 +39,7 @@ async fn get_note(node: web::Data<Arc<NodeHandle>>, id: web::Path<String>) -> Ht
         .get(BlockGets {
             block_ids: vec![bid.clone()],
             context: None,
+            consistency: None,
         })
         .await
     {
@@ -67,6 +68,7 @@ async fn put_note(
         .get(BlockGets {
             block_ids: vec![bid.clone()],
             context: None,
+            consistency: None,
         })
         .await
     {

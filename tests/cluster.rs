@@ -153,6 +153,7 @@ async fn writes_land_on_every_member_in_order() {
             .get(BlockGets {
                 block_ids: vec![x.clone()],
                 context: None,
+                consistency: None,
             })
             .await
             .unwrap();
@@ -799,6 +800,7 @@ async fn member_connections_outlive_the_idle_timeout() {
         .get(BlockGets {
             block_ids: vec![bid("x")],
             context: None,
+            consistency: None,
         })
         .await
         .unwrap();
@@ -962,6 +964,7 @@ async fn replicas_are_exactly_each_blocks_k_closest_peers() {
                         .get(BlockGets {
                             block_ids: vec![bid(&name)],
                             context: None,
+                            consistency: None,
                         })
                         .await
                         .unwrap();
@@ -1118,6 +1121,7 @@ async fn one_round_writes_are_agreed_once_and_race_safely() {
                         .get(BlockGets {
                             block_ids: vec![bid("hot")],
                             context: None,
+                            consistency: None,
                         })
                         .await
                         .unwrap();

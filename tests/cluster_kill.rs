@@ -203,6 +203,7 @@ async fn coordinator_gone_between_phases() {
                 cl.get(BlockGets {
                     block_ids: vec![bid("split")],
                     context: None,
+                    consistency: None,
                 })
                 .await
                 .is_ok_and(|r| {
@@ -224,6 +225,7 @@ async fn pending_on(c: &RepoClient, block: &str, trx: &TrxId) -> bool {
     c.get(BlockGets {
         block_ids: vec![bid(block)],
         context: None,
+        consistency: None,
     })
     .await
     .is_ok_and(|r| {

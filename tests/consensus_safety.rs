@@ -72,6 +72,7 @@ async fn latest(c: &RepoClient, block: &str) -> Option<TrxRev> {
         .get(BlockGets {
             block_ids: vec![bid(block)],
             context: None,
+            consistency: None,
         })
         .await
         .ok()?;

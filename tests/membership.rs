@@ -36,6 +36,7 @@ async fn only(c: &TestCluster, block: &str, trx: &str) {
         .get(BlockGets {
             block_ids: vec![bid(block)],
             context: None,
+            consistency: None,
         })
         .await
         .unwrap();
@@ -174,6 +175,7 @@ async fn a_minority_acknowledges_nothing_however_long_it_waits() {
     let never = || BlockGets {
         block_ids: vec![bid("never-written")],
         context: None,
+        consistency: None,
     };
     let e = a
         .get(never())
@@ -468,6 +470,7 @@ async fn a_private_network_admits_only_key_holders() {
             .get(BlockGets {
                 block_ids: vec![bid("private")],
                 context: None,
+                consistency: None,
             })
             .await;
         assert!(got.is_err(), "{name}: {got:?}");

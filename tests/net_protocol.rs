@@ -262,6 +262,7 @@ async fn hostile_peer_cannot_disturb_a_good_client() {
                 .get(BlockGets {
                     block_ids: vec![BlockId::new("g").unwrap()],
                     context: None,
+                    consistency: None,
                 })
                 .await
                 .unwrap();
@@ -364,6 +365,7 @@ async fn node_b_restores_a_block_and_an_old_revision_from_node_a() {
         .get(BlockGets {
             block_ids: vec![id.clone()],
             context: None,
+            consistency: None,
         })
         .await
         .unwrap();
@@ -388,6 +390,7 @@ async fn node_b_restores_a_block_and_an_old_revision_from_node_a() {
         .get(BlockGets {
             block_ids: vec![id.clone()],
             context: Some(ctx),
+            consistency: None,
         })
         .await
         .unwrap();
@@ -435,6 +438,7 @@ async fn node_b_restores_a_block_and_an_old_revision_from_node_a() {
         .get(BlockGets {
             block_ids: vec![id.clone()],
             context: Some(ctx),
+            consistency: None,
         })
         .await
         .unwrap();
@@ -448,6 +452,7 @@ async fn node_b_restores_a_block_and_an_old_revision_from_node_a() {
         .get(BlockGets {
             block_ids: vec![id.clone()],
             context: None,
+            consistency: None,
         })
         .await
         .unwrap();
@@ -473,6 +478,7 @@ async fn a_peer_over_its_rate_is_refused_then_blocked_and_others_are_served() {
     let gets = || BlockGets {
         block_ids: vec![BlockId::new("nothing").unwrap()],
         context: None,
+        consistency: None,
     };
     let hostile = good_client(&addr);
     let is_limited = |r: &Result<GetBlockResults, optimystic_actors::net::NetError>| matches!(r, Err(optimystic_actors::net::NetError::Remote { code, .. }) if code == "rate_limited");
@@ -516,6 +522,7 @@ async fn inbound_handshakes_past_the_rate_are_dropped_before_noise() {
     let gets = || BlockGets {
         block_ids: vec![BlockId::new("nothing").unwrap()],
         context: None,
+        consistency: None,
     };
     // A client connected first keeps its connection whatever comes next.
     let first = good_client(&addr);

@@ -205,6 +205,7 @@ async fn restoring_a_commit_drops_its_pending_record() {
             .get(BlockGets {
                 block_ids: vec![bid("a")],
                 context: Some(ctx),
+                consistency: None,
             })
             .await
             .unwrap();

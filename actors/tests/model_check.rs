@@ -388,6 +388,7 @@ async fn run_repo(repo: &StorageRepo, op: &Op) -> Outcome {
                     rev: r,
                     trx_id: None,
                 }),
+                consistency: None,
             };
             match repo.get(g).await {
                 Ok(r) => Outcome::Read(

@@ -102,6 +102,7 @@ async fn op(
             c.get(BlockGets {
                 block_ids: vec![id],
                 context: None,
+                consistency: None,
             })
             .await
             .map_err(|e| kind(&e))?;

@@ -156,6 +156,7 @@ async fn workload(addrs: &[Multiaddr], ops: usize) -> Result<(), String> {
                 .get(BlockGets {
                     block_ids: vec![id.clone()],
                     context: None,
+                    consistency: None,
                 })
                 .await;
             if got.is_ok_and(|r| r.get(&id).is_some_and(|b| b.block.is_some())) {

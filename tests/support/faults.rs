@@ -423,6 +423,7 @@ async fn read_full(
         .get(BlockGets {
             block_ids: vec![bid(block)],
             context,
+            consistency: None,
         })
         .await
         .ok()?;

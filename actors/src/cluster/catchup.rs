@@ -174,12 +174,28 @@ impl CatchUp {
     /// confirm: fewer than a majority of the cluster answered, or no majority
     /// reported one latest revision (they are compared again next time).
     pub async fn catch_up(&self, blocks: &[BlockId]) -> Vec<BlockId> {
+        self.compare(blocks, false).await
+    }
+
+    /// [`Self::catch_up`] of every block of `blocks`, known current or not (a
+    /// quorum read: what it confirms, a majority of the cluster holds now).
+    pub async fn confirm(&self, blocks: &[BlockId]) -> Vec<BlockId> {
+        self.compare(blocks, true).await
+    }
+
+    /// Compares the blocks of `blocks` not known current (`every`: all of them)
+    /// with their cluster; returns those it did not confirm.
+    async fn compare(&self, blocks: &[BlockId], every: bool) -> Vec<BlockId> {
         let Some(net) = self.net.get() else {
             return Vec::new();
         };
         let view = net.member_view();
         let epoch = super::fresh::epoch(view.fingerprint, self.configs.generation());
-        let stale = self.fresh.unknown(epoch, blocks);
+        let stale = if every {
+            blocks.to_vec()
+        } else {
+            self.fresh.unknown(epoch, blocks)
+        };
         if stale.is_empty() {
             return Vec::new();
         }

@@ -36,7 +36,7 @@ use libp2p::PeerId;
 use crate::block::StorageRepo;
 use crate::cluster::{CatchUp, Configs, MemberDirectory};
 use crate::metrics::{Counter, Histogram};
-use crate::model::{BlockGets, GetBlockResults, OpResult, RepoError, RepoOperation};
+use crate::model::{BlockGets, Consistency, GetBlockResults, OpResult, RepoError, RepoOperation};
 use crate::net::NetClient;
 
 pub use handle::{CoordinatorActor, CoordinatorHandle};
@@ -182,11 +182,25 @@ impl Coordinator {
     /// answered with what this node holds or restores; if that is nothing, the
     /// read is `unavailable` rather than an empty block (it may exist where
     /// nobody answered). Reads with a context restore on their own.
+    ///
+    /// A quorum read (`"consistency":"quorum"`) compares every block with its
+    /// cluster on every read and answers only what a majority holds: a block
+    /// the comparison does not confirm makes it `unavailable`, whatever this
+    /// node holds.
     pub async fn get(&self, gets: BlockGets) -> Result<GetBlockResults, RepoError> {
-        let unsure = match gets.context {
-            None => self.catch_up.catch_up(&gets.block_ids).await,
-            Some(_) => Vec::new(),
+        let quorum = gets.consistency == Some(Consistency::Quorum);
+        let unsure = match (&gets.context, quorum) {
+            (_, true) => self.catch_up.confirm(&gets.block_ids).await,
+            (None, false) => self.catch_up.catch_up(&gets.block_ids).await,
+            (Some(_), false) => Vec::new(),
         };
+        if quorum && !unsure.is_empty() {
+            let blocks: Vec<String> = unsure.iter().map(ToString::to_string).collect();
+            return Err(RepoError::Unavailable(format!(
+                "no quorum: a majority of the cluster of {} did not report one latest revision",
+                blocks.join(", ")
+            )));
+        }
         let results = self.repo.get(gets).await?;
         let unknown: Vec<String> = unsure
             .iter()

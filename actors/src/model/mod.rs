@@ -24,7 +24,7 @@ pub use ids::{validate_id, BlockId, IdError, TrxId, MAX_ID_LEN};
 pub use outcome::{unexpected, Empty, OpKind, OpOutcome, OpResult, Repo, WireResult};
 pub use region::{block_key, Region, REGIONS, REGION_BITS};
 pub use repo::{
-    BlockGets, BlockHead, BlockTrxState, CancelOperation, CommitRequest, CommitResult,
+    BlockGets, BlockHead, BlockTrxState, CancelOperation, CommitRequest, CommitResult, Consistency,
     GetBlockResult, GetBlockResults, PendCommitRequest, PendCommitResult, PendPolicy, PendRequest,
     PendResult, PendSuccess, RepoMessage, RepoOperation, Rev, StaleFailure, TrxBlocks, TrxContext,
     TrxPending, TrxRev, TrxTransforms,

@@ -52,7 +52,7 @@ pub struct TrxContext {
 }
 
 /// A read of several blocks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BlockGets {
     /// Blocks to read.
@@ -60,6 +60,22 @@ pub struct BlockGets {
     /// Optional read context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<TrxContext>,
+    /// How current the answer must be (an extension of the seed's protocol;
+    /// absent: [`Consistency::Local`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<Consistency>,
+}
+
+/// How current a read must be (docs/CONSENSUS.md, "Reads").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// The node's own copy, compared with its cluster when not known current.
+    #[default]
+    Local,
+    /// Only what a majority of the block's configuration holds, compared on
+    /// every read; `unavailable` when too few answer alike.
+    Quorum,
 }
 
 /// What is known of a block's transactions.

@@ -124,6 +124,7 @@ pub fn gets(ids: &[&str]) -> BlockGets {
     BlockGets {
         block_ids: ids.iter().map(|i| bid(i)).collect(),
         context: None,
+        consistency: None,
     }
 }
 
