@@ -644,6 +644,68 @@ async fn a_member_that_misses_the_pend_decision_still_applies_the_commit() {
     }
 }
 
+/// A change of `region` from `from` to `to`, proposed by `proposer` (a member of
+/// `from`) among `members` and itself (docs/CONSENSUS.md, "A change is a record").
+fn change_record(
+    proposer: &Proposer,
+    members: &[(String, String)],
+    region: Region,
+    from: Config,
+    to: Config,
+) -> ClusterRecord {
+    let mut change = proposer.record(members, vec![], 30_000);
+    let mut message = change.message.as_ref().clone();
+    message.change = Some(ConfigChange {
+        regions: vec![region],
+        to,
+        from,
+        retire: false,
+    });
+    change.message_hash = optimystic_actors::cluster::message_hash(&message);
+    change.message = message.into();
+    change
+}
+
+/// A member that never heard of an agreed change: the proposer (a member) removes
+/// itself from one region's configuration with A's, B's and its own promises and
+/// delivers the decision to A and B only. C still holds the old configuration,
+/// counted as a member of the new one; its co-members send it the decided change
+/// (docs/CONSENSUS.md, "A member that missed a change") and it applies it, with
+/// no write, read or restart.
+#[actix_rt::test]
+async fn a_member_that_missed_a_change_is_sent_it() {
+    let dirs = four_dirs();
+    let (nodes, proposer) = three_and_a_proposer(&dirs, |_, _| {}).await;
+    let net = proposer.net.clone();
+    let members = members_of(&nodes);
+    let region = Region::new(0);
+    let from = nodes[2].0.configs().config(region).unwrap();
+    let to = from.without(&proposer.id());
+    let mut change = change_record(&proposer, &members, region, from.clone(), to.clone());
+    let proposal = change.clone();
+    for node in &nodes[..2] {
+        let id = node.0.peer_id().to_string();
+        let r = deliver(&net, node, proposal.clone()).await;
+        assert_eq!(r.promises[&id].vote, VoteType::Approve);
+        change.promises.insert(id.clone(), r.promises[&id].clone());
+    }
+    proposer.promise(&mut change);
+    for node in &nodes[..2] {
+        let id = node.0.peer_id().to_string();
+        let r = deliver(&net, node, change.clone()).await;
+        assert_eq!(r.commits[&id].vote, VoteType::Approve);
+        assert_eq!(node.0.configs().config(region), Some(to.clone()));
+    }
+    assert_eq!(nodes[2].0.configs().config(region), Some(from));
+    eventually(Duration::from_secs(30), || async {
+        nodes[2].0.configs().config(region) == Some(to.clone())
+    })
+    .await;
+    for (n, _) in nodes {
+        n.shutdown().await;
+    }
+}
+
 #[actix_rt::test]
 async fn a_member_refuses_new_transactions_past_its_active_limit() {
     let dirs = four_dirs();
@@ -689,16 +751,8 @@ async fn a_member_refuses_new_transactions_past_its_active_limit() {
     let region = Region::all().find(|r| !used.contains(r)).unwrap();
     let from = nodes[1].0.configs().config(region).unwrap();
     let a_id = nodes[0].0.peer_id().to_string();
-    let mut change = proposer.record(&members, vec![], 30_000);
-    let mut message = change.message.as_ref().clone();
-    message.change = Some(ConfigChange {
-        regions: vec![region],
-        to: from.without(&a_id),
-        from,
-        retire: false,
-    });
-    change.message_hash = optimystic_actors::cluster::message_hash(&message);
-    change.message = message.into();
+    let to = from.without(&a_id);
+    let change = change_record(&proposer, &members, region, from, to);
     let reply = deliver(&net, &nodes[1], change).await;
     assert_eq!(
         reply.promises[&b.to_string()].vote,
@@ -1133,6 +1187,82 @@ async fn one_round_writes_are_agreed_once_and_race_safely() {
         }
     }
     assert!(latest > 1, "some round must have had a winner");
+    for (n, _) in nodes {
+        n.shutdown().await;
+    }
+}
+
+/// A node outside a block's cluster holds a pending transaction on its copy that
+/// no member holds (a cache that heard of no cancel). Its plain read compares
+/// with the cluster (docs/CONSENSUS.md, "Reads") and no longer reports the stray
+/// transaction, nor keeps it.
+#[actix_rt::test]
+async fn a_non_member_drops_pending_transactions_no_member_holds() {
+    let dirs = four_dirs();
+    let three = |c: &mut optimystic::node::NodeConfig| c.cluster_size = 3;
+    let a = start_node_with(dirs[0].path(), vec![], three).await;
+    let mut nodes = vec![a];
+    for d in &dirs[1..] {
+        let boot = vec![nodes[0].1.clone()];
+        nodes.push(start_node_with(d.path(), boot, three).await);
+    }
+    connect_and_settle(&nodes, 3).await;
+    let outsider = &nodes[3].0;
+    let ids: Vec<libp2p::PeerId> = nodes.iter().map(|(n, _)| n.peer_id()).collect();
+    let block = (0..)
+        .map(|i| format!("cached{i}"))
+        .find(|b| {
+            !optimystic_actors::membership::target(Region::of(&bid(b)), &ids, 3)
+                .contains(&outsider.peer_id())
+        })
+        .unwrap();
+    let (p, c) = write_via(
+        &nodes[0].0,
+        &client_net(),
+        &nodes[0].1,
+        "real",
+        1,
+        insert(&block),
+    )
+    .await;
+    assert!(p.is_success() && c.is_some_and(|c| c.is_success()));
+    // The stray pending transaction, put straight into the outsider's own store.
+    let stray = outsider
+        .repo()
+        .local()
+        .pend(PendRequest {
+            trx_id: TrxId::new("stray").unwrap(),
+            rev: Some(1),
+            transforms: insert(&block),
+            policy: PendPolicy::Continue,
+        })
+        .await
+        .unwrap();
+    assert!(stray.is_success(), "{stray:?}");
+    assert_eq!(
+        outsider.storage().list_pending(&bid(&block)).unwrap().len(),
+        1
+    );
+    let r = outsider
+        .repo()
+        .get(BlockGets {
+            block_ids: vec![bid(&block)],
+            context: None,
+            consistency: None,
+        })
+        .await
+        .unwrap();
+    let g = &r[&bid(&block)];
+    assert_eq!(g.state.latest.as_ref().map(|l| l.rev), Some(1));
+    assert!(
+        g.state.pendings.as_ref().is_none_or(|p| p.is_empty()),
+        "a stray pending transaction was served: {g:?}"
+    );
+    assert!(outsider
+        .storage()
+        .list_pending(&bid(&block))
+        .unwrap()
+        .is_empty());
     for (n, _) in nodes {
         n.shutdown().await;
     }

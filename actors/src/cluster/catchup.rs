@@ -16,7 +16,7 @@
 //! BlockActor that may itself be restoring, so two nodes catching the same block
 //! up at once never wait on each other.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -275,15 +275,21 @@ impl CatchUp {
         }))
         .await;
         let local = self.local_latest(block);
+        let member = cluster.contains(&self.me);
         let mut reports: BTreeMap<Option<TrxRev>, Vec<PeerId>> = BTreeMap::new();
-        if cluster.contains(&self.me) {
+        if member {
             reports.entry(local.clone()).or_default().push(self.me);
         }
+        // Every transaction some member reports pending on the block.
+        let mut pending: BTreeSet<TrxId> = BTreeSet::new();
         for (peer, answer) in peers.iter().zip(answers) {
             if let Ok(a) = answer {
-                let latest = a
-                    .filter(|a| a.block_id == *block)
-                    .and_then(|a| archive_latest(&a));
+                let a = a.filter(|a| a.block_id == *block);
+                pending.extend(
+                    a.iter()
+                        .flat_map(|a| a.pending.iter().map(|(t, _)| t.clone())),
+                );
+                let latest = a.and_then(|a| archive_latest(&a));
                 reports.entry(latest).or_default().push(*peer);
             }
         }
@@ -291,6 +297,9 @@ impl CatchUp {
         let Some((target, holders)) = reports.into_iter().find(|(_, h)| h.len() >= need) else {
             return false;
         };
+        if !member {
+            self.drop_stray_pendings(block, &pending).await;
+        }
         if target == local || holders.contains(&self.me) {
             return true;
         }
@@ -308,6 +317,28 @@ impl CatchUp {
         match &target {
             Some(_) => self.reach_majority(block, &target, &holders).await,
             None => false,
+        }
+    }
+
+    /// On a node outside `block`'s cluster, whose copy is a cache that hears of
+    /// no cancel: drops the pending transactions no member that answered
+    /// reports (cancelled, or decided away, since this copy took them).
+    async fn drop_stray_pendings(&self, block: &BlockId, reported: &BTreeSet<TrxId>) {
+        let held = match self.repo.registry().raw().list_pending(block) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::debug!(%block, error = %e, "cannot list pending transactions");
+                return;
+            }
+        };
+        for trx_id in held.into_iter().filter(|t| !reported.contains(t)) {
+            let trx = crate::model::TrxBlocks {
+                trx_id,
+                block_ids: vec![block.clone()],
+            };
+            if let Err(e) = self.repo.cancel(trx).await {
+                tracing::debug!(%block, error = %e, "cannot drop a stray pending transaction");
+            }
         }
     }
 

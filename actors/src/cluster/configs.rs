@@ -13,6 +13,7 @@ use base64::Engine as _;
 use libp2p::{Multiaddr, PeerId};
 use parking_lot::RwLock;
 
+use super::changelog::ChangeLog;
 use super::record::ClusterPeer;
 use crate::membership::RegionTable;
 use crate::model::{Config, ConfigChange, Region, StorageError};
@@ -42,6 +43,8 @@ pub struct Configs {
     /// Bumped whenever the table changes (the placement driver skips a pass when
     /// neither it nor the live peers changed since one found nothing due).
     generation: AtomicU64,
+    /// The decided changes applied lately, for co-members that missed one.
+    changes: ChangeLog,
 }
 
 impl Configs {
@@ -79,6 +82,7 @@ impl Configs {
             retired: RwLock::new(retired),
             allowed: std::sync::OnceLock::new(),
             generation: AtomicU64::new(0),
+            changes: ChangeLog::default(),
         }))
     }
 
@@ -175,6 +179,11 @@ impl Configs {
         if forgot {
             self.changed();
         }
+    }
+
+    /// The decided changes this node applied lately.
+    pub fn changes(&self) -> &ChangeLog {
+        &self.changes
     }
 
     /// How many times the table has changed.

@@ -5,6 +5,7 @@
 
 pub mod canonical;
 pub mod catchup;
+pub mod changelog;
 pub mod configs;
 pub mod decision;
 pub mod fresh;

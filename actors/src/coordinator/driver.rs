@@ -227,6 +227,12 @@ pub(super) struct State {
     idle: Option<(u64, Vec<PeerId>)>,
     /// Steps that failed lately, tried again only after a growing pause.
     backoff: Backoff,
+    /// When co-members' configurations were last compared with this node's
+    /// ([`super::lagging`]).
+    pub(super) checked: Option<std::time::Instant>,
+    /// (change hash, member): the member was seen holding the change's
+    /// configuration, and is not asked about it again.
+    pub(super) seen: BTreeSet<(String, String)>,
 }
 
 /// The first pause after a step fails; it doubles with each failure in a row.

@@ -116,7 +116,8 @@ impl CoordinatorHandle {
 
     /// Starts the placement driver on the current arbiter: every
     /// `PLACEMENT_INTERVAL` it takes the next configuration step due in the
-    /// regions this node leads. It stops with the coordinator.
+    /// regions this node leads, and every few seconds sends co-members the
+    /// changes they missed. It stops with the coordinator.
     pub fn start_placement(&self) {
         let weak = Arc::downgrade(&self.inner);
         actix_rt::spawn(async move {
@@ -127,6 +128,7 @@ impl CoordinatorHandle {
                 };
                 // Steps follow one another at once while some are due.
                 while inner.place().await {}
+                inner.bring_up_lagging_if_due().await;
             }
         });
     }

@@ -9,6 +9,7 @@
 //! - [`split`]: writes whose blocks belong to several clusters;
 //! - [`driver`]: the placement driver, moving regions toward their targets;
 //! - [`handover`]: handing a region's blocks to the peer a change adds;
+//! - [`lagging`]: sending co-members the configuration changes they missed;
 //! - [`handle`]: the actor and its typed handle (a [`crate::model::Repo`]).
 //!
 //! A node runs two [`CoordinatorActor`]s over one [`Coordinator`]: one on the
@@ -22,6 +23,7 @@ mod driver;
 mod fault;
 mod handle;
 mod handover;
+mod lagging;
 mod plan;
 mod split;
 

@@ -285,6 +285,7 @@ impl MemberDirectory {
                 "configuration changed"
             );
         }
+        self.configs.changes().note(record);
         if let Some(peer) = change.retires() {
             let written = match self.configs.retire(peer) {
                 Ok(Some(w)) => w.await,

@@ -1,0 +1,185 @@
+//! Co-members that missed a configuration change (docs/CONSENSUS.md, "A member
+//! that missed a change"). A change is agreed by a joint majority, so a member
+//! of its new configuration may never hear of it — its proposal and decision
+//! both lost, or it was down past the straggler window — and then holds an older
+//! configuration, or none, while the others count it as a member. Every few
+//! seconds each node asks the live members of the changes it applied lately
+//! (until it has seen each hold the change's configuration) for their view of
+//! those regions, and sends one that is behind the decided changes it missed,
+//! oldest first: the member validates each like any decided record and applies
+//! it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use libp2p::{Multiaddr, PeerId};
+
+use super::Coordinator;
+use crate::cluster::ClusterRecord;
+use crate::model::{Config, Region};
+
+/// How often co-members' configurations are compared with this node's.
+pub(super) const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// Regions asked per `configs` request.
+const REGIONS_PER_ASK: usize = 1024;
+/// Per-request wait.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Coordinator {
+    /// Compares co-members' configurations with this node's once
+    /// [`CHECK_EVERY`] has passed since the last time; returns how many
+    /// members were sent changes they missed.
+    pub(super) async fn bring_up_lagging_if_due(&self) -> usize {
+        {
+            let mut state = self.placement.lock();
+            if state.checked.is_some_and(|at| at.elapsed() < CHECK_EVERY) {
+                return 0;
+            }
+            state.checked = Some(Instant::now());
+        }
+        self.bring_up_lagging().await
+    }
+
+    /// Asks each live member of a recent change's new configuration — still
+    /// this node's configuration of some of its regions, and not yet seen
+    /// holding it — for its view of those regions; one that holds an older
+    /// configuration (or none) is sent the decided changes leading to this
+    /// node's. A member seen holding a change's configuration is not asked about
+    /// it again, so a settled network asks nothing.
+    async fn bring_up_lagging(&self) -> usize {
+        let Ok(net) = self.net() else {
+            return 0;
+        };
+        let view = net.member_view();
+        let live: BTreeMap<String, (PeerId, Vec<Multiaddr>)> = view
+            .members
+            .iter()
+            .map(|p| (p.peer_id.to_string(), (p.peer_id, p.addrs.clone())))
+            .collect();
+        let me = self.me.to_string();
+        let recent = self.configs.changes().recent();
+        // Per member: the regions to ask about, and the changes they settle.
+        let mut asks: BTreeMap<String, (BTreeMap<Region, Config>, Vec<String>)> = BTreeMap::new();
+        {
+            let table = self.configs.table();
+            let seen = &self.placement.lock().seen;
+            for r in &recent {
+                let Some(c) = r.message.change.as_ref() else {
+                    continue;
+                };
+                let current: Vec<Region> = c
+                    .regions
+                    .iter()
+                    .copied()
+                    .filter(|g| table.get(*g) == Some(&c.to))
+                    .collect();
+                if current.is_empty() {
+                    continue;
+                }
+                for m in c.to.members.iter().filter(|m| **m != me) {
+                    if !live.contains_key(m) || seen.contains(&(r.message_hash.clone(), m.clone()))
+                    {
+                        continue;
+                    }
+                    let ask = asks.entry(m.clone()).or_default();
+                    ask.0.extend(current.iter().map(|g| (*g, c.to.clone())));
+                    ask.1.push(r.message_hash.clone());
+                }
+            }
+        }
+        let mut brought = 0;
+        for (member, (regions, hashes)) in asks {
+            let Some((peer, addrs)) = live.get(&member).cloned() else {
+                continue;
+            };
+            let regions: Vec<(Region, Config)> = regions.into_iter().collect();
+            let Some(missed) = self.missed_by(&member, peer, &addrs, &regions).await else {
+                continue;
+            };
+            if missed.is_empty() {
+                let mut state = self.placement.lock();
+                state
+                    .seen
+                    .extend(hashes.into_iter().map(|h| (h, member.clone())));
+                // Bounded: changes no longer kept are forgotten first.
+                let kept: BTreeSet<&String> = recent.iter().map(|r| &r.message_hash).collect();
+                state.seen.retain(|(h, _)| kept.contains(h));
+                continue;
+            }
+            let mut applied = 0;
+            for record in &missed {
+                match crate::net::cluster_update(
+                    net,
+                    peer,
+                    addrs.clone(),
+                    record.clone(),
+                    self.timeout,
+                )
+                .await
+                {
+                    Ok(_) => applied += 1,
+                    Err(e) => {
+                        tracing::warn!(%member, error = %e, "a co-member refused a change it missed");
+                        break;
+                    }
+                }
+            }
+            tracing::info!(%member, changes = missed.len(), applied, "sent a co-member the configuration changes it missed");
+            brought += usize::from(applied > 0);
+        }
+        brought
+    }
+
+    /// The decided changes `member` lacks of `regions` (each with this node's
+    /// configuration of it), oldest first, each once; `None` when it could not
+    /// be asked.
+    async fn missed_by(
+        &self,
+        member: &str,
+        peer: PeerId,
+        addrs: &[Multiaddr],
+        regions: &[(Region, Config)],
+    ) -> Option<Vec<ClusterRecord>> {
+        let net = self.net().ok()?;
+        let mut missed: BTreeMap<(u64, String), ClusterRecord> = BTreeMap::new();
+        let mut gaps = BTreeSet::new();
+        for chunk in regions.chunks(REGIONS_PER_ASK) {
+            let asked: Vec<Region> = chunk.iter().map(|(r, _)| *r).collect();
+            let reply = crate::net::cluster_configs(net, peer, addrs.to_vec(), asked, ASK_TIMEOUT)
+                .await
+                .ok()?;
+            let ours: BTreeMap<Region, &Config> = chunk.iter().map(|(r, c)| (*r, c)).collect();
+            for v in reply.view {
+                let Some(target) = ours.get(&v.region) else {
+                    continue;
+                };
+                if v.config.as_ref().is_some_and(|c| c.epoch >= target.epoch) {
+                    continue;
+                }
+                match self
+                    .configs
+                    .changes()
+                    .path(v.region, member, v.config.as_ref(), target)
+                {
+                    Some(path) => {
+                        for r in path {
+                            let epoch = r.message.change.as_ref().map_or(0, |c| c.to.epoch);
+                            missed.insert((epoch, r.message_hash.clone()), r);
+                        }
+                    }
+                    None => {
+                        gaps.insert(v.region);
+                    }
+                }
+            }
+        }
+        if !gaps.is_empty() {
+            tracing::warn!(
+                %member,
+                regions = gaps.len(),
+                "a co-member holds older configurations than the changes this node still keeps"
+            );
+        }
+        Some(missed.into_values().collect())
+    }
+}
