@@ -16,7 +16,8 @@ use libp2p::{Multiaddr, PeerId};
 
 use super::Coordinator;
 use crate::cluster::ClusterRecord;
-use crate::model::{Config, Region};
+use crate::model::{codes, Config, Region};
+use crate::net::NetError;
 
 /// How often co-members' configurations are compared with this node's.
 pub(super) const CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -27,13 +28,12 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Coordinator {
     /// Compares co-members' configurations with this node's once
-    /// [`CHECK_EVERY`] has passed since the last time; returns how many
-    /// members were sent changes they missed.
-    pub(super) async fn bring_up_lagging_if_due(&self) -> usize {
+    /// [`CHECK_EVERY`] has passed since the last time.
+    pub(super) async fn bring_up_lagging_if_due(&self) {
         {
             let mut state = self.placement.lock();
             if state.checked.is_some_and(|at| at.elapsed() < CHECK_EVERY) {
-                return 0;
+                return;
             }
             state.checked = Some(Instant::now());
         }
@@ -46,9 +46,9 @@ impl Coordinator {
     /// configuration (or none) is sent the decided changes leading to this
     /// node's. A member seen holding a change's configuration is not asked about
     /// it again, so a settled network asks nothing.
-    async fn bring_up_lagging(&self) -> usize {
+    async fn bring_up_lagging(&self) {
         let Ok(net) = self.net() else {
-            return 0;
+            return;
         };
         let view = net.member_view();
         let live: BTreeMap<String, (PeerId, Vec<Multiaddr>)> = view
@@ -87,7 +87,6 @@ impl Coordinator {
                 }
             }
         }
-        let mut brought = 0;
         for (member, (regions, hashes)) in asks {
             let Some((peer, addrs)) = live.get(&member).cloned() else {
                 continue;
@@ -96,7 +95,15 @@ impl Coordinator {
             let Some(missed) = self.missed_by(&member, peer, &addrs, &regions).await else {
                 continue;
             };
-            if missed.is_empty() {
+            // Settled for these changes: it holds them, or it refused one for
+            // good (it fenced it, or holds another configuration) — asking it
+            // again would not change that. Only a failure to reach it is retried.
+            let settled = if missed.is_empty() {
+                true
+            } else {
+                self.send_missed(&member, peer, &addrs, &missed).await
+            };
+            if settled {
                 let mut state = self.placement.lock();
                 state
                     .seen
@@ -104,30 +111,35 @@ impl Coordinator {
                 // Bounded: changes no longer kept are forgotten first.
                 let kept: BTreeSet<&String> = recent.iter().map(|r| &r.message_hash).collect();
                 state.seen.retain(|(h, _)| kept.contains(h));
-                continue;
             }
-            let mut applied = 0;
-            for record in &missed {
-                match crate::net::cluster_update(
-                    net,
-                    peer,
-                    addrs.clone(),
-                    record.clone(),
-                    self.timeout,
-                )
-                .await
-                {
-                    Ok(_) => applied += 1,
-                    Err(e) => {
-                        tracing::warn!(%member, error = %e, "a co-member refused a change it missed");
-                        break;
-                    }
-                }
-            }
-            tracing::info!(%member, changes = missed.len(), applied, "sent a co-member the configuration changes it missed");
-            brought += usize::from(applied > 0);
         }
-        brought
+    }
+
+    /// Sends `member` the decided changes it missed, oldest first. Returns
+    /// whether that settled it: it applied them all, or refused one for good.
+    async fn send_missed(
+        &self,
+        member: &str,
+        peer: PeerId,
+        addrs: &[Multiaddr],
+        missed: &[ClusterRecord],
+    ) -> bool {
+        let Ok(net) = self.net() else {
+            return false;
+        };
+        for (applied, record) in missed.iter().enumerate() {
+            let sent =
+                crate::net::cluster_update(net, peer, addrs.to_vec(), record.clone(), self.timeout)
+                    .await;
+            if let Err(e) = sent {
+                let lasting = matches!(&e, NetError::WrongCluster { .. })
+                    || matches!(&e, NetError::Remote { code, .. } if code == codes::DECIDED);
+                tracing::warn!(%member, applied, error = %e, "a co-member did not take a change it missed");
+                return lasting;
+            }
+        }
+        tracing::info!(%member, changes = missed.len(), "sent a co-member the configuration changes it missed");
+        true
     }
 
     /// The decided changes `member` lacks of `regions` (each with this node's

@@ -62,6 +62,16 @@ impl Coordinator {
             .collect();
         if !unknown.is_empty() {
             self.discover(&unknown).await;
+            // None of the peers closest to them knew: every other live peer
+            // is asked once (after churn the members may lie farther out).
+            let still: Vec<Region> = unknown
+                .iter()
+                .copied()
+                .filter(|r| self.configs.config(*r).is_none())
+                .collect();
+            if !still.is_empty() {
+                self.discover_widely(&still).await;
+            }
         }
         let mut groups = Groups::new();
         for block in blocks {
@@ -91,7 +101,8 @@ impl Coordinator {
             .map(|p| p.peer_id)
             .collect();
         peers.extend(self.configs.known_peers());
-        peers.retain(|p| *p != self.me);
+        let retired = self.configs.retired();
+        peers.retain(|p| *p != self.me && !retired.contains(&p.to_string()));
         peers.sort();
         peers.dedup();
         let mut ask: BTreeSet<PeerId> = BTreeSet::new();
@@ -103,11 +114,36 @@ impl Coordinator {
             }
         }
         ask.remove(&self.me);
-        let asks = ask
+        self.ask_configs(&ask, regions).await;
+    }
+
+    /// Asks every live peer (connected, not retired) for the configurations of
+    /// `regions`.
+    async fn discover_widely(&self, regions: &[Region]) {
+        let Ok(net) = self.net() else {
+            return;
+        };
+        let retired = self.configs.retired();
+        let ask: BTreeSet<PeerId> = net
+            .member_view()
+            .members
+            .iter()
+            .map(|p| p.peer_id)
+            .filter(|p| *p != self.me && !retired.contains(&p.to_string()))
+            .collect();
+        self.ask_configs(&ask, regions).await;
+    }
+
+    /// Asks `peers` for the configurations of `regions` and learns the answers.
+    async fn ask_configs(&self, peers: &BTreeSet<PeerId>, regions: &[Region]) {
+        let Ok(net) = self.net() else {
+            return;
+        };
+        let asks = peers
             .iter()
             .map(|p| cluster_configs(net, *p, Vec::new(), regions.to_vec(), ASK_TIMEOUT));
         let replies = futures::future::join_all(asks).await;
-        for (peer, reply) in ask.iter().zip(replies) {
+        for (peer, reply) in peers.iter().zip(replies) {
             let Ok(reply) = reply else { continue };
             self.learn(&peer.to_string(), &reply.view);
             for (id, p) in reply.peers {
