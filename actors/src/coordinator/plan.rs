@@ -55,22 +55,14 @@ impl Coordinator {
     /// peers for regions this node knows none of).
     pub(super) async fn groups(&self, blocks: BTreeSet<BlockId>) -> Result<Groups, RepoError> {
         let regions: BTreeSet<Region> = blocks.iter().map(Region::of).collect();
-        let unknown: Vec<Region> = regions
-            .iter()
-            .copied()
-            .filter(|r| self.configs.config(*r).is_none())
-            .collect();
+        let unknown = self.unknown(regions.iter().copied());
         if !unknown.is_empty() {
-            self.discover(&unknown).await;
+            let asked = self.discover(&unknown).await;
             // None of the peers closest to them knew: every other live peer
             // is asked once (after churn the members may lie farther out).
-            let still: Vec<Region> = unknown
-                .iter()
-                .copied()
-                .filter(|r| self.configs.config(*r).is_none())
-                .collect();
+            let still = self.unknown(unknown.iter().copied());
             if !still.is_empty() {
-                self.discover_widely(&still).await;
+                self.discover_widely(&still, &asked).await;
             }
         }
         let mut groups = Groups::new();
@@ -86,13 +78,22 @@ impl Coordinator {
         Ok(groups)
     }
 
+    /// The regions of `regions` this node knows no configuration of.
+    fn unknown(&self, regions: impl IntoIterator<Item = Region>) -> Vec<Region> {
+        regions
+            .into_iter()
+            .filter(|r| self.configs.config(*r).is_none())
+            .collect()
+    }
+
     /// Asks peers for the configurations of `regions` and learns the answers:
     /// for each region, the [`DISCOVERY_FANOUT`] peers closest to it (its
     /// members, once placement has settled) and the members of the configuration
     /// known, if any (only they can vouch for a newer one).
-    pub(super) async fn discover(&self, regions: &[Region]) {
+    /// Returns the peers asked.
+    pub(super) async fn discover(&self, regions: &[Region]) -> BTreeSet<PeerId> {
         let Ok(net) = self.net() else {
-            return;
+            return BTreeSet::new();
         };
         let mut peers: Vec<PeerId> = net
             .member_view()
@@ -115,11 +116,12 @@ impl Coordinator {
         }
         ask.remove(&self.me);
         self.ask_configs(&ask, regions).await;
+        ask
     }
 
-    /// Asks every live peer (connected, not retired) for the configurations of
-    /// `regions`.
-    async fn discover_widely(&self, regions: &[Region]) {
+    /// Asks every live peer (connected, not retired) not in `asked` for the
+    /// configurations of `regions`.
+    async fn discover_widely(&self, regions: &[Region], asked: &BTreeSet<PeerId>) {
         let Ok(net) = self.net() else {
             return;
         };
@@ -129,7 +131,7 @@ impl Coordinator {
             .members
             .iter()
             .map(|p| p.peer_id)
-            .filter(|p| *p != self.me && !retired.contains(&p.to_string()))
+            .filter(|p| *p != self.me && !asked.contains(p) && !retired.contains(&p.to_string()))
             .collect();
         self.ask_configs(&ask, regions).await;
     }
