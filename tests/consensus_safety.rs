@@ -310,6 +310,57 @@ async fn a_member_that_cannot_apply_a_decision_does_not_vote_for_it() {
     }
 }
 
+/// 2b. A member behind the decided base whose holders have applied the
+/// decision already (their latest is now past the base): it still reaches the
+/// base from their history and applies the decision. It used to take only a
+/// copy whose latest *was* the base, so it waited, its block reserved, for as
+/// long as the decision was kept — refusing every later write and
+/// configuration change of that block's region with `conflict`.
+#[actix_rt::test]
+async fn a_member_behind_a_decision_its_holders_applied_still_applies_it() {
+    let dirs = four_dirs();
+    let (nodes, p) = three_and_a_proposer(&dirs, |_, _| {}).await;
+    let members = members_of(&nodes);
+    let pc = |trx: &str, rev: Rev, t: Transforms| {
+        vec![RepoOperation::PendCommit(one_round(
+            trx,
+            rev,
+            t,
+            PendPolicy::Fail,
+        ))]
+    };
+    // Revision 1 everywhere, revision 2 on A and B only.
+    let r1 = p.record(&members, pc("u1", 1, insert("y")), 30_000);
+    let r1 = promised(&p, &nodes, &[0, 1, 2], r1).await;
+    apply_on(&p, &nodes, &[0, 1, 2], &r1).await;
+    let r2 = p.record(&members, pc("u2", 2, append("y", 2)), 30_000);
+    let r2 = promised(&p, &nodes, &[0, 1], r2).await;
+    apply_on(&p, &nodes, &[0, 1], &r2).await;
+    // Revision 3 decided on base 2 and applied by A and B, then C hears it.
+    let r3 = p.record(&members, pc("u3", 3, append("y", 3)), 30_000);
+    let r3 = promised(&p, &nodes, &[0, 1], r3).await;
+    apply_on(&p, &nodes, &[0, 1], &r3).await;
+    apply_on(&p, &nodes, &[2], &r3).await;
+    let c_store = nodes[2].0.storage().clone();
+    let revs: Vec<(Rev, String)> = c_store
+        .list_revisions(&bid("y"), 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.rev, r.trx_id.as_str().to_string()))
+        .collect();
+    assert_eq!(
+        revs,
+        vec![(1, "u1".into()), (2, "u2".into()), (3, "u3".into())],
+        "C's history is the holders', with no hole"
+    );
+    // Nothing stays reserved on C: the next write of the block gets its promise.
+    let r4 = p.record(&members, pc("u4", 4, append("y", 4)), 30_000);
+    promised(&p, &nodes, &[0, 1, 2], r4).await;
+    for (n, _) in nodes {
+        n.shutdown().await;
+    }
+}
+
 /// 3. C missed a pend that A and B hold. A pendCommit with policy `f` through C
 /// is decided once, from the promises: the pend is pending on an approving
 /// member, so the write is blocked on every member — C does not apply it alone

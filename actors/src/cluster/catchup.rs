@@ -120,6 +120,9 @@ impl CatchUp {
         let Some(net) = self.net.get() else {
             return BaseCheck::Behind;
         };
+        let Some(wanted) = base else {
+            return BaseCheck::Behind;
+        };
         let from = local.as_ref().map_or(0, |l| l.rev);
         for (peer, addrs) in holders().into_iter().filter(|(p, _)| *p != self.me) {
             let fetched =
@@ -128,9 +131,12 @@ impl CatchUp {
             let Ok(Some(archive)) = fetched else {
                 continue;
             };
-            if archive.block_id != *block || archive_latest(&archive) != *base {
+            // A holder may have applied this very decision, or later ones, since
+            // it promised: its history still holds the base, and this copy takes
+            // it up to the base only.
+            let Some(archive) = up_to(archive, wanted).filter(|a| a.block_id == *block) else {
                 continue;
-            }
+            };
             // It must reach back to this copy's latest, or the restored history
             // would have a hole.
             if local.is_some() && archive.range.start > from {
@@ -384,6 +390,14 @@ impl CatchUp {
         }
         false
     }
+}
+
+/// `a` without the revisions after `base`; `None` when its history does not
+/// hold `base` (under the same transaction).
+fn up_to(mut a: BlockArchive, base: &TrxRev) -> Option<BlockArchive> {
+    let at = a.revisions.iter().position(|r| r.trx_rev == *base)?;
+    a.revisions.truncate(at + 1);
+    Some(a)
 }
 
 /// The newest revision of an archive.
