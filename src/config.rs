@@ -39,6 +39,11 @@ pub struct Settings {
     /// How long a member may be unreachable before placement replaces it with the
     /// next live peer of its regions' targets, ms.
     pub dead_peer_timeout_ms: u64,
+    /// Pause between anti-entropy rounds (this node's copies compared with one
+    /// co-member's by region digests), ms; 0 = off.
+    pub anti_entropy_interval_ms: u64,
+    /// Most blocks anti-entropy repairs per second.
+    pub repair_rate: u32,
     /// Pre-shared key file of a private network (`swarm.key` format); empty = an
     /// open network.
     pub network_key: String,
@@ -63,6 +68,8 @@ impl Default for Settings {
             max_pending_per_block: 256,
             max_active_transactions: optimystic_actors::cluster::DEFAULT_MAX_ACTIVE,
             dead_peer_timeout_ms: 60_000,
+            anti_entropy_interval_ms: crate::node::DEFAULT_ANTI_ENTROPY.interval.as_millis() as u64,
+            repair_rate: crate::node::DEFAULT_ANTI_ENTROPY.repair_rate,
             network_key: String::new(),
             allow_peers: String::new(),
         }
@@ -101,6 +108,10 @@ pub struct Overrides {
     pub max_active_transactions: Option<usize>,
     /// `--dead-peer-timeout-ms` / `OPTIMYSTIC_DEAD_PEER_TIMEOUT_MS`.
     pub dead_peer_timeout_ms: Option<u64>,
+    /// `--anti-entropy-interval-ms` / `OPTIMYSTIC_ANTI_ENTROPY_INTERVAL_MS`.
+    pub anti_entropy_interval_ms: Option<u64>,
+    /// `--repair-rate` / `OPTIMYSTIC_REPAIR_RATE`.
+    pub repair_rate: Option<u32>,
     /// `--network-key` / `OPTIMYSTIC_NETWORK_KEY`.
     pub network_key: Option<String>,
     /// `--allow-peers` / `OPTIMYSTIC_ALLOW_PEERS`.
@@ -139,6 +150,8 @@ impl Settings {
             max_pending_per_block,
             max_active_transactions,
             dead_peer_timeout_ms,
+            anti_entropy_interval_ms,
+            repair_rate,
             network_key,
             allow_peers
         );
@@ -165,6 +178,15 @@ impl Settings {
             || self.max_active_transactions == 0
         {
             return Err("cluster-size, max-live-blocks, max-pending-per-block and max-active-transactions must be at least 1".into());
+        }
+        if self.repair_rate == 0 {
+            return Err("repair-rate must be at least 1".into());
+        }
+        if self.anti_entropy_interval_ms != 0 && self.anti_entropy_interval_ms < 100 {
+            return Err(format!(
+                "anti-entropy-interval-ms must be 0 (off) or at least 100, not {}",
+                self.anti_entropy_interval_ms
+            ));
         }
         if !(100..=3_600_000).contains(&self.request_timeout_ms) {
             return Err(format!(
@@ -223,5 +245,25 @@ mod tests {
             ..Overrides::default()
         };
         assert!(Settings::resolve(None, bad).is_err());
+    }
+
+    #[test]
+    fn anti_entropy_settings_are_checked() {
+        let with = |interval: u64, rate: u32| {
+            Settings::resolve(
+                None,
+                Overrides {
+                    anti_entropy_interval_ms: Some(interval),
+                    repair_rate: Some(rate),
+                    ..Overrides::default()
+                },
+            )
+        };
+        assert!(with(0, 1).is_ok(), "0 turns it off");
+        assert!(with(1_000, 50).is_ok());
+        let e = with(10, 50).unwrap_err();
+        assert!(e.contains("anti-entropy-interval-ms"), "{e}");
+        let e = with(1_000, 0).unwrap_err();
+        assert!(e.contains("repair-rate"), "{e}");
     }
 }

@@ -43,6 +43,13 @@ use tokio::sync::{mpsc, oneshot};
 /// Default listen address: loopback only, so a first start exposes nothing.
 pub const DEFAULT_LISTEN: &str = "/ip4/127.0.0.1/tcp/7410";
 
+/// Anti-entropy by default: a round every 30 s, repairs at 200 blocks/s.
+pub const DEFAULT_ANTI_ENTROPY: optimystic_actors::coordinator::EntropySettings =
+    optimystic_actors::coordinator::EntropySettings {
+        interval: Duration::from_secs(30),
+        repair_rate: 200,
+    };
+
 /// How long shutdown waits for in-flight requests.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
@@ -72,6 +79,8 @@ pub struct NodeConfig {
     /// A permissioned network's allow list (`--allow-peers`): the PeerIds that may
     /// be members of a configuration; `None` = anyone. It must name this node.
     pub allow_peers: Option<std::collections::BTreeSet<String>>,
+    /// Anti-entropy (`--anti-entropy-interval-ms`, `--repair-rate`); `None` = off.
+    pub anti_entropy: Option<optimystic_actors::coordinator::EntropySettings>,
 }
 
 impl Default for NodeConfig {
@@ -88,6 +97,7 @@ impl Default for NodeConfig {
             cluster_size: 3,
             max_active_transactions: optimystic_actors::cluster::DEFAULT_MAX_ACTIVE,
             allow_peers: None,
+            anti_entropy: Some(DEFAULT_ANTI_ENTROPY),
         }
     }
 }
@@ -132,6 +142,12 @@ impl NodeBuilder {
         b.cfg.registry.max_pending_per_block = s.max_pending_per_block;
         b.cfg.max_active_transactions = s.max_active_transactions;
         b.cfg.net.member_grace = std::time::Duration::from_millis(s.dead_peer_timeout_ms);
+        b.cfg.anti_entropy = (s.anti_entropy_interval_ms > 0).then(|| {
+            optimystic_actors::coordinator::EntropySettings {
+                interval: std::time::Duration::from_millis(s.anti_entropy_interval_ms),
+                repair_rate: s.repair_rate,
+            }
+        });
         if !s.network_key.is_empty() {
             b = b.network_key_file(Path::new(&s.network_key));
         }
@@ -419,6 +435,7 @@ impl NodeHandle {
             coordinator.actor_metrics().clone(),
         ];
         let txn_metrics = coordinator.txn_metrics().clone();
+        let repair_metrics = coordinator.repair_metrics().clone();
         let expired = members.expired().clone();
         let members_for_net = members.clone();
         let node_repo = NodeRepo {
@@ -446,6 +463,7 @@ impl NodeHandle {
             actors: cluster_actors,
             txns: Some(txn_metrics),
             expired: Some(expired),
+            repair: Some(repair_metrics),
         }));
         let registry = Arc::new(registry);
         let (tx, rx) = oneshot::channel();
@@ -509,6 +527,9 @@ impl NodeHandle {
             Err(e) => return Err(NodeError::Repo(e.into())),
         }
         placement.start_placement();
+        if let Some(settings) = cfg.anti_entropy {
+            placement.start_anti_entropy(settings);
+        }
         for addr in &cfg.bootstrap {
             if let Err(e) = net.call(Dial(addr.clone())).await? {
                 tracing::warn!(%addr, error = %e, "bootstrap dial failed");

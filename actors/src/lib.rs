@@ -12,6 +12,8 @@
 //!   the clients.
 //! - [`cluster`]: ClusterRecord, signed votes, the member 2PC state machine and the
 //!   key-space arithmetic of clusters.
+//! - [`repair`]: data that follows configurations (region digests for
+//!   anti-entropy).
 //! - [`metrics`]: mailbox and handler instrumentation shared by every actor kind.
 
 pub mod block;
@@ -22,4 +24,5 @@ pub mod membership;
 pub mod metrics;
 pub mod model;
 pub mod net;
+pub mod repair;
 pub mod storage;

@@ -146,6 +146,14 @@ pub struct NodeArgs {
     /// ms [default: 60000]. Never shrinks a configuration below --cluster-size.
     #[arg(long, env = "OPTIMYSTIC_DEAD_PEER_TIMEOUT_MS")]
     pub dead_peer_timeout_ms: Option<u64>,
+    /// Pause between anti-entropy rounds, in ms: each round compares this node's
+    /// blocks with one co-member's by region digests and repairs the blocks that
+    /// differ from what a majority holds; 0 = off [default: 30000].
+    #[arg(long, env = "OPTIMYSTIC_ANTI_ENTROPY_INTERVAL_MS")]
+    pub anti_entropy_interval_ms: Option<u64>,
+    /// Most blocks anti-entropy repairs per second [default: 200].
+    #[arg(long, env = "OPTIMYSTIC_REPAIR_RATE")]
+    pub repair_rate: Option<u32>,
     /// A private network: the pre-shared key file (`swarm.key` format:
     /// `/key/swarm/psk/1.0.0/`, `/base16/`, 64 hex digits). Only nodes and clients
     /// with the key can connect at all [default: an open network].
@@ -176,6 +184,8 @@ impl NodeArgs {
             max_pending_per_block: self.max_pending_per_block,
             max_active_transactions: self.max_active_transactions,
             dead_peer_timeout_ms: self.dead_peer_timeout_ms,
+            anti_entropy_interval_ms: self.anti_entropy_interval_ms,
+            repair_rate: self.repair_rate,
             network_key: self.network_key.clone(),
             allow_peers: self.allow_peers.clone(),
         };

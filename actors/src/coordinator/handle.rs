@@ -133,6 +133,26 @@ impl CoordinatorHandle {
         });
     }
 
+    /// Starts anti-entropy on the current arbiter: a round against the next
+    /// co-member every `settings.interval`. It stops with the coordinator.
+    pub fn start_anti_entropy(&self, settings: super::EntropySettings) {
+        let weak = Arc::downgrade(&self.inner);
+        actix_rt::spawn(async move {
+            loop {
+                tokio::time::sleep(settings.interval).await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                inner.anti_entropy_round(settings).await;
+            }
+        });
+    }
+
+    /// What anti-entropy did on this node.
+    pub fn repair_metrics(&self) -> &Arc<crate::repair::RepairMetrics> {
+        &self.inner.repair_metrics
+    }
+
     /// Retires `peer` (an operator's `peers remove`; see docs/OPERATIONS.md):
     /// it becomes a candidate for no region and is replaced, after a hand-over,
     /// wherever it is a member. Returns how many of this node's regions still

@@ -47,15 +47,9 @@ impl Coordinator {
     /// node's. A member seen holding a change's configuration is not asked about
     /// it again, so a settled network asks nothing.
     async fn bring_up_lagging(&self) {
-        let Ok(net) = self.net() else {
+        let Some(live) = self.live_by_name() else {
             return;
         };
-        let view = net.member_view();
-        let live: BTreeMap<String, (PeerId, Vec<Multiaddr>)> = view
-            .members
-            .iter()
-            .map(|p| (p.peer_id.to_string(), (p.peer_id, p.addrs.clone())))
-            .collect();
         let me = self.me.to_string();
         let recent = self.configs.changes().recent();
         // Per member: the regions to ask about, and the changes they settle.

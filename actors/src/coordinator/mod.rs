@@ -10,6 +10,7 @@
 //! - [`driver`]: the placement driver, moving regions toward their targets;
 //! - [`handover`]: handing a region's blocks to the peer a change adds;
 //! - [`lagging`]: sending co-members the configuration changes they missed;
+//! - [`entropy`]: anti-entropy, comparing region digests with co-members;
 //! - [`handle`]: the actor and its typed handle (a [`crate::model::Repo`]).
 //!
 //! A node runs two [`CoordinatorActor`]s over one [`Coordinator`]: one on the
@@ -20,6 +21,7 @@
 mod agree;
 mod batch;
 mod driver;
+mod entropy;
 mod fault;
 mod handle;
 mod handover;
@@ -41,6 +43,7 @@ use crate::metrics::{Counter, Histogram};
 use crate::model::{BlockGets, Consistency, GetBlockResults, OpResult, RepoError, RepoOperation};
 use crate::net::NetClient;
 
+pub use entropy::{EntropySettings, RoundReport};
 pub use handle::{CoordinatorActor, CoordinatorHandle};
 
 /// Transaction outcomes and phase latencies, as the coordinator saw them.
@@ -128,6 +131,10 @@ pub struct Coordinator {
     running: AtomicUsize,
     /// The placement driver's memory between passes.
     placement: parking_lot::Mutex<driver::State>,
+    /// Anti-entropy's memory between rounds.
+    entropy: parking_lot::Mutex<entropy::State>,
+    /// What anti-entropy did.
+    repair_metrics: Arc<crate::repair::RepairMetrics>,
 }
 
 impl Coordinator {
@@ -163,6 +170,8 @@ impl Coordinator {
             configs,
             running: AtomicUsize::new(0),
             placement: parking_lot::Mutex::default(),
+            entropy: parking_lot::Mutex::default(),
+            repair_metrics: Arc::default(),
         }
     }
 
@@ -175,6 +184,20 @@ impl Coordinator {
         self.net
             .get()
             .ok_or_else(|| RepoError::Unavailable("network not started".into()))
+    }
+
+    /// The live members of the network (connected, or within the member grace)
+    /// by PeerId, with where to reach them; `None` before the network starts.
+    fn live_by_name(
+        &self,
+    ) -> Option<std::collections::BTreeMap<String, (PeerId, Vec<libp2p::Multiaddr>)>> {
+        let view = self.net().ok()?.member_view();
+        Some(
+            view.members
+                .iter()
+                .map(|p| (p.peer_id.to_string(), (p.peer_id, p.addrs.clone())))
+                .collect(),
+        )
     }
 
     /// A read: served by the local store; a block not compared with its cluster

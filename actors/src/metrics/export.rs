@@ -26,6 +26,8 @@ pub struct NodeCollector {
     pub txns: Option<Arc<crate::coordinator::TxnMetrics>>,
     /// Promises this node's members dropped at expiry.
     pub expired: Option<Arc<super::Counter>>,
+    /// What anti-entropy did, when the node takes part in consensus.
+    pub repair: Option<Arc<crate::repair::RepairMetrics>>,
 }
 
 impl std::fmt::Debug for NodeCollector {
@@ -273,6 +275,33 @@ impl Collector for NodeCollector {
                         &buckets(&s),
                         None,
                     )?;
+            }
+        }
+
+        if let Some(r) = &self.repair {
+            for (name, help, v) in [
+                (
+                    "optimystic_antientropy_rounds",
+                    "Anti-entropy rounds run (one co-member compared per round)",
+                    r.rounds.get(),
+                ),
+                (
+                    "optimystic_antientropy_regions_differing",
+                    "Regions whose digest differed from the co-member's, summed over rounds",
+                    r.regions_differing.get(),
+                ),
+                (
+                    "optimystic_antientropy_blocks_checked",
+                    "Blocks compared with their cluster because a co-member's head differed",
+                    r.blocks_checked.get(),
+                ),
+                (
+                    "optimystic_repair_blocks",
+                    "Blocks whose copy here was moved to what a majority of their cluster holds",
+                    r.blocks_repaired.get(),
+                ),
+            ] {
+                counter(&mut e, name, help, v)?;
             }
         }
 

@@ -22,7 +22,7 @@ pub use config::{ChangeError, Config, ConfigChange};
 pub use error::{Failure, RegionView, RepoError, StorageError};
 pub use ids::{validate_id, BlockId, IdError, TrxId, MAX_ID_LEN};
 pub use outcome::{unexpected, Empty, OpKind, OpOutcome, OpResult, Repo, WireResult};
-pub use region::{block_key, Region, REGIONS, REGION_BITS};
+pub use region::{block_key, Region, RegionDigest, REGIONS, REGION_BITS};
 pub use repo::{
     BlockGets, BlockHead, BlockTrxState, CancelOperation, CommitRequest, CommitResult, Consistency,
     GetBlockResult, GetBlockResults, PendCommitRequest, PendCommitResult, PendPolicy, PendRequest,

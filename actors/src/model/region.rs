@@ -71,6 +71,21 @@ impl Region {
     }
 }
 
+/// What a node holds in one region, in a few bytes (`digests` on the cluster
+/// protocol; docs/PROTOCOL.md): how many blocks with a committed revision, and a
+/// digest over their latest `(trxId, rev)`. Two nodes with equal digests hold
+/// the same latest revisions of the same blocks there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionDigest {
+    /// The region.
+    pub region: Region,
+    /// Blocks with a committed revision.
+    pub blocks: u64,
+    /// Lowercase hex of the first 16 bytes of the digest.
+    pub digest: String,
+}
+
 impl fmt::Display for Region {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:03x}", self.0)

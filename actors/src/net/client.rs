@@ -388,6 +388,24 @@ pub async fn cluster_heads(
     }
 }
 
+/// Asks `peer` for its digest of each region of `regions` it holds committed
+/// blocks in (anti-entropy; docs/PROTOCOL.md, `digests`).
+pub async fn cluster_digests(
+    net: &NetClient,
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+    regions: Vec<crate::model::Region>,
+    timeout: Duration,
+) -> Result<Vec<crate::model::RegionDigest>, NetError> {
+    let req = super::wire::ClusterRequest {
+        regions: Some(regions),
+        ..super::wire::ClusterRequest::new("digests")
+    };
+    let reply: super::wire::DigestsReply =
+        cluster_send(net, peer, addrs, &req, timeout, decode_reply).await?;
+    Ok(reply.digests)
+}
+
 /// Sends a cluster request (MessagePack, JSON if the peer lacks it) and decodes
 /// the reply with `decode`.
 async fn cluster_send<T>(

@@ -25,8 +25,8 @@ pub use behaviour::{
     build_swarm, load_or_create_identity, read_network_key, NetConfig, NodeBehaviour, Proto,
 };
 pub use client::{
-    cluster_configs, cluster_coordinate, cluster_heads, cluster_query, cluster_store,
-    cluster_update, fetch_archive, restore_from_peers, NetClient, RepoClient,
+    cluster_configs, cluster_coordinate, cluster_digests, cluster_heads, cluster_query,
+    cluster_store, cluster_update, fetch_archive, restore_from_peers, NetClient, RepoClient,
 };
 pub use frame::{read_frame, write_frame, Frame, FrameCodec};
 pub use protocol::{

@@ -230,11 +230,17 @@ async fn serve_cluster(
             let more = rest.next().is_some();
             return reply(enc, &super::wire::HeadsReply { heads, more });
         }
+        "digests" => {
+            let regions = req.regions.unwrap_or_default();
+            let heads = consensus.repo.heads(regions.into_iter().collect()).await?;
+            let digests = crate::repair::digest::region_digests(&heads);
+            return reply(enc, &super::wire::DigestsReply { digests });
+        }
         other => {
             return Err(ErrorReply::new(
                 codes::UNKNOWN_OPERATION,
                 format!(
-                    "unknown cluster operation {other:?}; expected update, query, coordinate, configs, store or heads"
+                    "unknown cluster operation {other:?}; expected update, query, coordinate, configs, store, heads or digests"
                 ),
             ))
         }

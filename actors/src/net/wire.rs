@@ -74,7 +74,7 @@ impl From<RepoError> for ErrorReply {
 /// about to join their regions' configurations).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterRequest {
-    /// `update`, `query`, `coordinate`, `configs`, `store` or `heads`.
+    /// `update`, `query`, `coordinate`, `configs`, `store`, `heads` or `digests`.
     pub operation: String,
     /// The record (`update`, `query`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,7 +82,7 @@ pub struct ClusterRequest {
     /// The repo message to coordinate (`coordinate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<RepoMessage>,
-    /// The regions asked about (`configs`, `heads`).
+    /// The regions asked about (`configs`, `heads`, `digests`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regions: Option<Vec<crate::model::Region>>,
     /// The blocks to store (`store`).
@@ -140,6 +140,14 @@ pub struct HeadsReply {
     /// More follow: ask again with `after` the last of these.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub more: bool,
+}
+
+/// The answer to `digests`: one digest per region asked about in which the
+/// peer holds a block with a committed revision (a region left out holds none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DigestsReply {
+    /// By region, in order.
+    pub digests: Vec<crate::model::RegionDigest>,
 }
 
 /// Most heads in one `heads` reply (well inside a frame even with the longest

@@ -1,0 +1,206 @@
+//! Anti-entropy (docs/CONSENSUS.md, "Anti-entropy"): every interval this node
+//! compares what it holds with one co-member in turn — one digest per region
+//! they share, one round trip — and for the regions that differ, their heads.
+//! A block the co-member holds at another latest revision is compared with the
+//! block's whole cluster and this copy moved to what a majority holds, exactly
+//! as a read's catch-up does; a value only the co-member holds is never taken.
+//! So a member that missed writes while cut off, or restarted on a copy that
+//! lags, converges with no client touching those blocks.
+//!
+//! Each node pulls what it lacks; what only it holds, the others pull in their
+//! own rounds. Repairs are paced at the node's repair rate (blocks per second).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use libp2p::{Multiaddr, PeerId};
+
+use super::Coordinator;
+use crate::model::{BlockHead, BlockId, Region};
+use crate::repair::digest::{differing, region_digests, to_compare};
+
+/// Per-request wait of a round's `digests` and `heads` requests.
+const ASK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most differing regions whose heads one round fetches (the rest wait for the
+/// next rounds, taken from where this one stopped).
+const REGIONS_PER_ROUND: usize = 256;
+
+/// How anti-entropy runs on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntropySettings {
+    /// Pause between rounds.
+    pub interval: Duration,
+    /// Most blocks repaired per second.
+    pub repair_rate: u32,
+}
+
+/// What rounds remember between them.
+#[derive(Debug, Default)]
+pub(super) struct State {
+    /// The co-member compared last (the next round takes the one after it).
+    last_peer: Option<String>,
+    /// Differing regions past this one come first in the next round.
+    next_region: Option<Region>,
+}
+
+/// What one round found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RoundReport {
+    /// Regions whose digests differed.
+    pub regions_differing: usize,
+    /// Blocks compared with their cluster.
+    pub blocks_checked: usize,
+    /// Blocks moved to what a majority holds.
+    pub blocks_repaired: usize,
+}
+
+impl Coordinator {
+    /// One round against the next live co-member, if there is one.
+    pub(super) async fn anti_entropy_round(&self, settings: EntropySettings) -> RoundReport {
+        let Some((peer, addrs, regions)) = self.next_co_member() else {
+            return RoundReport::default();
+        };
+        let report = match self.compare_with(peer, &addrs, &regions, settings).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "anti-entropy round failed");
+                RoundReport::default()
+            }
+        };
+        let m = &self.repair_metrics;
+        m.rounds.add(1);
+        m.regions_differing.add(report.regions_differing as u64);
+        m.blocks_checked.add(report.blocks_checked as u64);
+        m.blocks_repaired.add(report.blocks_repaired as u64);
+        if report.blocks_repaired > 0 {
+            tracing::info!(%peer, ?report, "anti-entropy repaired blocks");
+        }
+        report
+    }
+
+    /// The live co-member after the one compared last (in PeerId order), with
+    /// the regions this node shares with it.
+    fn next_co_member(&self) -> Option<(PeerId, Vec<Multiaddr>, BTreeSet<Region>)> {
+        let live = self.live_by_name()?;
+        let me = self.me.to_string();
+        let mut shared: BTreeMap<String, BTreeSet<Region>> = BTreeMap::new();
+        for (config, regions) in self.configs.table().groups() {
+            for m in config
+                .members
+                .iter()
+                .filter(|m| **m != me && live.contains_key(*m))
+            {
+                shared
+                    .entry(m.clone())
+                    .or_default()
+                    .extend(regions.iter().copied());
+            }
+        }
+        let mut state = self.entropy.lock();
+        let after = state.last_peer.clone().unwrap_or_default();
+        let (name, regions) = shared
+            .range::<String, _>((
+                std::ops::Bound::Excluded(&after),
+                std::ops::Bound::Unbounded,
+            ))
+            .next()
+            .or_else(|| shared.iter().next())
+            .map(|(n, r)| (n.clone(), r.clone()))?;
+        state.last_peer = Some(name.clone());
+        let (peer, addrs) = live.get(&name)?.clone();
+        Some((peer, addrs, regions))
+    }
+
+    /// Compares this node's copies of `regions` with `peer`'s and repairs the
+    /// blocks that differ.
+    async fn compare_with(
+        &self,
+        peer: PeerId,
+        addrs: &[Multiaddr],
+        regions: &BTreeSet<Region>,
+        settings: EntropySettings,
+    ) -> Result<RoundReport, crate::model::RepoError> {
+        let net = self.net()?;
+        let mine = self.repo.heads(regions.clone()).await?;
+        let asked: Vec<Region> = regions.iter().copied().collect();
+        let theirs = crate::net::cluster_digests(net, peer, addrs.to_vec(), asked, ASK_TIMEOUT)
+            .await
+            .map_err(|e| crate::model::RepoError::Unavailable(e.to_string()))?;
+        let differ = differing(&region_digests(&mine), &theirs);
+        let mut report = RoundReport {
+            regions_differing: differ.len(),
+            ..RoundReport::default()
+        };
+        if differ.is_empty() {
+            return Ok(report);
+        }
+        let wanted = self.this_round(&differ);
+        let their_heads = crate::net::cluster_heads(
+            net,
+            peer,
+            addrs.to_vec(),
+            wanted.iter().copied().collect(),
+            ASK_TIMEOUT,
+        )
+        .await
+        .map_err(|e| crate::model::RepoError::Unavailable(e.to_string()))?;
+        let mine: Vec<BlockHead> = mine
+            .into_iter()
+            .filter(|h| wanted.contains(&Region::of(&h.block_id)))
+            .collect();
+        let blocks = to_compare(&mine, &their_heads);
+        report.blocks_checked = blocks.len();
+        report.blocks_repaired = self.repair_paced(&blocks, settings.repair_rate).await;
+        Ok(report)
+    }
+
+    /// At most [`REGIONS_PER_ROUND`] of `differ`, starting after where the last
+    /// round stopped (so regions that stay different cannot starve the rest).
+    fn this_round(&self, differ: &[Region]) -> BTreeSet<Region> {
+        let mut state = self.entropy.lock();
+        let start = state
+            .next_region
+            .map_or(0, |r| differ.partition_point(|d| *d <= r));
+        let (after, before) = differ.split_at(start.min(differ.len()));
+        let wanted: Vec<Region> = after
+            .iter()
+            .chain(before)
+            .take(REGIONS_PER_ROUND)
+            .copied()
+            .collect();
+        state.next_region = if wanted.len() < differ.len() {
+            wanted.last().copied()
+        } else {
+            None
+        };
+        wanted.into_iter().collect()
+    }
+
+    /// Compares `blocks` with their clusters and moves each copy to what a
+    /// majority holds, at most `rate` blocks per second; returns how many moved.
+    async fn repair_paced(&self, blocks: &[BlockId], rate: u32) -> usize {
+        let per_second = rate.max(1) as usize;
+        let mut repaired = 0;
+        let chunks = blocks.chunks(per_second);
+        let last = chunks.len().saturating_sub(1);
+        for (i, chunk) in chunks.enumerate() {
+            let started = Instant::now();
+            let before: Vec<_> = chunk
+                .iter()
+                .map(|b| self.catch_up.local_latest(b))
+                .collect();
+            self.catch_up.repair(chunk).await;
+            repaired += chunk
+                .iter()
+                .zip(before)
+                .filter(|(b, was)| self.catch_up.local_latest(b) != *was)
+                .count();
+            if i < last {
+                if let Some(rest) = Duration::from_secs(1).checked_sub(started.elapsed()) {
+                    tokio::time::sleep(rest).await;
+                }
+            }
+        }
+        repaired
+    }
+}

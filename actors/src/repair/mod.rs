@@ -1,0 +1,25 @@
+//! Data that follows configurations (docs/CONSENSUS.md, "Anti-entropy").
+//!
+//! - [`digest`]: pure: one digest per region over the blocks a node holds there,
+//!   and which blocks two nodes' heads disagree on.
+//!
+//! The rounds that use it run in the coordinator (`coordinator/entropy.rs`):
+//! they need the network and the catch-up that moves a copy to what a majority
+//! holds.
+
+pub mod digest;
+
+use crate::metrics::Counter;
+
+/// What anti-entropy did on this node (exported on `/metrics`).
+#[derive(Debug, Default)]
+pub struct RepairMetrics {
+    /// Rounds run (one co-member compared per round).
+    pub rounds: Counter,
+    /// Regions whose digests differed from the co-member's.
+    pub regions_differing: Counter,
+    /// Blocks compared with their cluster because the co-member's head differed.
+    pub blocks_checked: Counter,
+    /// Blocks whose copy here moved to what a majority of the cluster holds.
+    pub blocks_repaired: Counter,
+}
