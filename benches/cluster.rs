@@ -43,6 +43,16 @@ async fn node(
         .data_dir(dir)
         .cluster_size(k)
         .listen("/ip4/127.0.0.1/tcp/0");
+    // ANTI_ENTROPY_MS: the anti-entropy interval (0 = off; unset = the default).
+    if let Ok(ms) = std::env::var("ANTI_ENTROPY_MS") {
+        let ms: u64 = ms.parse().unwrap_or(0);
+        b = b.anti_entropy(
+            (ms > 0).then_some(optimystic_actors::coordinator::EntropySettings {
+                interval: Duration::from_millis(ms),
+                repair_rate: optimystic::node::DEFAULT_ANTI_ENTROPY.repair_rate,
+            }),
+        );
+    }
     if let Some(a) = bootstrap {
         b = b.bootstrap(&a.to_string());
     }

@@ -142,12 +142,12 @@ impl NodeBuilder {
         b.cfg.registry.max_pending_per_block = s.max_pending_per_block;
         b.cfg.max_active_transactions = s.max_active_transactions;
         b.cfg.net.member_grace = std::time::Duration::from_millis(s.dead_peer_timeout_ms);
-        b.cfg.anti_entropy = (s.anti_entropy_interval_ms > 0).then(|| {
+        b = b.anti_entropy((s.anti_entropy_interval_ms > 0).then(|| {
             optimystic_actors::coordinator::EntropySettings {
                 interval: std::time::Duration::from_millis(s.anti_entropy_interval_ms),
                 repair_rate: s.repair_rate,
             }
-        });
+        }));
         if !s.network_key.is_empty() {
             b = b.network_key_file(Path::new(&s.network_key));
         }
@@ -239,6 +239,15 @@ impl NodeBuilder {
     /// Peers per block cluster (default 3).
     pub fn cluster_size(mut self, k: usize) -> Self {
         self.cfg.cluster_size = k.max(1);
+        self
+    }
+
+    /// Anti-entropy's pace (`None`: off; default [`DEFAULT_ANTI_ENTROPY`]).
+    pub fn anti_entropy(
+        mut self,
+        settings: Option<optimystic_actors::coordinator::EntropySettings>,
+    ) -> Self {
+        self.cfg.anti_entropy = settings;
         self
     }
 

@@ -145,3 +145,109 @@ async fn a_member_that_missed_writes_while_down_converges_with_no_read() {
         );
     }
 }
+
+/// Three nodes hold 30 blocks; three more join. Placement moves regions to
+/// their new targets (K = 3 of 6), and the nodes that left a region's
+/// configuration forget their copies once the new configuration holds them:
+/// within 180 s, asked as an outside peer (`configs` and `heads` on the cluster
+/// protocol), every block is stored at its acknowledged revision on exactly the
+/// members of its configuration — and nowhere else.
+#[actix_rt::test]
+async fn after_three_nodes_join_every_block_is_stored_on_exactly_its_configuration() {
+    let flags = [
+        "--request-timeout-ms",
+        "3000",
+        "--anti-entropy-interval-ms",
+        "500",
+    ];
+    let mut c = TestCluster::start(3, &flags).await;
+    let blocks: Vec<String> = (0..30).map(|i| format!("moved{i}")).collect();
+    for (i, b) in blocks.iter().enumerate() {
+        write(&c.client(i % 3), &format!("{b}-insert"), 1, insert(b))
+            .await
+            .unwrap_or_else(|e| panic!("insert {b}: {e}"));
+    }
+    for _ in 0..3 {
+        c.join();
+    }
+    c.settle().await;
+    let ids: Vec<BlockId> = blocks.iter().map(|b| bid(b)).collect();
+    let regions: Vec<Region> = ids.iter().map(Region::of).collect();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let wrong = misplaced(&c, &ids, &regions).await;
+        if wrong.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not stored on exactly their configurations after 180 s: {wrong:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The blocks of `ids` not stored at revision 1 on exactly the members of
+/// their region's configuration (the newest any node reports), with where
+/// they are and where they should be.
+async fn misplaced(c: &TestCluster, ids: &[BlockId], regions: &[Region]) -> Vec<String> {
+    let timeout = Duration::from_secs(10);
+    let mut configs: BTreeMap<Region, Config> = BTreeMap::new();
+    let mut holders: BTreeMap<BlockId, Vec<(String, Option<Rev>)>> = BTreeMap::new();
+    for i in c.members() {
+        let (peer, addr) = (c.peer_id(i).parse().unwrap(), c.addr(i).parse().unwrap());
+        let Ok(view) = optimystic_actors::net::cluster_configs(
+            &c.net,
+            peer,
+            vec![addr],
+            regions.to_vec(),
+            timeout,
+        )
+        .await
+        else {
+            return vec![format!("node {i} did not answer configs")];
+        };
+        for v in view.view {
+            if let Some(cfg) = v.config {
+                let newer = configs.get(&v.region).is_none_or(|k| k.epoch < cfg.epoch);
+                if newer {
+                    configs.insert(v.region, cfg);
+                }
+            }
+        }
+        let Ok(heads) = optimystic_actors::net::cluster_heads(
+            &c.net,
+            peer,
+            vec![c.addr(i).parse().unwrap()],
+            regions.to_vec(),
+            timeout,
+        )
+        .await
+        else {
+            return vec![format!("node {i} did not answer heads")];
+        };
+        for h in heads {
+            holders
+                .entry(h.block_id)
+                .or_default()
+                .push((c.peer_id(i).to_string(), h.latest.map(|l| l.rev)));
+        }
+    }
+    let mut wrong = Vec::new();
+    for id in ids {
+        let want: std::collections::BTreeSet<String> = configs
+            .get(&Region::of(id))
+            .map(|k| k.members.iter().cloned().collect())
+            .unwrap_or_default();
+        let at = holders.get(id).cloned().unwrap_or_default();
+        let have: std::collections::BTreeSet<String> = at
+            .iter()
+            .filter(|(_, rev)| *rev == Some(1))
+            .map(|(p, _)| p.clone())
+            .collect();
+        if have != want || at.len() != want.len() {
+            wrong.push(format!("{id}: on {at:?}, configuration {want:?}"));
+        }
+    }
+    wrong
+}

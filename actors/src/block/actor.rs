@@ -40,6 +40,11 @@ pub(crate) enum BlockOp {
         rev: Rev,
         transform: Arc<Transform>,
     },
+    /// Forget this copy if it still ends at `expected` with nothing pending
+    /// (hand-off).
+    Drop {
+        expected: crate::model::TrxRev,
+    },
     /// Store a peer's archive (`authoritative`: replace what differs).
     Restore {
         archive: Arc<crate::storage::BlockArchive>,

@@ -232,6 +232,18 @@ impl StorageRepo {
         Ok(self.registry.raw().get_meta(&id)?.and_then(|m| m.latest))
     }
 
+    /// Forgets this node's copy of `id` if it still ends at `expected` with
+    /// nothing pending (a hand-off; the caller checked that the block's
+    /// configuration holds it). Whether the copy is gone.
+    pub async fn drop_copy(&self, id: &BlockId, expected: TrxRev) -> Result<bool, RepoError> {
+        let msg = Prepare {
+            op: BlockOp::Drop { expected },
+            mode: Mode::Solo,
+        };
+        self.registry.call(id, msg).await??;
+        Ok(self.registry.raw().get_meta(id)?.is_none())
+    }
+
     /// Drops the pending transaction from each block; unknown ones are ignored.
     pub async fn cancel(&self, trx: TrxBlocks) -> Result<(), RepoError> {
         self.registry.metrics().repo.begin();

@@ -33,14 +33,7 @@ impl Coordinator {
         let view = net.member_view();
         let generation = self.configs.generation();
         let retired = self.configs.retired();
-        let mut live: Vec<PeerId> = view.members.iter().map(|p| p.peer_id).collect();
-        live.push(self.me);
-        live.retain(|p| {
-            let name = p.to_string();
-            !retired.contains(&name) && self.configs.may_be_member(&name)
-        });
-        live.sort();
-        live.dedup();
+        let live = self.candidates(&view, &retired);
         {
             let mut state = self.placement.lock();
             let new_view = !state.view.as_ref().is_some_and(|v| Arc::ptr_eq(v, &view));
@@ -81,6 +74,24 @@ impl Coordinator {
             .await
             .into_iter()
             .any(|agreed| agreed)
+    }
+
+    /// The peers placement chooses among: the live members of `view` and this
+    /// node, less the `retired` and those not allowed to be members; sorted.
+    pub(super) fn candidates(
+        &self,
+        view: &crate::net::MemberView,
+        retired: &BTreeSet<String>,
+    ) -> Vec<PeerId> {
+        let mut live: Vec<PeerId> = view.members.iter().map(|p| p.peer_id).collect();
+        live.push(self.me);
+        live.retain(|p| {
+            let name = p.to_string();
+            !retired.contains(&name) && self.configs.may_be_member(&name)
+        });
+        live.sort();
+        live.dedup();
+        live
     }
 
     /// Retires `peer` on an operator's word (`optimystic peers remove`): durably
@@ -209,7 +220,7 @@ impl Coordinator {
     }
 
     /// Every block this node stores.
-    async fn stored_blocks(&self) -> Result<Vec<BlockId>, RepoError> {
+    pub(super) async fn stored_blocks(&self) -> Result<Vec<BlockId>, RepoError> {
         let raw = self.repo.registry().raw().clone();
         Ok(tokio::task::spawn_blocking(move || raw.list_blocks())
             .await

@@ -45,13 +45,13 @@ pub(super) struct State {
 
 /// What one round found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RoundReport {
+pub(super) struct RoundReport {
     /// Regions whose digests differed.
-    pub regions_differing: usize,
+    regions_differing: usize,
     /// Blocks compared with their cluster.
-    pub blocks_checked: usize,
+    blocks_checked: usize,
     /// Blocks moved to what a majority holds.
-    pub blocks_repaired: usize,
+    blocks_repaired: usize,
 }
 
 impl Coordinator {

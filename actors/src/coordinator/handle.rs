@@ -134,7 +134,8 @@ impl CoordinatorHandle {
     }
 
     /// Starts anti-entropy on the current arbiter: a round against the next
-    /// co-member every `settings.interval`. It stops with the coordinator.
+    /// co-member every `settings.interval`, each followed by a hand-off pass
+    /// over the copies of regions this node left. It stops with the coordinator.
     pub fn start_anti_entropy(&self, settings: super::EntropySettings) {
         let weak = Arc::downgrade(&self.inner);
         actix_rt::spawn(async move {
@@ -144,6 +145,7 @@ impl CoordinatorHandle {
                     return;
                 };
                 inner.anti_entropy_round(settings).await;
+                inner.hand_off().await;
             }
         });
     }

@@ -11,6 +11,7 @@
 //! - [`handover`]: handing a region's blocks to the peer a change adds;
 //! - [`lagging`]: sending co-members the configuration changes they missed;
 //! - [`entropy`]: anti-entropy, comparing region digests with co-members;
+//! - [`handoff`]: forgetting copies of regions this node left, once held there;
 //! - [`handle`]: the actor and its typed handle (a [`crate::model::Repo`]).
 //!
 //! A node runs two [`CoordinatorActor`]s over one [`Coordinator`]: one on the
@@ -24,6 +25,7 @@ mod driver;
 mod entropy;
 mod fault;
 mod handle;
+mod handoff;
 mod handover;
 mod lagging;
 mod plan;
@@ -43,7 +45,7 @@ use crate::metrics::{Counter, Histogram};
 use crate::model::{BlockGets, Consistency, GetBlockResults, OpResult, RepoError, RepoOperation};
 use crate::net::NetClient;
 
-pub use entropy::{EntropySettings, RoundReport};
+pub use entropy::EntropySettings;
 pub use handle::{CoordinatorActor, CoordinatorHandle};
 
 /// Transaction outcomes and phase latencies, as the coordinator saw them.

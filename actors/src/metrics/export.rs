@@ -300,6 +300,11 @@ impl Collector for NodeCollector {
                     "Blocks whose copy here was moved to what a majority of their cluster holds",
                     r.blocks_repaired.get(),
                 ),
+                (
+                    "optimystic_handoff_blocks",
+                    "Copies forgotten because the configuration this node left holds them",
+                    r.blocks_handed_off.get(),
+                ),
             ] {
                 counter(&mut e, name, help, v)?;
             }

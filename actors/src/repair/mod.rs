@@ -3,7 +3,8 @@
 //! - [`digest`]: pure: one digest per region over the blocks a node holds there,
 //!   and which blocks two nodes' heads disagree on.
 //!
-//! The rounds that use it run in the coordinator (`coordinator/entropy.rs`):
+//! The rounds that use it run in the coordinator (`coordinator/entropy.rs`,
+//! and the hand-off of copies a node no longer needs, `coordinator/handoff.rs`):
 //! they need the network and the catch-up that moves a copy to what a majority
 //! holds.
 
@@ -22,4 +23,7 @@ pub struct RepairMetrics {
     pub blocks_checked: Counter,
     /// Blocks whose copy here moved to what a majority of the cluster holds.
     pub blocks_repaired: Counter,
+    /// Copies forgotten because their configuration, which this node left,
+    /// holds them (hand-off).
+    pub blocks_handed_off: Counter,
 }

@@ -664,6 +664,39 @@ impl BlockStorage {
         })
     }
 
+    /// Plans forgetting this copy (hand-off: the block's configuration holds it
+    /// and this node is no longer a member): every record of the block, its
+    /// metadata first. `None` — nothing to do — unless the copy still ends at
+    /// `expected` and holds no pending transaction (it changed since the check).
+    pub fn plan_drop(&self, expected: &TrxRev) -> Result<Option<(WriteBatch, Effect)>, RepoError> {
+        if self.latest() != Some(expected) || !self.state.pending.is_empty() {
+            return Ok(None);
+        }
+        let id = &self.id;
+        let mut ops = vec![WriteOp::DeleteMeta { block: id.clone() }];
+        for tr in self.raw.list_revisions(id, 0, expected.rev)? {
+            ops.push(WriteOp::DeleteRevision {
+                block: id.clone(),
+                rev: tr.rev,
+            });
+            ops.push(WriteOp::DeleteTransaction {
+                block: id.clone(),
+                trx: tr.trx_id.clone(),
+            });
+            ops.push(WriteOp::DeleteMaterialized {
+                block: id.clone(),
+                trx: tr.trx_id,
+            });
+        }
+        for rev in &self.state.orphans {
+            ops.push(WriteOp::DeleteRevision {
+                block: id.clone(),
+                rev: *rev,
+            });
+        }
+        Ok(Some((ops, Effect::Restored(Box::default()))))
+    }
+
     /// Plans storing a peer's archive: its revisions, range and pending transactions.
     pub fn plan_restore(&self, archive: BlockArchive) -> Result<(WriteBatch, Effect), RepoError> {
         self.plan_restore_with(archive, false)

@@ -144,6 +144,70 @@ async fn exercise(raw: &dyn RawStorage) {
     assert_eq!(raw.block_count().unwrap(), 1);
 }
 
+/// A block written whole, then forgotten whole (a hand-off's batch): nothing
+/// of it is left, and the other blocks are untouched.
+async fn forget(raw: &dyn RawStorage) {
+    let gone = b("gone-1");
+    let tf = Arc::new(sample_transform("gone-1"));
+    let meta = BlockMeta {
+        ranges: vec![RevRange::ALL],
+        latest: Some(TrxRev {
+            trx_id: t("g1"),
+            rev: 1,
+        }),
+    };
+    let before = raw.list_blocks().unwrap().len();
+    raw.write(vec![
+        WriteOp::PutTransaction {
+            block: gone.clone(),
+            trx: t("g1"),
+            transform: tf.clone(),
+        },
+        WriteOp::PutMaterialized {
+            block: gone.clone(),
+            trx: t("g1"),
+            value: Some(Arc::new(sample_block("gone-1"))),
+        },
+        WriteOp::PutRevision {
+            block: gone.clone(),
+            rev: 1,
+            trx: t("g1"),
+        },
+        WriteOp::PutMeta {
+            block: gone.clone(),
+            meta,
+        },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(raw.list_blocks().unwrap().len(), before + 1);
+    raw.write(vec![
+        WriteOp::DeleteMeta {
+            block: gone.clone(),
+        },
+        WriteOp::DeleteRevision {
+            block: gone.clone(),
+            rev: 1,
+        },
+        WriteOp::DeleteTransaction {
+            block: gone.clone(),
+            trx: t("g1"),
+        },
+        WriteOp::DeleteMaterialized {
+            block: gone.clone(),
+            trx: t("g1"),
+        },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(raw.get_meta(&gone).unwrap(), None);
+    assert_eq!(raw.get_revision(&gone, 1).unwrap(), None);
+    assert_eq!(raw.get_transaction(&gone, &t("g1")).unwrap(), None);
+    assert_eq!(raw.get_materialized(&gone, &t("g1")).unwrap(), None);
+    assert!(!raw.list_blocks().unwrap().contains(&gone));
+    assert_eq!(raw.list_blocks().unwrap().len(), before);
+}
+
 fn check_reopened(raw: &dyn RawStorage) {
     let b1 = b("blk-1");
     assert_eq!(raw.list_pending(&b1).unwrap(), vec![t("t1")]);
@@ -159,7 +223,9 @@ fn check_reopened(raw: &dyn RawStorage) {
 
 #[tokio::test]
 async fn memory_conforms() {
-    exercise(&MemoryRawStorage::default()).await;
+    let raw = MemoryRawStorage::default();
+    exercise(&raw).await;
+    forget(&raw).await;
 }
 
 #[tokio::test]
@@ -168,6 +234,11 @@ async fn file_conforms_and_persists() {
     {
         let raw = FileRawStorage::open(dir.path()).unwrap();
         exercise(&raw).await;
+        forget(&raw).await;
+        assert!(
+            !dir.path().join("blocks/gone-1").exists(),
+            "a forgotten block's directory goes"
+        );
         assert!(matches!(
             FileRawStorage::open(dir.path()),
             Err(StorageError::InUse(_))
@@ -192,6 +263,7 @@ async fn embedded_conforms_and_persists() {
     {
         let raw = EmbeddedRawStorage::open(dir.path(), EmbeddedOptions::default()).unwrap();
         exercise(&raw).await;
+        forget(&raw).await;
         assert!(matches!(
             EmbeddedRawStorage::open(dir.path(), EmbeddedOptions::default()),
             Err(StorageError::InUse(_))

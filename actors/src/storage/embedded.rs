@@ -284,6 +284,12 @@ impl EmbeddedRawStorage {
             WriteOp::DeleteRevision { block, rev } => {
                 data(key(block, b'r', &rev.to_be_bytes()), None)
             }
+            WriteOp::DeleteTransaction { block, trx } => {
+                data(key(block, b't', trx.as_str().as_bytes()), None)
+            }
+            WriteOp::DeleteMaterialized { block, trx } => {
+                data(key(block, b'b', trx.as_str().as_bytes()), None)
+            }
             WriteOp::PutRevision { block, rev, trx } => {
                 data(key(block, b'r', &rev.to_be_bytes()), val(trx)?)
             }
@@ -294,6 +300,12 @@ impl EmbeddedRawStorage {
                 pend: None,
                 key: block.as_str().as_bytes().to_vec(),
                 value: val(meta)?,
+            },
+            WriteOp::DeleteMeta { block } => Encoded {
+                space: Space::Meta,
+                pend: None,
+                key: block.as_str().as_bytes().to_vec(),
+                value: None,
             },
         })
     }

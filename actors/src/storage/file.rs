@@ -68,7 +68,7 @@ impl Inner {
     }
 
     fn apply(&self, batch: WriteBatch) -> Result<(), StorageError> {
-        for phase in 0..=2 {
+        for phase in 0..=WriteOp::LAST_PHASE {
             let mut dirty = BTreeSet::new();
             for op in batch.iter().filter(|op| op.phase() == phase) {
                 self.apply_op(op, &mut dirty)?;
@@ -76,6 +76,17 @@ impl Inner {
             for dir in dirty {
                 sync_dir(&dir)?;
                 self.stats.syncs.add(1);
+            }
+        }
+        // A block no longer stored: its directories go once empty (the batch
+        // that unpublished it removed its records too).
+        for op in &batch {
+            if let WriteOp::DeleteMeta { block } = op {
+                let dir = self.block_dir(block);
+                for sub in ["pend", "trx", "blocks", "revs"] {
+                    let _ = fs::remove_dir(dir.join(sub));
+                }
+                let _ = fs::remove_dir(&dir);
             }
         }
         Ok(())
@@ -123,27 +134,48 @@ impl Inner {
                 Ok(())
             }
             WriteOp::DeleteRevision { block, rev } => {
-                let path = self.path(block, "revs", &rev.to_string());
-                match fs::remove_file(&path) {
-                    Ok(()) => {
-                        dirty.insert(self.block_dir(block).join("revs"));
-                        Ok(())
-                    }
-                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(StorageError::io(path, e)),
-                }
+                self.remove(block, "revs", &rev.to_string(), dirty)
             }
             WriteOp::DeletePending { block, trx } => {
-                let path = self.path(block, "pend", trx.as_str());
+                self.remove(block, "pend", trx.as_str(), dirty)
+            }
+            WriteOp::DeleteTransaction { block, trx } => {
+                self.remove(block, "trx", trx.as_str(), dirty)
+            }
+            WriteOp::DeleteMaterialized { block, trx } => {
+                self.remove(block, "blocks", trx.as_str(), dirty)
+            }
+            WriteOp::DeleteMeta { block } => {
+                let dir = self.block_dir(block);
+                let path = dir.join("meta.json");
                 match fs::remove_file(&path) {
                     Ok(()) => {
-                        dirty.insert(self.block_dir(block).join("pend"));
+                        dirty.insert(dir);
                         Ok(())
                     }
                     Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
                     Err(e) => Err(StorageError::io(path, e)),
                 }
             }
+        }
+    }
+
+    /// Removes one record file of `block` (absent is fine).
+    fn remove(
+        &self,
+        block: &BlockId,
+        kind: &str,
+        name: &str,
+        dirty: &mut BTreeSet<PathBuf>,
+    ) -> Result<(), StorageError> {
+        let path = self.path(block, kind, name);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                dirty.insert(self.block_dir(block).join(kind));
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::io(path, e)),
         }
     }
 

@@ -160,6 +160,30 @@ impl RawStorage for MemoryRawStorage {
                 WriteOp::PutMeta { block, meta } => {
                     blocks.entry(block).or_default().meta = Some(meta);
                 }
+                WriteOp::DeleteTransaction { block, trx } => {
+                    if let Some(b) = blocks.get_mut(&block) {
+                        b.committed.remove(&trx);
+                    }
+                }
+                WriteOp::DeleteMaterialized { block, trx } => {
+                    if let Some(b) = blocks.get_mut(&block) {
+                        b.materialized.remove(&trx);
+                    }
+                }
+                WriteOp::DeleteMeta { block } => {
+                    // Last of a hand-off's batch: nothing of the block is left.
+                    if let Some(b) = blocks.get_mut(&block) {
+                        b.meta = None;
+                    }
+                    if blocks.get(&block).is_some_and(|b| {
+                        b.pending.is_empty()
+                            && b.committed.is_empty()
+                            && b.materialized.is_empty()
+                            && b.revisions.is_empty()
+                    }) {
+                        blocks.remove(&block);
+                    }
+                }
             }
         }
         Box::pin(std::future::ready(Ok(())))

@@ -171,18 +171,43 @@ pub enum WriteOp {
         /// New metadata.
         meta: BlockMeta,
     },
+    /// Forget a committed transform (a copy handed off: see
+    /// `BlockStorage::plan_drop`).
+    DeleteTransaction {
+        /// Block.
+        block: BlockId,
+        /// Transaction.
+        trx: TrxId,
+    },
+    /// Forget the block as a transaction materialized it.
+    DeleteMaterialized {
+        /// Block.
+        block: BlockId,
+        /// Transaction.
+        trx: TrxId,
+    },
+    /// Forget the block's metadata: it is no longer stored here.
+    DeleteMeta {
+        /// Block.
+        block: BlockId,
+    },
 }
 
 impl WriteOp {
-    /// Crash-safety order on backends without atomic batches: data first, then
-    /// metadata (which publishes it), then removal of pending records.
+    /// Crash-safety order on backends without atomic batches: removal of the
+    /// metadata (a block handed off is unpublished before its records go), data,
+    /// then metadata (which publishes it), then removal of pending records.
     pub(crate) fn phase(&self) -> u8 {
         match self {
-            Self::PutMeta { .. } => 1,
-            Self::DeletePending { .. } => 2,
-            _ => 0,
+            Self::DeleteMeta { .. } => 0,
+            Self::PutMeta { .. } => 2,
+            Self::DeletePending { .. } => 3,
+            _ => 1,
         }
     }
+
+    /// The last phase of [`Self::phase`].
+    pub(crate) const LAST_PHASE: u8 = 3;
 }
 
 /// Changes applied together: atomically on the embedded engine, per block in
