@@ -41,6 +41,9 @@ pub(super) struct State {
     last_peer: Option<String>,
     /// Differing regions past this one come first in the next round.
     next_region: Option<Region>,
+    /// (table generation, member-view fingerprint) of the last hand-off pass
+    /// that found no copy to hand off (see `handoff.rs`).
+    pub(super) handed_off: Option<(u64, u64)>,
 }
 
 /// What one round found.

@@ -16,8 +16,18 @@ use crate::model::{BlockHead, BlockId, Config, Region, TrxRev};
 const BLOCKS_PER_PASS: usize = 1024;
 
 impl Coordinator {
-    /// One pass: returns how many copies were forgotten.
+    /// One pass: returns how many copies were forgotten. Skipped while the
+    /// configurations and the live peers are what they were at a pass that
+    /// found no copy to hand off (it scans every stored block).
     pub(super) async fn hand_off(&self) -> usize {
+        let Ok(net) = self.net() else {
+            return 0;
+        };
+        let view = net.member_view();
+        let now = (self.configs.generation(), view.fingerprint);
+        if self.entropy.lock().handed_off == Some(now) {
+            return 0;
+        }
         let stored = match self.stored_blocks().await {
             Ok(b) => b,
             Err(e) => {
@@ -25,11 +35,8 @@ impl Coordinator {
                 return 0;
             }
         };
-        let Ok(net) = self.net() else {
-            return 0;
-        };
         let keyed: Vec<([u8; 32], libp2p::PeerId)> = self
-            .candidates(&net.member_view(), &self.configs.retired())
+            .candidates(&view, &self.configs.retired())
             .into_iter()
             .map(|p| (crate::membership::peer_key(&p), p))
             .collect();
@@ -51,6 +58,10 @@ impl Coordinator {
             if !c.members.contains(&me) && !wanted {
                 left.entry(c).or_default().push(b);
             }
+        }
+        if left.is_empty() {
+            self.entropy.lock().handed_off = Some(now);
+            return 0;
         }
         let mut budget = BLOCKS_PER_PASS;
         let mut dropped = 0;
