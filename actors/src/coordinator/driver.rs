@@ -220,7 +220,7 @@ impl Coordinator {
     }
 
     /// Every block this node stores.
-    pub(super) async fn stored_blocks(&self) -> Result<Vec<BlockId>, RepoError> {
+    async fn stored_blocks(&self) -> Result<Vec<BlockId>, RepoError> {
         let raw = self.repo.registry().raw().clone();
         Ok(tokio::task::spawn_blocking(move || raw.list_blocks())
             .await

@@ -28,50 +28,49 @@ impl Coordinator {
         if self.entropy.lock().handed_off == Some(now) {
             return 0;
         }
-        let stored = match self.stored_blocks().await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot list blocks to hand off");
-                return 0;
-            }
-        };
         let keyed: Vec<([u8; 32], libp2p::PeerId)> = self
             .candidates(&view, &self.configs.retired())
             .into_iter()
             .map(|p| (crate::membership::peer_key(&p), p))
             .collect();
         let k = self.configs.cluster_size();
-        let mut targeted: BTreeMap<Region, bool> = BTreeMap::new();
         let me = self.me.to_string();
-        // Copies in regions whose configuration, as this node knows it, does not
-        // have this node, nor is about to (a peer being added holds the blocks
-        // handed to it before the change): grouped by that configuration.
-        let mut left: BTreeMap<Config, Vec<BlockId>> = BTreeMap::new();
-        for b in stored {
-            let region = Region::of(&b);
-            let Some(c) = self.configs.config(region) else {
-                continue;
-            };
-            let wanted = *targeted.entry(region).or_insert_with(|| {
-                crate::membership::target_keyed(region, &keyed, k).contains(&self.me)
-            });
-            if !c.members.contains(&me) && !wanted {
-                left.entry(c).or_default().push(b);
+        // Regions whose configuration, as this node knows it, does not have this
+        // node, nor is about to (a peer being added holds the blocks handed to
+        // it before the change).
+        let left: BTreeMap<Region, Config> = Region::all()
+            .filter_map(|r| Some((r, self.configs.config(r)?)))
+            .filter(|(r, c)| {
+                !c.members.contains(&me)
+                    && !crate::membership::target_keyed(*r, &keyed, k).contains(&self.me)
+            })
+            .collect();
+        // One scan of the stored blocks: the copies in those regions, by
+        // configuration.
+        let heads = if left.is_empty() {
+            Vec::new()
+        } else {
+            match self.repo.heads(left.keys().copied().collect()).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot list blocks to hand off");
+                    return 0;
+                }
             }
-        }
-        if left.is_empty() {
+        };
+        if heads.is_empty() {
             self.entropy.lock().handed_off = Some(now);
             return 0;
         }
-        let mut budget = BLOCKS_PER_PASS;
-        let mut dropped = 0;
-        for (config, mut blocks) in left {
-            if budget == 0 {
-                break;
+        let mut by_config: BTreeMap<&Config, Vec<BlockHead>> = BTreeMap::new();
+        for h in heads.into_iter().take(BLOCKS_PER_PASS) {
+            if let Some(c) = left.get(&Region::of(&h.block_id)) {
+                by_config.entry(c).or_default().push(h);
             }
-            blocks.truncate(budget);
-            budget -= blocks.len();
-            dropped += self.hand_off_to(&config, &blocks).await;
+        }
+        let mut dropped = 0;
+        for (config, copies) in by_config {
+            dropped += self.hand_off_to(config, &copies).await;
         }
         if dropped > 0 {
             self.repair_metrics.blocks_handed_off.add(dropped as u64);
@@ -80,24 +79,13 @@ impl Coordinator {
         dropped
     }
 
-    /// Forgets each copy of `blocks` that a majority of `config` holds at or
-    /// past this copy's latest (and that holds nothing pending here).
-    async fn hand_off_to(&self, config: &Config, blocks: &[BlockId]) -> usize {
-        let Some(live) = self.live_by_name() else {
+    /// Forgets each of `copies` (this node's heads) that a majority of `config`
+    /// holds at or past this copy's latest (and that holds nothing pending here).
+    async fn hand_off_to(&self, config: &Config, copies: &[BlockHead]) -> usize {
+        let (Some(live), Ok(net)) = (self.live_by_name(), self.net()) else {
             return 0;
         };
-        let regions: BTreeSet<Region> = blocks.iter().map(Region::of).collect();
-        let Ok(mine) = self.repo.heads(regions.clone()).await else {
-            return 0;
-        };
-        let wanted: BTreeSet<&BlockId> = blocks.iter().collect();
-        let mine: Vec<BlockHead> = mine
-            .into_iter()
-            .filter(|h| wanted.contains(&h.block_id))
-            .collect();
-        let Ok(net) = self.net() else {
-            return 0;
-        };
+        let regions: BTreeSet<Region> = copies.iter().map(|h| Region::of(&h.block_id)).collect();
         let asks = config
             .members
             .iter()
@@ -119,7 +107,7 @@ impl Coordinator {
             .collect();
         let need = majority(config.members.len());
         let mut dropped = 0;
-        for h in mine.iter().filter(|h| h.pending.is_empty()) {
+        for h in copies.iter().filter(|h| h.pending.is_empty()) {
             let Some(local) = &h.latest else {
                 continue;
             };

@@ -79,7 +79,21 @@ impl MemberDirectory {
                     continue;
                 }
                 let base = d.bases.get(&b).cloned().flatten();
-                let holders = || peers_of(d.holders.get(&b).map_or(&[][..], Vec::as_slice));
+                // The members that reported the base first, then the record's
+                // other members: a holder may be gone for good (retired,
+                // replaced), and another member may hold the base by now.
+                let holders = || {
+                    let first = d.holders.get(&b).map_or(&[][..], Vec::as_slice);
+                    let rest: Vec<String> = record
+                        .peers
+                        .keys()
+                        .filter(|id| !first.contains(*id))
+                        .cloned()
+                        .collect();
+                    let mut all = peers_of(first);
+                    all.extend(peers_of(&rest));
+                    all
+                };
                 let check = match self.catch_up.get() {
                     Some(c) => c.reach_base(&b, &base, holders).await,
                     None => local_check(self, &b, &base),
