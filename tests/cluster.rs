@@ -706,6 +706,48 @@ async fn a_member_that_missed_a_change_is_sent_it() {
     }
 }
 
+/// A member removed by a change it never heard of: the proposer (a member)
+/// removes C from one region's configuration with A's, B's and its own promises
+/// and delivers the decision to A and B only. C still holds the old
+/// configuration and counts itself a member; A and B send it the decided change
+/// (docs/CONSENSUS.md, "A member that missed a change") and it applies it: it
+/// then holds the new configuration as a peer outside it.
+#[actix_rt::test]
+async fn a_member_removed_by_a_change_it_missed_is_sent_it() {
+    let dirs = four_dirs();
+    let (nodes, proposer) = three_and_a_proposer(&dirs, |_, _| {}).await;
+    let net = proposer.net.clone();
+    let members = members_of(&nodes);
+    let region = Region::new(7);
+    let c = nodes[2].0.peer_id().to_string();
+    let from = nodes[2].0.configs().config(region).unwrap();
+    let to = from.without(&c);
+    let mut change = change_record(&proposer, &members, region, from.clone(), to.clone());
+    let proposal = change.clone();
+    for node in &nodes[..2] {
+        let id = node.0.peer_id().to_string();
+        let r = deliver(&net, node, proposal.clone()).await;
+        assert_eq!(r.promises[&id].vote, VoteType::Approve);
+        change.promises.insert(id.clone(), r.promises[&id].clone());
+    }
+    proposer.promise(&mut change);
+    for node in &nodes[..2] {
+        let id = node.0.peer_id().to_string();
+        let r = deliver(&net, node, change.clone()).await;
+        assert_eq!(r.commits[&id].vote, VoteType::Approve);
+        assert_eq!(node.0.configs().config(region), Some(to.clone()));
+    }
+    assert_eq!(nodes[2].0.configs().config(region), Some(from));
+    eventually(Duration::from_secs(30), || async {
+        nodes[2].0.configs().config(region) == Some(to.clone())
+    })
+    .await;
+    assert!(!nodes[2].0.configs().table().is_member(region));
+    for (n, _) in nodes {
+        n.shutdown().await;
+    }
+}
+
 #[actix_rt::test]
 async fn a_member_refuses_new_transactions_past_its_active_limit() {
     let dirs = four_dirs();

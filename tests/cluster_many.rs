@@ -131,7 +131,9 @@ async fn replicas_are_the_k_closest_of_twenty() {
             } else {
                 assert!(
                     storage.get_meta(&bid(&name)).unwrap().is_none(),
-                    "{name} stored outside its cluster"
+                    "{name} stored outside its cluster {cluster:?}, on {} holding {:?}",
+                    n.peer_id(),
+                    n.configs().config(Region::of(&bid(&name)))
                 );
             }
         }

@@ -12,7 +12,8 @@ use common::*;
 use libp2p::identity::Keypair;
 use optimystic_actors::block::{BlockRegistry, RegistryOptions, StorageRepo};
 use optimystic_actors::cluster::{
-    message_hash, peer_entry, ClusterRecord, Configs, MemberDirectory, Phase, TxnStore, RETENTION,
+    message_hash, peer_entry, sign_commit, sign_promise, ClusterRecord, Configs, MemberDirectory,
+    Phase, TxnStore, VoteType, RETENTION,
 };
 use optimystic_actors::metrics::EngineMetrics;
 use optimystic_actors::model::now_ms;
@@ -104,4 +105,132 @@ async fn decided_transactions_are_pruned_after_retention() {
         assert!(store.load(&hash).unwrap().is_none(), "{kind:?}");
         assert!(store.all().unwrap().is_empty(), "{kind:?}");
     }
+}
+
+/// A configuration change of `region` from `from` to `to`, coordinated by
+/// `coordinator`, among the keys of `from ∪ to`.
+fn change_record(
+    keys: &[&Keypair],
+    coordinator: &Keypair,
+    region: Region,
+    from: Config,
+    to: Config,
+) -> ClusterRecord {
+    let message = RepoMessage {
+        operations: Vec::new(),
+        expiration: Some(now_ms() + 30_000),
+        coordinator: Some(coordinator.public().to_peer_id().to_string()),
+        epochs: BTreeMap::new(),
+        change: Some(ConfigChange {
+            regions: vec![region],
+            from,
+            to,
+            retire: false,
+        }),
+    };
+    ClusterRecord {
+        message_hash: message_hash(&message),
+        peers: keys.iter().map(|k| peer_entry(k, vec![])).collect(),
+        message: message.into(),
+        promises: BTreeMap::new(),
+        commits: BTreeMap::new(),
+    }
+}
+
+fn name(k: &Keypair) -> String {
+    k.public().to_peer_id().to_string()
+}
+
+/// `r` with an approving promise of each of `keys`.
+fn promised_by(mut r: ClusterRecord, keys: &[&Keypair]) -> ClusterRecord {
+    for k in keys {
+        let v = sign_promise(k, &r, VoteType::Approve, None, Some(BTreeMap::new()));
+        r.promises.insert(name(k), v);
+    }
+    r
+}
+
+/// A member that aborted a change (its coordinator's abort reached it, as a
+/// fence would) holds the old configuration; a record proving that a joint
+/// majority applied the change — their approving commits — moves it to the new
+/// one (docs/CONSENSUS.md, "A member that missed a change"). Fewer applications
+/// than the joint quorum change nothing.
+#[actix_rt::test]
+async fn a_member_that_aborted_a_change_takes_it_on_proof_of_a_joint_majority() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = open_storage(optimystic_actors::storage::StorageKind::Memory, dir.path()).unwrap();
+    let registry = BlockRegistry::start(
+        raw.clone(),
+        std::sync::Arc::new(EngineMetrics::default()),
+        None,
+        RegistryOptions::default(),
+    )
+    .unwrap();
+    let (c, x, y) = (
+        Keypair::generate_ed25519(),
+        Keypair::generate_ed25519(),
+        Keypair::generate_ed25519(),
+    );
+    let me = name(&c);
+    let configs = Configs::open(&me, 3, raw.clone()).unwrap();
+    let (_, entry) = peer_entry(&c, vec![]);
+    assert!(configs.genesis_if_alone(entry, false).await.unwrap());
+    let members = MemberDirectory::new(
+        c.clone(),
+        StorageRepo::new(registry),
+        TxnStore::new(raw.clone()),
+        configs.clone(),
+    );
+    let region = Region::new(5);
+    let cfg = |epoch: u64, keys: &[&Keypair]| Config {
+        epoch,
+        members: keys.iter().map(|k| name(k)).collect(),
+    };
+    // C, alone at genesis, adds X, then Y (each change agreed by C and the peer).
+    for (from, to, keys) in [
+        (cfg(1, &[&c]), cfg(2, &[&c, &x]), vec![&c, &x]),
+        (cfg(2, &[&c, &x]), cfg(3, &[&c, &x, &y]), vec![&c, &x, &y]),
+    ] {
+        let proposal = change_record(&keys, &c, region, from, to.clone());
+        let promised = members.update(proposal, &me).await.unwrap();
+        let others: Vec<&Keypair> = keys[1..].to_vec();
+        members
+            .update(promised_by(promised, &others), &me)
+            .await
+            .unwrap();
+        assert_eq!(configs.config(region), Some(to));
+    }
+    // X proposes removing C; C promises, then takes X's abort.
+    let (from, to) = (cfg(3, &[&c, &x, &y]), cfg(4, &[&x, &y]));
+    let removal = change_record(&[&c, &x, &y], &x, region, from.clone(), to.clone());
+    let promised = members.update(removal.clone(), &name(&x)).await.unwrap();
+    assert_eq!(promised.promises[&me].vote, VoteType::Approve);
+    let mut abort = removal.clone();
+    abort.commits.insert(
+        name(&x),
+        sign_commit(&x, &abort, VoteType::Reject, Some("abort".into()), None),
+    );
+    members.update(abort, &name(&x)).await.unwrap();
+    assert_eq!(configs.config(region), Some(from.clone()));
+
+    // Decided by X's and Y's promises and applied by X alone: not a joint
+    // majority of the old configuration (2 of 3 needed).
+    let decided = promised_by(removal, &[&x, &y]);
+    let mut one = decided.clone();
+    one.commits.insert(
+        name(&x),
+        sign_commit(&x, &one, VoteType::Approve, None, Some(Vec::new())),
+    );
+    assert!(members.update(one.clone(), &name(&x)).await.is_err());
+    assert_eq!(configs.config(region), Some(from));
+
+    // Applied by X and Y: a majority of {C, X, Y} and of {X, Y}.
+    let mut both = one;
+    both.commits.insert(
+        name(&y),
+        sign_commit(&y, &both, VoteType::Approve, None, Some(Vec::new())),
+    );
+    members.update(both, &name(&y)).await.unwrap();
+    assert_eq!(configs.config(region), Some(to));
+    assert!(!configs.table().is_member(region));
 }

@@ -465,20 +465,30 @@ pub fn record_of(
 
 /// Whether every region's configuration, as held by its members among `nodes`,
 /// is its target: the `k` of `nodes` closest to it (docs/CONSENSUS.md,
-/// "Configurations"), the same configuration on each of those members.
+/// "Configurations"), the same configuration on each of those members — and no
+/// node outside the target still counts itself a member (one that missed its
+/// removal is sent it: "A member that missed a change").
 pub fn settled(nodes: &[&NodeHandle], k: usize) -> bool {
-    use optimystic_actors::membership::{target, Region};
+    unsettled_region(nodes, k).is_none()
+}
+
+/// The first region that has not settled, as [`settled`] judges.
+fn unsettled_region(nodes: &[&NodeHandle], k: usize) -> Option<Region> {
+    use optimystic_actors::membership::target;
     let ids: Vec<libp2p::PeerId> = nodes.iter().map(|n| n.peer_id()).collect();
-    Region::all().all(|r| {
-        let want: std::collections::BTreeSet<String> =
-            target(r, &ids, k).iter().map(ToString::to_string).collect();
-        let held: Vec<_> = nodes
+    Region::all().find(|r| {
+        let want: std::collections::BTreeSet<String> = target(*r, &ids, k)
             .iter()
-            .filter(|n| want.contains(&n.peer_id().to_string()))
-            .map(|n| n.configs().config(r))
+            .map(ToString::to_string)
             .collect();
-        held.iter()
-            .all(|c| c.as_ref().is_some_and(|c| c.members == want) && *c == held[0])
+        let (inside, outside): (Vec<&&NodeHandle>, Vec<&&NodeHandle>) = nodes
+            .iter()
+            .partition(|n| want.contains(&n.peer_id().to_string()));
+        let held: Vec<_> = inside.iter().map(|n| n.configs().config(*r)).collect();
+        let at_target = held
+            .iter()
+            .all(|c| c.as_ref().is_some_and(|c| c.members == want) && *c == held[0]);
+        !at_target || outside.iter().any(|n| n.configs().table().is_member(*r))
     })
 }
 
@@ -493,18 +503,7 @@ pub async fn settle_within(nodes: &[&NodeHandle], k: usize, limit: Duration) {
     let deadline = Instant::now() + limit;
     while !settled(nodes, k) {
         if Instant::now() >= deadline {
-            let ids: Vec<libp2p::PeerId> = nodes.iter().map(|n| n.peer_id()).collect();
-            let stuck = Region::all().find(|r| {
-                let want: std::collections::BTreeSet<String> =
-                    optimystic_actors::membership::target(*r, &ids, k)
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect();
-                nodes
-                    .iter()
-                    .filter(|n| want.contains(&n.peer_id().to_string()))
-                    .any(|n| n.configs().config(*r).is_none_or(|c| c.members != want))
-            });
+            let stuck = unsettled_region(nodes, k);
             let held: Vec<String> = stuck
                 .map(|r| {
                     nodes

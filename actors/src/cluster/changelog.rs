@@ -10,8 +10,9 @@ use parking_lot::Mutex;
 use super::record::ClusterRecord;
 use crate::model::{Config, Region};
 
-/// How many decided changes are kept.
-const KEPT: usize = 256;
+/// How many decided changes are kept (a few KiB each; a network settling
+/// after joins decides hundreds a minute).
+const KEPT: usize = 1024;
 
 /// Recent decided change records, oldest first.
 #[derive(Default)]
@@ -20,13 +21,22 @@ pub struct ChangeLog {
 }
 
 impl ChangeLog {
-    /// Keeps `record`, a decided change this node applied (once per hash).
+    /// Keeps `record`, a decided change this node applied (once per hash; the
+    /// commit votes of a record kept already are added to it).
     pub fn note(&self, record: &ClusterRecord) {
         if record.message.change.is_none() {
             return;
         }
         let mut recent = self.recent.lock();
-        if recent.iter().any(|r| r.message_hash == record.message_hash) {
+        if let Some(kept) = recent
+            .iter_mut()
+            .find(|r| r.message_hash == record.message_hash)
+        {
+            for (peer, vote) in &record.commits {
+                kept.commits
+                    .entry(peer.clone())
+                    .or_insert_with(|| vote.clone());
+            }
             return;
         }
         if recent.len() >= KEPT {

@@ -15,7 +15,7 @@ use super::{Coordinator, Outcome};
 use crate::cluster::record::tally;
 use crate::cluster::{
     decide, implied_outcome, majority, message_hash, quorum_of, sign_commit, voters, ClusterPeer,
-    ClusterRecord, Decision, EffectKind, Verdict, VoteType,
+    ClusterRecord, Decision, EffectKind, Signature, Verdict, VoteType,
 };
 use crate::membership::Quorum;
 use crate::model::{
@@ -93,8 +93,8 @@ fn finish_in_background(mut calls: FuturesUnordered<MemberCall>) {
 /// The votes of phase 2, as they arrive.
 #[derive(Default)]
 struct Commits {
-    /// Approving commits by the effect they report.
-    by_effect: BTreeMap<Vec<EffectKind>, BTreeSet<String>>,
+    /// Approving commits (each member's signed vote) by the effect they report.
+    by_effect: BTreeMap<Vec<EffectKind>, BTreeMap<String, Signature>>,
     /// Members that will never apply (fenced, refused as decided, or moved to
     /// another configuration).
     fences: BTreeSet<String>,
@@ -108,7 +108,10 @@ impl Commits {
             Ok(r) => match r.commits.get(&peer) {
                 Some(v) if v.vote == VoteType::Approve => {
                     let effect = v.effect.clone().unwrap_or_default();
-                    self.by_effect.entry(effect).or_default().insert(peer);
+                    self.by_effect
+                        .entry(effect)
+                        .or_default()
+                        .insert(peer, v.clone());
                 }
                 Some(_) => {
                     self.fences.insert(peer);
@@ -122,12 +125,11 @@ impl Commits {
         }
     }
 
-    /// The effect members meeting the quorum applied, if any.
-    fn agreed(&self, quorum: &Quorum) -> Option<&Vec<EffectKind>> {
+    /// The effect members meeting the quorum applied, with their votes, if any.
+    fn agreed(&self, quorum: &Quorum) -> Option<(&Vec<EffectKind>, &BTreeMap<String, Signature>)> {
         self.by_effect
             .iter()
-            .find(|(_, peers)| quorum.met_by(&peers.iter().map(String::as_str).collect()))
-            .map(|(e, _)| e)
+            .find(|(_, votes)| quorum.met_by(&votes.keys().map(String::as_str).collect()))
     }
 
     fn aborted(&self, quorum: &Quorum) -> bool {
@@ -386,12 +388,21 @@ impl Coordinator {
         if !change {
             self.metrics.phase2.observe(phase2.elapsed());
         }
-        let agreed = commits.agreed(&quorum).cloned();
+        let agreed = commits
+            .agreed(&quorum)
+            .map(|(e, votes)| (e.clone(), votes.clone()));
         let aborted = commits.aborted(&quorum);
         let fences = commits.fences.len();
+        if let (true, Some((_, applied))) = (change, &agreed) {
+            // Proof that a joint majority applied the change, for a member that
+            // fenced it (docs/CONSENSUS.md, "A member that missed a change").
+            let mut proof = record.clone();
+            proof.commits = applied.clone();
+            self.configs.changes().note(&proof);
+        }
         let stragglers = std::mem::take(&mut commits.stragglers);
         self.retry_stragglers(calls, stragglers, record, remote);
-        let Some(effect) = agreed else {
+        let Some((effect, _)) = agreed else {
             if aborted {
                 self.metrics.count(change, Outcome::Aborted);
                 return Err(Agreement::Refused(format!(

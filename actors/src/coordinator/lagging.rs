@@ -7,7 +7,8 @@
 //! (until it has seen each hold the change's configuration) for their view of
 //! those regions, and sends one that is behind the decided changes it missed,
 //! oldest first: the member validates each like any decided record and applies
-//! it.
+//! it. A member a change removed is asked too: one that missed its removal
+//! would go on counting itself a member of those regions.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -42,10 +43,11 @@ impl Coordinator {
 
     /// Asks each live member of a recent change's new configuration — still
     /// this node's configuration of some of its regions, and not yet seen
-    /// holding it — for its view of those regions; one that holds an older
-    /// configuration (or none) is sent the decided changes leading to this
-    /// node's. A member seen holding a change's configuration is not asked about
-    /// it again, so a settled network asks nothing.
+    /// holding it — and each member the change removed for its view of those
+    /// regions; one that holds an older configuration (or none) is sent the
+    /// decided changes leading to this node's (to the change's, for a removed
+    /// member). A member seen holding a change's configuration is not asked
+    /// about it again, so a settled network asks nothing.
     async fn bring_up_lagging(&self) {
         let Some(live) = self.live_by_name() else {
             return;
@@ -61,22 +63,47 @@ impl Coordinator {
                 let Some(c) = r.message.change.as_ref() else {
                     continue;
                 };
+                // Members of `to`: about the regions still at `to` here. Members
+                // the change removed: about every region it moved that this node
+                // holds at `to` or later without them — until told, they would
+                // go on counting themselves members.
                 let current: Vec<Region> = c
                     .regions
                     .iter()
                     .copied()
                     .filter(|g| table.get(*g) == Some(&c.to))
                     .collect();
-                if current.is_empty() {
-                    continue;
-                }
-                for m in c.to.members.iter().filter(|m| **m != me) {
-                    if !live.contains_key(m) || seen.contains(&(r.message_hash.clone(), m.clone()))
+                let removed: Vec<&String> = c
+                    .from
+                    .members
+                    .iter()
+                    .filter(|m| !c.to.members.contains(*m))
+                    .collect();
+                for m in c.to.members.iter().chain(removed.iter().copied()) {
+                    if *m == me
+                        || !live.contains_key(m)
+                        || seen.contains(&(r.message_hash.clone(), m.clone()))
                     {
                         continue;
                     }
+                    let regions: Vec<Region> = if c.to.members.contains(m) {
+                        current.clone()
+                    } else {
+                        c.regions
+                            .iter()
+                            .copied()
+                            .filter(|g| {
+                                table.get(*g).is_some_and(|k| {
+                                    k.epoch >= c.to.epoch && !k.members.contains(m)
+                                })
+                            })
+                            .collect()
+                    };
+                    if regions.is_empty() {
+                        continue;
+                    }
                     let ask = asks.entry(m.clone()).or_default();
-                    ask.0.extend(current.iter().map(|g| (*g, c.to.clone())));
+                    ask.0.extend(regions.iter().map(|g| (*g, c.to.clone())));
                     ask.1.push(r.message_hash.clone());
                 }
             }

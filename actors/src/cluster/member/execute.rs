@@ -10,13 +10,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::directory::MemberDirectory;
+use super::ClusterError;
 use crate::cluster::catchup::{BaseCheck, PeerAddrs};
 use crate::cluster::decision::{blocked, implied_success, refusal, Decision, EffectKind, Verdict};
 use crate::cluster::operation_blocks;
 use crate::cluster::record::ClusterRecord;
 use crate::model::{
     BlockId, ConfigChange, ErrorCode, Failure, OpOutcome, OpResult, PendCommitRequest, PendPolicy,
-    PendRequest, RepoOperation,
+    PendRequest, RegionView, RepoOperation,
 };
 
 /// What applying a decision came to on this member.
@@ -267,6 +268,40 @@ impl MemberDirectory {
 }
 
 impl MemberDirectory {
+    /// Takes a change this member fenced, from a record proving that a joint
+    /// majority applied it (docs/CONSENSUS.md, "A member that missed a change"):
+    /// its outcome is commit, so this member's fence changed nothing, and holding
+    /// `from` would only leave it out of step with the others. The change's rules
+    /// hold as for any application: this member must hold `from` (or be joining).
+    pub(super) async fn apply_proven_change(
+        &self,
+        record: &ClusterRecord,
+        change: &ConfigChange,
+    ) -> Result<(), ClusterError> {
+        match self.apply_change(record, change).await {
+            Applied::Done { .. } => {
+                tracing::info!(hash = %record.message_hash, "applied a change this member had fenced, on proof a joint majority applied it");
+                Ok(())
+            }
+            Applied::Fence(_) => {
+                let t = self.configs.table();
+                Err(ClusterError::WrongCluster(
+                    change
+                        .regions
+                        .iter()
+                        .map(|r| RegionView {
+                            region: *r,
+                            config: t.get(*r).cloned(),
+                        })
+                        .collect(),
+                ))
+            }
+            Applied::Unwritten | Applied::Behind(_) => Err(ClusterError::Unavailable(
+                "cannot persist the configuration change now".into(),
+            )),
+        }
+    }
+
     /// Applies a configuration change: the regions move to the new configuration
     /// (durably), unless this member holds another one of them now (it then fences).
     async fn apply_change(&self, record: &ClusterRecord, change: &ConfigChange) -> Applied {

@@ -374,6 +374,34 @@ impl ClusterMember {
     }
 }
 
+impl ClusterMember {
+    /// A change this member fenced, shown applied by a joint majority: its
+    /// regions move to the new configuration all the same (this member's own
+    /// vote stays its fence).
+    fn apply_proven_change(
+        &mut self,
+        record: ClusterRecord,
+        timer: HandlerTimer,
+    ) -> ResponseActFuture<Self, Result<ClusterRecord, ClusterError>> {
+        let dir = self.dir.clone();
+        let work = async move {
+            let Some(change) = record.message.change.clone() else {
+                return Err(ClusterError::Unavailable(
+                    "not a configuration change".into(),
+                ));
+            };
+            dir.apply_proven_change(&record, &change)
+                .await
+                .map(|()| record)
+        };
+        Box::pin(fut::wrap_future::<_, Self>(work).map(move |r, _, ctx| {
+            drop(timer);
+            ctx.stop();
+            r
+        }))
+    }
+}
+
 /// A reply ready now.
 fn ready(
     r: Result<ClusterRecord, ClusterError>,
@@ -434,6 +462,12 @@ impl Handler<Update> for ClusterMember {
         }
         let claim = MemberDirectory::claim_of(&incoming);
         let quorum = quorum_of(&incoming);
+        if self.phase() == Phase::Aborted
+            && incoming.message.change.is_some()
+            && quorum.met_by(&voters(&incoming.commits, VoteType::Approve))
+        {
+            return AtomicResponse::new(self.apply_proven_change(incoming, timer));
+        }
         let event = if abandoned(&incoming) {
             Event::Abandoned
         } else if incoming.promises.is_empty() {
