@@ -343,11 +343,29 @@ impl StorageRepo {
             .map_err(RepoError::from)
     }
 
-    /// Every block stored here in `regions`, with its latest revision, sorted by
-    /// id (a scan of the stored blocks, off the caller's thread).
+    /// Every block stored here in `regions`, with its latest revision and its
+    /// pending transactions, sorted by id (a scan of the stored blocks, off the
+    /// caller's thread).
     pub async fn heads(
         &self,
         regions: std::collections::BTreeSet<crate::model::Region>,
+    ) -> Result<Vec<crate::model::BlockHead>, RepoError> {
+        self.scan_heads(regions, true).await
+    }
+
+    /// As [`heads`](Self::heads) without the pending transactions (one read
+    /// per block instead of two): what region digests cover.
+    pub async fn latests(
+        &self,
+        regions: std::collections::BTreeSet<crate::model::Region>,
+    ) -> Result<Vec<crate::model::BlockHead>, RepoError> {
+        self.scan_heads(regions, false).await
+    }
+
+    async fn scan_heads(
+        &self,
+        regions: std::collections::BTreeSet<crate::model::Region>,
+        with_pending: bool,
     ) -> Result<Vec<crate::model::BlockHead>, RepoError> {
         let raw = self.registry.raw().clone();
         tokio::task::spawn_blocking(move || {
@@ -357,7 +375,11 @@ impl StorageRepo {
                     continue;
                 }
                 let latest = raw.get_meta(&block_id)?.and_then(|m| m.latest);
-                let mut pending = raw.list_pending(&block_id)?;
+                let mut pending = if with_pending {
+                    raw.list_pending(&block_id)?
+                } else {
+                    Vec::new()
+                };
                 pending.sort();
                 heads.push(crate::model::BlockHead {
                     block_id,

@@ -124,7 +124,7 @@ impl Coordinator {
         settings: EntropySettings,
     ) -> Result<RoundReport, crate::model::RepoError> {
         let net = self.net()?;
-        let mine = self.repo.heads(regions.clone()).await?;
+        let mine = self.repo.latests(regions.clone()).await?;
         let asked: Vec<Region> = regions.iter().copied().collect();
         let theirs = crate::net::cluster_digests(net, peer, addrs.to_vec(), asked, ASK_TIMEOUT)
             .await

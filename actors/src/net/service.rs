@@ -232,7 +232,7 @@ async fn serve_cluster(
         }
         "digests" => {
             let regions = req.regions.unwrap_or_default();
-            let heads = consensus.repo.heads(regions.into_iter().collect()).await?;
+            let heads = consensus.repo.latests(regions.into_iter().collect()).await?;
             let digests = crate::repair::digest::region_digests(&heads);
             return reply(enc, &super::wire::DigestsReply { digests });
         }
