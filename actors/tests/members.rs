@@ -154,7 +154,8 @@ fn promised_by(mut r: ClusterRecord, keys: &[&Keypair]) -> ClusterRecord {
 /// fence would) holds the old configuration; a record proving that a joint
 /// majority applied the change — their approving commits — moves it to the new
 /// one (docs/CONSENSUS.md, "A member that missed a change"). Fewer applications
-/// than the joint quorum change nothing.
+/// than the joint quorum change nothing. A member that applied a change keeps
+/// the proof it is sent, to show members that missed it.
 #[actix_rt::test]
 async fn a_member_that_aborted_a_change_takes_it_on_proof_of_a_joint_majority() {
     let dir = tempfile::tempdir().unwrap();
@@ -194,11 +195,27 @@ async fn a_member_that_aborted_a_change_takes_it_on_proof_of_a_joint_majority() 
         let proposal = change_record(&keys, &c, region, from, to.clone());
         let promised = members.update(proposal, &me).await.unwrap();
         let others: Vec<&Keypair> = keys[1..].to_vec();
-        members
+        let mut applied = members
             .update(promised_by(promised, &others), &me)
             .await
             .unwrap();
         assert_eq!(configs.config(region), Some(to));
+        // The coordinator's proof (every member's approving commit) reaches a
+        // member that applied it: kept among its changes, to show others.
+        for k in &others {
+            let v = sign_commit(k, &applied, VoteType::Approve, None, Some(Vec::new()));
+            applied.commits.insert(name(k), v);
+        }
+        members.update(applied.clone(), &me).await.unwrap();
+        let kept = configs.changes().recent();
+        let kept = kept
+            .iter()
+            .find(|r| r.message_hash == applied.message_hash)
+            .unwrap();
+        assert_eq!(
+            kept.commits.keys().collect::<Vec<_>>(),
+            applied.commits.keys().collect::<Vec<_>>()
+        );
     }
     // X proposes removing C; C promises, then takes X's abort.
     let (from, to) = (cfg(3, &[&c, &x, &y]), cfg(4, &[&x, &y]));

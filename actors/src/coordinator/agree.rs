@@ -395,10 +395,12 @@ impl Coordinator {
         let fences = commits.fences.len();
         if let (true, Some((_, applied))) = (change, &agreed) {
             // Proof that a joint majority applied the change, for a member that
-            // fenced it (docs/CONSENSUS.md, "A member that missed a change").
+            // fenced it (docs/CONSENSUS.md, "A member that missed a change"):
+            // kept here and sent to every member, so any of them can show it.
             let mut proof = record.clone();
             proof.commits = applied.clone();
             self.configs.changes().note(&proof);
+            self.spread_proof(proof, remote);
         }
         let stragglers = std::mem::take(&mut commits.stragglers);
         self.retry_stragglers(calls, stragglers, record, remote);
@@ -558,6 +560,27 @@ impl Coordinator {
             };
             (peer.to_string(), r)
         })
+    }
+
+    /// Sends every remote member the record proving a joint majority applied a
+    /// change, in the background: each keeps it among its recent changes, and
+    /// one that fenced the change takes its configuration.
+    fn spread_proof(&self, proof: ClusterRecord, remote: &[(PeerId, Vec<Multiaddr>)]) {
+        let Some(net) = self.net.get().cloned() else {
+            return;
+        };
+        let (remote, timeout) = (remote.to_vec(), self.timeout);
+        actix_rt::spawn(async move {
+            futures::future::join_all(remote.into_iter().map(|(peer, addrs)| {
+                let (net, proof) = (net.clone(), proof.clone());
+                async move {
+                    if let Err(e) = cluster_update(&net, peer, addrs, proof, timeout).await {
+                        tracing::debug!(%peer, error = %e, "a member did not take a change's proof");
+                    }
+                }
+            }))
+            .await;
+        });
     }
 
     /// Lets unfinished calls complete, then re-sends the decided record to members

@@ -462,11 +462,18 @@ impl Handler<Update> for ClusterMember {
         }
         let claim = MemberDirectory::claim_of(&incoming);
         let quorum = quorum_of(&incoming);
-        if self.phase() == Phase::Aborted
-            && incoming.message.change.is_some()
+        if incoming.message.change.is_some()
             && quorum.met_by(&voters(&incoming.commits, VoteType::Approve))
         {
-            return AtomicResponse::new(self.apply_proven_change(incoming, timer));
+            // Proof that a joint majority applied a change: kept to show members
+            // that missed it; a member that fenced it takes it all the same.
+            match self.phase() {
+                Phase::Aborted => {
+                    return AtomicResponse::new(self.apply_proven_change(incoming, timer))
+                }
+                Phase::Committed => self.dir.configs.changes().note(&incoming),
+                _ => {}
+            }
         }
         let event = if abandoned(&incoming) {
             Event::Abandoned
