@@ -342,14 +342,22 @@ impl Coordinator {
             // could not be reached (no quorum: retry later, or elsewhere).
             let refusals = voters(&record.promises, VoteType::Reject);
             let unreachable = !failed.is_empty() && !quorum.lost_to(&refusals);
+            // Those that answered but refused, named with the failures: a quorum
+            // missed by one unreachable member and one refusal says both.
+            let mut missing = failures.clone();
+            missing.extend(record.promises.iter().filter_map(|(peer, v)| {
+                v.reject_reason
+                    .as_ref()
+                    .map(|why| format!("{peer}: refused: {why}"))
+            }));
             let refused = self.abort(record, calls, failures.clone(), remote).await;
             if !wrong.is_empty() {
                 return Err(Agreement::WrongCluster(wrong));
             }
             if unreachable {
                 return Err(Agreement::Failed(RepoError::Unavailable(format!(
-                    "no quorum: too few of the {members} members of the blocks' configuration answered ({})",
-                    failures.join(", ")
+                    "no quorum: too few of the {members} members of the blocks' configuration promised ({})",
+                    missing.join(", ")
                 ))));
             }
             return Err(refused);
