@@ -666,6 +666,32 @@ fn change_record(
     change
 }
 
+/// Agrees `change` of `region` with A's and B's promises and the proposer's,
+/// delivering the decision to A and B only; both then hold `to`.
+async fn agree_with_a_and_b(
+    proposer: &Proposer,
+    nodes: &[(NodeHandle, libp2p::Multiaddr)],
+    mut change: ClusterRecord,
+    region: Region,
+    to: &Config,
+) {
+    let net = &proposer.net;
+    let proposal = change.clone();
+    for node in &nodes[..2] {
+        let id = node.0.peer_id().to_string();
+        let r = deliver(net, node, proposal.clone()).await;
+        assert_eq!(r.promises[&id].vote, VoteType::Approve);
+        change.promises.insert(id.clone(), r.promises[&id].clone());
+    }
+    proposer.promise(&mut change);
+    for node in &nodes[..2] {
+        let id = node.0.peer_id().to_string();
+        let r = deliver(net, node, change.clone()).await;
+        assert_eq!(r.commits[&id].vote, VoteType::Approve);
+        assert_eq!(node.0.configs().config(region), Some(to.clone()));
+    }
+}
+
 /// A member that never heard of an agreed change: the proposer (a member) removes
 /// itself from one region's configuration with A's, B's and its own promises and
 /// delivers the decision to A and B only. C still holds the old configuration,
@@ -676,26 +702,12 @@ fn change_record(
 async fn a_member_that_missed_a_change_is_sent_it() {
     let dirs = four_dirs();
     let (nodes, proposer) = three_and_a_proposer(&dirs, |_, _| {}).await;
-    let net = proposer.net.clone();
     let members = members_of(&nodes);
     let region = Region::new(0);
     let from = nodes[2].0.configs().config(region).unwrap();
     let to = from.without(&proposer.id());
-    let mut change = change_record(&proposer, &members, region, from.clone(), to.clone());
-    let proposal = change.clone();
-    for node in &nodes[..2] {
-        let id = node.0.peer_id().to_string();
-        let r = deliver(&net, node, proposal.clone()).await;
-        assert_eq!(r.promises[&id].vote, VoteType::Approve);
-        change.promises.insert(id.clone(), r.promises[&id].clone());
-    }
-    proposer.promise(&mut change);
-    for node in &nodes[..2] {
-        let id = node.0.peer_id().to_string();
-        let r = deliver(&net, node, change.clone()).await;
-        assert_eq!(r.commits[&id].vote, VoteType::Approve);
-        assert_eq!(node.0.configs().config(region), Some(to.clone()));
-    }
+    let change = change_record(&proposer, &members, region, from.clone(), to.clone());
+    agree_with_a_and_b(&proposer, &nodes, change, region, &to).await;
     assert_eq!(nodes[2].0.configs().config(region), Some(from));
     eventually(Duration::from_secs(30), || async {
         nodes[2].0.configs().config(region) == Some(to.clone())
@@ -716,27 +728,13 @@ async fn a_member_that_missed_a_change_is_sent_it() {
 async fn a_member_removed_by_a_change_it_missed_is_sent_it() {
     let dirs = four_dirs();
     let (nodes, proposer) = three_and_a_proposer(&dirs, |_, _| {}).await;
-    let net = proposer.net.clone();
     let members = members_of(&nodes);
     let region = Region::new(7);
     let c = nodes[2].0.peer_id().to_string();
     let from = nodes[2].0.configs().config(region).unwrap();
     let to = from.without(&c);
-    let mut change = change_record(&proposer, &members, region, from.clone(), to.clone());
-    let proposal = change.clone();
-    for node in &nodes[..2] {
-        let id = node.0.peer_id().to_string();
-        let r = deliver(&net, node, proposal.clone()).await;
-        assert_eq!(r.promises[&id].vote, VoteType::Approve);
-        change.promises.insert(id.clone(), r.promises[&id].clone());
-    }
-    proposer.promise(&mut change);
-    for node in &nodes[..2] {
-        let id = node.0.peer_id().to_string();
-        let r = deliver(&net, node, change.clone()).await;
-        assert_eq!(r.commits[&id].vote, VoteType::Approve);
-        assert_eq!(node.0.configs().config(region), Some(to.clone()));
-    }
+    let change = change_record(&proposer, &members, region, from.clone(), to.clone());
+    agree_with_a_and_b(&proposer, &nodes, change, region, &to).await;
     assert_eq!(nodes[2].0.configs().config(region), Some(from));
     eventually(Duration::from_secs(30), || async {
         nodes[2].0.configs().config(region) == Some(to.clone())

@@ -46,30 +46,48 @@ fn pend_record(key: &Keypair, block: &str) -> ClusterRecord {
     }
 }
 
+/// The member of node `key` on a fresh `kind` store in `dir`, alone in every
+/// region (genesis), with clusters of `cluster_size`; its transaction store and
+/// configurations.
+async fn genesis_member(
+    kind: optimystic_actors::storage::StorageKind,
+    dir: &std::path::Path,
+    key: &Keypair,
+    cluster_size: usize,
+) -> (
+    std::sync::Arc<MemberDirectory>,
+    TxnStore,
+    std::sync::Arc<Configs>,
+) {
+    let raw = open_storage(kind, dir).unwrap();
+    let registry = BlockRegistry::start(
+        raw.clone(),
+        std::sync::Arc::new(EngineMetrics::default()),
+        None,
+        RegistryOptions::default(),
+    )
+    .unwrap();
+    let store = TxnStore::new(raw.clone());
+    let me = key.public().to_peer_id().to_string();
+    let configs = Configs::open(&me, cluster_size, raw).unwrap();
+    let (_, entry) = peer_entry(key, vec![]);
+    assert!(configs.genesis_if_alone(entry, false).await.unwrap());
+    let members = MemberDirectory::new(
+        key.clone(),
+        StorageRepo::new(registry),
+        store.clone(),
+        configs.clone(),
+    );
+    (members, store, configs)
+}
+
 #[actix_rt::test]
 async fn decided_transactions_are_pruned_after_retention() {
     for kind in KINDS {
         let dir = tempfile::tempdir().unwrap();
-        let raw = open_storage(kind, dir.path()).unwrap();
-        let registry = BlockRegistry::start(
-            raw.clone(),
-            std::sync::Arc::new(EngineMetrics::default()),
-            None,
-            RegistryOptions::default(),
-        )
-        .unwrap();
         let key = Keypair::generate_ed25519();
-        let store = TxnStore::new(raw.clone());
         let me = key.public().to_peer_id().to_string();
-        let configs = Configs::open(&me, 1, raw.clone()).unwrap();
-        let (_, entry) = peer_entry(&key, vec![]);
-        assert!(configs.genesis_if_alone(entry, false).await.unwrap());
-        let members = MemberDirectory::new(
-            key.clone(),
-            StorageRepo::new(registry),
-            store.clone(),
-            configs,
-        );
+        let (members, store, _) = genesis_member(kind, dir.path(), &key, 1).await;
         let record = pend_record(&key, "b");
         let hash = record.message_hash.clone();
         let deadline = record.message.expiration.unwrap();
@@ -159,29 +177,19 @@ fn promised_by(mut r: ClusterRecord, keys: &[&Keypair]) -> ClusterRecord {
 #[actix_rt::test]
 async fn a_member_that_aborted_a_change_takes_it_on_proof_of_a_joint_majority() {
     let dir = tempfile::tempdir().unwrap();
-    let raw = open_storage(optimystic_actors::storage::StorageKind::Memory, dir.path()).unwrap();
-    let registry = BlockRegistry::start(
-        raw.clone(),
-        std::sync::Arc::new(EngineMetrics::default()),
-        None,
-        RegistryOptions::default(),
-    )
-    .unwrap();
     let (c, x, y) = (
         Keypair::generate_ed25519(),
         Keypair::generate_ed25519(),
         Keypair::generate_ed25519(),
     );
     let me = name(&c);
-    let configs = Configs::open(&me, 3, raw.clone()).unwrap();
-    let (_, entry) = peer_entry(&c, vec![]);
-    assert!(configs.genesis_if_alone(entry, false).await.unwrap());
-    let members = MemberDirectory::new(
-        c.clone(),
-        StorageRepo::new(registry),
-        TxnStore::new(raw.clone()),
-        configs.clone(),
-    );
+    let (members, _, configs) = genesis_member(
+        optimystic_actors::storage::StorageKind::Memory,
+        dir.path(),
+        &c,
+        3,
+    )
+    .await;
     let region = Region::new(5);
     let cfg = |epoch: u64, keys: &[&Keypair]| Config {
         epoch,
