@@ -209,6 +209,25 @@ async fn a_minority_acknowledges_nothing_however_long_it_waits() {
 
 /// The members of `block`'s configuration, the newest any node reports over the
 /// cluster protocol (`configs`).
+/// Writes `trx` at `rev`, retrying for at most 30 s while the refusal names
+/// `retryable` (a refusal that says "try again", such as a change in flight);
+/// any other error, or one past the deadline, fails the test.
+async fn write_retrying(
+    client: &optimystic_actors::net::RepoClient,
+    trx: &str,
+    rev: Rev,
+    transforms: impl Fn() -> Transforms,
+    retryable: &str,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while let Err(e) = write(client, trx, rev, transforms()).await {
+        assert!(
+            e.contains(retryable) && std::time::Instant::now() < deadline,
+            "{trx}: {e}"
+        );
+    }
+}
+
 async fn members_of(c: &TestCluster, block: &str) -> std::collections::BTreeSet<String> {
     let region = Region::of(&bid(block));
     let mut newest: Option<Config> = None;
@@ -732,13 +751,14 @@ async fn a_newcomer_gets_the_writes_its_leader_missed() {
     c.drop(kept, leader);
     // Phase 1 waits a third of the 2 s lifetime: under a loaded machine `gone`
     // may answer later, and the write is refused retryably ("no quorum").
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while let Err(e) = write(&c.client(kept), "missed", 2, append(&block, 7)).await {
-        assert!(
-            e.contains("no quorum") && std::time::Instant::now() < deadline,
-            "{e}"
-        );
-    }
+    write_retrying(
+        &c.client(kept),
+        "missed",
+        2,
+        || append(&block, 7),
+        "no quorum",
+    )
+    .await;
     // The newcomer joins; the region moves to its target.
     let d = start_newcomer(&c, d_dir.path(), leader);
     eventually(std::time::Duration::from_secs(60), || async {
@@ -981,9 +1001,9 @@ async fn a_coordinator_with_a_stale_view_adopts_the_members_view() {
         before,
         "D heard of the change: the view is not stale"
     );
-    write(&through_d, "second", 2, append(&block, 2))
-        .await
-        .unwrap();
+    // The change that brings E in may still be pending on a member when the
+    // write arrives: that refusal (`conflict`) is retryable.
+    write_retrying(&through_d, "second", 2, || append(&block, 2), "conflict").await;
     let after = view_of_d().await;
     assert!(after.epoch > before.epoch, "{before:?} -> {after:?}");
     assert!(!after.members.contains(c.peer_id(gone)), "{after:?}");
