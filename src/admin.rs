@@ -1,4 +1,5 @@
-//! HTTP admin server (actix-web): `GET /metrics` (Prometheus text), `GET /status`
+//! HTTP admin server (actix-web): `GET /health`, `GET /ready` (see [`crate::health`]),
+//! `GET /metrics` (Prometheus text), `GET /status`
 //! (JSON), `POST /v1/repo/{get,pend,commit,cancel,pendCommit}` (the JSON of DESIGN
 //! §3), `GET /v1/peers` (the peer book) and `POST /v1/peers/{peerId}/remove`
 //! (retire a peer from every configuration; docs/OPERATIONS.md).
@@ -57,6 +58,8 @@ pub fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<(ServerHand
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .route("/health", web::get().to(health))
+            .route("/ready", web::get().to(ready))
             .route("/metrics", web::get().to(metrics))
             .route("/status", web::get().to(status))
             .route("/v1/repo/{op}", web::post().to(repo_op))
@@ -93,7 +96,7 @@ impl ApiError {
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
-    let known = ["/metrics", "/status", "/v1/peers"].contains(&req.path())
+    let known = ["/health", "/ready", "/metrics", "/status", "/v1/peers"].contains(&req.path())
         || req.path().starts_with("/v1/repo/")
         || (req.path().starts_with("/v1/peers/") && req.path().ends_with("/remove"));
     if known {
@@ -108,6 +111,48 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
         "not_found",
         format!("no route {}", req.path()),
     )
+}
+
+/// How long `/health` and `/ready` wait for the network actor.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `GET /health`: alive — the HTTP server and the network actor answer.
+async fn health(state: web::Data<AdminState>) -> HttpResponse {
+    match tokio::time::timeout(PROBE_TIMEOUT, state.net.status()).await {
+        Ok(Ok(_)) => HttpResponse::Ok().json(serde_json::json!({ "status": "alive" })),
+        Ok(Err(e)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::UNAVAILABLE,
+            e.to_string(),
+        ),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::UNAVAILABLE,
+            format!("the network actor did not answer within {PROBE_TIMEOUT:?}"),
+        ),
+    }
+}
+
+/// `GET /ready`: 200 when storage answers, the node has joined a network and
+/// every configuration it is a member of has a majority connected; 503 with the
+/// same body (each check and what it found) otherwise.
+async fn ready(state: web::Data<AdminState>) -> HttpResponse {
+    let connected = match tokio::time::timeout(PROBE_TIMEOUT, state.net.status()).await {
+        Ok(Ok(n)) => n.connected.iter().map(ToString::to_string).collect(),
+        _ => Default::default(),
+    };
+    let storage = state
+        .storage
+        .approximate_block_count()
+        .map_err(|e| e.to_string());
+    let configs = state.repo.configs();
+    let verdict = crate::health::Readiness::judge(storage, &configs.table(), &connected);
+    let status = if verdict.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    HttpResponse::build(status).json(verdict)
 }
 
 async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
@@ -157,7 +202,17 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
     let stats = state.storage.stats();
     HttpResponse::Ok().json(StatusReply {
         peer_id: net.peer_id.to_string(),
-        listen_addrs: net.listen_addrs.iter().map(ToString::to_string).collect(),
+        // Dialable as printed: each with this node's `/p2p/` id.
+        listen_addrs: net
+            .listen_addrs
+            .iter()
+            .map(|a| {
+                a.clone()
+                    .with_p2p(net.peer_id)
+                    .unwrap_or_else(|a| a)
+                    .to_string()
+            })
+            .collect(),
         connected_peers: net.connected.iter().map(ToString::to_string).collect(),
         cluster_size: state.cluster_size,
         storage: StorageStatus {

@@ -4,6 +4,7 @@
 //! - [`admin`]: the HTTP admin server (`/metrics`, `/status`, `/v1/repo/*`).
 //! - [`cli`]: the `optimystic` command line (clap), one module per subcommand.
 //! - [`config`]: settings from defaults, a TOML file, environment and flags.
+//! - [`health`]: what `/health` and `/ready` judge.
 //! - [`local`]: opening a node-local repo (storage backend + block actors).
 //! - [`node`]: a running node (storage, block actors, RepoService, SwarmActor).
 //! - The engine lives in the [`optimystic_actors`] crate, re-exported as [`engine`].
@@ -11,6 +12,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod health;
 pub mod local;
 pub mod node;
 

@@ -25,6 +25,7 @@ use optimystic_actors::block::{BlockRegistry, RegistryOptions, StorageRepo};
 use optimystic_actors::cluster::{Configs, MemberDirectory, TxnStore};
 use optimystic_actors::coordinator::{Coordinator, CoordinatorHandle};
 use optimystic_actors::metrics::export::NodeCollector;
+use optimystic_actors::metrics::process::ProcessCollector;
 use optimystic_actors::metrics::EngineMetrics;
 use optimystic_actors::model::{
     BlockGets, CommitRequest, CommitResult, GetBlockResults, PendCommitRequest, PendCommitResult,
@@ -474,6 +475,7 @@ impl NodeHandle {
             expired: Some(expired),
             repair: Some(repair_metrics),
         }));
+        registry.register_collector(Box::new(ProcessCollector::new(env!("CARGO_PKG_VERSION"))));
         let registry = Arc::new(registry);
         let (tx, rx) = oneshot::channel();
         let metrics = net_metrics.clone();

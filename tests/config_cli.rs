@@ -119,11 +119,25 @@ fn status_and_inspect_read_a_running_node() {
         text.contains(&node.peer_id()) && text.contains("storage            embedded"),
         "{text}"
     );
+    // Its listen addresses are printed with the node's id, ready for --peer.
+    assert!(
+        text.lines()
+            .any(|l| l.trim().starts_with("/ip4/127.0.0.1/tcp/")
+                && l.trim().ends_with(&format!("/p2p/{}", node.peer_id()))),
+        "{text}"
+    );
+    // One pendCommit, then inspect through the metrics URL devnet prints.
+    let pc = r#"{"pend":{"trxId":"t","rev":1,"transforms":{"inserts":{"b":{"header":{"id":"b","type":"T","collectionId":"c"}}}},"policy":"f"},"commit":{"trxId":"t","blockIds":["b"],"rev":1}}"#;
+    assert!(remote(&node.addr, "pend-commit", pc, &[]).status.success());
     let out = Command::new(BIN)
-        .args(["inspect", "--http", &http])
+        .args(["inspect", "--http", &format!("http://{http}/metrics")])
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("mailboxes (by depth)")
@@ -131,6 +145,11 @@ fn status_and_inspect_read_a_running_node() {
             && text.contains("repo_service"),
         "{text}"
     );
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("pendCommit"))
+        .unwrap_or_else(|| panic!("no pendCommit row: {text}"));
+    assert_eq!(row.split_whitespace().nth(1), Some("1"), "{row}");
     let out = Command::new(BIN)
         .args(["status", "--http", "127.0.0.1:1"])
         .output()

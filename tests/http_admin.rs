@@ -356,3 +356,103 @@ async fn bad_requests_get_json_errors_and_the_node_keeps_serving() {
     assert_eq!(http("GET", format!("{base}/status"), None).await.0, 200);
     node.shutdown().await;
 }
+
+/// One pendCommit of `block` at `rev`: its insert at revision 1, an append after.
+async fn pend_commit(base: &str, block: &str, rev: u64) {
+    let transforms = if rev == 1 {
+        json!({"inserts": {block: {"header": {"id": block, "type": "T", "collectionId": "c"}, "items": []}}})
+    } else {
+        json!({"updates": {block: [["items", 0, 0, [rev]]]}})
+    };
+    let trx = format!("{block}-{rev}");
+    let one = json!({
+        "pend": {"trxId": trx, "rev": rev, "transforms": transforms, "policy": "f"},
+        "commit": {"trxId": trx, "blockIds": [block], "rev": rev}
+    });
+    let (s, b) = http(
+        "POST",
+        format!("{base}/v1/repo/pendCommit"),
+        Some(one.to_string().into_bytes()),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+}
+
+#[actix_rt::test]
+async fn health_readiness_build_and_process_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (node, base) = node_with_http(tmp.path()).await;
+    let peer = node.peer_id().to_string();
+    let (s, b) = http("GET", format!("{base}/health"), None).await;
+    assert_eq!(
+        (s, serde_json::from_str::<Value>(&b).unwrap()),
+        (200, json!({"status": "alive"}))
+    );
+    // A network's first node: its own configurations, a quorum of one.
+    let (s, b) = http("GET", format!("{base}/ready"), None).await;
+    let ready: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!((s, &ready["ready"]), (200, &json!(true)), "{b}");
+    for check in ["storage", "network", "quorum"] {
+        assert_eq!(ready[check]["ok"], json!(true), "{b}");
+    }
+    // An empty node occupies what its files hold, not the journal's sparse length.
+    let (_, b) = http("GET", format!("{base}/status"), None).await;
+    let st: Value = serde_json::from_str(&b).unwrap();
+    let size = st["storage"]["sizeBytes"].as_u64().unwrap();
+    assert!(
+        size > 0 && size < 8 << 20,
+        "an empty node reports {size} bytes"
+    );
+    for a in st["listenAddrs"].as_array().unwrap() {
+        assert!(
+            a.as_str().unwrap().ends_with(&format!("/p2p/{peer}")),
+            "{st}"
+        );
+    }
+    // Five revisions of one block and one of another are two blocks.
+    for rev in 1..=5 {
+        pend_commit(&base, "many", rev).await;
+    }
+    pend_commit(&base, "once", 1).await;
+    let (_, b) = http("GET", format!("{base}/status"), None).await;
+    let st: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(st["blockCount"], json!(2), "{st}");
+    assert_eq!(st["storage"]["blocks"], json!(2), "{st}");
+
+    let (_, m) = http("GET", format!("{base}/metrics"), None).await;
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        m.lines().any(|l| l.starts_with("optimystic_build_info{")
+            && l.contains(&format!("version=\"{version}\""))
+            && l.contains("profile=")
+            && l.ends_with(" 1")),
+        "{m}"
+    );
+    assert!(metric(&m, "process_resident_memory_bytes") > f64::from(1 << 20));
+    assert!(metric(&m, "process_open_fds") >= 3.0);
+    assert!(metric(&m, "process_cpu_seconds_total") > 0.0);
+    assert!(metric(&m, "process_start_time_seconds") > 1.7e9);
+    node.shutdown().await;
+
+    // A node told to join through a peer it cannot reach: alive, not ready.
+    let tmp = tempfile::tempdir().unwrap();
+    let lonely = optimystic::node::NodeBuilder::new()
+        .data_dir(tmp.path())
+        .listen("/ip4/127.0.0.1/tcp/0")
+        .http("127.0.0.1:0")
+        .bootstrap(&format!(
+            "/ip4/127.0.0.1/tcp/1/p2p/{}",
+            libp2p::PeerId::random()
+        ))
+        .start()
+        .await
+        .unwrap();
+    let base = format!("http://{}", lonely.http_addr().unwrap());
+    assert_eq!(http("GET", format!("{base}/health"), None).await.0, 200);
+    let (s, b) = http("GET", format!("{base}/ready"), None).await;
+    let ready: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!((s, &ready["ready"]), (503, &json!(false)), "{b}");
+    assert_eq!(ready["network"]["ok"], json!(false), "{b}");
+    assert_eq!(ready["storage"]["ok"], json!(true), "{b}");
+    lonely.shutdown().await;
+}

@@ -123,3 +123,39 @@ fn data_dir_in_use_by_a_node() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
     drop(node);
 }
+
+#[test]
+fn a_port_another_node_listens_on_is_a_startup_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(&tmp.path().join("a"), &[]);
+    let listen = node.addr.split("/p2p/").next().unwrap().to_string();
+    let out = std::process::Command::new(BIN)
+        .args(["node", "--listen", &listen, "--data-dir"])
+        .arg(tmp.path().join("b"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("already in use"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
+    drop(node);
+}
+
+#[test]
+fn a_dial_that_reaches_another_peer_names_both_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(tmp.path(), &[]);
+    let wrong = libp2p::PeerId::random().to_string();
+    let listen = node.addr.split("/p2p/").next().unwrap();
+    let out = remote(
+        &format!("{listen}/p2p/{wrong}"),
+        "get",
+        r#"{"blockIds":["a"]}"#,
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&node.peer_id()), "{err}");
+    assert!(err.contains(&wrong), "{err}");
+    drop(node);
+}

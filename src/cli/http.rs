@@ -15,7 +15,24 @@ pub(super) fn post(addr: &str, path: &str) -> Result<String, String> {
     request(addr, "POST", path)
 }
 
+/// `host:port` of an admin address given as `host:port` or as a URL
+/// (`http://host:port/metrics`, as devnet prints it); a URL's path is ignored,
+/// each command asks for the path it reads.
+fn host_port(addr: &str) -> Result<&str, String> {
+    let rest = match addr.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some((scheme, _)) => {
+            return Err(format!(
+                "{addr}: only http:// admin addresses are served (not {scheme}://)"
+            ))
+        }
+        None => addr,
+    };
+    Ok(rest.split('/').next().unwrap_or(rest))
+}
+
 fn request(addr: &str, method: &str, path: &str) -> Result<String, String> {
+    let addr = host_port(addr)?;
     let target = addr
         .to_socket_addrs()
         .map_err(|e| format!("bad address {addr}: {e}"))?

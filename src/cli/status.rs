@@ -124,8 +124,8 @@ fn inspect_text(addr: &str) -> Result<String, String> {
             handled.get(&a).copied().unwrap_or(0.0)
         );
     }
-    out += "\nrepo operations\n  op       success    stale    error\n";
-    for op in ["get", "pend", "commit", "cancel"] {
+    out += "\nrepo operations\n  op          success    stale    error\n";
+    for op in ["get", "pend", "commit", "cancel", "pendCommit"] {
         let n = |o: &str| {
             samples
                 .iter()
@@ -137,7 +137,7 @@ fn inspect_text(addr: &str) -> Result<String, String> {
                 .map_or(0.0, |s| s.2)
         };
         out += &format!(
-            "  {op:<7} {:>8} {:>8} {:>8}\n",
+            "  {op:<10} {:>8} {:>8} {:>8}\n",
             n("success"),
             n("stale"),
             n("error")

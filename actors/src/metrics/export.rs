@@ -205,7 +205,7 @@ impl Collector for NodeCollector {
                 n,
             )?;
         }
-        if let Ok(n) = self.storage.block_count() {
+        if let Ok(n) = self.storage.approximate_block_count() {
             gauge(
                 &mut e,
                 "optimystic_storage_blocks",

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub mod export;
+pub mod process;
 
 /// Upper bounds (µs) of the latency histogram buckets; a last bucket is unbounded.
 pub const LATENCY_BUCKETS_US: [u64; 14] = [

@@ -6,8 +6,10 @@
 pub mod admit;
 mod behaviour;
 mod client;
+mod dial;
 mod frame;
 pub mod keepalive;
+mod listen;
 mod protocol;
 mod service;
 mod swarm;

@@ -17,11 +17,12 @@ use actix::prelude::*;
 use actix::WeakRecipient;
 use futures::StreamExt;
 use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ResponseChannel};
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{identify, kad, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{NetConfig, NodeBehaviour, NodeBehaviourEvent, Proto};
+use super::dial::DialFailures;
 use super::frame::Frame;
 use super::wire::{codes, encode, ErrorReply};
 use super::{NetError, NetEvent, NetMetrics};
@@ -174,6 +175,10 @@ pub struct SwarmActor {
     known: HashSet<PeerId>,
     drain_waiters: Vec<oneshot::Sender<()>>,
     self_recipient: Option<WeakRecipient<Respond>>,
+    /// Why the last dial of each peer failed (for requests that fail to dial).
+    dial_failures: DialFailures,
+    /// Dials an operator asked for (bootstrap, `Dial`): their outcome is logged.
+    asked_dials: HashMap<ConnectionId, Multiaddr>,
 }
 
 impl SwarmActor {
@@ -212,6 +217,8 @@ impl SwarmActor {
             known: HashSet::new(),
             drain_waiters: Vec::new(),
             self_recipient: None,
+            dial_failures: DialFailures::default(),
+            asked_dials: HashMap::new(),
         }
     }
 
@@ -284,8 +291,27 @@ impl SwarmActor {
                 self.publish_view();
                 self.emit(NetEvent::Listening(full));
             }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                ..
+            } => {
+                self.dial_failures.connected(&peer_id);
+                if let Some(addr) = self.asked_dials.remove(&connection_id) {
+                    tracing::info!(%addr, peer = %peer_id, "connected");
+                }
                 self.emit(NetEvent::Connected(peer_id))
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
+                let why = self.dial_failures.record(peer_id, &error);
+                match self.asked_dials.remove(&connection_id) {
+                    Some(addr) => tracing::info!(%addr, error = %why, "dial failed"),
+                    None => tracing::debug!(peer = ?peer_id, error = %why, "dial failed"),
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -297,6 +323,7 @@ impl SwarmActor {
                 self.refusals.remove(&peer_id);
                 self.swarm.behaviour().keep.release(&peer_id);
                 if let Some(info) = self.members.remove(&peer_id) {
+                    tracing::info!(peer = %peer_id, "peer left (its last connection closed)");
                     self.departed.insert(peer_id, (info, Instant::now()));
                     self.publish_view();
                 }
@@ -318,14 +345,20 @@ impl SwarmActor {
                         self.returns += 1;
                     }
                     self.swarm.behaviour().keep.keep(peer_id);
-                    self.members.insert(
-                        peer_id,
-                        PeerInfo {
+                    let joined = self
+                        .members
+                        .insert(
                             peer_id,
-                            public_key: info.public_key.clone(),
-                            addrs,
-                        },
-                    );
+                            PeerInfo {
+                                peer_id,
+                                public_key: info.public_key.clone(),
+                                addrs,
+                            },
+                        )
+                        .is_none();
+                    if joined {
+                        tracing::info!(peer = %peer_id, addrs = ?info.listen_addrs, "peer joined");
+                    }
                     self.publish_view();
                 }
                 let is_new = self.known.insert(peer_id);
@@ -390,10 +423,19 @@ impl SwarmActor {
                 }
             }
             Event::OutboundFailure {
-                request_id, error, ..
+                peer,
+                request_id,
+                error,
+                ..
             } => {
                 if let Some(tx) = self.outbound.remove(&(proto, request_id)) {
-                    let _ = tx.send(Err(NetError::from_outbound(error)));
+                    let e = match error {
+                        request_response::OutboundFailure::DialFailure => {
+                            NetError::Dial(self.dial_failures.explain(&peer))
+                        }
+                        other => NetError::from_outbound(other),
+                    };
+                    let _ = tx.send(Err(e));
                 }
             }
             Event::InboundFailure {
@@ -714,6 +756,7 @@ impl Handler<Listen> for SwarmActor {
 
     fn handle(&mut self, msg: Listen, _: &mut Context<Self>) -> Self::Result {
         let _t = self.timer();
+        super::listen::check_free(&msg.0)?;
         let id = self
             .swarm
             .listen_on(msg.0.clone())
@@ -734,9 +777,13 @@ impl Handler<Dial> for SwarmActor {
                 .kad
                 .add_address(&peer, msg.0.clone());
         }
+        let opts = libp2p::swarm::dial_opts::DialOpts::from(msg.0.clone());
+        let id = opts.connection_id();
         self.swarm
-            .dial(msg.0.clone())
-            .map_err(|e| NetError::Dial(format!("{}: {e}", msg.0)))
+            .dial(opts)
+            .map_err(|e| NetError::Dial(format!("{}: {e}", msg.0)))?;
+        self.asked_dials.insert(id, msg.0);
+        Ok(())
     }
 }
 

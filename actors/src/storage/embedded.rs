@@ -120,6 +120,8 @@ pub struct EmbeddedRawStorage {
     queue: Option<Arc<mpsc::Sender<WriteRequest>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     syncer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
+    /// The engine's directory (disk usage).
+    dir: std::path::PathBuf,
     _lock: DataDirLock,
 }
 
@@ -131,7 +133,8 @@ impl EmbeddedRawStorage {
     /// Opens (creating) the store in `{data_dir}/fjall`, taking the data dir's lock.
     pub fn open(data_dir: &Path, opts: EmbeddedOptions) -> Result<Self, StorageError> {
         let lock = DataDirLock::acquire(data_dir)?;
-        let db = Database::builder(data_dir.join("fjall"))
+        let dir = data_dir.join("fjall");
+        let db = Database::builder(&dir)
             .cache_size(opts.cache_bytes)
             .worker_threads(opts.worker_threads.max(1))
             .open()
@@ -183,6 +186,7 @@ impl EmbeddedRawStorage {
             queue: Some(Arc::new(tx)),
             writer: Mutex::new(Some(handle)),
             syncer: Mutex::new(Some((stop, syncer))),
+            dir,
             _lock: lock,
         })
     }
@@ -572,6 +576,10 @@ impl RawStorage for EmbeddedRawStorage {
     }
 
     fn block_count(&self) -> Result<u64, StorageError> {
+        self.meta.len().map(|n| n as u64).map_err(engine)
+    }
+
+    fn approximate_block_count(&self) -> Result<u64, StorageError> {
         Ok(self.meta.approximate_len() as u64)
     }
 
@@ -620,7 +628,7 @@ impl RawStorage for EmbeddedRawStorage {
     }
 
     fn disk_bytes(&self) -> Result<u64, StorageError> {
-        self.db.disk_space().map_err(engine)
+        super::usage::allocated_bytes(&self.dir).map_err(|e| StorageError::io(&self.dir, e))
     }
 
     fn flush(&self) -> Result<(), StorageError> {

@@ -436,22 +436,11 @@ impl RawStorage for FileRawStorage {
     }
 
     fn disk_bytes(&self) -> Result<u64, StorageError> {
-        fn walk(dir: &Path) -> std::io::Result<u64> {
-            let mut n = 0;
-            for e in fs::read_dir(dir)? {
-                let e = e?;
-                let md = e.metadata()?;
-                n += if md.is_dir() {
-                    walk(&e.path())?
-                } else {
-                    md.len()
-                };
-            }
-            Ok(n)
-        }
         let base = &self.inner.base;
-        Ok(walk(base).map_err(|e| StorageError::io(base, e))?
-            + walk(&self.inner.txn_dir).unwrap_or(0))
+        Ok(
+            super::usage::allocated_bytes(base).map_err(|e| StorageError::io(base, e))?
+                + super::usage::allocated_bytes(&self.inner.txn_dir).unwrap_or(0),
+        )
     }
 
     fn block_count(&self) -> Result<u64, StorageError> {

@@ -13,6 +13,7 @@ mod lock;
 mod memory;
 mod seal;
 mod types;
+mod usage;
 
 use std::future::Future;
 use std::path::Path;
@@ -80,8 +81,13 @@ pub trait RawStorage: Send + Sync + 'static {
     fn write_lazy(&self, batch: WriteBatch) -> WriteFuture {
         self.write(batch)
     }
-    /// Number of blocks with metadata (may be approximate on the embedded engine).
+    /// Number of blocks with metadata, exactly (may scan every block).
     fn block_count(&self) -> Result<u64, StorageError>;
+    /// Number of blocks with metadata, cheaply: may count a block more than once
+    /// until the engine compacts (the embedded engine counts record versions).
+    fn approximate_block_count(&self) -> Result<u64, StorageError> {
+        self.block_count()
+    }
     /// Every block with metadata (a scan: for handing a region's blocks over).
     fn list_blocks(&self) -> Result<Vec<BlockId>, StorageError>;
     /// Write counters of this backend.
@@ -95,7 +101,7 @@ pub trait RawStorage: Send + Sync + 'static {
     fn atomic_batches(&self) -> bool {
         true
     }
-    /// Bytes the store occupies on disk (0 for memory).
+    /// Bytes the store's files occupy on disk, as allocated (0 for memory).
     fn disk_bytes(&self) -> Result<u64, StorageError> {
         Ok(0)
     }
