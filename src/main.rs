@@ -1,7 +1,5 @@
 //! The `optimystic` binary.
 
-use clap::Parser;
-
 /// mimalloc: the actor engine allocates and frees across threads constantly, where
 /// glibc malloc spent a quarter of the CPU of a cold read (docs/BENCHMARKS.md).
 /// Built without transparent huge pages (Cargo.toml: `no_thp`): with them the
@@ -11,6 +9,6 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let cli = optimystic::cli::Cli::parse();
+    let cli = optimystic::cli::parse();
     std::process::exit(optimystic::cli::run(cli));
 }

@@ -150,6 +150,38 @@ fn status_and_inspect_read_a_running_node() {
         .find(|l| l.trim_start().starts_with("pendCommit"))
         .unwrap_or_else(|| panic!("no pendCommit row: {text}"));
     assert_eq!(row.split_whitespace().nth(1), Some("1"), "{row}");
+    // A node's variables in the environment (as docs/OPERATIONS.md sets them)
+    // do not break a remote repo command: they are for local stores.
+    let out = Command::new(BIN)
+        .args(["repo", "--peer", &node.addr, "get"])
+        .env("OPTIMYSTIC_DATA_DIR", tmp.path())
+        .env("OPTIMYSTIC_STORAGE", "memory")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(br#"{"blockIds":["b"]}"#)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let reply = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(reply.contains("\"trxId\":\"t\""), "{reply}");
+    // Given as flags, a data dir and a peer still conflict.
+    let out = Command::new(BIN)
+        .args(["repo", "--peer", &node.addr, "--data-dir", "x", "get"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
     let out = Command::new(BIN)
         .args(["status", "--http", "127.0.0.1:1"])
         .output()
@@ -227,4 +259,33 @@ fn bench_drives_a_node_and_reports_json() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(node.stop(), Some(0));
+}
+
+#[test]
+fn a_bad_value_in_the_environment_names_the_variable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["node", "--data-dir"])
+        .arg(tmp.path())
+        .env("OPTIMYSTIC_CLUSTER_SIZE", "abc")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("error: OPTIMYSTIC_CLUSTER_SIZE=\"abc\""),
+        "{err}"
+    );
+    // The same value as a flag is the flag's fault, as clap says it.
+    let out = Command::new(BIN)
+        .args(["node", "--cluster-size", "abc", "--data-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("'--cluster-size") && !err.contains("OPTIMYSTIC_"),
+        "{err}"
+    );
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod devnet;
+mod env_error;
 mod http;
 mod node;
 mod peers;
@@ -21,6 +22,26 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Parses the command line; on a bad value that came from an `OPTIMYSTIC_*`
+/// variable rather than a flag, the error names the variable.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let parsed = Cli::command()
+        .try_get_matches_from(&argv)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    match parsed {
+        Ok(cli) => cli,
+        Err(e) => match env_error::blame_variable(&e, &argv, |name| std::env::var_os(name)) {
+            Some(message) => {
+                eprintln!("error: {message}");
+                std::process::exit(2);
+            }
+            None => e.exit(),
+        },
+    }
 }
 
 /// Subcommands.
@@ -268,17 +289,15 @@ pub struct DevnetArgs {
 /// Arguments of `optimystic repo`.
 #[derive(Debug, clap::Args)]
 pub struct RepoArgs {
-    /// Data directory of a local store (must not be in use by a running node).
-    #[arg(
-        long,
-        default_value = "./data",
-        env = "OPTIMYSTIC_DATA_DIR",
-        conflicts_with = "peer"
-    )]
-    pub data_dir: PathBuf,
-    /// Storage backend of the local store.
-    #[arg(long, default_value = "embedded", value_parser = parse_storage, env = "OPTIMYSTIC_STORAGE")]
-    pub storage: StorageKind,
+    /// Data directory of a local store (must not be in use by a running node)
+    /// [default: OPTIMYSTIC_DATA_DIR, else ./data]. The variable is read only for a
+    /// local store: it never conflicts with --peer.
+    #[arg(long, conflicts_with = "peer")]
+    pub data_dir: Option<PathBuf>,
+    /// Storage backend of the local store [default: OPTIMYSTIC_STORAGE, else
+    /// embedded]; ignored with --peer.
+    #[arg(long, value_parser = parse_storage)]
+    pub storage: Option<StorageKind>,
     /// Send the request to a running node instead: its multiaddr with /p2p/<peerId>.
     #[arg(long)]
     pub peer: Option<Multiaddr>,

@@ -1,12 +1,14 @@
 //! `optimystic repo`: one request on stdin, its reply on stdout.
 
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use libp2p::Multiaddr;
 use optimystic_actors::block::RegistryOptions;
 use optimystic_actors::model::{OpKind, Repo, RepoOperation};
 use optimystic_actors::net::{peer_of, NetClient, NetConfig, ProtocolIds, RepoClient};
+use optimystic_actors::storage::StorageKind;
 
 use super::{RepoArgs, RepoOp};
 use crate::local::open_repo;
@@ -56,12 +58,32 @@ fn execute(args: &RepoArgs) -> Result<String, String> {
                 arbiters: 1,
                 ..RegistryOptions::default()
             };
-            let repo = open_repo(args.storage, &args.data_dir, opts).map_err(|e| e.to_string())?;
+            let (storage, dir) = local_store(args)?;
+            let repo = open_repo(storage, &dir, opts).map_err(|e| e.to_string())?;
             let reply = send(request, &repo).await;
             repo.registry().shutdown();
             reply
         }),
     }
+}
+
+/// The local store's backend and directory: the flag, else its `OPTIMYSTIC_*`
+/// variable, else the default (read here rather than by clap, so a variable
+/// meant for a node never breaks `repo --peer`).
+fn local_store(args: &RepoArgs) -> Result<(StorageKind, PathBuf), String> {
+    let storage = match (args.storage, std::env::var("OPTIMYSTIC_STORAGE")) {
+        (Some(s), _) => s,
+        (None, Ok(v)) => {
+            super::parse_storage(&v).map_err(|e| format!("OPTIMYSTIC_STORAGE={v:?}: {e}"))?
+        }
+        (None, Err(_)) => StorageKind::Embedded,
+    };
+    let dir = args
+        .data_dir
+        .clone()
+        .or_else(|| std::env::var_os("OPTIMYSTIC_DATA_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("./data"));
+    Ok((storage, dir))
 }
 
 async fn remote(
