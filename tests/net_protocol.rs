@@ -115,6 +115,27 @@ async fn hand_made_json_frames_get_seed_shaped_replies() {
     .await;
     assert_eq!(r["success"], json!(false));
     assert_eq!(r["missing"][0]["trxId"], json!("t1"));
+    // The seed's Transforms type requires all three fields; its client iterates them.
+    assert_eq!(
+        r["missing"][0]["transforms"],
+        json!({"inserts": {"b1": block}, "updates": {}, "deletes": []}),
+        "{r}"
+    );
+    // A commit of a transaction pending nowhere: the seed's CommitResult says
+    // so ({"success":false,"reason"}); an error frame would read as a result
+    // with no `success` in the seed's client.
+    let r = exchange(
+        &mut c,
+        peer,
+        &frame(&json!({"operations": [{"commit": {"trxId": "zz", "blockIds": ["b1"], "rev": 5}}]})),
+    )
+    .await;
+    assert_eq!(r["success"], json!(false), "{r}");
+    assert!(
+        r["reason"].as_str().unwrap().starts_with("not_pending: "),
+        "{r}"
+    );
+    assert_eq!(r.as_object().unwrap().len(), 2, "{r}");
 
     // Errors: {"error":{"code","message"}} with documented codes.
     let code = |v: &Value| v["error"]["code"].as_str().unwrap().to_string();
@@ -133,12 +154,6 @@ async fn hand_made_json_frames_get_seed_shaped_replies() {
             "expired",
         ),
         (
-            frame(
-                &json!({"operations": [{"commit": {"trxId": "zz", "blockIds": ["b1"], "rev": 5}}]}),
-            ),
-            "not_pending",
-        ),
-        (
             {
                 let mut f = vec![9];
                 f.extend_from_slice(b"not json!");
@@ -154,6 +169,78 @@ async fn hand_made_json_frames_get_seed_shaped_replies() {
             .as_str()
             .is_some_and(|m| !m.is_empty()));
     }
+    node.shutdown().await;
+}
+
+/// Frames shaped as the seed's TypeScript types serialize them with
+/// `JSON.stringify`: `Transforms` always has `inserts`, `updates` and
+/// `deletes`, and `deletes` is a `Set<BlockId>`, which stringifies as `{}`
+/// whatever it holds. Refusals the seed's `PendResult` can express come back as
+/// results; malformed requests stay error frames.
+#[actix_rt::test]
+async fn the_seeds_typescript_frames_are_read_and_answered_as_it_expects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (node, addr) = start_node(tmp.path(), vec![]).await;
+    let (mut c, peer) = raw_peer(&addr).await;
+    let block = json!({"header": {"id": "s1", "type": "T", "collectionId": "c"}, "items": []});
+    let pend = |trx: &str, rev: u64, transforms: Value, policy: &str| {
+        frame(
+            &json!({"operations": [{"pend": {"trxId": trx, "rev": rev, "transforms": transforms, "policy": policy}}]}),
+        )
+    };
+    let commit = |trx: &str, rev: u64| {
+        frame(&json!({"operations": [{"commit": {"trxId": trx, "blockIds": ["s1"], "rev": rev}}]}))
+    };
+    let seed_insert = json!({"inserts": {"s1": block}, "updates": {}, "deletes": {}});
+    let r = exchange(&mut c, peer, &pend("a", 1, seed_insert.clone(), "f")).await;
+    assert_eq!(
+        r,
+        json!({"success": true, "pending": [], "blockIds": ["s1"]})
+    );
+    assert_eq!(
+        exchange(&mut c, peer, &commit("a", 1)).await,
+        json!({"success": true})
+    );
+    let seed_update =
+        json!({"inserts": {}, "updates": {"s1": [["items", 0, 0, [7]]]}, "deletes": {}});
+    let r = exchange(&mut c, peer, &pend("b", 2, seed_update.clone(), "f")).await;
+    assert_eq!(r["success"], json!(true), "{r}");
+    // A second transaction on the pending block with policy 'r': refused with
+    // the pending one and its transform.
+    let r = exchange(&mut c, peer, &pend("c", 2, seed_update, "r")).await;
+    assert_eq!(r["success"], json!(false), "{r}");
+    assert_eq!(r["pending"][0]["trxId"], json!("b"), "{r}");
+    assert_eq!(
+        exchange(&mut c, peer, &commit("b", 2)).await,
+        json!({"success": true})
+    );
+    // A stale pend learns what it missed, each Transforms whole.
+    let r = exchange(&mut c, peer, &pend("d", 1, seed_insert, "f")).await;
+    assert_eq!(r["success"], json!(false), "{r}");
+    assert_eq!(
+        r["missing"],
+        json!([
+            {"trxId": "a", "rev": 1, "transforms": {"inserts": {"s1": block}, "updates": {}, "deletes": []}},
+            {"trxId": "b", "rev": 2, "transforms": {"inserts": {}, "updates": {"s1": [["items", 0, 0, [7]]]}, "deletes": []}}
+        ]),
+        "{r}"
+    );
+    let r = exchange(
+        &mut c,
+        peer,
+        &frame(&json!({"operations": [{"get": {"blockIds": ["s1"]}}]})),
+    )
+    .await;
+    assert_eq!(r["s1"]["block"]["items"], json!([7]), "{r}");
+    assert_eq!(
+        r["s1"]["state"]["latest"],
+        json!({"trxId": "b", "rev": 2}),
+        "{r}"
+    );
+    // An object with entries is not a Set JSON.stringify wrote: refused, not guessed.
+    let odd = json!({"inserts": {}, "updates": {}, "deletes": {"s1": true}});
+    let r = exchange(&mut c, peer, &pend("e", 3, odd, "f")).await;
+    assert_eq!(r["error"]["code"], json!("bad_request"), "{r}");
     node.shutdown().await;
 }
 

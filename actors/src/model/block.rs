@@ -96,9 +96,90 @@ pub struct Transforms {
     /// Operations per block id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updates: Option<BTreeMap<BlockId, Vec<BlockOperation>>>,
-    /// Blocks deleted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Blocks deleted. An empty object reads as none: JavaScript's
+    /// `JSON.stringify` writes a `Set` (the seed's type for this field) as `{}`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "deletes_list_or_empty_set"
+    )]
     pub deletes: Option<Vec<BlockId>>,
+}
+
+/// Reads `deletes`: a list of ids, `null`, or `{}` (a serialized `Set`, whose
+/// members `JSON.stringify` drops; an object with entries is refused rather
+/// than guessed at).
+fn deletes_list_or_empty_set<'de, D>(d: D) -> Result<Option<Vec<BlockId>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Deletes;
+    impl<'de> serde::de::Visitor<'de> for Deletes {
+        type Value = Option<Vec<BlockId>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of block ids (or {}, an empty JavaScript Set)")
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(Deletes)
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut ids = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+            while let Some(id) = seq.next_element()? {
+                ids.push(id);
+            }
+            Ok(Some(ids))
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            match map.next_key::<serde::de::IgnoredAny>()? {
+                None => Ok(None),
+                Some(_) => Err(serde::de::Error::custom(
+                    "deletes must be a list of block ids; an object is read only when empty (how JSON.stringify writes a Set)",
+                )),
+            }
+        }
+    }
+    d.deserialize_any(Deletes)
+}
+
+/// Writes transforms with all three fields, an empty one as `{}` or `[]`: the
+/// seed's `Transforms` type requires each, and its client iterates them. Used
+/// for the transforms of replies (`missing`); records keep the compact form
+/// their hash is defined over (docs/PROTOCOL.md).
+pub(crate) fn serialize_all_fields<S: serde::Serializer>(
+    t: &Transforms,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct All<'a> {
+        inserts: &'a BTreeMap<BlockId, Block>,
+        updates: &'a BTreeMap<BlockId, Vec<BlockOperation>>,
+        deletes: &'a [BlockId],
+    }
+    let (no_inserts, no_updates) = (BTreeMap::new(), BTreeMap::new());
+    All {
+        inserts: t.inserts.as_ref().unwrap_or(&no_inserts),
+        updates: t.updates.as_ref().unwrap_or(&no_updates),
+        deletes: t.deletes.as_deref().unwrap_or_default(),
+    }
+    .serialize(s)
 }
 
 impl Transforms {

@@ -106,15 +106,20 @@ impl RepoOperation {
         })
     }
 
+    /// Which operation this is.
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Self::Get(_) => OpKind::Get,
+            Self::Pend(_) => OpKind::Pend,
+            Self::Commit(_) => OpKind::Commit,
+            Self::PendCommit(_) => OpKind::PendCommit,
+            Self::Cancel(_) => OpKind::Cancel,
+        }
+    }
+
     /// The name of the operation as the wire spells it.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::Get(_) => "get",
-            Self::Pend(_) => "pend",
-            Self::Commit(_) => "commit",
-            Self::PendCommit(_) => "pendCommit",
-            Self::Cancel(_) => "cancel",
-        }
+        self.kind().name()
     }
 }
 
@@ -137,14 +142,26 @@ impl OpKind {
     /// The kind named `name` as the HTTP API spells it (`get`, `pend`, `commit`,
     /// `cancel`, `pendCommit`).
     pub fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "get" => Self::Get,
-            "pend" => Self::Pend,
-            "commit" => Self::Commit,
-            "cancel" => Self::Cancel,
-            "pendCommit" => Self::PendCommit,
-            _ => return None,
-        })
+        [
+            Self::Get,
+            Self::Pend,
+            Self::Commit,
+            Self::Cancel,
+            Self::PendCommit,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+    }
+
+    /// The name as the wire spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Get => "get",
+            Self::Pend => "pend",
+            Self::Commit => "commit",
+            Self::Cancel => "cancel",
+            Self::PendCommit => "pendCommit",
+        }
     }
 
     /// What the body is called in error messages.

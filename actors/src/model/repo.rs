@@ -155,7 +155,8 @@ pub struct TrxTransforms {
     /// Its revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rev: Option<Rev>,
-    /// What it changed.
+    /// What it changed (written with all three fields, as the seed reads it).
+    #[serde(serialize_with = "super::block::serialize_all_fields")]
     pub transforms: Transforms,
 }
 

@@ -11,6 +11,7 @@ mod frame;
 pub mod keepalive;
 mod listen;
 mod protocol;
+mod seed_results;
 mod service;
 mod swarm;
 mod wire;

@@ -127,6 +127,7 @@ async fn serve_repo(
     bytes: &[u8],
 ) -> Result<Vec<u8>, ErrorReply> {
     let (op, expiration) = decode_request(enc, bytes)?;
+    let kind = op.kind();
     let tolerance = u64::try_from(CLOCK_SKEW_TOLERANCE.as_millis()).unwrap_or(u64::MAX);
     if let Some(deadline) = expiration.filter(|d| d.saturating_add(tolerance) < now_ms()) {
         return Err(ErrorReply::new(
@@ -137,6 +138,10 @@ async fn serve_repo(
     let result = match consensus {
         Some(c) => op.run(&c.coordinator).await,
         None => op.run(repo).await,
+    };
+    let result = match result {
+        Err(e) if enc == Encoding::Json => super::seed_results::as_seed_result(kind, &e).ok_or(e),
+        other => other,
     };
     reply(enc, &result?.wire())
 }
