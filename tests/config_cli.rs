@@ -289,3 +289,64 @@ fn a_bad_value_in_the_environment_names_the_variable() {
         "{err}"
     );
 }
+
+/// README's `node` table lists every flag `optimystic node --help` knows.
+#[test]
+fn the_readme_lists_every_node_flag() {
+    let help = Command::new(BIN).args(["node", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let flags: Vec<&str> = help
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|f| *f != "help")
+        .collect();
+    assert!(flags.len() > 15, "{help}");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("### The `node` command"))
+        .take_while(|l| !l.starts_with("### ") || l.starts_with("### The `node` command"))
+        .filter_map(|l| l.strip_prefix("| `--"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    let missing: Vec<_> = flags.iter().filter(|f| !table.contains(f)).collect();
+    assert!(missing.is_empty(), "README's node table lacks {missing:?}");
+}
+
+/// Logs written to a pipe or file are plain text: no ANSI color codes.
+#[test]
+fn logs_to_a_pipe_carry_no_color_codes() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir"])
+        .arg(tmp.path())
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let line = std::iter::from_fn(|| {
+        rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .ok()
+    })
+    .find(|l| l.contains("started a new network"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("the node logs its start at info");
+    assert!(!line.contains('\u{1b}'), "{line:?}");
+}

@@ -369,13 +369,19 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `warn`), as text or JSON lines.
+/// Logs to stderr, filtered by `RUST_LOG` (default `warn`), as text or JSON
+/// lines; text is colored only on a terminal and without `NO_COLOR`
+/// (<https://no-color.org>), so log files and journald get plain lines.
 pub fn init_logging(format: &str) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("warn,libp2p_kad=error"));
+    let color = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(color)
         .with_writer(std::io::stderr);
     let _ = if format == "json" {
         b.json().try_init()
