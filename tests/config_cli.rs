@@ -252,7 +252,69 @@ fn bench_drives_a_node_and_reports_json() {
         assert!(r["operations"].as_u64().unwrap() > 0, "{r}");
         assert_eq!(r["errors"], serde_json::json!({}), "{r}");
         assert!(r["p50Us"].as_u64().unwrap() <= r["p99Us"].as_u64().unwrap());
+        // One throughput figure per second, summing to the operations.
+        let timeline: Vec<u64> = serde_json::from_value(r["timeline"].clone()).unwrap();
+        assert_eq!(timeline.len(), 1, "{r}");
+        assert!(timeline[0] <= r["operations"].as_u64().unwrap(), "{r}");
+        // Latency per kind: a mixed run reports reads and writes apart.
+        let kinds: Vec<&String> = r["kinds"].as_object().unwrap().keys().collect();
+        let want: Vec<&str> = if workload == "mixed" {
+            vec!["read", "write"]
+        } else {
+            vec!["write"]
+        };
+        assert_eq!(kinds, want, "{r}");
+        let total: u64 = r["kinds"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|k| k["operations"].as_u64().unwrap())
+            .sum();
+        assert_eq!(total, r["operations"].as_u64().unwrap(), "{r}");
+        for k in r["kinds"].as_object().unwrap().values() {
+            let in_buckets: u64 = k["histogram"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["count"].as_u64().unwrap())
+                .sum();
+            assert_eq!(in_buckets, k["operations"].as_u64().unwrap(), "{r}");
+        }
+        // The seed writes are counted: all eight landed for mixed.
+        let seeded = if workload == "mixed" { 8 } else { 0 };
+        assert_eq!(r["seeded"], serde_json::json!(seeded), "{r}");
+        assert_eq!(r["seedErrors"], serde_json::json!({}), "{r}");
     }
+    // Text output: a line per second and a histogram per kind.
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--peer",
+            &node.addr,
+            "--clients",
+            "2",
+            "--duration",
+            "2",
+            "--blocks",
+            "4",
+            "--workload",
+            "mixed",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seconds = text.lines().filter(|l| l.contains(" ops/s ")).count();
+    assert_eq!(seconds, 2, "{text}");
+    assert!(
+        text.contains("\nread: ") && text.contains("\nwrite: "),
+        "{text}"
+    );
+    assert!(text.contains("█"), "{text}");
     let out = Command::new(BIN)
         .args(["bench", "--peer", "/ip4/127.0.0.1/tcp/1"])
         .output()

@@ -1,5 +1,7 @@
 //! `optimystic bench`: drives a running cluster through RepoClient, as users do,
-//! and reports throughput, latency percentiles and errors by kind.
+//! and reports throughput (overall and second by second), latency percentiles
+//! and a histogram per kind of operation, and errors by kind — of the seeding
+//! writes as well as of the run.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,9 +19,12 @@ use optimystic_actors::net::{peer_of, NetClient, NetConfig, NetError, RepoClient
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use super::latency::{render, summarize, Summary};
 use super::{BenchArgs, Workload};
 
-/// What one run measured.
+/// What one run measured. `operations` and the percentiles count acknowledged
+/// operations only (a write acknowledged by a majority of its configuration,
+/// durable there; a read answered); refusals and failures are in `errors`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Report {
@@ -33,6 +38,29 @@ struct Report {
     p99_us: u64,
     max_us: u64,
     errors: BTreeMap<String, u64>,
+    /// Acknowledged operations in each second of the run.
+    timeline: Vec<u64>,
+    /// Latency by kind of operation (`read`, `write`).
+    kinds: BTreeMap<&'static str, Summary>,
+    /// Blocks seeded for update/read/mixed, and the seed writes that failed.
+    seeded: u64,
+    seed_errors: BTreeMap<String, u64>,
+}
+
+/// What an operation of the workload was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    Read,
+    Write,
+}
+
+impl Class {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+        }
+    }
 }
 
 pub(super) fn run(args: BenchArgs) -> i32 {
@@ -81,7 +109,16 @@ fn kind(e: &NetError) -> String {
     }
 }
 
-/// One operation of the workload; `Err(kind)` on failure.
+/// The workload operation number `i` runs: mixed is 70% reads, 30% updates.
+fn resolve(w: Workload, i: u64) -> Workload {
+    match w {
+        Workload::Mixed if i % 10 < 7 => Workload::Read,
+        Workload::Mixed => Workload::Update,
+        other => other,
+    }
+}
+
+/// One operation of the workload (`w` resolved); `Err(kind)` on failure.
 async fn op(
     c: &RepoClient,
     w: Workload,
@@ -92,11 +129,6 @@ async fn op(
 ) -> Result<(), String> {
     let name = format!("bench{run}-{pick}");
     let id = BlockId::new(&name).map_err(|e| e.to_string())?;
-    let w = match w {
-        Workload::Mixed if i % 10 < 7 => Workload::Read,
-        Workload::Mixed => Workload::Update,
-        other => other,
-    };
     match w {
         Workload::Read => {
             c.get(BlockGets {
@@ -206,33 +238,12 @@ async fn bench(args: BenchArgs) -> Result<Report, String> {
         .collect();
     let run = std::process::id();
     let revs = Mutex::new(BTreeMap::new());
-    // Seed the blocks that update/read/mixed work on, one writer per block.
-    if args.workload != Workload::Insert {
-        for b in 0..args.blocks {
-            let name = format!("bench{run}-{b}");
-            let c = &clients[b as usize % clients.len()];
-            let trx = TrxId::new(format!("seed{run}x{b}")).map_err(|e| e.to_string())?;
-            let t = block(&name, args.value_size, b)?;
-            let id = BlockId::new(&name).map_err(|e| e.to_string())?;
-            c.pend(PendRequest {
-                trx_id: trx.clone(),
-                rev: Some(1),
-                transforms: t,
-                policy: PendPolicy::Fail,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-            c.commit(CommitRequest {
-                trx_id: trx,
-                block_ids: vec![id],
-                rev: 1,
-                header_id: None,
-                tail_id: None,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        }
-    }
+    // Seed the blocks that update/read/mixed work on, `clients` at a time.
+    let (seeded, seed_errors) = if args.workload == Workload::Insert {
+        (0, BTreeMap::new())
+    } else {
+        seed(&args, &clients, run).await?
+    };
     let bar = if args.json {
         ProgressBar::hidden()
     } else {
@@ -243,24 +254,44 @@ async fn bench(args: BenchArgs) -> Result<Report, String> {
     );
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let next = AtomicU64::new(0);
-    let lat = Mutex::new(Vec::new());
+    let lat: Mutex<Vec<(Class, Duration)>> = Mutex::new(Vec::new());
     let errors: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+    let failed = AtomicU64::new(0);
+    let timeline = Mutex::new(Vec::new());
     let start = Instant::now();
     let ticker = async {
-        while Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            bar.set_position(start.elapsed().as_secs().min(args.duration));
-            bar.set_message(format!("{} ops", lat.lock().len()));
+        let (mut acked_before, mut failed_before) = (0, 0);
+        for second in 1..=args.duration {
+            tokio::time::sleep_until((start + Duration::from_secs(second)).into()).await;
+            let (acked, failures) = (lat.lock().len() as u64, failed.load(Ordering::Relaxed));
+            timeline.lock().push(acked - acked_before);
+            if !args.json {
+                let line = format!(
+                    "{second:>5} s {:>9} ops/s {:>7} errors",
+                    acked - acked_before,
+                    failures - failed_before
+                );
+                // The bar draws on a terminal only; elsewhere the line goes as is.
+                if bar.is_hidden() {
+                    println!("{line}");
+                } else {
+                    bar.println(line);
+                }
+            }
+            bar.set_position(second);
+            bar.set_message(format!("{acked} ops"));
+            (acked_before, failed_before) = (acked, failures);
         }
     };
     let workers = (0..args.clients).map(|w| {
-        let (c, args, next, lat, errors, revs) = (
+        let (c, args, next, lat, errors, revs, failed) = (
             clients[w % clients.len()].clone(),
             &args,
             &next,
             &lat,
             &errors,
             &revs,
+            &failed,
         );
         async move {
             // Each client works on its own blocks (w, w + clients, …) so updates to
@@ -273,9 +304,18 @@ async fn bench(args: BenchArgs) -> Result<Report, String> {
                 let pick = (w + clients * (k % per_client)) % args.blocks;
                 k += 1;
                 let t = Instant::now();
-                match op(&c, args.workload, (i, pick), args, run, revs).await {
-                    Ok(()) => lat.lock().push(t.elapsed()),
-                    Err(k) => *errors.lock().entry(k).or_default() += 1,
+                let w = resolve(args.workload, i);
+                let class = if w == Workload::Read {
+                    Class::Read
+                } else {
+                    Class::Write
+                };
+                match op(&c, w, (i, pick), args, run, revs).await {
+                    Ok(()) => lat.lock().push((class, t.elapsed())),
+                    Err(k) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        *errors.lock().entry(k).or_default() += 1
+                    }
                 }
             }
         }
@@ -283,23 +323,35 @@ async fn bench(args: BenchArgs) -> Result<Report, String> {
     futures::join!(ticker, join_all(workers));
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
-    let mut lat = lat.into_inner();
-    lat.sort();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .map_or(0, |d| d.as_micros() as u64)
-    };
+    let lat = lat.into_inner();
+    let mut all: Vec<Duration> = lat.iter().map(|(_, d)| *d).collect();
+    let overall = summarize(&mut all);
+    let mut kinds = BTreeMap::new();
+    for class in [Class::Read, Class::Write] {
+        let mut these: Vec<Duration> = lat
+            .iter()
+            .filter(|(c, _)| *c == class)
+            .map(|(_, d)| *d)
+            .collect();
+        if !these.is_empty() {
+            kinds.insert(class.name(), summarize(&mut these));
+        }
+    }
     let report = Report {
         workload: format!("{:?}", args.workload).to_lowercase(),
         clients: args.clients,
         seconds,
-        operations: lat.len() as u64,
-        per_second: lat.len() as f64 / seconds,
-        p50_us: pct(0.5),
-        p90_us: pct(0.9),
-        p99_us: pct(0.99),
-        max_us: lat.last().map_or(0, |d| d.as_micros() as u64),
+        operations: overall.operations,
+        per_second: overall.operations as f64 / seconds,
+        p50_us: overall.p50_us,
+        p90_us: overall.p90_us,
+        p99_us: overall.p99_us,
+        max_us: overall.max_us,
         errors: errors.into_inner(),
+        timeline: timeline.into_inner(),
+        kinds,
+        seeded,
+        seed_errors,
     };
     if args.json {
         println!(
@@ -312,6 +364,85 @@ async fn bench(args: BenchArgs) -> Result<Report, String> {
             report.workload, report.clients, report.seconds, report.operations, report.per_second,
             report.p50_us, report.p90_us, report.p99_us, report.max_us, report.errors
         );
+        for (name, s) in &report.kinds {
+            print!("{}", render(name, s));
+        }
     }
     Ok(report)
+}
+
+/// Writes revision 1 of every block the update/read/mixed workloads use,
+/// `clients` writes at a time, with a progress bar; returns how many were
+/// written and the failures by kind (a refused write counts as `stale`). Fails
+/// when none could be written: the run would measure nothing.
+async fn seed(
+    args: &BenchArgs,
+    clients: &[Arc<RepoClient>],
+    run: u32,
+) -> Result<(u64, BTreeMap<String, u64>), String> {
+    use futures::StreamExt;
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(args.blocks)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("seeding {bar:40} {pos}/{len} blocks")
+            .map_err(|e| e.to_string())?,
+    );
+    let one = |b: u64| {
+        let c = clients[b as usize % clients.len()].clone();
+        async move {
+            let name = format!("bench{run}-{b}");
+            let trx = TrxId::new(format!("seed{run}x{b}")).map_err(|e| e.to_string())?;
+            let pend = PendRequest {
+                trx_id: trx.clone(),
+                rev: Some(1),
+                transforms: block(&name, args.value_size, b)?,
+                policy: PendPolicy::Fail,
+            };
+            let commit = CommitRequest {
+                trx_id: trx,
+                block_ids: vec![BlockId::new(&name).map_err(|e| e.to_string())?],
+                rev: 1,
+                header_id: None,
+                tail_id: None,
+            };
+            let r = c
+                .pend_commit(PendCommitRequest { pend, commit })
+                .await
+                .map_err(|e| kind(&e))?;
+            if r.is_success() {
+                Ok(())
+            } else {
+                Err("stale".to_string())
+            }
+        }
+    };
+    let mut outcomes = futures::stream::iter(0..args.blocks)
+        .map(one)
+        .buffer_unordered(args.clients.max(1));
+    let (mut written, mut errors) = (0, BTreeMap::new());
+    while let Some(r) = outcomes.next().await {
+        match r {
+            Ok(()) => written += 1,
+            Err(k) => *errors.entry(k).or_default() += 1,
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if written == 0 {
+        return Err(format!(
+            "no seed write succeeded ({} blocks): {errors:?}",
+            args.blocks
+        ));
+    }
+    if !errors.is_empty() && !args.json {
+        eprintln!(
+            "warning: {} of {} seed writes failed: {errors:?}; operations on those blocks find nothing",
+            args.blocks - written,
+            args.blocks
+        );
+    }
+    Ok((written, errors))
 }

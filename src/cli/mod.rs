@@ -4,6 +4,7 @@ mod bench;
 mod devnet;
 mod env_error;
 mod http;
+mod latency;
 mod node;
 mod peers;
 mod repo;
