@@ -412,3 +412,48 @@ fn logs_to_a_pipe_carry_no_color_codes() {
     let line = line.expect("the node logs its start at info");
     assert!(!line.contains('\u{1b}'), "{line:?}");
 }
+
+/// `completions bash` is a working completion script: sourced in bash it
+/// completes subcommands and flags; zsh and fish scripts name the same ones.
+#[test]
+fn shell_completions_complete_subcommands_and_flags() {
+    let script = |shell: &str| {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let bash = script("bash");
+    let probe = format!(
+        "{bash}\nCOMP_WORDS=(optimystic no); COMP_CWORD=1; _optimystic optimystic no optimystic; echo \"${{COMPREPLY[@]}}\"\n\
+         COMP_WORDS=(optimystic node --clu); COMP_CWORD=2; _optimystic optimystic --clu node; echo \"${{COMPREPLY[@]}}\"\n"
+    );
+    let out = Command::new("bash")
+        .args(["--norc", "-c", &probe])
+        .output()
+        .unwrap();
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        lines,
+        ["node", "--cluster-size"],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for shell in ["zsh", "fish"] {
+        let s = script(shell);
+        assert!(
+            s.contains("cluster-size") && s.contains("one-round"),
+            "{shell}"
+        );
+    }
+    let out = Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -73,6 +73,14 @@ pub enum Command {
     Repo(RepoArgs),
     /// A node's peers: list them, or remove one from every configuration.
     Peers(PeersArgs),
+    /// Print a shell completion script: `optimystic completions bash >
+    /// /etc/bash_completion.d/optimystic` (zsh: into a directory of `$fpath` as
+    /// `_optimystic`; fish: `~/.config/fish/completions/optimystic.fish`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Arguments of `optimystic peers`.
@@ -366,6 +374,16 @@ pub fn run(cli: Cli) -> i32 {
         Command::Devnet(a) => {
             init_logging("text");
             devnet::run(a)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "optimystic",
+                &mut std::io::stdout(),
+            );
+            0
         }
     }
 }
