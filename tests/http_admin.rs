@@ -432,6 +432,24 @@ async fn health_readiness_build_and_process_metrics() {
     assert!(metric(&m, "process_open_fds") >= 3.0);
     assert!(metric(&m, "process_cpu_seconds_total") > 0.0);
     assert!(metric(&m, "process_start_time_seconds") > 1.7e9);
+    assert_eq!(metric(&m, "optimystic_peers_connected"), 0.0);
+    // A client connects: one connected peer while its connection is open.
+    let net = optimystic_actors::net::NetClient::start_client(Default::default()).unwrap();
+    let addr = node.net().status().await.unwrap().listen_addrs[0].clone();
+    let client = optimystic_actors::net::RepoClient::new(
+        net.clone(),
+        node.peer_id(),
+        vec![addr],
+        std::time::Duration::from_secs(10),
+    );
+    let gets = optimystic_actors::model::BlockGets {
+        block_ids: vec![optimystic_actors::model::BlockId::new("once").unwrap()],
+        context: None,
+        consistency: None,
+    };
+    client.get(gets).await.unwrap();
+    let (_, m) = http("GET", format!("{base}/metrics"), None).await;
+    assert_eq!(metric(&m, "optimystic_peers_connected"), 1.0);
     node.shutdown().await;
 
     // A node told to join through a peer it cannot reach: alive, not ready.

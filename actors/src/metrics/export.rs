@@ -310,6 +310,12 @@ impl Collector for NodeCollector {
             }
         }
 
+        gauge(
+            &mut e,
+            "optimystic_peers_connected",
+            "Peers (members and clients) with at least one open connection",
+            self.net.connected(),
+        )?;
         let mut m = e.encode_descriptor(
             "optimystic_inbound_rejected",
             "Inbound frames and requests refused, by reason",

@@ -165,6 +165,8 @@ pub struct NetMetrics {
     /// The consensus members and listen addresses, as the SwarmActor last published
     /// them (read without a trip through its mailbox).
     view: parking_lot::RwLock<Arc<MemberView>>,
+    /// Peers with at least one open connection (members and clients).
+    connected: std::sync::atomic::AtomicI64,
 }
 
 /// Connected consensus members and this node's listen addresses.
@@ -187,6 +189,7 @@ impl Default for NetMetrics {
             repo_service: Arc::new(ActorMetrics::new("repo_service")),
             rejected: Mutex::new(BTreeMap::new()),
             view: parking_lot::RwLock::new(Arc::default()),
+            connected: std::sync::atomic::AtomicI64::new(0),
         }
     }
 }
@@ -205,6 +208,17 @@ impl NetMetrics {
     /// Publishes a new member view (the SwarmActor, on every change).
     pub fn publish_view(&self, view: MemberView) {
         *self.view.write() = Arc::new(view);
+    }
+
+    /// A peer's first connection opened (`+1`) or its last closed (`-1`).
+    pub(crate) fn count_connected(&self, change: i64) {
+        self.connected
+            .fetch_add(change, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Peers with at least one open connection now.
+    pub fn connected(&self) -> i64 {
+        self.connected.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Rejections so far, by reason.

@@ -294,8 +294,12 @@ impl SwarmActor {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 connection_id,
+                num_established,
                 ..
             } => {
+                if num_established.get() == 1 {
+                    self.metrics.count_connected(1);
+                }
                 self.dial_failures.connected(&peer_id);
                 if let Some(addr) = self.asked_dials.remove(&connection_id) {
                     tracing::info!(%addr, peer = %peer_id, "connected");
@@ -318,6 +322,7 @@ impl SwarmActor {
                 num_established: 0,
                 ..
             } => {
+                self.metrics.count_connected(-1);
                 self.block_servers.remove(&peer_id);
                 self.budgets.remove(&peer_id);
                 self.refusals.remove(&peer_id);
