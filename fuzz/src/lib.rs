@@ -1,5 +1,12 @@
-//! Checks shared by the fuzz targets (see fuzz_targets/). Every check is
-//! deterministic: the same input always takes the same path and verdict.
+//! The fuzz targets' checks, one module per target (fuzz_targets/ calls them
+//! under libFuzzer; `tests/fuzz_corpus.rs` in the main workspace replays every
+//! seed and saved input through them on stable). Every check is deterministic:
+//! the same input always takes the same path and verdict.
+
+pub mod cluster_record;
+pub mod frame;
+pub mod storage_meta;
+pub mod transform;
 
 use optimystic_actors::model::RepoMessage;
 use optimystic_actors::net::{codes, decode_request, encode, Encoding};
