@@ -1,7 +1,8 @@
 //! HTTP admin server (actix-web): `GET /health`, `GET /ready` (see [`crate::health`]),
 //! `GET /metrics` (Prometheus text), `GET /status`
 //! (JSON), `POST /v1/repo/{get,pend,commit,cancel,pendCommit}` (the JSON of DESIGN
-//! §3), `GET /v1/peers` (the peer book) and `POST /v1/peers/{peerId}/remove`
+//! §3), `GET /v1/watch` (a block's revisions as server-sent events),
+//! `GET /v1/peers` (the peer book) and `POST /v1/peers/{peerId}/remove`
 //! (retire a peer from every configuration; docs/OPERATIONS.md).
 //! Every error is `{"error":{"code","message"}}` with a 4xx/5xx status.
 
@@ -64,6 +65,7 @@ pub fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<(ServerHand
             .route("/status", web::get().to(status))
             .route("/v1/repo/{op}", web::post().to(repo_op))
             .route("/v1/peers", web::get().to(peers))
+            .route("/v1/watch", web::get().to(watch))
             .route("/v1/peers/{peer}/remove", web::post().to(remove_peer))
             .default_service(web::to(not_found))
     })
@@ -96,7 +98,15 @@ impl ApiError {
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
-    let known = ["/health", "/ready", "/metrics", "/status", "/v1/peers"].contains(&req.path())
+    let known = [
+        "/health",
+        "/ready",
+        "/metrics",
+        "/status",
+        "/v1/peers",
+        "/v1/watch",
+    ]
+    .contains(&req.path())
         || req.path().starts_with("/v1/repo/")
         || (req.path().starts_with("/v1/peers/") && req.path().ends_with("/remove"));
     if known {
@@ -290,6 +300,64 @@ async fn remove_peer(state: web::Data<AdminState>, peer: web::Path<String>) -> H
             HttpResponse::build(status).json(repo_error(e))
         }
     }
+}
+
+/// `GET /v1/watch` parameters.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WatchQuery {
+    block_id: String,
+    from: Option<u64>,
+}
+
+/// `GET /v1/watch?blockId=ID[&from=REV]`: server-sent events, one `revision`
+/// event per committed revision of the block, in order, each with `id:` its
+/// revision (a reconnecting client's `Last-Event-ID` resumes after it); a read
+/// that failed is an `error` event and the watch goes on (docs/PROTOCOL.md,
+/// "Watching a block").
+async fn watch(
+    state: web::Data<AdminState>,
+    req: actix_web::HttpRequest,
+    query: web::Query<WatchQuery>,
+) -> HttpResponse {
+    let block = match optimystic_actors::model::BlockId::new(&query.block_id) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.to_string()),
+    };
+    let resumed = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().parse::<u64>());
+    let from = match resumed {
+        Some(Ok(rev)) => Some(rev),
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                codes::BAD_REQUEST,
+                "Last-Event-ID must be a revision number",
+            )
+        }
+        None => query.from,
+    };
+    let events = state.repo.watch(block, from).map(|r| {
+        let text = match r {
+            Ok(rev) => format!(
+                "id: {}\nevent: revision\ndata: {}\n\n",
+                rev.rev,
+                serde_json::to_string(&rev).unwrap_or_default()
+            ),
+            Err(e) => format!(
+                "event: error\ndata: {}\n\n",
+                serde_json::to_string(&repo_error(e)).unwrap_or_default()
+            ),
+        };
+        Ok::<_, std::convert::Infallible>(web::Bytes::from(text))
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .streaming(events)
 }
 
 /// Reads the body up to [`MAX_BODY`] without buffering more.

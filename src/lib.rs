@@ -6,6 +6,7 @@
 //! - [`config`]: settings from defaults, a TOML file, environment and flags.
 //! - [`health`]: what `/health` and `/ready` judge.
 //! - [`local`]: opening a node-local repo (storage backend + block actors).
+//! - [`watch`]: where a block watch reads (this node, or a remote one).
 //! - [`node`]: a running node (storage, block actors, RepoService, SwarmActor).
 //! - The engine lives in the [`optimystic_actors`] crate, re-exported as [`engine`].
 
@@ -15,5 +16,6 @@ pub mod config;
 pub mod health;
 pub mod local;
 pub mod node;
+pub mod watch;
 
 pub use optimystic_actors as engine;

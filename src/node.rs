@@ -28,8 +28,8 @@ use optimystic_actors::metrics::export::NodeCollector;
 use optimystic_actors::metrics::process::ProcessCollector;
 use optimystic_actors::metrics::EngineMetrics;
 use optimystic_actors::model::{
-    BlockGets, CommitRequest, CommitResult, GetBlockResults, PendCommitRequest, PendCommitResult,
-    PendRequest, PendResult, TrxBlocks,
+    BlockGets, BlockId, CommitRequest, CommitResult, GetBlockResults, PendCommitRequest,
+    PendCommitResult, PendRequest, PendResult, TrxBlocks,
 };
 use optimystic_actors::net::{
     build_swarm, load_or_create_identity, restore_from_peers, Consensus, Dial, Drain, Listen,
@@ -338,7 +338,30 @@ impl NodeRepo {
     pub fn local(&self) -> &StorageRepo {
         &self.local
     }
+
+    /// Every committed revision of `block` as it commits (see
+    /// [`NodeHandle::watch`]): woken by this node's writes, and polling every
+    /// [`WATCH_POLL`] for those that reach it otherwise.
+    pub fn watch(
+        &self,
+        block: BlockId,
+        from: Option<u64>,
+    ) -> impl futures::Stream<Item = Result<optimystic_actors::watch::Revision, RepoError>> {
+        let wake = self.local.registry().changes().subscribe();
+        optimystic_actors::watch::watch(
+            crate::watch::NodeHistory(self.clone()),
+            block,
+            from,
+            Some(wake),
+            WATCH_POLL,
+        )
+    }
 }
+
+/// How often a watch reads its block when nothing woke it: writes applied on
+/// this node wake it at once; this bounds the delay for revisions that arrive
+/// another way (a node outside the block's configuration).
+pub const WATCH_POLL: Duration = Duration::from_secs(1);
 
 impl optimystic_actors::model::Repo for NodeRepo {
     fn get(&self, gets: BlockGets) -> BoxFuture<'_, Result<GetBlockResults, RepoError>> {
@@ -615,6 +638,17 @@ impl NodeHandle {
     /// A client of this node's swarm (for requests to other peers).
     pub fn net(&self) -> &NetClient {
         &self.net
+    }
+
+    /// Every committed revision of `block`, in order, as it commits: after
+    /// revision `from`, or from the current one (docs/PROTOCOL.md, "Watching a
+    /// block"). Reads go through this node as clients' reads do.
+    pub fn watch(
+        &self,
+        block: BlockId,
+        from: Option<u64>,
+    ) -> impl futures::Stream<Item = Result<optimystic_actors::watch::Revision, RepoError>> {
+        self.repo.watch(block, from)
     }
 
     /// The storage backend.

@@ -474,3 +474,159 @@ async fn health_readiness_build_and_process_metrics() {
     assert_eq!(ready["storage"]["ok"], json!(true), "{b}");
     lonely.shutdown().await;
 }
+
+/// Reads server-sent events from `url` on a thread: each `revision` event's
+/// data as JSON, in the order they came.
+fn sse(url: String, last_event_id: Option<&str>) -> std::sync::mpsc::Receiver<Value> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let last = last_event_id.map(str::to_string);
+    std::thread::spawn(move || {
+        let mut req = ureq::get(&url);
+        if let Some(id) = &last {
+            req = req.header("Last-Event-ID", id);
+        }
+        let resp = req.call().unwrap();
+        assert_eq!(
+            resp.headers().get("content-type").unwrap(),
+            "text/event-stream"
+        );
+        let reader = std::io::BufReader::new(resp.into_body().into_reader());
+        let mut event = String::new();
+        for line in reader.lines().map_while(Result::ok) {
+            if let Some(e) = line.strip_prefix("event: ") {
+                event = e.to_string();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                if event == "revision" && tx.send(serde_json::from_str(data).unwrap()).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+fn take(rx: &std::sync::mpsc::Receiver<Value>, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    (0..n)
+        .map(|i| {
+            rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+                .unwrap_or_else(|_| panic!("event {i} of {n} did not come"))
+        })
+        .collect()
+}
+
+/// Four writers race on one block; a watch from revision 0 receives every
+/// revision once, in order, with the transaction and the block
+/// as of that revision; watches resumed by `from` or `Last-Event-ID` get what
+/// came after, and so does `NodeHandle::watch`.
+#[actix_rt::test]
+async fn watch_streams_the_revisions_of_concurrent_writes_in_order() {
+    use optimystic_actors::model::*;
+    const REVS: u64 = 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let (node, base) = node_with_http(tmp.path()).await;
+    // From revision 0: every revision, however the watch's start and the
+    // first writes interleave.
+    let events = sse(format!("{base}/v1/watch?blockId=w&from=0"), None);
+    let committed = std::sync::Arc::new(parking_lot::Mutex::new(std::collections::BTreeMap::new()));
+    let writers = (0..4).map(|w| {
+        let (repo, committed) = (node.repo().clone(), committed.clone());
+        async move {
+            let id = BlockId::new("w").unwrap();
+            let mut attempt = 0;
+            loop {
+                let latest = repo
+                    .get(BlockGets {
+                        block_ids: vec![id.clone()],
+                        context: None,
+                        consistency: None,
+                    })
+                    .await
+                    .unwrap()[&id]
+                    .state
+                    .latest
+                    .clone()
+                    .map_or(0, |l| l.rev);
+                if latest >= REVS {
+                    return;
+                }
+                attempt += 1;
+                let trx = TrxId::new(format!("w{w}a{attempt}")).unwrap();
+                let rev = latest + 1;
+                let transforms: Transforms = serde_json::from_value(if rev == 1 {
+                    json!({"inserts": {"w": {"header": {"id": "w", "type": "T", "collectionId": "c"}, "items": [w]}}})
+                } else {
+                    json!({"updates": {"w": [["items", 0, 1, [w * 1000 + rev]]]}})
+                })
+                .unwrap();
+                let r = repo
+                    .pend_commit(PendCommitRequest {
+                        pend: PendRequest {
+                            trx_id: trx.clone(),
+                            rev: Some(rev),
+                            transforms,
+                            policy: PendPolicy::Fail,
+                        },
+                        commit: CommitRequest {
+                            trx_id: trx.clone(),
+                            block_ids: vec![id.clone()],
+                            rev,
+                            header_id: None,
+                            tail_id: None,
+                        },
+                    })
+                    .await
+                    .unwrap();
+                if r.is_success() {
+                    committed.lock().insert(rev, (trx.to_string(), w, rev));
+                }
+            }
+        }
+    });
+    futures::future::join_all(writers).await;
+    let got = actix_web::rt::task::spawn_blocking(move || take(&events, REVS as usize))
+        .await
+        .unwrap();
+    let committed = committed.lock().clone();
+    assert_eq!(committed.len(), REVS as usize);
+    for (i, e) in got.iter().enumerate() {
+        let rev = i as u64 + 1;
+        assert_eq!(e["rev"], json!(rev), "{got:?}");
+        let (trx, w, _) = &committed[&rev];
+        assert_eq!(e["trxId"], json!(trx), "{e}");
+        assert_eq!(e["blockId"], json!("w"));
+        let want = if rev == 1 { *w } else { *w * 1000 + rev };
+        assert_eq!(e["block"]["items"], json!([want]), "{e}");
+    }
+    // Resumed after revision 15, by the query and by Last-Event-ID.
+    for (url, last) in [
+        (format!("{base}/v1/watch?blockId=w&from=15"), None),
+        (format!("{base}/v1/watch?blockId=w"), Some("15")),
+    ] {
+        let rx = sse(url, last);
+        let got = actix_web::rt::task::spawn_blocking(move || take(&rx, 5))
+            .await
+            .unwrap();
+        let revs: Vec<u64> = got.iter().map(|e| e["rev"].as_u64().unwrap()).collect();
+        assert_eq!(revs, [16, 17, 18, 19, 20]);
+    }
+    // Without a cursor: the current revision first.
+    let rx = sse(format!("{base}/v1/watch?blockId=w"), None);
+    let got = actix_web::rt::task::spawn_blocking(move || take(&rx, 1))
+        .await
+        .unwrap();
+    assert_eq!(got[0]["rev"], json!(REVS));
+    let (s, b) = http("GET", format!("{base}/v1/watch?blockId=../x"), None).await;
+    assert_eq!(s, 400, "{b}");
+    // The same stream for an embedding application.
+    use futures::StreamExt;
+    let revs: Vec<u64> = node
+        .watch(BlockId::new("w").unwrap(), Some(18))
+        .take(2)
+        .map(|r| r.unwrap().rev)
+        .collect()
+        .await;
+    assert_eq!(revs, [19, 20]);
+    node.shutdown().await;
+}

@@ -159,3 +159,83 @@ fn a_dial_that_reaches_another_peer_names_both_ids() {
     assert!(err.contains(&wrong), "{err}");
     drop(node);
 }
+
+#[test]
+fn repo_watch_prints_each_revision_and_resumes_from_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(tmp.path(), &[]);
+    let write = |rev: u64| {
+        let t = if rev == 1 {
+            json!({"inserts": {"wb": {"header": {"id": "wb", "type": "T", "collectionId": "c"}, "items": []}}})
+        } else {
+            json!({"updates": {"wb": [["items", 0, 0, [rev]]]}})
+        };
+        let trx = format!("r{rev}");
+        ok(
+            &node.addr,
+            "pend-commit",
+            json!({"pend": {"trxId": trx, "rev": rev, "transforms": t, "policy": "f"},
+                   "commit": {"trxId": trx, "blockIds": ["wb"], "rev": rev}}),
+            &[],
+        );
+    };
+    for rev in 1..=3 {
+        write(rev);
+    }
+    let watch = |extra: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(["repo", "--peer", &node.addr, "watch", "wb"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // From revision 1: the two after it, then it stops (--count).
+    let out = watch(&["--from", "1", "--count", "2"])
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["rev"], json!(2));
+    assert_eq!(lines[0]["trxId"], json!("r2"));
+    assert_eq!(lines[1]["block"]["items"], json!([3, 2]));
+    // From now: the current revision, then one written while it watches.
+    let mut live = watch(&["--count", "2"]);
+    let stdout = live.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    let first: Value =
+        serde_json::from_str(&rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap())
+            .unwrap();
+    assert_eq!(first["rev"], json!(3));
+    write(4);
+    let next: Value =
+        serde_json::from_str(&rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap())
+            .unwrap();
+    assert_eq!(next["rev"], json!(4));
+    assert!(live.wait().unwrap().success());
+    // Without --peer there is nothing to watch.
+    let out = std::process::Command::new(BIN)
+        .args(["repo", "watch", "wb"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    drop(node);
+}

@@ -15,6 +15,7 @@
 //! - [`repair`]: data that follows configurations (region digests for
 //!   anti-entropy).
 //! - [`metrics`]: mailbox and handler instrumentation shared by every actor kind.
+//! - [`watch`]: a block's committed revisions as a stream.
 
 pub mod block;
 pub mod cluster;
@@ -26,3 +27,4 @@ pub mod model;
 pub mod net;
 pub mod repair;
 pub mod storage;
+pub mod watch;

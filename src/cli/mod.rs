@@ -322,9 +322,19 @@ pub struct RepoArgs {
     /// The private network's pre-shared key file, when the node has one.
     #[arg(long, env = "OPTIMYSTIC_NETWORK_KEY")]
     pub network_key: Option<PathBuf>,
-    /// The operation; its request JSON is read from stdin.
+    /// The operation; its request JSON is read from stdin (`watch` reads none).
     #[arg(value_enum)]
     pub op: RepoOp,
+    /// `watch`: the block to watch.
+    #[arg(required_if_eq("op", "watch"))]
+    pub block: Option<String>,
+    /// `watch`: start after this revision (resume where a watch stopped)
+    /// instead of at the current one.
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// `watch`: stop after this many revisions (default: until interrupted).
+    #[arg(long)]
+    pub count: Option<u64>,
 }
 
 /// A repo operation and the request it reads.
@@ -340,6 +350,9 @@ pub enum RepoOp {
     Cancel,
     /// {pend: PendRequest, commit: CommitRequest} → {pend, commit?} (one round)
     PendCommit,
+    /// BLOCK → one line of JSON per committed revision, `{blockId, rev, trxId,
+    /// block?}`, in order, as they commit (with --peer)
+    Watch,
 }
 
 fn parse_storage(s: &str) -> Result<StorageKind, String> {

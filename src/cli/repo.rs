@@ -18,6 +18,8 @@ const MAX_REQUEST: u64 = 8 << 20;
 
 pub(super) fn run(args: RepoArgs) -> i32 {
     match execute(&args) {
+        // A watch printed its lines as they came.
+        Ok(reply) if reply.is_empty() => 0,
         Ok(reply) => {
             let mut out = std::io::stdout().lock();
             match writeln!(out, "{reply}").and_then(|()| out.flush()) {
@@ -47,6 +49,16 @@ fn read_request() -> Result<Vec<u8>, String> {
 }
 
 fn execute(args: &RepoArgs) -> Result<String, String> {
+    if args.op == RepoOp::Watch {
+        let peer = args
+            .peer
+            .clone()
+            .ok_or("watch needs --peer (a running node)")?;
+        let block =
+            optimystic_actors::model::BlockId::new(args.block.as_deref().unwrap_or_default())
+                .map_err(|e| e.to_string())?;
+        return actix_rt::System::new().block_on(watch(args, peer, block));
+    }
     let input = read_request()?;
     // Parse before opening storage or dialling: malformed input touches nothing.
     let request = parse_request(args.op, &input)?;
@@ -91,6 +103,61 @@ async fn remote(
     peer: Multiaddr,
     request: RepoOperation,
 ) -> Result<String, String> {
+    send(request, &connect(args, peer)?.client).await
+}
+
+/// Prints every revision of `block` on `peer` as one JSON line, until `--count`
+/// revisions (or forever); a failed read is reported on stderr and retried.
+async fn watch(
+    args: &RepoArgs,
+    peer: Multiaddr,
+    block: optimystic_actors::model::BlockId,
+) -> Result<String, String> {
+    use futures::StreamExt;
+    let remote = connect(args, peer.clone())?;
+    let history = crate::watch::RemoteHistory {
+        net: remote.net,
+        peer: remote.peer_id,
+        addrs: vec![peer],
+        timeout: remote.timeout,
+        client: remote.client,
+    };
+    let revisions = optimystic_actors::watch::watch(
+        history,
+        block,
+        args.from,
+        None,
+        Duration::from_millis(200),
+    );
+    let mut revisions = std::pin::pin!(revisions);
+    let mut seen = 0;
+    while args.count.is_none_or(|n| seen < n) {
+        match revisions.next().await {
+            Some(Ok(rev)) => {
+                let line = serde_json::to_string(&rev).map_err(|e| e.to_string())?;
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{line}")
+                    .and_then(|()| out.flush())
+                    .map_err(|e| format!("cannot write: {e}"))?;
+                seen += 1;
+            }
+            Some(Err(e)) => eprintln!("error: {e} (retrying)"),
+            None => break,
+        }
+    }
+    Ok(String::new())
+}
+
+/// A client of a remote node, and what it was made with.
+struct Remote {
+    net: NetClient,
+    client: RepoClient,
+    peer_id: libp2p::PeerId,
+    timeout: Duration,
+}
+
+/// A client of the node at `peer` as the flags say (timeout, prefix, key, JSON).
+fn connect(args: &RepoArgs, peer: Multiaddr) -> Result<Remote, String> {
     let peer_id =
         peer_of(&peer).ok_or_else(|| format!("--peer {peer} has no /p2p/<peerId> component"))?;
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
@@ -112,27 +179,33 @@ async fn remote(
         ..NetConfig::default()
     };
     let net = NetClient::start_client(cfg).map_err(|e| e.to_string())?;
-    let mut client = RepoClient::new(net, peer_id, vec![peer], timeout);
+    let mut client = RepoClient::new(net.clone(), peer_id, vec![peer], timeout);
     if args.json {
         client = client.force_json();
     }
-    send(request, &client).await
+    Ok(Remote {
+        net,
+        client,
+        peer_id,
+        timeout,
+    })
 }
 
-/// The CLI's name of an operation as the model's.
-fn kind(op: RepoOp) -> OpKind {
-    match op {
+/// The CLI's name of an operation as the model's (`watch` is none of them).
+fn kind(op: RepoOp) -> Option<OpKind> {
+    Some(match op {
         RepoOp::Get => OpKind::Get,
         RepoOp::Pend => OpKind::Pend,
         RepoOp::Commit => OpKind::Commit,
         RepoOp::Cancel => OpKind::Cancel,
         RepoOp::PendCommit => OpKind::PendCommit,
-    }
+        RepoOp::Watch => return None,
+    })
 }
 
 /// Parses stdin as the request of `op`.
 fn parse_request(op: RepoOp, input: &[u8]) -> Result<RepoOperation, String> {
-    let kind = kind(op);
+    let kind = kind(op).ok_or("watch reads no request")?;
     RepoOperation::from_json(kind, input)
         .map_err(|e| format!("invalid {} JSON: {e}", kind.body_name()))
 }

@@ -188,7 +188,8 @@ impl BlockActor {
         if self.storage.is_none() {
             self.storage = Some(
                 BlockStorage::load(self.id.clone(), self.core.raw.clone())?
-                    .with_pending_limit(self.core.max_pending),
+                    .with_pending_limit(self.core.max_pending)
+                    .with_changes(self.core.changes.clone()),
             );
         }
         self.storage

@@ -18,7 +18,7 @@ use dashmap::DashMap;
 use super::actor::{BlockActor, Passivate};
 use crate::metrics::EngineMetrics;
 use crate::model::BlockId;
-use crate::storage::{RawStorage, RepoError, RestoreFn};
+use crate::storage::{Changes, RawStorage, RepoError, RestoreFn};
 
 /// How many times a message is re-routed after meeting a passivating actor.
 const ROUTE_ATTEMPTS: usize = 16;
@@ -57,6 +57,8 @@ pub(crate) struct RegistryCore {
     pub(crate) raw: Arc<dyn RawStorage>,
     pub(crate) metrics: Arc<EngineMetrics>,
     pub(crate) restore: Option<RestoreFn>,
+    /// Told of every effect any block applies (watchers subscribe).
+    pub(crate) changes: Changes,
     slots: DashMap<BlockId, Slot>,
     arbiters: Vec<ArbiterHandle>,
     hasher: std::collections::hash_map::RandomState,
@@ -191,6 +193,7 @@ impl BlockRegistry {
                 raw,
                 metrics,
                 restore,
+                changes: Changes::default(),
                 slots: DashMap::new(),
                 arbiters,
                 hasher: Default::default(),
@@ -237,6 +240,11 @@ impl BlockRegistry {
     /// The storage backend.
     pub fn raw(&self) -> &Arc<dyn RawStorage> {
         &self.core.raw
+    }
+
+    /// Every block's applied changes, for watchers.
+    pub fn changes(&self) -> &Changes {
+        &self.core.changes
     }
 
     /// The engine metrics.

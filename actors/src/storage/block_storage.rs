@@ -135,6 +135,8 @@ pub struct BlockStorage {
     raw: Arc<dyn RawStorage>,
     state: CachedState,
     max_pending: usize,
+    /// Told of every applied effect (watchers).
+    changes: Option<super::Changes>,
 }
 
 impl BlockStorage {
@@ -173,6 +175,7 @@ impl BlockStorage {
             id,
             raw,
             max_pending: usize::MAX,
+            changes: None,
             state: CachedState {
                 meta,
                 pending,
@@ -233,6 +236,12 @@ impl BlockStorage {
     /// one already pending is not counted); unlimited by default.
     pub fn with_pending_limit(mut self, max_pending: usize) -> Self {
         self.max_pending = max_pending;
+        self
+    }
+
+    /// Tells `changes` of every effect applied from now on.
+    pub fn with_changes(mut self, changes: super::Changes) -> Self {
+        self.changes = Some(changes);
         self
     }
 
@@ -884,12 +893,17 @@ impl BlockStorage {
                 self.state.latest_block = latest;
             }
         }
+        if let Some(c) = &self.changes {
+            c.notify(&self.id);
+        }
         Ok(())
     }
 
     /// Reloads everything from the backend (after a write whose outcome is unknown).
     pub fn reload(&mut self) -> Result<(), StorageError> {
+        let changes = self.changes.take();
         *self = Self::load(self.id.clone(), self.raw.clone())?.with_pending_limit(self.max_pending);
+        self.changes = changes;
         Ok(())
     }
 

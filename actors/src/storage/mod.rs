@@ -7,6 +7,7 @@
 //! is atomic per block and durable when its future resolves.
 
 mod block_storage;
+mod changes;
 mod embedded;
 mod file;
 mod lock;
@@ -24,6 +25,7 @@ pub use crate::model::{RepoError, StorageError};
 pub use block_storage::{
     BlockStorage, CachedState, CommitPlan, Effect, PendCommitPlan, PendPlan, RestoreFn,
 };
+pub use changes::Changes;
 pub use embedded::{EmbeddedOptions, EmbeddedRawStorage};
 pub use file::FileRawStorage;
 pub use lock::DataDirLock;
