@@ -2,6 +2,7 @@
 //! `GET /metrics` (Prometheus text), `GET /status`
 //! (JSON), `POST /v1/repo/{get,pend,commit,cancel,pendCommit}` (the JSON of DESIGN
 //! §3), `GET /v1/watch` (a block's revisions as server-sent events),
+//! `GET /v1/backup` (a consistent backup file),
 //! `GET /v1/peers` (the peer book) and `POST /v1/peers/{peerId}/remove`
 //! (retire a peer from every configuration; docs/OPERATIONS.md).
 //! Every error is `{"error":{"code","message"}}` with a 4xx/5xx status.
@@ -66,6 +67,7 @@ pub fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<(ServerHand
             .route("/v1/repo/{op}", web::post().to(repo_op))
             .route("/v1/peers", web::get().to(peers))
             .route("/v1/watch", web::get().to(watch))
+            .route("/v1/backup", web::get().to(backup))
             .route("/v1/peers/{peer}/remove", web::post().to(remove_peer))
             .default_service(web::to(not_found))
     })
@@ -105,6 +107,7 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
         "/status",
         "/v1/peers",
         "/v1/watch",
+        "/v1/backup",
     ]
     .contains(&req.path())
         || req.path().starts_with("/v1/repo/")
@@ -358,6 +361,24 @@ async fn watch(
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))
         .streaming(events)
+}
+
+/// `GET /v1/backup`: this node's blocks as of one instant, as a backup file
+/// (`crate::backup`); 501 on a backend that cannot take one.
+async fn backup(state: web::Data<AdminState>) -> HttpResponse {
+    if !state.storage.exports() {
+        return error(
+            StatusCode::NOT_IMPLEMENTED,
+            "unsupported",
+            format!(
+                "backups need the embedded backend (this node runs {}): stop the node and copy its data directory instead",
+                state.storage.backend()
+            ),
+        );
+    }
+    HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .streaming(crate::backup::stream(state.storage.clone()))
 }
 
 /// Reads the body up to [`MAX_BODY`] without buffering more.

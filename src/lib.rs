@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`admin`]: the HTTP admin server (`/metrics`, `/status`, `/v1/repo/*`).
+//! - [`backup`]: a live node's blocks to one file, and back into a data directory.
 //! - [`cli`]: the `optimystic` command line (clap), one module per subcommand.
 //! - [`config`]: settings from defaults, a TOML file, environment and flags.
 //! - [`health`]: what `/health` and `/ready` judge.
@@ -11,6 +12,7 @@
 //! - The engine lives in the [`optimystic_actors`] crate, re-exported as [`engine`].
 
 pub mod admin;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod health;

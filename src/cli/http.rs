@@ -18,7 +18,7 @@ pub(super) fn post(addr: &str, path: &str) -> Result<String, String> {
 /// `host:port` of an admin address given as `host:port` or as a URL
 /// (`http://host:port/metrics`, as devnet prints it); a URL's path is ignored,
 /// each command asks for the path it reads.
-fn host_port(addr: &str) -> Result<&str, String> {
+pub(super) fn host_port(addr: &str) -> Result<&str, String> {
     let rest = match addr.split_once("://") {
         Some(("http", rest)) => rest,
         Some((scheme, _)) => {

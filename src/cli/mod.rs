@@ -1,5 +1,6 @@
 //! The `optimystic` command line.
 
+mod backup;
 mod bench;
 mod devnet;
 mod env_error;
@@ -73,6 +74,25 @@ pub enum Command {
     Repo(RepoArgs),
     /// A node's peers: list them, or remove one from every configuration.
     Peers(PeersArgs),
+    /// Take a consistent backup of a running node's blocks (embedded storage)
+    /// from its HTTP admin server into the file OUT.
+    Backup {
+        /// The node's HTTP admin address (host:port or URL).
+        #[arg(long)]
+        http: String,
+        /// The backup file to write.
+        out: PathBuf,
+    },
+    /// Fill an empty data directory from a backup file (checked whole first).
+    /// A node started on it serves every block; it keeps none of the old node's
+    /// identity or configurations (docs/OPERATIONS.md, "Backup and restore").
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The data directory to fill (empty or absent).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Print a shell completion script: `optimystic completions bash >
     /// /etc/bash_completion.d/optimystic` (zsh: into a directory of `$fpath` as
     /// `_optimystic`; fish: `~/.config/fish/completions/optimystic.fish`).
@@ -388,6 +408,8 @@ pub fn run(cli: Cli) -> i32 {
             init_logging("text");
             devnet::run(a)
         }
+        Command::Backup { http, out } => backup::backup(&http, &out),
+        Command::Restore { file, data_dir } => backup::restore(&file, &data_dir),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

@@ -40,6 +40,9 @@ pub enum StorageError {
     /// The storage writer has shut down.
     #[error("storage writer is closed")]
     Closed,
+    /// This backend does not do what was asked (e.g. a backup of the file backend).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl StorageError {

@@ -6,6 +6,7 @@
 //! materialized blocks. Reads are synchronous; a write is one [`WriteBatch`] that
 //! is atomic per block and durable when its future resolves.
 
+pub mod backup;
 mod block_storage;
 mod changes;
 mod embedded;
@@ -106,6 +107,21 @@ pub trait RawStorage: Send + Sync + 'static {
     /// Bytes the store's files occupy on disk, as allocated (0 for memory).
     fn disk_bytes(&self) -> Result<u64, StorageError> {
         Ok(0)
+    }
+    /// Whether [`export`](Self::export) works on this backend.
+    fn exports(&self) -> bool {
+        false
+    }
+    /// Every block record (metadata, pending transforms, revisions) as of one
+    /// instant, handed to `sink` with its keyspace (a [`backup::SPACES`] index)
+    /// and its bytes as stored; returns how many. A backend that cannot read
+    /// one instant refuses.
+    fn export(&self, sink: &mut backup::ExportSink<'_>) -> Result<u64, StorageError> {
+        let _ = sink;
+        Err(StorageError::Unsupported(format!(
+            "backups need the embedded backend (this node runs {}): stop the node and copy its data directory instead",
+            self.backend()
+        )))
     }
     /// Makes everything written so far durable (every acknowledged write already
     /// is; this also persists engine state, for a clean shutdown).
