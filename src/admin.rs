@@ -1,4 +1,5 @@
-//! HTTP admin server (actix-web): `GET /health`, `GET /ready` (see [`crate::health`]),
+//! HTTP admin server (actix-web): `GET /` (a status page, `src/ui/`), `GET /health`,
+//! `GET /ready` (see [`crate::health`]),
 //! `GET /metrics` (Prometheus text), `GET /status`
 //! (JSON), `POST /v1/repo/{get,pend,commit,cancel,pendCommit}` (the JSON of DESIGN
 //! §3), `GET /v1/watch` (a block's revisions as server-sent events),
@@ -60,6 +61,8 @@ pub fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<(ServerHand
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .route("/", web::get().to(page))
+            .route("/ui.js", web::get().to(script))
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready))
             .route("/metrics", web::get().to(metrics))
@@ -124,6 +127,21 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
         "not_found",
         format!("no route {}", req.path()),
     )
+}
+
+/// `GET /`: the status page (plain HTML; its script reads the JSON endpoints
+/// and `/metrics` every second).
+async fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("ui/index.html"))
+}
+
+/// `GET /ui.js`: the status page's script.
+async fn script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .body(include_str!("ui/ui.js"))
 }
 
 /// How long `/health` and `/ready` wait for the network actor.
