@@ -1,5 +1,5 @@
 //! Three nodes on loopback running signed two-phase commit: writes land on every
-//! member, revisions stay ordered across coordinators, racing pends have at most
+//! member, revisions stay ordered across coordinators, racing pends have exactly
 //! one winner, and tampered or replayed records change nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -198,7 +198,7 @@ async fn writes_land_on_every_member_in_order() {
 }
 
 #[actix_rt::test]
-async fn racing_pends_have_at_most_one_winner() {
+async fn racing_pends_have_exactly_one_winner() {
     let dirs = three_dirs();
     let nodes = three_nodes(&dirs).await;
     let net = client_net();
@@ -229,9 +229,13 @@ async fn racing_pends_have_at_most_one_winner() {
         let (a, b) = futures::join!(pend(1), pend(2));
         let results = [a.unwrap(), b.unwrap()];
         let winners: Vec<usize> = (0..2).filter(|i| results[*i].is_success()).collect();
-        assert!(
-            winners.len() <= 1,
-            "round {round}: two pends won: {results:?}"
+        // Each member promises the first record to reach it, so with three
+        // members one of two racing proposals has a majority: exactly one wins.
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: {} pends won: {results:?}",
+            winners.len()
         );
         for r in &results {
             if let PendResult::Stale(s) = r {
@@ -276,9 +280,10 @@ async fn racing_pends_have_at_most_one_winner() {
             }
         }
     }
-    assert!(
-        conflicts >= 10 - wins,
-        "every round has a loser or nobody won"
+    assert_eq!(
+        (wins, conflicts),
+        (10, 10),
+        "one winner and one loser per round"
     );
     for (n, _) in nodes {
         n.shutdown().await;
@@ -1201,7 +1206,10 @@ async fn one_round_writes_are_agreed_once_and_race_safely() {
         );
         let results = [a.unwrap(), b.unwrap()];
         let wins = results.iter().filter(|r| r.is_success()).count();
-        assert!(wins <= 1, "round {round}: {results:?}");
+        assert_eq!(
+            wins, 1,
+            "round {round}: exactly one of two racing writes wins: {results:?}"
+        );
         for r in results.iter().filter(|r| !r.is_success()) {
             assert!(r.commit.is_none() || !r.pend.is_success(), "{r:?}");
         }
@@ -1226,7 +1234,7 @@ async fn one_round_writes_are_agreed_once_and_race_safely() {
             .await;
         }
     }
-    assert!(latest > 1, "some round must have had a winner");
+    assert_eq!(latest, 9, "one winner per round");
     for (n, _) in nodes {
         n.shutdown().await;
     }

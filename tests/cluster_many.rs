@@ -142,7 +142,24 @@ async fn replicas_are_the_k_closest_of_twenty() {
         held.iter().all(|h| *h > 0),
         "every node holds blocks: {held:?}"
     );
-    assert_eq!(held.iter().sum::<usize>(), BLOCKS * K);
+    // The members agree on it: every member's configuration of each block's
+    // region is exactly the target (whose rule tests/known_answers.rs pins
+    // independently of this code).
+    for i in 0..BLOCKS {
+        let region = Region::of(&bid(&format!("m{i}")));
+        let want: std::collections::BTreeSet<String> =
+            optimystic_actors::membership::target(region, &peers, K)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+        for (n, _) in nodes
+            .iter()
+            .filter(|(n, _)| want.contains(&n.peer_id().to_string()))
+        {
+            let held = n.configs().config(region).map(|c| c.members);
+            assert_eq!(held.as_ref(), Some(&want), "m{i} on {}", n.peer_id());
+        }
+    }
     for (n, _) in nodes {
         n.shutdown().await;
     }

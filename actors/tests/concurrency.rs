@@ -200,6 +200,14 @@ async fn multi_block_commits_in_opposite_orders_do_not_deadlock() {
         committed
     );
     assert_eq!(x.state.latest, y.state.latest);
+    // The work happened: a commit fails only because another task committed
+    // since its read, and one commit can fail at most the other seven tasks'
+    // current attempts, so 160 attempts hold at least 20 commits.
+    assert!(committed >= 20, "only {committed} commits");
+    assert_eq!(
+        x.state.latest.as_ref().map(|l| l.rev),
+        Some(1 + committed as u64)
+    );
 }
 
 #[actix_rt::test]
