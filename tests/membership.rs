@@ -113,6 +113,42 @@ async fn invented_voters_are_not_counted() {
     only(&c, block, "legit").await;
 }
 
+/// A record whose deadline lies beyond the longest lifetime (100 years ahead,
+/// or `u64::MAX`) is refused as invalid before anything else is looked at: it
+/// would hold its blocks for good. The same record with a short deadline gets
+/// past that check (to `wrong_cluster`: it names the outsider), so the refusal
+/// is the lifetime rule's (docs/CONSENSUS.md, "Validation", rule 4).
+#[actix_rt::test]
+async fn a_record_that_would_never_expire_is_refused() {
+    let (c, outsider, members) = cluster_and_outsider().await;
+    let block = "forever";
+    let short = outsider.pend_record(&members, block, 5_000);
+    let reply = outsider.send(&members[0].0, &members[0].1, short).await;
+    assert!(is_wrong_cluster(&reply), "{reply:?}");
+    let century = 100 * 365 * 24 * 3_600 * 1_000;
+    let mut never = outsider.pend_record(&members, block, century);
+    for r in [never.clone(), {
+        let mut m = (*never.message).clone();
+        m.expiration = Some(u64::MAX);
+        never.message_hash = optimystic_actors::cluster::message_hash(&m);
+        never.message = m.into();
+        never
+    }] {
+        for (id, addr) in &members {
+            match outsider.send(id, addr, r.clone()).await {
+                Err(NetError::Remote { code, message }) => {
+                    assert_eq!(code, "invalid_record", "{message}");
+                }
+                other => panic!("{id}: a record that never expires: {other:?}"),
+            }
+        }
+    }
+    write(&c.client(0), "legit", 1, insert(block))
+        .await
+        .unwrap();
+    only(&c, block, "legit").await;
+}
+
 /// A proposal naming the real configuration but a made-up epoch (a stale or
 /// invented view) is refused with the member's view, which names the real one.
 #[actix_rt::test]
