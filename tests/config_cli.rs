@@ -308,6 +308,7 @@ fn bench_drives_a_node_and_reports_json() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(text.starts_with("seeded 4 of 4 blocks in "), "{text}");
     let seconds = text.lines().filter(|l| l.contains(" ops/s ")).count();
     assert_eq!(seconds, 2, "{text}");
     assert!(

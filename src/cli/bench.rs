@@ -419,6 +419,7 @@ async fn seed(
             }
         }
     };
+    let began = Instant::now();
     let mut outcomes = futures::stream::iter(0..args.blocks)
         .map(one)
         .buffer_unordered(args.clients.max(1));
@@ -431,6 +432,13 @@ async fn seed(
         bar.inc(1);
     }
     bar.finish_and_clear();
+    if !args.json {
+        println!(
+            "seeded {written} of {} blocks in {:.1} s",
+            args.blocks,
+            began.elapsed().as_secs_f64()
+        );
+    }
     if written == 0 {
         return Err(format!(
             "no seed write succeeded ({} blocks): {errors:?}",
