@@ -99,7 +99,9 @@ def main():
     block = {"header": {"id": "b1", "type": "T", "collectionId": "c"}, "n": 1, "s": "ü\u00e9\n\"q\""}
     message = {
         "operations": [{"pend": {"trxId": "t1", "rev": 1,
-                                 "transforms": {"inserts": {"b1": block}}, "policy": "f"}}],
+                                 # Transforms are written with all three fields (PROTOCOL.md).
+                                 "transforms": {"inserts": {"b1": block}, "updates": {}, "deletes": []},
+                                 "policy": "f"}}],
         "expiration": 1732430000000,
         "coordinator": coordinator.id,
         "epochs": {str(r): 1},

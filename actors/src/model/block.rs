@@ -87,23 +87,60 @@ impl Transform {
 }
 
 /// Changes to many blocks, keyed by block id.
+///
+/// Written always with all three fields, an empty one as `{}` or `[]`: the
+/// seed's `Transforms` type requires each, and its client iterates them.
+/// Read, a field may be absent, and an empty one reads as absent, so a value
+/// survives a round trip unchanged (`None` stands for empty).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Transforms {
     /// Blocks inserted, by id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        serialize_with = "map_or_empty",
+        deserialize_with = "nonempty_map"
+    )]
     pub inserts: Option<BTreeMap<BlockId, Block>>,
     /// Operations per block id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        serialize_with = "map_or_empty",
+        deserialize_with = "nonempty_map"
+    )]
     pub updates: Option<BTreeMap<BlockId, Vec<BlockOperation>>>,
     /// Blocks deleted. An empty object reads as none: JavaScript's
     /// `JSON.stringify` writes a `Set` (the seed's type for this field) as `{}`.
     #[serde(
         default,
-        skip_serializing_if = "Option::is_none",
+        serialize_with = "list_or_empty",
         deserialize_with = "deletes_list_or_empty_set"
     )]
     pub deletes: Option<Vec<BlockId>>,
+}
+
+fn map_or_empty<S: serde::Serializer, V: Serialize>(
+    m: &Option<BTreeMap<BlockId, V>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap as _;
+    match m {
+        Some(m) => m.serialize(s),
+        None => s.serialize_map(Some(0))?.end(),
+    }
+}
+
+fn nonempty_map<'de, D, V>(d: D) -> Result<Option<BTreeMap<BlockId, V>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    let m: Option<BTreeMap<BlockId, V>> = Option::deserialize(d)?;
+    Ok(m.filter(|m| !m.is_empty()))
+}
+
+fn list_or_empty<S: serde::Serializer>(l: &Option<Vec<BlockId>>, s: S) -> Result<S::Ok, S::Error> {
+    l.as_deref().unwrap_or_default().serialize(s)
 }
 
 /// Reads `deletes`: a list of ids, `null`, or `{}` (a serialized `Set`, whose
@@ -141,7 +178,7 @@ where
             while let Some(id) = seq.next_element()? {
                 ids.push(id);
             }
-            Ok(Some(ids))
+            Ok((!ids.is_empty()).then_some(ids))
         }
 
         fn visit_map<A: serde::de::MapAccess<'de>>(
@@ -157,29 +194,6 @@ where
         }
     }
     d.deserialize_any(Deletes)
-}
-
-/// Writes transforms with all three fields, an empty one as `{}` or `[]`: the
-/// seed's `Transforms` type requires each, and its client iterates them. Used
-/// for the transforms of replies (`missing`); records keep the compact form
-/// their hash is defined over (docs/PROTOCOL.md).
-pub(crate) fn serialize_all_fields<S: serde::Serializer>(
-    t: &Transforms,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    #[derive(Serialize)]
-    struct All<'a> {
-        inserts: &'a BTreeMap<BlockId, Block>,
-        updates: &'a BTreeMap<BlockId, Vec<BlockOperation>>,
-        deletes: &'a [BlockId],
-    }
-    let (no_inserts, no_updates) = (BTreeMap::new(), BTreeMap::new());
-    All {
-        inserts: t.inserts.as_ref().unwrap_or(&no_inserts),
-        updates: t.updates.as_ref().unwrap_or(&no_updates),
-        deletes: t.deletes.as_deref().unwrap_or_default(),
-    }
-    .serialize(s)
 }
 
 impl Transforms {

@@ -155,8 +155,7 @@ pub struct TrxTransforms {
     /// Its revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rev: Option<Rev>,
-    /// What it changed (written with all three fields, as the seed reads it).
-    #[serde(serialize_with = "super::block::serialize_all_fields")]
+    /// What it changed.
     pub transforms: Transforms,
 }
 
