@@ -1,6 +1,7 @@
 //! Nodes on loopback in one process (3 by default); each transaction = pend +
-//! commit of one new block through the signed two-phase commit, durable on every
-//! replica: first as two requests (pend, then commit: two agreed records), then as
+//! commit of one new block through the signed two-phase commit, acknowledged once
+//! a majority of the block's cluster applied it durably (the rest may still be
+//! applying it): first as two requests (pend, then commit: two agreed records), then as
 //! one pendCommit (one record). Sequential latency and throughput with 64
 //! transactions in flight for each, then reads with 64 in flight, all through a
 //! RepoClient talking to the first node.

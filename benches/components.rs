@@ -187,7 +187,8 @@ async fn node(
 }
 
 /// One single-block transaction (pend + commit), each a signed 2PC over three
-/// in-process nodes, durable on every replica.
+/// in-process nodes, acknowledged once a majority of the cluster applied it
+/// (durable there; the third member may still be applying it).
 fn two_phase_commit(c: &mut Criterion) {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let sys = actix_rt::System::new();
