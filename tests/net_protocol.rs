@@ -570,11 +570,18 @@ async fn a_peer_over_its_rate_is_refused_then_blocked_and_others_are_served() {
     let hostile = good_client(&addr);
     let is_limited = |r: &Result<GetBlockResults, optimystic_actors::net::NetError>| matches!(r, Err(optimystic_actors::net::NetError::Remote { code, .. }) if code == "rate_limited");
     // 9 at once: the bucket holds 5 (refilling 5 per second); the rest are refused
-    // with `rate_limited`, and too few to count as a flood.
+    // with `rate_limited`, and too few to count as a flood. How many the refill
+    // adds depends on how long the burst took, so the bound is derived from it.
+    let began = std::time::Instant::now();
     let burst = futures::future::join_all((0..9).map(|_| hostile.get(gets()))).await;
+    let refilled = (5.0 * began.elapsed().as_secs_f64()).ceil() as usize;
     let served = burst.iter().filter(|r| r.is_ok()).count();
     let limited = burst.iter().filter(|r| is_limited(r)).count();
-    assert!((5..=8).contains(&served), "the budget is served: {burst:?}");
+    assert!(
+        served >= 5 && served <= 5 + refilled,
+        "the budget ({} with the refill) is served: {burst:?}",
+        5 + refilled
+    );
     assert_eq!(served + limited, 9, "{burst:?}");
     // 400 at once, more than twice the budget: refused, then disconnected and
     // blocked (the refusals in flight are lost with the connection).
