@@ -46,6 +46,13 @@ async fn block_at<R: Repo + ?Sized>(
     Ok(repo.get(gets).await?.remove(id).and_then(|r| r.block))
 }
 
+/// The revisions an archive lists (none without an archive).
+fn revisions(archive: Option<optimystic_actors::storage::BlockArchive>) -> Vec<TrxRev> {
+    archive
+        .map(|a| a.revisions.into_iter().map(|r| r.trx_rev).collect())
+        .unwrap_or_default()
+}
+
 /// A node's history of its blocks: reads through the node, revisions from its
 /// own copy.
 pub struct NodeHistory(pub crate::node::NodeRepo);
@@ -61,10 +68,9 @@ impl History for NodeHistory {
         after: Rev,
     ) -> BoxFuture<'a, Result<Vec<TrxRev>, RepoError>> {
         Box::pin(async move {
-            let archive = self.0.local().archive(id, Some(after + 1)).await?;
-            Ok(archive
-                .map(|a| a.revisions.into_iter().map(|r| r.trx_rev).collect())
-                .unwrap_or_default())
+            Ok(revisions(
+                self.0.local().archive(id, Some(after + 1)).await?,
+            ))
         })
     }
 
@@ -112,9 +118,7 @@ impl History for RemoteHistory {
                 self.timeout,
             )
             .await?;
-            Ok(archive
-                .map(|a| a.revisions.into_iter().map(|r| r.trx_rev).collect())
-                .unwrap_or_default())
+            Ok(revisions(archive))
         })
     }
 

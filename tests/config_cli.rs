@@ -87,24 +87,7 @@ fn file_then_env_then_flag() {
 fn status_and_inspect_read_a_running_node() {
     let tmp = tempfile::tempdir().unwrap();
     let node = NodeProcess::start(tmp.path(), &["--http", "127.0.0.1:0"]);
-    // The http line comes before or after the listening line; find it.
-    let http = node
-        .seen
-        .clone()
-        .into_iter()
-        .chain(std::iter::from_fn(|| {
-            node.lines
-                .recv_timeout(std::time::Duration::from_secs(10))
-                .ok()
-        }))
-        .find_map(|l| {
-            l.strip_prefix("http on http://")
-                .map(|r| r.split_whitespace().next().unwrap().to_string())
-        });
-    let http = match http {
-        Some(h) => h,
-        None => panic!("no http line"),
-    };
+    let http = node.http_addr().expect("no http line");
     let out = Command::new(BIN)
         .args(["status", "--http", &http])
         .output()

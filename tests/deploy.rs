@@ -54,27 +54,11 @@ fn exported(text: &str) -> BTreeSet<String> {
     names
 }
 
-fn http_of(node: &NodeProcess) -> String {
-    node.seen
-        .clone()
-        .into_iter()
-        .chain(std::iter::from_fn(|| {
-            node.lines
-                .recv_timeout(std::time::Duration::from_secs(10))
-                .ok()
-        }))
-        .find_map(|l| {
-            l.strip_prefix("http on http://")
-                .map(|r| r.split_whitespace().next().unwrap().to_string())
-        })
-        .expect("no http line")
-}
-
 #[test]
 fn dashboards_and_alerts_query_only_exported_metrics() {
     let tmp = tempfile::tempdir().unwrap();
     let node = NodeProcess::start(tmp.path(), &["--http", "127.0.0.1:0"]);
-    let http = http_of(&node);
+    let http = node.http_addr().unwrap();
     // One write, so the write path's families have samples.
     let pc = r#"{"pend":{"trxId":"t","rev":1,"transforms":{"inserts":{"b":{"header":{"id":"b","type":"T","collectionId":"c"}}}},"policy":"f"},"commit":{"trxId":"t","blockIds":["b"],"rev":1}}"#;
     assert!(remote(&node.addr, "pend-commit", pc, &[]).status.success());

@@ -108,13 +108,19 @@ impl NodeProcess {
         self.child.wait().unwrap();
     }
 
-    /// The HTTP admin address it printed (started with `--http`), as `host:port`.
+    /// The HTTP admin address it printed (started with `--http`), as `host:port`:
+    /// from the lines read before `listening on`, else the next ones (the two
+    /// lines come in either order; deadline 10 s).
     pub fn http_addr(&self) -> Option<String> {
-        self.seen
-            .iter()
-            .find_map(|l| l.strip_prefix("http on http://"))
-            .and_then(|l| l.split_whitespace().next())
-            .map(str::to_string)
+        let http = |l: &str| {
+            l.strip_prefix("http on http://")
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_string)
+        };
+        self.seen.iter().find_map(|l| http(l)).or_else(|| {
+            std::iter::from_fn(|| self.lines.recv_timeout(Duration::from_secs(10)).ok())
+                .find_map(|l| http(&l))
+        })
     }
 
     /// The PeerId part of the address.
