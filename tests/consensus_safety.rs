@@ -20,7 +20,6 @@
 
 mod support;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use optimystic::node::NodeHandle;
@@ -29,13 +28,6 @@ use optimystic_actors::model::*;
 use optimystic_actors::net::{NetError, RepoClient};
 use support::faults::{check, TestCluster, Workload};
 use support::*;
-
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// Heavy multi-process tests run one at a time (each loads both cores).
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Records expire 3 s after they start.
 const TIMEOUT_MS: u64 = 3000;
@@ -125,7 +117,7 @@ async fn everyone_serves(clients: &[RepoClient], block: &str, want: &TrxRev) {
 /// coordinator's lone copy is repaired to it.
 #[actix_rt::test]
 async fn a_write_applied_by_the_coordinator_alone_is_never_acknowledged() {
-    let _one = serial();
+    let _heavy = heavy();
     let mut c = TestCluster::start(3, &FLAGS).await;
     let clients: Vec<RepoClient> = (0..3).map(|i| c.client(i)).collect();
     // After phase 1, node 0 is cut off: its decisions do not reach 1 and 2, and
@@ -435,7 +427,7 @@ async fn a_pend_policy_is_decided_once_for_every_member() {
 /// success: M's copy is the minority, and is repaired to the majority's.
 #[actix_rt::test]
 async fn a_member_that_applied_alone_cannot_make_its_write_succeed() {
-    let _one = serial();
+    let _heavy = heavy();
     let mut c = TestCluster::start_with_env(
         3,
         &FLAGS,
@@ -486,7 +478,7 @@ async fn a_member_that_applied_alone_cannot_make_its_write_succeed() {
 /// cancelled, and the client hears success.
 #[actix_rt::test]
 async fn a_write_across_clusters_is_not_cancelled_after_its_commit_point() {
-    let _one = serial();
+    let _heavy = heavy();
     // Timeouts by environment, so that one node's can differ.
     let flags = ["--cluster-size", "2"];
     let timeout = "OPTIMYSTIC_REQUEST_TIMEOUT_MS";
@@ -624,7 +616,7 @@ async fn an_abort_after_the_deadline_releases_at_once() {
 /// finds every acknowledged write on every node, one history everywhere.
 #[actix_rt::test]
 async fn members_whose_clocks_are_ten_seconds_apart_keep_one_history() {
-    let _one = serial();
+    let _heavy = heavy();
     let flags = ["--request-timeout-ms", "15000"];
     let env = [
         (1, "OPTIMYSTIC_TEST_CLOCK_OFFSET_MS", "10000"),

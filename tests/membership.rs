@@ -5,6 +5,8 @@
 //! succeeds right after), and nothing is executed (the block holds only that
 //! write).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Tests that run node processes hold `heavy()` across awaits: one at a time.
+#![allow(clippy::await_holding_lock)]
 
 mod support;
 
@@ -56,6 +58,7 @@ fn is_wrong_cluster(r: &Result<optimystic_actors::cluster::ClusterRecord, NetErr
 /// a majority of that set were A to count it.
 #[actix_rt::test]
 async fn a_peer_set_of_the_proposers_choosing_is_refused() {
+    let _heavy = heavy();
     let (c, outsider, members) = cluster_and_outsider().await;
     let block = "chosen";
     let mut r = outsider.pend_record(&members[..1], block, 5_000);
@@ -82,6 +85,7 @@ async fn a_peer_set_of_the_proposers_choosing_is_refused() {
 /// record signed by those four (4 of 7) and delivered to every real member.
 #[actix_rt::test]
 async fn invented_voters_are_not_counted() {
+    let _heavy = heavy();
     let (c, outsider, members) = cluster_and_outsider().await;
     let block = "invented";
     let mut r = outsider.pend_record(&members, block, 5_000);
@@ -120,6 +124,7 @@ async fn invented_voters_are_not_counted() {
 /// is the lifetime rule's (docs/CONSENSUS.md, "Validation", rule 4).
 #[actix_rt::test]
 async fn a_record_that_would_never_expire_is_refused() {
+    let _heavy = heavy();
     let (c, outsider, members) = cluster_and_outsider().await;
     let block = "forever";
     let short = outsider.pend_record(&members, block, 5_000);
@@ -153,6 +158,7 @@ async fn a_record_that_would_never_expire_is_refused() {
 /// invented view) is refused with the member's view, which names the real one.
 #[actix_rt::test]
 async fn a_wrong_epoch_gets_the_members_view() {
+    let _heavy = heavy();
     let (c, outsider, members) = cluster_and_outsider().await;
     let block = "epoch";
     let mut r = outsider.pend_record(&members, block, 5_000);
@@ -180,6 +186,7 @@ async fn a_wrong_epoch_gets_the_members_view() {
 /// writes resume; nothing acknowledged is lost and every node ends with one history.
 #[actix_rt::test]
 async fn a_minority_acknowledges_nothing_however_long_it_waits() {
+    let _heavy = heavy();
     let flags = [
         "--dead-peer-timeout-ms",
         "1000",
@@ -360,16 +367,19 @@ async fn partition(n: usize, k: usize, small: &[usize]) {
 
 #[actix_rt::test]
 async fn a_two_one_partition_with_clusters_of_three() {
+    let _heavy = heavy();
     partition(3, 3, &[2]).await;
 }
 
 #[actix_rt::test]
 async fn a_three_two_partition_of_five_with_clusters_of_three() {
+    let _heavy = heavy();
     partition(5, 3, &[3, 4]).await;
 }
 
 #[actix_rt::test]
 async fn a_three_two_partition_of_five_with_clusters_of_five() {
+    let _heavy = heavy();
     partition(5, 5, &[3, 4]).await;
 }
 
@@ -393,6 +403,7 @@ fn peers_cli(args: &[&str]) -> (i32, String, String) {
 /// requests are refused with a clear error.
 #[actix_rt::test]
 async fn an_operator_removes_a_dead_peer_at_once() {
+    let _heavy = heavy();
     let flags = [
         "--cluster-size",
         "3",
@@ -485,6 +496,7 @@ fn keyed_net(file: &str) -> optimystic_actors::net::NetClient {
 /// writes go nowhere and leave no trace on the network.
 #[actix_rt::test]
 async fn a_private_network_admits_only_key_holders() {
+    let _heavy = heavy();
     let keys = tempfile::tempdir().unwrap();
     let (ours, theirs) = (
         key_file(keys.path(), "swarm.key"),
@@ -589,6 +601,7 @@ async fn self_adding_change(
 /// propose a change), nothing is reserved: a write to the region succeeds at once.
 #[actix_rt::test]
 async fn an_outsider_cannot_propose_its_own_admission() {
+    let _heavy = heavy();
     let (c, outsider, members) = cluster_and_outsider().await;
     let block = "admission";
     let r = self_adding_change(&outsider, &members, Region::of(&bid(block))).await;
@@ -608,6 +621,7 @@ async fn an_outsider_cannot_propose_its_own_admission() {
 /// client, but no configuration ever takes it in.
 #[actix_rt::test]
 async fn only_listed_peers_become_members() {
+    let _heavy = heavy();
     let dirs = [(); 4].map(|()| tempfile::tempdir().unwrap());
     let ids: Vec<String> = dirs[..3]
         .iter()
@@ -763,6 +777,7 @@ fn start_newcomer(c: &TestCluster, dir: &std::path::Path, via: usize) -> NodePro
 /// majority of the new configuration — still serve the write.
 #[actix_rt::test]
 async fn a_newcomer_gets_the_writes_its_leader_missed() {
+    let _heavy = heavy();
     let (mut c, [leader, kept, gone], d_dir, d_id, ids) = three_and_a_newcomer().await;
     // A block whose region's target among the four is {leader, kept, newcomer}.
     let want: std::collections::BTreeSet<String> = [c.peer_id(leader), c.peer_id(kept)]
@@ -895,6 +910,7 @@ async fn client_loop(
 /// later read and on every node at the end.
 #[actix_rt::test]
 async fn two_coordinators_during_a_join_keep_one_history() {
+    let _heavy = heavy();
     let flags = ["--cluster-size", "3", "--request-timeout-ms", "3000"];
     let c = TestCluster::start(4, &flags).await;
     let blocks: Vec<String> = (0..8).map(|i| format!("join{i}")).collect();
@@ -980,6 +996,7 @@ async fn two_coordinators_during_a_join_keep_one_history() {
 /// shows) and the write succeeds on retry.
 #[actix_rt::test]
 async fn a_coordinator_with_a_stale_view_adopts_the_members_view() {
+    let _heavy = heavy();
     use optimystic_actors::membership::{block_key, closest_to, target};
     let flags = ["--cluster-size", "3", "--http", "127.0.0.1:0"];
     let c = TestCluster::start(5, &flags).await;
@@ -1054,6 +1071,7 @@ async fn a_coordinator_with_a_stale_view_adopts_the_members_view() {
 /// over at all yet, docs/CONSENSUS.md, "Not built yet".)
 #[actix_rt::test]
 async fn a_newcomer_gets_the_majoritys_pending_transactions_only() {
+    let _heavy = heavy();
     let (mut c, [leader, other, _], d_dir, d_id, ids) = three_and_a_newcomer().await;
     // Two blocks of one region whose target among the four includes the newcomer.
     let in_target = |b: &str| {

@@ -1,6 +1,8 @@
 //! Data that follows membership (docs/CONSENSUS.md, "Anti-entropy"), on node
 //! processes over loopback (tests/support/faults.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Tests that run node processes hold `heavy()` across awaits: one at a time.
+#![allow(clippy::await_holding_lock)]
 
 mod support;
 
@@ -68,6 +70,7 @@ const STRAGGLERS_DONE: Duration = Duration::from_secs(66);
 /// block's acknowledged latest revision and content from its own copy.
 #[actix_rt::test]
 async fn a_member_that_missed_writes_while_down_converges_with_no_read() {
+    let _heavy = heavy();
     let flags = [
         "--request-timeout-ms",
         "3000",
@@ -154,6 +157,7 @@ async fn a_member_that_missed_writes_while_down_converges_with_no_read() {
 /// members of its configuration — and nowhere else.
 #[actix_rt::test]
 async fn after_three_nodes_join_every_block_is_stored_on_exactly_its_configuration() {
+    let _heavy = heavy();
     let flags = [
         "--request-timeout-ms",
         "3000",

@@ -8,6 +8,7 @@
 )]
 
 pub mod faults;
+pub mod history;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -200,6 +201,16 @@ pub async fn start_node_with(
     .await
     .expect("node did not listen");
     (node, addr)
+}
+
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Held by every test of a binary that runs node processes, so they run one at a
+/// time: three debug nodes already load both cores of the machines this suite
+/// runs on, and a test's bounds are derived from its configured timeouts, which
+/// assume the cores are its own. (Cargo runs test binaries one after another.)
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Waits until `check` holds, polling every 10 ms, for at most `limit`.
