@@ -39,8 +39,11 @@ MUTATIONS = {
                    ".find(|(_, votes)| quorum.met_by(&votes.keys().map(String::as_str).collect()))",
                    ".find(|(_, votes)| !votes.is_empty() || quorum.met_by(&votes.keys().map(String::as_str).collect()))"),
     "no_fsync": ("actors/src/storage/embedded.rs",
-                 "db.persist(PersistMode::SyncData)",
-                 "db.persist(PersistMode::Buffer)"),
+                 "        } else {\n            PersistMode::SyncData\n        };",
+                 "        } else {\n            PersistMode::Buffer\n        };"),
+    "no_fsync_file": ("actors/src/storage/file.rs",
+                      "            f.sync_data()?;\n",
+                      ""),
 }
 
 # (package, test target or None for the library's unit tests, name filters)
@@ -51,6 +54,7 @@ SUITES = [
     ("optimystic", "consensus_safety", []),
     ("optimystic", "cluster", []),
     ("optimystic", "cluster_kill", []),
+    ("optimystic", "power_loss", []),
     ("optimystic", "membership", ["a_peer_set_of_the_proposers_choosing_is_refused",
                                   "invented_voters_are_not_counted",
                                   "a_wrong_epoch_gets_the_members_view",

@@ -30,8 +30,8 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    seal, BlockMeta, DataDirLock, RawStorage, StorageError, StorageStats, WriteBatch, WriteFuture,
-    WriteOp, LAZY_SYNC,
+    lazy_sync_interval, seal, BlockMeta, DataDirLock, RawStorage, StorageError, StorageStats,
+    WriteBatch, WriteFuture, WriteOp, LAZY_SYNC,
 };
 use crate::model::{Block, BlockId, Rev, Transform, TrxId, TrxRev};
 
@@ -376,11 +376,18 @@ struct Writer {
     unsynced: Arc<AtomicBool>,
 }
 
-/// Syncs the journal every [`LAZY_SYNC`] while lazy batches are unsynced, until
-/// `stop`.
+/// Syncs the journal every [`LAZY_SYNC`] (see [`lazy_sync_interval`]) while lazy
+/// batches are unsynced, until `stop`.
 fn sync_lazy_writes(db: &Database, unsynced: &AtomicBool, stop: &AtomicBool) {
+    let every = lazy_sync_interval();
+    let mut last = std::time::Instant::now();
     while !stop.load(Ordering::Acquire) {
-        std::thread::sleep(LAZY_SYNC);
+        // Wakes at least every LAZY_SYNC, so a stop is seen that soon.
+        std::thread::sleep(every.min(LAZY_SYNC));
+        if last.elapsed() < every {
+            continue;
+        }
+        last = std::time::Instant::now();
         if unsynced.swap(false, Ordering::AcqRel) {
             if let Err(e) = db.persist(PersistMode::SyncData) {
                 unsynced.store(true, Ordering::Release);

@@ -134,6 +134,22 @@ pub trait RawStorage: Send + Sync + 'static {
 /// [`RawStorage::write_lazy`]).
 pub const LAZY_SYNC: std::time::Duration = std::time::Duration::from_millis(25);
 
+/// How often a backend syncs lazily written batches: [`LAZY_SYNC`]. Debug builds
+/// read `OPTIMYSTIC_TEST_LAZY_SYNC_MS` instead, so the power-cut tests can hold
+/// lazy batches back as long as they like — the worst case `write_lazy` allows,
+/// durable only with the next durable write — and show that no acknowledged
+/// write depends on one.
+pub fn lazy_sync_interval() -> std::time::Duration {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("OPTIMYSTIC_TEST_LAZY_SYNC_MS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+    {
+        return std::time::Duration::from_millis(ms);
+    }
+    LAZY_SYNC
+}
+
 /// Write counters kept by every backend.
 #[derive(Debug, Default)]
 pub struct StorageStats {
