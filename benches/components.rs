@@ -201,6 +201,10 @@ fn two_phase_commit(c: &mut Criterion) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+        // Writes are refused until every region's configuration is agreed.
+        optimystic::node::wait_configured(&[&a, &b, &c], Duration::from_secs(120))
+            .await
+            .unwrap();
         let net = NetClient::start_client(NetConfig::default()).unwrap();
         let peer = optimystic::engine::net::peer_of(&addr).unwrap();
         let client = RepoClient::new(net, peer, vec![addr], Duration::from_secs(30));

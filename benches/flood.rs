@@ -1,6 +1,10 @@
 //! A good client's read latency on one node, quiet and while a hostile peer floods
-//! it (valid reads from 256 streams at once, as fast as the node answers). Reports
-//! p50/p99 both ways and their ratio.
+//! it (valid reads from 256 streams at once, as fast as the node answers). The
+//! flood's reads start being sampled the moment the hostile peer gets its first
+//! answer, and are reported in two parts: before the node bans the peer (the
+//! flood at full force) and after (a banned peer reconnecting); without a ban,
+//! as one. Reports p50/p99 of each part, its number of reads, and the p99 ratio
+//! to quiet.
 //!
 //! The hostile peer runs in its own process (this binary again, with
 //! `FLOOD_ATTACK=<addr>`), as an attacker does: on the same two cores, but not on
@@ -43,16 +47,36 @@ fn client(addr: &libp2p::Multiaddr) -> RepoClient {
     )
 }
 
-async fn sample(c: &RepoClient) -> (Duration, Duration) {
+/// `SAMPLES` sequential reads: when each started, and how long it took.
+async fn sample(c: &RepoClient) -> Vec<(Instant, Duration)> {
     let mut lat = Vec::with_capacity(SAMPLES);
     for _ in 0..SAMPLES {
         let t = Instant::now();
         let r = c.get(gets()).await.unwrap();
         assert!(r[&BlockId::new("g").unwrap()].block.is_some());
-        lat.push(t.elapsed());
+        lat.push((t, t.elapsed()));
     }
+    lat
+}
+
+/// p50 and p99 of some reads (`None` when there are none).
+fn percentiles(reads: &[(Instant, Duration)]) -> Option<(Duration, Duration)> {
+    let mut lat: Vec<Duration> = reads.iter().map(|r| r.1).collect();
     lat.sort();
-    (lat[SAMPLES / 2], lat[SAMPLES * 99 / 100])
+    let at = |q: usize| lat[(lat.len() * q / 100).min(lat.len() - 1)];
+    (!lat.is_empty()).then(|| (at(50), at(99)))
+}
+
+/// One part of the flood: its reads, p50, p99 and p99 against quiet.
+fn part(name: &str, reads: &[(Instant, Duration)], quiet99: Duration) -> String {
+    match percentiles(reads) {
+        Some((p50, p99)) => format!(
+            "{name}: {} reads, p50 {p50:?} p99 {p99:?} ({:.1}x quiet)",
+            reads.len(),
+            p99.as_secs_f64() / quiet99.as_secs_f64()
+        ),
+        None => format!("{name}: no reads"),
+    }
 }
 
 /// The hostile peer: 256 concurrent readers of `addr`, as fast as answered, until
@@ -73,6 +97,9 @@ async fn attack(
         );
         async move {
             while !stop.load(Ordering::Relaxed) {
+                if served.load(Ordering::Relaxed) + refused.load(Ordering::Relaxed) == 1 {
+                    println!("attacker: first answer");
+                }
                 match h.get(gets()).await {
                     Ok(_) => served.fetch_add(1, Ordering::Relaxed),
                     Err(_) => {
@@ -124,7 +151,10 @@ fn main() {
         if let Some(rate) = std::env::var("RATE").ok().and_then(|r| r.parse().ok()) {
             cfg.net.max_requests_per_peer_per_sec = rate;
         }
-        println!("per-peer limit: {} requests/s", cfg.net.max_requests_per_peer_per_sec);
+        println!(
+            "per-peer limit: {} requests/s",
+            cfg.net.max_requests_per_peer_per_sec
+        );
         let mut node = NodeHandle::start(cfg).await.unwrap();
         let addr = loop {
             if let Some(NetEvent::Listening(a)) = node.next_event().await {
@@ -142,38 +172,96 @@ fn main() {
             inserts: Some([(id.clone(), block)].into()),
             ..Transforms::default()
         };
-        let p = PendRequest { trx_id: trx.clone(), rev: Some(1), transforms, policy: PendPolicy::Fail };
+        let p = PendRequest {
+            trx_id: trx.clone(),
+            rev: Some(1),
+            transforms,
+            policy: PendPolicy::Fail,
+        };
         assert!(repo.pend(p).await.unwrap().is_success());
-        let c = CommitRequest { trx_id: trx, block_ids: vec![id], rev: 1, header_id: None, tail_id: None };
+        let c = CommitRequest {
+            trx_id: trx,
+            block_ids: vec![id],
+            rev: 1,
+            header_id: None,
+            tail_id: None,
+        };
         assert!(repo.commit(c).await.unwrap().is_success());
 
         let good = client(&addr);
         for _ in 0..200 {
             good.get(gets()).await.unwrap();
         }
-        let (q50, q99) = sample(&good).await;
+        let (q50, q99) = percentiles(&sample(&good).await).unwrap();
 
         let stop = Arc::new(AtomicBool::new(false));
         let (served, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let in_process = std::env::var_os("INPROC").is_some();
+        let (first_tx, first_rx) = std::sync::mpsc::channel::<()>();
         let mut child = None;
         let flood = if in_process {
-            Some(actix_rt::spawn(attack(addr.clone(), stop.clone(), served.clone(), refused.clone())))
+            let first = served.clone();
+            let r = refused.clone();
+            std::thread::spawn(move || {
+                while first.load(Ordering::Relaxed) + r.load(Ordering::Relaxed) == 0 {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                let _ = first_tx.send(());
+            });
+            Some(actix_rt::spawn(attack(
+                addr.clone(),
+                stop.clone(),
+                served.clone(),
+                refused.clone(),
+            )))
         } else {
-            child = Some(
-                std::process::Command::new(std::env::current_exe().unwrap())
-                    .env("FLOOD_ATTACK", addr.to_string())
-                    .stdout(std::process::Stdio::inherit())
-                    .spawn()
-                    .unwrap(),
-            );
+            let mut c = std::process::Command::new(std::env::current_exe().unwrap())
+                .env("FLOOD_ATTACK", addr.to_string())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let out = c.stdout.take().unwrap();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    if line == "attacker: first answer" {
+                        let _ = first_tx.send(());
+                    }
+                    println!("{line}");
+                }
+            });
+            child = Some(c);
             None
         };
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The flood is on once the hostile peer has its first answer.
+        let waited = Instant::now();
+        while first_rx.try_recv().is_err() {
+            assert!(
+                waited.elapsed() < Duration::from_secs(30),
+                "the hostile peer never got an answer"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        // When the node first bans the hostile peer.
+        let banned_at = Arc::new(std::sync::Mutex::new(None::<Instant>));
+        let watcher = {
+            let (metrics, banned_at, stop) =
+                (node.net_metrics().clone(), banned_at.clone(), stop.clone());
+            actix_rt::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if metrics.rejected().get("banned").is_some_and(|n| *n > 0) {
+                        *banned_at.lock().unwrap() = Some(Instant::now());
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+            })
+        };
         let t = Instant::now();
-        let (f50, f99) = sample(&good).await;
+        let flood_reads = sample(&good).await;
         let secs = t.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);
+        let _ = watcher.await;
         if let Some(f) = flood {
             let _ = f.await;
         }
@@ -181,13 +269,32 @@ fn main() {
             let _ = c.kill();
             let _ = c.wait();
         }
-        println!(
-            "hostile in {}: good client: quiet p50 {q50:?} p99 {q99:?}; under flood p50 {f50:?} p99 {f99:?} (p99 {:.1}x quiet); in-process hostile served {:.0}/s, refused {:.0}/s",
-            if in_process { "this process" } else { "its own process" },
-            f99.as_secs_f64() / q99.as_secs_f64(),
-            served.load(Ordering::Relaxed) as f64 / secs,
-            refused.load(Ordering::Relaxed) as f64 / secs,
-        );
+        let ban = *banned_at.lock().unwrap();
+        let flood = match ban {
+            Some(at) => {
+                let (before, after): (Vec<_>, Vec<_>) =
+                    flood_reads.iter().partition(|r| r.0 + r.1 <= at);
+                format!(
+                    "banned {:?} into the flood; {}; {}",
+                    at.duration_since(t),
+                    part("before the ban", &before, q99),
+                    part("after", &after, q99)
+                )
+            }
+            None => format!("never banned; {}", part("under flood", &flood_reads, q99)),
+        };
+        // The hostile peer counts its answers itself when it runs here; in its
+        // own process it prints them each second.
+        let hostile = if in_process {
+            format!(
+                "this process (served {:.0}/s, refused {:.0}/s)",
+                served.load(Ordering::Relaxed) as f64 / secs,
+                refused.load(Ordering::Relaxed) as f64 / secs
+            )
+        } else {
+            "its own process".to_string()
+        };
+        println!("hostile in {hostile}: good client: quiet p50 {q50:?} p99 {q99:?}; {flood}");
         let rejected = node.net_metrics().rejected();
         println!("node rejected by reason: {rejected:?}");
         node.shutdown().await;

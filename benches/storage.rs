@@ -36,8 +36,9 @@ fn insert_of(name: &str) -> Transforms {
     }
 }
 
-/// One single-block transaction: pend an insert of a new block, commit it.
-async fn pend_commit(repo: &StorageRepo) {
+/// One single-block transaction: pend an insert of a new block, commit it;
+/// returns the block.
+async fn pend_commit(repo: &StorageRepo) -> BlockId {
     let name = id("b");
     let trx = TrxId::new(id("t")).unwrap();
     let p = repo
@@ -50,10 +51,11 @@ async fn pend_commit(repo: &StorageRepo) {
         .await
         .unwrap();
     assert!(p.is_success());
+    let block = BlockId::new(name).unwrap();
     let c = repo
         .commit(CommitRequest {
             trx_id: trx,
-            block_ids: vec![BlockId::new(name).unwrap()],
+            block_ids: vec![block.clone()],
             rev: 1,
             header_id: None,
             tail_id: None,
@@ -61,6 +63,7 @@ async fn pend_commit(repo: &StorageRepo) {
         .await
         .unwrap();
     assert!(c.is_success());
+    block
 }
 
 fn writes(c: &mut Criterion) {
@@ -119,21 +122,21 @@ fn reads(c: &mut Criterion) {
             RegistryOptions::default(),
         )
         .unwrap();
-        let start = NEXT.load(Ordering::Relaxed);
-        let lanes = (0..64).map(|_| {
+        let lanes = (0..64).map(|lane| {
             let repo = repo.clone();
             async move {
-                while NEXT.load(Ordering::Relaxed) < start + 2 * STORED as u64 {
-                    pend_commit(&repo).await;
+                let mut stored = Vec::new();
+                for _ in (lane..STORED).step_by(64) {
+                    stored.push(pend_commit(&repo).await);
                 }
+                stored
             }
         });
-        join_all(lanes).await;
-        repo
+        let names: Vec<BlockId> = join_all(lanes).await.into_iter().flatten().collect();
+        (repo, names)
     });
-    let names: Vec<BlockId> = (0..NEXT.load(Ordering::Relaxed))
-        .map(|i| BlockId::new(format!("b{i}")).unwrap())
-        .collect();
+    let (repo, names) = repo;
+    assert_eq!(names.len(), STORED);
     let mut g = c.benchmark_group("get_latest");
     g.throughput(Throughput::Elements(8));
     g.bench_function("embedded/100k_blocks/8_in_flight", |b| {
@@ -149,13 +152,16 @@ fn reads(c: &mut Criterion) {
                             x ^= x >> 7;
                             x ^= x << 17;
                             let id = names[(x % names.len() as u64) as usize].clone();
-                            repo.get(BlockGets {
-                                block_ids: vec![id],
-                                context: None,
-                                consistency: None,
-                            })
-                            .await
-                            .unwrap();
+                            let got = repo
+                                .get(BlockGets {
+                                    block_ids: vec![id.clone()],
+                                    context: None,
+                                    consistency: None,
+                                })
+                                .await
+                                .unwrap();
+                            // Every read finds its block: the figure is of hits.
+                            assert!(got[&id].block.is_some(), "{id} not found");
                         }
                     }
                 });
