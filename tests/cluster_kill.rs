@@ -12,7 +12,7 @@ use std::time::Duration;
 use optimystic_actors::model::*;
 use optimystic_actors::net::RepoClient;
 use serde_json::json;
-use support::faults::{check, latest_of, read_at as latest, TestCluster, Workload};
+use support::faults::{check, latest_of, read_at as latest, release_bound, TestCluster, Workload};
 use support::*;
 
 /// Pend + commit of `t` at `rev` through `c`; true when both were acknowledged.
@@ -424,6 +424,5 @@ async fn twenty_member_kills_lose_nothing() {
         w.acked_count(),
         w.last_error
     );
-    // Expiry (3 s) + recovery grace (2 s) + one query round (3 s) + two writes.
-    check(&c, &mut w, Duration::from_secs(3 + 2 + 3 + 6)).await;
+    check(&c, &mut w, release_bound(Duration::from_secs(3))).await;
 }

@@ -110,9 +110,9 @@ async fn replicas_are_the_k_closest_of_twenty() {
             }
         }
     });
-    tokio::time::timeout(Duration::from_secs(300), join_all(lanes))
-        .await
-        .expect("writes stalled");
+    // No overall window: each pend and commit is bounded by the request timeout,
+    // and one that runs out fails its lane's assertion with the reason.
+    join_all(lanes).await;
 
     let mut held = vec![0usize; NODES];
     for i in 0..BLOCKS {

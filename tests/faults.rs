@@ -18,19 +18,14 @@ use std::time::{Duration, Instant};
 
 use optimystic_actors::model::*;
 use optimystic_actors::storage::{ArchiveRevision, BlockArchive, RevRange};
-use support::faults::{check, latest_of, write, TestCluster, Workload};
+use support::faults::{check, latest_of, release_bound, write, TestCluster, Workload};
 use support::history::{insert_trx, judge, trx_of, Expected, Violation};
 use support::*;
 
-/// The request timeout, seconds: a record expires this long after its
-/// coordinator started it.
-const TIMEOUT_S: u64 = 3;
+/// The request timeout: a record expires this long after its coordinator
+/// started it.
+const TIMEOUT: Duration = Duration::from_secs(3);
 const FLAGS: [&str; 2] = ["--request-timeout-ms", "3000"];
-/// When a block held by a promise nobody decided is free again, by
-/// docs/CONSENSUS.md, "Recovery": the record's expiry, then the recovery grace
-/// (2 s), then one query round to the other members (at most a request timeout);
-/// plus, for the checker, the write in flight when it frees and the one proving it.
-const RELEASE: Duration = Duration::from_secs(TIMEOUT_S + 2 + TIMEOUT_S + 2 * TIMEOUT_S);
 const BLOCKS: usize = 4;
 
 async fn steps(c: &TestCluster, w: &mut Workload, via: usize, n: usize) -> usize {
@@ -276,7 +271,7 @@ async fn every_node_killed_mid_write_loses_nothing() {
         }
         assert!(landed, "no kill of node {victim} landed mid-write");
     }
-    check(&c, &mut w, RELEASE).await;
+    check(&c, &mut w, release_bound(TIMEOUT)).await;
 }
 
 #[actix_rt::test]
@@ -309,7 +304,7 @@ async fn the_coordinator_killed_between_phases_loses_nothing() {
     // expires; node 0 comes back without the fault.
     c.clear_env(0);
     c.restart(0);
-    check(&c, &mut w, RELEASE).await;
+    check(&c, &mut w, release_bound(TIMEOUT)).await;
 }
 
 #[actix_rt::test]
@@ -332,7 +327,7 @@ async fn a_hung_member_and_slow_links_lose_nothing() {
     steps(&c, &mut w, 0, 8).await;
     steps(&c, &mut w, 2, 4).await;
     c.heal();
-    let r = check(&c, &mut w, RELEASE).await;
+    let r = check(&c, &mut w, release_bound(TIMEOUT)).await;
     assert!(r.acked >= 30, "{r:?}");
 }
 
@@ -358,7 +353,7 @@ async fn a_member_partitioned_past_the_expiry_converges() {
     }
     assert!(during >= 4, "the majority side stalled: {during}");
     c.heal();
-    check(&c, &mut w, RELEASE).await;
+    check(&c, &mut w, release_bound(TIMEOUT)).await;
 }
 
 /// Quorum reads beside a lagging member: node 0 coordinates every write and never
@@ -452,7 +447,7 @@ async fn a_commit_through_a_node_that_has_not_heard_the_pend_succeeds() {
     for i in 0..3 {
         let client = c.client(i);
         for block in &blocks {
-            let deadline = Instant::now() + RELEASE;
+            let deadline = Instant::now() + release_bound(TIMEOUT);
             while latest_of(&client, block).await.map(|(rev, _)| rev) != Some(1) {
                 assert!(
                     Instant::now() < deadline,
@@ -493,7 +488,7 @@ async fn a_full_disk_on_one_node_loses_nothing() {
     );
     c.disk_full(2, false);
     steps(&c, &mut w, 2, 4).await;
-    check(&c, &mut w, RELEASE).await;
+    check(&c, &mut w, release_bound(TIMEOUT)).await;
 }
 
 #[actix_rt::test]
@@ -523,7 +518,7 @@ async fn every_node_restarted_in_turn_under_load() {
         }
     }
     assert_eq!(kills, 6);
-    check(&c, &mut w, RELEASE).await;
+    check(&c, &mut w, release_bound(TIMEOUT)).await;
     // A block written after all this still works end to end on every node.
     for i in 0..3 {
         write(
@@ -661,7 +656,7 @@ async fn soak() {
         }
     }
     c.heal();
-    let r = check(&c, &mut w, RELEASE).await;
+    let r = check(&c, &mut w, release_bound(TIMEOUT)).await;
     println!(
         "soak: nodes={nodes} seconds={} acked={} failed={} reads={reads} kills={kills} pauses={pauses} isolations={cuts} partitions={partitions} joins={joins} removals={removals} disk_full={full} blocks={} checker=ok",
         started.elapsed().as_secs(),

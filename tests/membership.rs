@@ -272,25 +272,7 @@ async fn write_retrying(
 }
 
 async fn members_of(c: &TestCluster, block: &str) -> std::collections::BTreeSet<String> {
-    let region = Region::of(&bid(block));
-    let mut newest: Option<Config> = None;
-    for i in 0..c.len() {
-        let reply = optimystic_actors::net::cluster_configs(
-            &c.net,
-            c.peer_id(i).parse().unwrap(),
-            vec![c.addr(i).parse().unwrap()],
-            vec![region],
-            std::time::Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
-        for cfg in reply.view.into_iter().filter_map(|v| v.config) {
-            if newest.as_ref().is_none_or(|n| cfg.epoch > n.epoch) {
-                newest = Some(cfg);
-            }
-        }
-    }
-    newest.expect("no node holds a configuration").members
+    c.newest_config(block).await.unwrap().members
 }
 
 /// A partition held past every grace, connections closed (the `cut` fault):

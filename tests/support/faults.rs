@@ -20,6 +20,20 @@ use serde_json::Value;
 use super::history::{insert_trx, judge, trx_of, Expected, Violation};
 use super::{append, bid, client_net, insert, repo_client, NodeProcess};
 
+/// The recovery grace of docs/CONSENSUS.md, "Recovery": a member that promised
+/// and holds no decision asks the others this long after the record's deadline.
+pub const RECOVERY_GRACE: Duration = Duration::from_secs(2);
+
+/// How long after a fault heals a block held by a promise nobody decided is
+/// free again, and a write proves it, for nodes run with request timeout
+/// `timeout` (docs/CONSENSUS.md, "Recovery"): the record's expiry (one timeout
+/// after it started), [`RECOVERY_GRACE`], one query round to the other members
+/// (at most one timeout), then the write in flight when it frees and the one
+/// that proves it (one timeout each).
+pub fn release_bound(timeout: Duration) -> Duration {
+    timeout * 4 + RECOVERY_GRACE
+}
+
 /// Message and disk faults of one node.
 #[derive(Debug, Default, Clone)]
 struct Rules {
@@ -380,34 +394,43 @@ impl TestCluster {
         self.write_rules(i);
     }
 
-    /// The members of `block`'s configuration (node indices): the newest one any
-    /// running node reports, when each of its members runs and reports it too
-    /// (the others know an older one or none).
-    pub async fn members_of(&self, block: &str) -> Result<Vec<usize>, String> {
+    /// The configuration of `block`'s region as each running node reports it
+    /// (`None`: it holds none).
+    pub async fn configs_of(&self, block: &str) -> Result<BTreeMap<usize, Option<Config>>, String> {
         let region = Region::of(&bid(block));
-        let up: Vec<usize> = (0..self.len()).filter(|i| self.is_up(*i)).collect();
         let mut seen = BTreeMap::new();
-        for i in &up {
+        for i in (0..self.len()).filter(|i| self.is_up(*i)) {
             let reply = cluster_configs(
                 &self.net,
-                self.peer_ids[*i].parse().unwrap(),
-                vec![self.addrs[*i].parse().unwrap()],
+                self.peer_ids[i].parse().unwrap(),
+                vec![self.addrs[i].parse().unwrap()],
                 vec![region],
                 Duration::from_secs(10),
             )
             .await
             .map_err(|e| format!("node {i} did not answer configs: {e}"))?;
-            seen.insert(*i, reply.view.into_iter().next().and_then(|v| v.config));
+            seen.insert(i, reply.view.into_iter().next().and_then(|v| v.config));
         }
-        let Some(config) = seen.values().flatten().max_by_key(|c| c.epoch).cloned() else {
-            return Err(format!("no node holds {region:?}'s configuration"));
-        };
+        Ok(seen)
+    }
+
+    /// The newest configuration of `block`'s region any running node reports.
+    pub async fn newest_config(&self, block: &str) -> Result<Config, String> {
+        newest(&self.configs_of(block).await?, block)
+    }
+
+    /// The members of `block`'s configuration (node indices): the newest one any
+    /// running node reports, when each of its members runs and reports it too
+    /// (the others know an older one or none).
+    pub async fn members_of(&self, block: &str) -> Result<Vec<usize>, String> {
+        let seen = self.configs_of(block).await?;
+        let config = newest(&seen, block)?;
         config
             .members
             .iter()
             .map(|m| {
-                let i = up
-                    .iter()
+                let i = seen
+                    .keys()
                     .copied()
                     .find(|i| self.peer_ids[*i] == *m)
                     .ok_or_else(|| format!("member {m} of {config:?} is not running"))?;
@@ -426,6 +449,15 @@ impl TestCluster {
             self.write_rules(i);
         }
     }
+}
+
+/// The newest of the configurations `seen`.
+fn newest(seen: &BTreeMap<usize, Option<Config>>, block: &str) -> Result<Config, String> {
+    seen.values()
+        .flatten()
+        .max_by_key(|c| c.epoch)
+        .cloned()
+        .ok_or_else(|| format!("no node holds {block}'s configuration"))
 }
 
 /// Pend + commit of `t` as `trx` at `rev`. `Ok` only when both were acknowledged.
