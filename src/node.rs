@@ -24,7 +24,6 @@ use libp2p::{Multiaddr, PeerId};
 use optimystic_actors::block::{BlockRegistry, RegistryOptions, StorageRepo};
 use optimystic_actors::cluster::{Configs, MemberDirectory, TxnStore};
 use optimystic_actors::coordinator::{Coordinator, CoordinatorHandle};
-use optimystic_actors::metrics::export::NodeCollector;
 use optimystic_actors::metrics::process::ProcessCollector;
 use optimystic_actors::metrics::EngineMetrics;
 use optimystic_actors::model::{
@@ -32,9 +31,11 @@ use optimystic_actors::model::{
     PendCommitResult, PendRequest, PendResult, TrxBlocks,
 };
 use optimystic_actors::net::{
-    build_swarm, load_or_create_identity, restore_from_peers, Consensus, Dial, Drain, Listen,
-    NetClient, NetConfig, NetError, NetEvent, NetMetrics, ProtocolIds, RepoService, SwarmActor,
+    build_swarm, load_or_create_identity, Dial, Drain, Listen, NetClient, NetConfig, NetError,
+    NetEvent, NetMetrics, ProtocolIds, SwarmActor,
 };
+use optimystic_actors::service::export::NodeCollector;
+use optimystic_actors::service::{restore_from_peers, Consensus, RepoService};
 use optimystic_actors::storage::{
     open_storage_with, EmbeddedOptions, RawStorage, RepoError, StorageKind,
 };

@@ -8,8 +8,10 @@
 //!   No actors in here.
 //! - [`block`]: the BlockActor that owns one active block, the BlockRegistry that
 //!   activates and passivates them, and [`block::StorageRepo`], the node-local repo.
-//! - [`net`]: the SwarmActor on libp2p, the repo/block protocols, RepoService and
-//!   the clients.
+//! - [`net`]: the SwarmActor on libp2p, the repo/block/cluster protocols and the
+//!   clients. It imports only `model` and `metrics`.
+//! - [`service`]: the RepoService answering inbound requests from the node's
+//!   repo, coordinator and members, and restoration from peers.
 //! - [`cluster`]: ClusterRecord, signed votes, the member 2PC state machine and the
 //!   key-space arithmetic of clusters.
 //! - [`repair`]: data that follows configurations (region digests for
@@ -26,5 +28,6 @@ pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod repair;
+pub mod service;
 pub mod storage;
 pub mod watch;

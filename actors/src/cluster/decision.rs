@@ -13,10 +13,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
-
 use super::canonical::digest;
 use super::record::{ClusterRecord, States};
+pub use crate::model::EffectKind;
 use crate::model::{
     BlockId, OpOutcome, OpResult, PendPolicy, PendRequest, RepoOperation, Rev, TrxId, TrxRev,
 };
@@ -165,30 +164,6 @@ fn pend_verdict(d: &Decision, p: &PendRequest) -> Option<Verdict> {
     }
     let others = blocks.iter().any(|b| !d.others(b, &p.trx_id).is_empty());
     (others && p.policy != PendPolicy::Continue).then_some(Verdict::Blocked)
-}
-
-/// What one operation did on a member, as its commit vote reports it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "kind", content = "code")]
-pub enum EffectKind {
-    /// Done (applied, or found already done).
-    Ok,
-    /// Not done: stale, or refused by the verdict.
-    Refused,
-    /// The operation failed with this error code (the same on every member with
-    /// the same base).
-    Failed(String),
-}
-
-impl EffectKind {
-    /// The kind of a local outcome.
-    pub fn of(outcome: &OpOutcome) -> Self {
-        match outcome {
-            Ok(r) if r.is_success() => Self::Ok,
-            Ok(_) => Self::Refused,
-            Err(f) => Self::Failed(f.code.as_str().to_string()),
-        }
-    }
 }
 
 /// The digest of an effect (what each operation did, in order), as the commit

@@ -1,115 +1,17 @@
-//! ClusterRecord (DESIGN §7): the record a coordinator and the members of a
-//! block's cluster pass back and forth, its votes and what an approving promise
-//! reports of the blocks. docs/CONSENSUS.md states the wire form and the rules;
-//! [`super::votes`] signs and checks them.
+//! What is known about a ClusterRecord (DESIGN §7) beyond its wire form (the
+//! types are in `model::record`): why one is refused, its `messageHash`, the
+//! peer entry of a key, and counting its votes. [`super::votes`] signs and checks
+//! them.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use libp2p::identity::Keypair;
-use serde::{Deserialize, Serialize};
 
 use super::canonical::digest;
-use crate::model::{BlockId, RepoMessage, TrxId, TrxRev};
-
-/// A member of the record's cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterPeer {
-    /// Where to reach it.
-    pub multiaddrs: Vec<String>,
-    /// Its libp2p public key, protobuf-encoded, base64url without padding.
-    pub public_key: String,
-}
-
-/// Approve or reject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VoteType {
-    /// In favour.
-    Approve,
-    /// Against.
-    Reject,
-}
-
-impl VoteType {
-    /// As the signed payloads spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Approve => "approve",
-            Self::Reject => "reject",
-        }
-    }
-}
-
-/// What a promising member holds of one of the message's blocks when it promises
-/// (the block is reserved from then until the member decides, so it stays exact).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BlockState {
-    /// Its latest committed revision; absent when it holds none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latest: Option<TrxRev>,
-    /// Transactions pending on it, sorted.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pendings: Vec<TrxId>,
-}
-
-/// A member's state of every block of a message.
-pub type States = BTreeMap<BlockId, BlockState>;
-
-/// One member's vote.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Signature {
-    /// The vote.
-    #[serde(rename = "type")]
-    pub vote: VoteType,
-    /// Ed25519 signature over the vote payload, base64url without padding.
-    pub signature: String,
-    /// Why it rejects (e.g. `conflict:<messageHash>`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reject_reason: Option<String>,
-    /// An approving promise: the member's state of the message's blocks (signed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<States>,
-    /// An approving commit: what each of the message's operations did on the
-    /// member, in order (signed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub effect: Option<Vec<super::decision::EffectKind>>,
-}
-
-/// A cluster transaction as it travels between coordinator and members.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterRecord {
-    /// base64url(sha256(canonical JSON of `message`)).
-    pub message_hash: String,
-    /// The cluster, by PeerId (base58).
-    pub peers: BTreeMap<String, ClusterPeer>,
-    /// The repo operation being agreed (shared: copies of a record, one per
-    /// member call and one per stored state, do not copy the operations).
-    pub message: Arc<RepoMessage>,
-    /// Phase-1 votes by PeerId.
-    #[serde(default)]
-    pub promises: BTreeMap<String, Signature>,
-    /// Phase-2 votes by PeerId.
-    #[serde(default)]
-    pub commits: BTreeMap<String, Signature>,
-}
-
-impl ClusterRecord {
-    /// The approving promises' states, by member.
-    pub fn states(&self) -> BTreeMap<&str, &States> {
-        self.promises
-            .iter()
-            .filter(|(_, s)| s.vote == VoteType::Approve)
-            .filter_map(|(p, s)| Some((p.as_str(), s.state.as_ref()?)))
-            .collect()
-    }
-}
+use crate::model::RepoMessage;
+pub use crate::model::{BlockState, ClusterPeer, ClusterRecord, Signature, States, VoteType};
 
 /// Why a record was refused. Nothing changes when one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub mod export;
 pub mod process;
 
 /// Upper bounds (µs) of the latency histogram buckets; a last bucket is unbounded.

@@ -2,6 +2,7 @@
 //! the [`Repo`] trait, errors and their protocol codes, the clock, and the pure
 //! functions that apply transforms.
 
+mod archive;
 mod block;
 mod clock;
 mod code;
@@ -9,10 +10,12 @@ mod config;
 mod error;
 mod ids;
 mod outcome;
+mod record;
 mod region;
 mod repo;
 mod transform;
 
+pub use archive::{ArchiveRevision, BlockArchive, RevRange};
 pub use block::{Block, BlockHeader, BlockOperation, Transform, Transforms};
 pub use clock::{ms_from_now, now_ms};
 pub use code::{codes, ErrorCode};
@@ -22,6 +25,7 @@ pub use config::{ChangeError, Config, ConfigChange};
 pub use error::{Failure, RegionView, RepoError, StorageError};
 pub use ids::{validate_id, BlockId, IdError, TrxId, MAX_ID_LEN};
 pub use outcome::{unexpected, Empty, OpKind, OpOutcome, OpResult, Repo, WireResult};
+pub use record::{BlockState, ClusterPeer, ClusterRecord, EffectKind, Signature, States, VoteType};
 pub use region::{block_key, Region, RegionDigest, REGIONS, REGION_BITS};
 pub use repo::{
     BlockGets, BlockHead, BlockTrxState, CancelOperation, CommitRequest, CommitResult, Consistency,

@@ -1,9 +1,9 @@
 //! Clients: [`NetClient`] sends one request through the SwarmActor; [`RepoClient`]
 //! is the repo API over the network (MessagePack preferred, JSON fallback);
-//! [`restore_from_peers`] fetches block archives for restoration.
+//! [`fetch_archive`] asks one peer for a block's archive.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
@@ -17,12 +17,12 @@ use super::swarm::{Request, Status, SwarmActor};
 use super::wire::{decode_op_result, decode_reply, encode, BlockRequest, ErrorReply};
 use super::{Encoding, NetError, NetMetrics, NetStatus};
 use crate::model::now_ms;
+use crate::model::BlockArchive;
 use crate::model::{
     BlockGets, BlockId, CancelOperation, CommitRequest, CommitResult, GetBlockResults, OpResult,
     PendCommitRequest, PendCommitResult, PendRequest, PendResult, Repo, RepoError, RepoMessage,
     RepoOperation, Rev, TrxBlocks,
 };
-use crate::storage::{BlockArchive, RestoreFn};
 
 /// Sends requests through a SwarmActor.
 #[derive(Clone)]
@@ -275,9 +275,9 @@ pub async fn cluster_update(
     net: &NetClient,
     peer: PeerId,
     addrs: Vec<Multiaddr>,
-    record: crate::cluster::ClusterRecord,
+    record: crate::model::ClusterRecord,
     timeout: Duration,
-) -> Result<crate::cluster::ClusterRecord, NetError> {
+) -> Result<crate::model::ClusterRecord, NetError> {
     cluster_call(net, peer, addrs, "update", record, timeout).await
 }
 
@@ -287,9 +287,9 @@ pub async fn cluster_query(
     net: &NetClient,
     peer: PeerId,
     addrs: Vec<Multiaddr>,
-    record: crate::cluster::ClusterRecord,
+    record: crate::model::ClusterRecord,
     timeout: Duration,
-) -> Result<crate::cluster::ClusterRecord, NetError> {
+) -> Result<crate::model::ClusterRecord, NetError> {
     cluster_call(net, peer, addrs, "query", record, timeout).await
 }
 
@@ -298,9 +298,9 @@ async fn cluster_call(
     peer: PeerId,
     addrs: Vec<Multiaddr>,
     operation: &str,
-    record: crate::cluster::ClusterRecord,
+    record: crate::model::ClusterRecord,
     timeout: Duration,
-) -> Result<crate::cluster::ClusterRecord, NetError> {
+) -> Result<crate::model::ClusterRecord, NetError> {
     let req = super::wire::ClusterRequest {
         record: Some(record),
         ..super::wire::ClusterRequest::new(operation)
@@ -455,53 +455,4 @@ pub async fn fetch_archive(
     decode_reply(Encoding::Json, &reply)
         .map_err(NetError::Decode)?
         .map_err(NetError::from)
-}
-
-/// A restore callback that asks every connected peer serving the block protocol for
-/// the block's archive, all at once, and keeps the best: one covering the revision
-/// asked for (a node outside the block's cluster may hold only its latest revision,
-/// as a cache), then the one reaching the highest revision (a peer that is itself
-/// behind must not stand in for the cluster). `net` is filled in once the swarm runs
-/// (the registry is built first).
-pub fn restore_from_peers(net: Arc<OnceLock<NetClient>>, timeout: Duration) -> RestoreFn {
-    Arc::new(move |block: BlockId, rev: Option<Rev>| {
-        let net = net.clone();
-        Box::pin(async move {
-            let Some(net) = net.get().cloned() else {
-                return Ok(None);
-            };
-            let status = net.status().await.map_err(|e| e.to_string())?;
-            let answers = futures::future::join_all(
-                status
-                    .block_servers
-                    .iter()
-                    .map(|peer| fetch_archive(&net, *peer, Vec::new(), &block, rev, timeout)),
-            )
-            .await;
-            let mut last_err = None;
-            let mut best: Option<BlockArchive> = None;
-            for (peer, answer) in status.block_servers.iter().zip(answers) {
-                match answer {
-                    // An archive without revisions carries only pending transactions
-                    // (for a member applying an agreed commit): nothing to restore.
-                    Ok(Some(a)) if a.block_id == block && !a.revisions.is_empty() => {
-                        let rank = |a: &BlockArchive| {
-                            let covers = rev.is_none_or(|r| a.range.start <= r);
-                            (covers, a.revisions.last().map(|r| r.trx_rev.rev))
-                        };
-                        if best.as_ref().is_none_or(|b| rank(&a) > rank(b)) {
-                            best = Some(a);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => last_err = Some(format!("{peer}: {e}")),
-                }
-            }
-            match (best, last_err) {
-                (Some(a), _) => Ok(Some(a)),
-                (None, Some(e)) if rev.is_some() => Err(e),
-                _ => Ok(None),
-            }
-        })
-    })
 }

@@ -1,7 +1,7 @@
 //! Networking on libp2p 0.57: the SwarmActor (owner of the Swarm), the repo and
-//! block-transfer protocols with their framing and encodings, the RepoService that
-//! answers inbound requests, and the clients (RepoClient, archive fetch for
-//! restoration). `docs/PROTOCOL.md` specifies the wire exactly.
+//! block-transfer protocols with their framing and encodings, and the clients
+//! (RepoClient, archive fetch). Inbound requests go to a recipient the node
+//! supplies (`crate::service`). `docs/PROTOCOL.md` specifies the wire exactly.
 
 pub mod admit;
 mod behaviour;
@@ -11,8 +11,6 @@ mod frame;
 pub mod keepalive;
 mod listen;
 mod protocol;
-mod seed_results;
-mod service;
 mod swarm;
 mod wire;
 
@@ -29,20 +27,20 @@ pub use behaviour::{
 };
 pub use client::{
     cluster_configs, cluster_coordinate, cluster_digests, cluster_heads, cluster_query,
-    cluster_store, cluster_update, fetch_archive, restore_from_peers, NetClient, RepoClient,
+    cluster_store, cluster_update, fetch_archive, NetClient, RepoClient,
 };
 pub use frame::{read_frame, write_frame, Frame, FrameCodec};
 pub use protocol::{
     BadPrefix, Encoding, ProtocolIds, BLOCK_FRAME_MAX, CONTROL_FRAME_MAX, DEFAULT_PREFIX,
 };
-pub use service::{repo_error, Consensus, RepoService, CLOCK_SKEW_TOLERANCE};
 pub use swarm::{
     Dial, Drain, Inbound, InboundKey, Listen, NetStatus, PeerInfo, Request, Respond, Status,
     SwarmActor,
 };
 pub use wire::{
     codes, decode, decode_op_result, decode_reply, decode_request, encode, BlockRequest,
-    ClusterRequest, ConfigsReply, ErrorBody, ErrorReply, HeadsReply, StoreReply,
+    ClusterRequest, ConfigsReply, DigestsReply, ErrorBody, ErrorReply, HeadsReply, StoreReply,
+    HEADS_PER_REPLY,
 };
 
 use crate::metrics::ActorMetrics;

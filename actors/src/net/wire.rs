@@ -78,7 +78,7 @@ pub struct ClusterRequest {
     pub operation: String,
     /// The record (`update`, `query`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub record: Option<crate::cluster::ClusterRecord>,
+    pub record: Option<crate::model::ClusterRecord>,
     /// The repo message to coordinate (`coordinate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<RepoMessage>,
@@ -87,7 +87,7 @@ pub struct ClusterRequest {
     pub regions: Option<Vec<crate::model::Region>>,
     /// The blocks to store (`store`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub archives: Option<Vec<crate::storage::BlockArchive>>,
+    pub archives: Option<Vec<crate::model::BlockArchive>>,
     /// `heads`: the page after this block (the last one of the previous page).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<crate::model::BlockId>,
@@ -115,7 +115,7 @@ pub struct ConfigsReply {
     pub view: Vec<crate::model::RegionView>,
     /// Members' entries, by PeerId.
     #[serde(default)]
-    pub peers: std::collections::BTreeMap<String, crate::cluster::ClusterPeer>,
+    pub peers: std::collections::BTreeMap<String, crate::model::ClusterPeer>,
 }
 
 /// The answer to `store`: how many archives were stored, and how many refused
@@ -145,14 +145,14 @@ pub struct HeadsReply {
 /// The answer to `digests`: one digest per region asked about in which the
 /// peer holds a block with a committed revision (a region left out holds none).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct DigestsReply {
+pub struct DigestsReply {
     /// By region, in order.
     pub digests: Vec<crate::model::RegionDigest>,
 }
 
 /// Most heads in one `heads` reply (well inside a frame even with the longest
 /// ids).
-pub(super) const HEADS_PER_REPLY: usize = 2048;
+pub const HEADS_PER_REPLY: usize = 2048;
 
 /// Ask a peer for a block's archive (`{prefix}/block/1.0.0`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,10 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 
-use super::{ActorSnapshot, EngineMetrics, Outcome, RepoOp, LATENCY_BUCKETS_US};
+use crate::metrics::{
+    ActorMetrics, ActorSnapshot, Counter, EngineMetrics, HistogramSnapshot, Outcome, RepoOp,
+    LATENCY_BUCKETS_US,
+};
 use crate::net::NetMetrics;
 use crate::storage::RawStorage;
 
@@ -21,11 +24,11 @@ pub struct NodeCollector {
     /// The storage backend (write counters, block count).
     pub storage: Arc<dyn RawStorage>,
     /// Further actor kinds (cluster member, coordinator).
-    pub actors: Vec<Arc<super::ActorMetrics>>,
+    pub actors: Vec<Arc<ActorMetrics>>,
     /// Transaction outcomes, when the node takes part in consensus.
     pub txns: Option<Arc<crate::coordinator::TxnMetrics>>,
     /// Promises this node's members dropped at expiry.
-    pub expired: Option<Arc<super::Counter>>,
+    pub expired: Option<Arc<Counter>>,
     /// What anti-entropy did, when the node takes part in consensus.
     pub repair: Option<Arc<crate::repair::RepairMetrics>>,
 }
@@ -97,7 +100,7 @@ fn actors(e: Enc<'_, '_>, snaps: &[ActorSnapshot]) -> std::fmt::Result {
     Ok(())
 }
 
-fn buckets(h: &super::HistogramSnapshot) -> Vec<(f64, u64)> {
+fn buckets(h: &HistogramSnapshot) -> Vec<(f64, u64)> {
     LATENCY_BUCKETS_US
         .iter()
         .map(|us| *us as f64 / 1e6)

@@ -7,16 +7,15 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde::Serialize;
 
-use super::behaviour::Proto;
-use super::swarm::{Inbound, Respond};
-use super::wire::{
-    codes, decode, decode_request, encode, BlockRequest, ClusterRequest, ErrorReply,
-};
-use super::{Encoding, NetMetrics};
 use crate::block::StorageRepo;
 use crate::cluster::MemberDirectory;
 use crate::coordinator::CoordinatorHandle;
 use crate::model::{now_ms, Region};
+use crate::net::{
+    codes, decode, decode_request, encode, BlockRequest, ClusterRequest, ConfigsReply,
+    DigestsReply, Encoding, ErrorReply, HeadsReply, Inbound, NetMetrics, Proto, Respond,
+    StoreReply, HEADS_PER_REPLY,
+};
 use crate::storage::RepoError;
 
 /// How far a requester's clock may be behind this node's before its request's
@@ -193,7 +192,7 @@ async fn serve_cluster(
                 .into_iter()
                 .filter_map(|id| Some((id.clone(), configs.peer(&id)?)))
                 .collect();
-            return reply(enc, &super::wire::ConfigsReply { view, peers });
+            return reply(enc, &ConfigsReply { view, peers });
         }
         "store" => {
             // Taken only by a peer about to join a region's configuration, from a
@@ -223,7 +222,7 @@ async fn serve_cluster(
                 consensus.repo.restore(a, false).await?;
                 stored += 1;
             }
-            return reply(enc, &super::wire::StoreReply { stored, refused });
+            return reply(enc, &StoreReply { stored, refused });
         }
         "heads" => {
             let regions = req.regions.unwrap_or_default();
@@ -231,15 +230,15 @@ async fn serve_cluster(
             let mut rest = all
                 .into_iter()
                 .filter(|h| req.after.as_ref().is_none_or(|a| h.block_id > *a));
-            let heads: Vec<_> = rest.by_ref().take(super::wire::HEADS_PER_REPLY).collect();
+            let heads: Vec<_> = rest.by_ref().take(HEADS_PER_REPLY).collect();
             let more = rest.next().is_some();
-            return reply(enc, &super::wire::HeadsReply { heads, more });
+            return reply(enc, &HeadsReply { heads, more });
         }
         "digests" => {
             let regions = req.regions.unwrap_or_default();
             let heads = consensus.repo.latests(regions.into_iter().collect()).await?;
             let digests = crate::repair::digest::region_digests(&heads);
-            return reply(enc, &super::wire::DigestsReply { digests });
+            return reply(enc, &DigestsReply { digests });
         }
         other => {
             return Err(ErrorReply::new(
