@@ -17,7 +17,7 @@ use optimystic_actors::net::{cluster_configs, fetch_archive, NetClient, RepoClie
 use optimystic_actors::storage::BlockArchive;
 use serde_json::Value;
 
-use super::history::{insert_trx, judge, trx_of, Expected, Violation};
+use super::history::{insert_trx, judge, trx_of, Expected};
 use super::{append, bid, client_net, insert, repo_client, NodeProcess};
 
 /// The recovery grace of docs/CONSENSUS.md, "Recovery": a member that promised
@@ -754,15 +754,17 @@ pub async fn check(c: &TestCluster, w: &mut Workload, release: Duration) -> Repo
             let verdict = match c.members_of(b).await {
                 Ok(holders) => {
                     let copies = own_copies(c, &holders, b).await;
-                    judge(b, &expected, &copies).map(|()| (holders, copies))
+                    judge(b, &expected, &copies)
+                        .map(|()| (holders, copies))
+                        .map_err(|v| format!("{v:?}"))
                 }
-                Err(e) => Err(Violation::Missing { member: e }),
+                Err(e) => Err(e),
             };
             match verdict {
                 Ok((holders, copies)) => break (holders, latest_of_copies(&copies)),
                 Err(v) => assert!(
                     Instant::now() < deadline,
-                    "block {b}: {v:?}; the workload did {expected:?}"
+                    "block {b}: {v}; the workload did {expected:?}"
                 ),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
