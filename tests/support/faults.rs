@@ -287,11 +287,6 @@ impl TestCluster {
         super::settle_over_net(&self.net, &running, self.cluster_size()).await;
     }
 
-    /// Node `i`'s data directory.
-    pub fn data_dir(&self, i: usize) -> &std::path::Path {
-        &self.dirs[i]
-    }
-
     /// Node `i`, stopped, starts next time on the data in `dir` (for instance
     /// what survived a power cut).
     pub fn move_data(&mut self, i: usize, dir: PathBuf) {
@@ -396,7 +391,7 @@ impl TestCluster {
 
     /// The configuration of `block`'s region as each running node reports it
     /// (`None`: it holds none).
-    pub async fn configs_of(&self, block: &str) -> Result<BTreeMap<usize, Option<Config>>, String> {
+    async fn configs_of(&self, block: &str) -> Result<BTreeMap<usize, Option<Config>>, String> {
         let region = Region::of(&bid(block));
         let mut seen = BTreeMap::new();
         for i in (0..self.len()).filter(|i| self.is_up(*i)) {
