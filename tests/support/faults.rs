@@ -437,6 +437,36 @@ impl TestCluster {
             .collect()
     }
 
+    /// Waits, at most `limit`, until node `i`'s own copy of each of `blocks`
+    /// (its storage, through the block protocol's archive: nothing repaired by
+    /// asking) ends where every other running member's does — as an operator
+    /// waits for a restarted node to catch up before stopping another.
+    pub async fn wait_in_sync(&self, i: usize, blocks: &[String], limit: Duration) {
+        let deadline = Instant::now() + limit;
+        for b in blocks {
+            loop {
+                let holders = self.members_of(b).await.unwrap_or_default();
+                let copies = own_copies(self, &holders, b).await;
+                let ends: Vec<_> = copies
+                    .iter()
+                    .map(|(_, a)| {
+                        a.as_ref()
+                            .and_then(|a| a.revisions.last())
+                            .map(|r| r.trx_rev.clone())
+                    })
+                    .collect();
+                if holders.contains(&i) && ends.windows(2).all(|w| w[0] == w[1]) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {i} has not caught up on {b} within {limit:?}: members {holders:?} end at {ends:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
     /// Removes every message and disk fault.
     pub fn heal(&mut self) {
         for i in 0..self.len() {

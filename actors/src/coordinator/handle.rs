@@ -139,6 +139,20 @@ impl CoordinatorHandle {
     pub fn start_anti_entropy(&self, settings: super::EntropySettings) {
         let weak = Arc::downgrade(&self.inner);
         actix_rt::spawn(async move {
+            // First the start-up catch-up: a node restarted on data that lags
+            // converges in seconds, not at its first round.
+            let started = std::time::Instant::now();
+            let mut done = std::collections::BTreeSet::new();
+            while started.elapsed() < super::entropy::STARTUP_WINDOW {
+                tokio::time::sleep(super::entropy::STARTUP_RETRY).await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                if inner.catch_up_at_start(settings, &mut done).await {
+                    inner.repair_metrics.caught_up.add(1);
+                    break;
+                }
+            }
             loop {
                 tokio::time::sleep(settings.interval).await;
                 let Some(inner) = weak.upgrade() else {

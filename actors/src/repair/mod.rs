@@ -10,7 +10,7 @@
 
 pub mod digest;
 
-use crate::metrics::Counter;
+use crate::metrics::{Counter, Gauge};
 
 /// What anti-entropy did on this node (exported on `/metrics`).
 #[derive(Debug, Default)]
@@ -26,4 +26,7 @@ pub struct RepairMetrics {
     /// Copies forgotten because their configuration, which this node left,
     /// holds them (hand-off).
     pub blocks_handed_off: Counter,
+    /// 1 once the start-up catch-up compared this node with enough co-members
+    /// of each of its configurations (0 while it runs, and if it gave up).
+    pub caught_up: Gauge,
 }

@@ -311,6 +311,12 @@ impl Collector for NodeCollector {
             ] {
                 counter(&mut e, name, help, v)?;
             }
+            gauge(
+                &mut e,
+                "optimystic_caught_up",
+                "1 once this node, since it started, compared its copies with enough co-members of each configuration to hold every acknowledged write",
+                r.caught_up.get(),
+            )?;
         }
 
         gauge(
