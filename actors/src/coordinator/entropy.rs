@@ -24,6 +24,8 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most differing regions whose heads one round fetches (the rest wait for the
 /// next rounds, taken from where this one stopped).
 const REGIONS_PER_ROUND: usize = 256;
+/// Live peers by name, with their addresses.
+type LiveByName = BTreeMap<String, (PeerId, Vec<Multiaddr>)>;
 /// How long after start a node keeps trying to compare with its co-members
 /// (the start-up catch-up), and how often.
 pub(super) const STARTUP_WINDOW: Duration = Duration::from_secs(60);
@@ -74,76 +76,25 @@ impl Coordinator {
                 RoundReport::default()
             }
         };
-        let m = &self.repair_metrics;
-        m.rounds.add(1);
-        m.regions_differing.add(report.regions_differing as u64);
-        m.blocks_checked.add(report.blocks_checked as u64);
-        m.blocks_repaired.add(report.blocks_repaired as u64);
+        self.count_round(&report);
         if report.blocks_repaired > 0 {
             tracing::info!(%peer, ?report, "anti-entropy repaired blocks");
         }
         report
     }
 
-    /// The start-up catch-up (docs/CONSENSUS.md, "Anti-entropy"): compares
-    /// this node's copies with every live co-member not compared yet (`done`,
-    /// by name). True once, in each configuration this node is a member of,
-    /// enough co-members were compared that every acknowledged write there is
-    /// on at least one of them: `size - majority` of the others, since a write
-    /// this node missed is on `majority` of the `size - 1` others.
-    pub(super) async fn catch_up_at_start(
-        &self,
-        settings: EntropySettings,
-        done: &mut BTreeSet<String>,
-    ) -> bool {
-        let me = self.me.to_string();
-        let groups: Vec<(crate::model::Config, Vec<Region>)> = self
-            .configs
-            .table()
-            .groups()
-            .into_iter()
-            .map(|(c, r)| (c.clone(), r))
-            .collect();
-        let live = self.live_by_name().unwrap_or_default();
-        let mut shared: BTreeMap<String, BTreeSet<Region>> = BTreeMap::new();
-        for (config, regions) in &groups {
-            for m in config.members.iter().filter(|m| **m != me) {
-                if live.contains_key(m) && !done.contains(m) {
-                    shared.entry(m.clone()).or_default().extend(regions);
-                }
-            }
-        }
-        for (name, regions) in shared {
-            let Some((peer, addrs)) = live.get(&name) else {
-                continue;
-            };
-            match self.compare_with(*peer, addrs, &regions, settings).await {
-                Ok(report) => {
-                    self.repair_metrics.rounds.add(1);
-                    self.repair_metrics
-                        .blocks_repaired
-                        .add(report.blocks_repaired as u64);
-                    tracing::info!(%peer, ?report, "start-up catch-up compared with a co-member");
-                    done.insert(name);
-                }
-                Err(e) => tracing::debug!(%peer, error = %e, "start-up catch-up failed"),
-            }
-        }
-        groups.iter().all(|(config, _)| {
-            let others = config.members.iter().filter(|m| **m != me).count();
-            let need = config
-                .members
-                .len()
-                .saturating_sub(config.majority())
-                .min(others);
-            config.members.iter().filter(|m| done.contains(*m)).count() >= need
-        })
+    /// Adds one round's findings to the repair metrics.
+    fn count_round(&self, report: &RoundReport) {
+        let m = &self.repair_metrics;
+        m.rounds.add(1);
+        m.regions_differing.add(report.regions_differing as u64);
+        m.blocks_checked.add(report.blocks_checked as u64);
+        m.blocks_repaired.add(report.blocks_repaired as u64);
     }
 
-    /// The live co-member after the one compared last (in PeerId order), with
+    /// The live co-members of this node's configurations, by name, each with
     /// the regions this node shares with it.
-    fn next_co_member(&self) -> Option<(PeerId, Vec<Multiaddr>, BTreeSet<Region>)> {
-        let live = self.live_by_name()?;
+    fn shared_with_live(&self, live: &LiveByName) -> BTreeMap<String, BTreeSet<Region>> {
         let me = self.me.to_string();
         let mut shared: BTreeMap<String, BTreeSet<Region>> = BTreeMap::new();
         for (config, regions) in self.configs.table().groups() {
@@ -158,6 +109,55 @@ impl Coordinator {
                     .extend(regions.iter().copied());
             }
         }
+        shared
+    }
+
+    /// The start-up catch-up (docs/CONSENSUS.md, "Anti-entropy"): compares
+    /// this node's copies with every live co-member not compared yet (`done`,
+    /// by name). True once, in each configuration this node is a member of,
+    /// enough co-members were compared that every acknowledged write there is
+    /// on at least one of them: `size - majority` of the others, since a write
+    /// this node missed is on `majority` of the `size - 1` others.
+    pub(super) async fn catch_up_at_start(
+        &self,
+        settings: EntropySettings,
+        done: &mut BTreeSet<String>,
+    ) -> bool {
+        let live = self.live_by_name().unwrap_or_default();
+        let mut shared = self.shared_with_live(&live);
+        shared.retain(|name, _| !done.contains(name));
+        for (name, regions) in shared {
+            let Some((peer, addrs)) = live.get(&name) else {
+                continue;
+            };
+            match self.compare_with(*peer, addrs, &regions, settings).await {
+                Ok(report) => {
+                    self.count_round(&report);
+                    tracing::info!(%peer, ?report, "start-up catch-up compared with a co-member");
+                    done.insert(name);
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "start-up catch-up failed"),
+            }
+        }
+        let me = self.me.to_string();
+        let table = self.configs.table();
+        let caught_up = table.groups().keys().all(|config| {
+            let others = config.members.iter().filter(|m| **m != me).count();
+            let need = config
+                .members
+                .len()
+                .saturating_sub(config.majority())
+                .min(others);
+            config.members.iter().filter(|m| done.contains(*m)).count() >= need
+        });
+        caught_up
+    }
+
+    /// The live co-member after the one compared last (in PeerId order), with
+    /// the regions this node shares with it.
+    fn next_co_member(&self) -> Option<(PeerId, Vec<Multiaddr>, BTreeSet<Region>)> {
+        let live = self.live_by_name()?;
+        let shared = self.shared_with_live(&live);
         let mut state = self.entropy.lock();
         let after = state.last_peer.clone().unwrap_or_default();
         let (name, regions) = shared

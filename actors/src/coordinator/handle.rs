@@ -140,10 +140,17 @@ impl CoordinatorHandle {
         let weak = Arc::downgrade(&self.inner);
         actix_rt::spawn(async move {
             // First the start-up catch-up: a node restarted on data that lags
-            // converges in seconds, not at its first round.
+            // converges in seconds, not at its first round. A node that starts
+            // with no configuration of its own (new) holds nothing to catch up.
+            let restarted = weak
+                .upgrade()
+                .is_some_and(|inner| !inner.configs.table().groups().is_empty());
+            if let Some(inner) = weak.upgrade().filter(|_| !restarted) {
+                inner.repair_metrics.caught_up.add(1);
+            }
             let started = std::time::Instant::now();
             let mut done = std::collections::BTreeSet::new();
-            while started.elapsed() < super::entropy::STARTUP_WINDOW {
+            while restarted && started.elapsed() < super::entropy::STARTUP_WINDOW {
                 tokio::time::sleep(super::entropy::STARTUP_RETRY).await;
                 let Some(inner) = weak.upgrade() else {
                     return;
