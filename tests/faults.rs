@@ -405,6 +405,76 @@ async fn a_quorum_read_is_never_older_than_an_acknowledged_write() {
     );
 }
 
+/// A pend decided without member 2 (node 0 never delivers it a decision), then
+/// cancelled through node 1, whose cancel member 2 applies at once: member 2
+/// learns the pend's decision only afterwards, by its recovery at the deadline
+/// or node 0's re-sends. It must not take the cancelled transaction up then
+/// (docs/CONSENSUS.md, "Applying a decision"): with policy `f` a pend counts
+/// what any approving member holds pending, so one stray copy on member 2 would
+/// refuse every later write that needs its promise — here, all of them, as
+/// nodes 0 and 1 no longer reach each other.
+#[actix_rt::test]
+async fn a_pend_learned_after_its_cancel_stays_cancelled() {
+    let _heavy = heavy();
+    let mut c = TestCluster::start(3, &FLAGS).await;
+    write(&c.client(0), "revived-insert", 1, insert("revived"))
+        .await
+        .unwrap();
+    c.drop_decisions(0, 2);
+    let x = TrxId::new("revived-x").unwrap();
+    let pend = c
+        .client(0)
+        .pend(PendRequest {
+            trx_id: x.clone(),
+            rev: Some(2),
+            transforms: append("revived", 1),
+            policy: PendPolicy::Fail,
+        })
+        .await
+        .unwrap();
+    assert!(pend.is_success(), "{pend:?}");
+    c.client(1)
+        .cancel(TrxBlocks {
+            trx_id: x.clone(),
+            block_ids: vec![bid("revived")],
+        })
+        .await
+        .unwrap();
+    for i in 0..3 {
+        assert!(
+            !c.pending_on(i, "revived").await.contains(&x),
+            "node {i} holds the cancelled transaction right after the cancel"
+        );
+    }
+    c.heal();
+    c.drop(0, 1);
+    c.drop(1, 0);
+    // Through node 0, a write needs member 2's promise, which it gives once the
+    // pend's deadline has passed and it has settled the pend.
+    let deadline = Instant::now() + TIMEOUT * 6;
+    let mut tries = 0;
+    while let Err(e) = write(&c.client(0), "revived-y", 2, append("revived", 2)).await {
+        tries += 1;
+        assert!(
+            Instant::now() < deadline,
+            "after {tries} tries the block still refuses writes: {e}; member 2 holds {:?} pending",
+            c.pending_on(2, "revived").await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        tries > 0,
+        "member 2 promised while it still held the pend: the schedule checks nothing"
+    );
+    for i in [0, 2] {
+        assert_eq!(
+            c.pending_on(i, "revived").await,
+            Vec::<TrxId>::new(),
+            "node {i}"
+        );
+    }
+}
+
 /// A client pends through one node and commits through another, which has not
 /// heard the pend yet: the pend was decided by the two others (node 0's messages
 /// to node 2 arrive 1.5 s late). The commit is decided and applied by the

@@ -467,6 +467,17 @@ impl TestCluster {
         }
     }
 
+    /// The transactions pending on node `i`'s own copy of `block` (its storage,
+    /// through the block protocol's archive: nothing caught up by asking).
+    pub async fn pending_on(&self, i: usize, block: &str) -> Vec<TrxId> {
+        own_copies(self, &[i], block)
+            .await
+            .into_iter()
+            .flat_map(|(_, a)| a.map(|a| a.pending).unwrap_or_default())
+            .map(|(t, _)| t)
+            .collect()
+    }
+
     /// Removes every message and disk fault.
     pub fn heal(&mut self) {
         for i in 0..self.len() {
@@ -653,6 +664,7 @@ impl Workload {
                     .entry(block.clone())
                     .or_default()
                     .insert(value, rev);
+                eprintln!("not acknowledged: {trx} at rev {rev}: {e}");
                 self.last_error = Some(format!("{block} rev {rev}: {e}"));
                 if !e.starts_with("pend refused") {
                     self.unresolved.push(TrxBlocks {

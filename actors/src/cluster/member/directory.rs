@@ -14,9 +14,11 @@ use dashmap::DashMap;
 use libp2p::identity::Keypair;
 use parking_lot::Mutex;
 
+use super::cancelled::CancelMarks;
 use super::reservations::{Claim, Refusal, Reservations};
 use super::{ClusterError, ClusterMember, Update};
 use crate::block::StorageRepo;
+use crate::cluster::phase::Phase;
 use crate::cluster::record::{BlockState, ClusterRecord, RecordError, Signature, States, VoteType};
 use crate::cluster::store::TxnStore;
 use crate::cluster::votes::{promise_payload_of, sign_promise, validate_with, Checks, KeyCache};
@@ -78,6 +80,8 @@ pub struct MemberDirectory {
     keys: KeyCache,
     /// The node's configurations: every record is checked against them.
     pub(super) configs: Arc<Configs>,
+    /// The cancels applied here, for pend decisions that arrive after them.
+    pub(super) cancelled: CancelMarks,
 }
 
 impl MemberDirectory {
@@ -112,6 +116,7 @@ impl MemberDirectory {
             catch_up: OnceLock::new(),
             keys: KeyCache::default(),
             configs,
+            cancelled: CancelMarks::default(),
         })
     }
 
@@ -183,6 +188,9 @@ impl MemberDirectory {
                 self.member(&hash)?;
                 n += 1;
             } else {
+                if state.phase == Phase::Committed {
+                    self.cancelled.note(&state.record);
+                }
                 self.retire(&hash, state.record.message.expiration.unwrap_or(0));
             }
         }
@@ -213,6 +221,7 @@ impl MemberDirectory {
             self.members.remove_if(h, |_, a| !a.connected());
         }
         let n = due.len();
+        self.cancelled.forget(&due);
         self.store.delete(due).await?;
         Ok(n)
     }

@@ -60,11 +60,16 @@ impl MemberDirectory {
         };
         // Operations this copy applied already (it voted, then lost the lazily
         // written Committed state, and learns the decision again): their effect is
-        // in storage, whatever happened to the blocks since; never run again.
+        // in storage, whatever happened to the blocks since; never run again. A
+        // pend whose transaction was cancelled here since counts as applied and
+        // cancelled: run now, it would leave pending what the cluster cancelled.
         let done: Vec<bool> = ops
             .iter()
             .zip(&d.verdicts)
-            .map(|(op, v)| again && *v == Verdict::Apply && self.already_applied(op))
+            .map(|(op, v)| {
+                *v == Verdict::Apply
+                    && ((again && self.already_applied(op)) || self.cancelled_since(op))
+            })
             .collect();
         // The base of every block an applied or read-only operation touches.
         let mut bases: BTreeMap<BlockId, BaseCheck> = BTreeMap::new();
@@ -356,6 +361,17 @@ impl MemberDirectory {
     /// Whether `op`'s effect is in this copy's storage already: a pend pending or
     /// committed under its transaction on every block, a commit's revision held
     /// under its transaction.
+    /// Whether `op` is a pend whose transaction this member cancelled on every
+    /// one of its blocks.
+    fn cancelled_since(&self, op: &RepoOperation) -> bool {
+        match op {
+            RepoOperation::Pend(p) => self
+                .cancelled
+                .covers(&p.trx_id, p.transforms.block_ids().iter()),
+            _ => false,
+        }
+    }
+
     fn already_applied(&self, op: &RepoOperation) -> bool {
         let raw = self.repo.registry().raw();
         let committed = |c: &crate::model::CommitRequest| {

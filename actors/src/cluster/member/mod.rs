@@ -6,8 +6,10 @@
 //! - [`directory`]: validation, routing, reservations, retention;
 //! - [`reservations`]: who holds which block, and each proposer's share;
 //! - [`execute`]: applying a decision on this copy;
+//! - [`cancelled`]: the cancels applied here, so a late pend stays cancelled;
 //! - [`recovery`]: a promise whose decision never came.
 
+mod cancelled;
 mod directory;
 mod execute;
 mod recovery;
@@ -98,6 +100,19 @@ pub fn operation_blocks(op: &RepoOperation) -> BTreeSet<BlockId> {
         }
         RepoOperation::Get(_) => BTreeSet::new(),
     }
+}
+
+/// Each operation's kind and transaction, for logs.
+fn op_names(ops: &[RepoOperation]) -> Vec<String> {
+    ops.iter()
+        .map(|op| match op {
+            RepoOperation::Pend(p) => format!("pend {}", p.trx_id),
+            RepoOperation::Commit(c) => format!("commit {} at {}", c.trx_id, c.rev),
+            RepoOperation::Cancel(c) => format!("cancel {}", c.trx_ref.trx_id),
+            RepoOperation::PendCommit(pc) => format!("pendCommit {}", pc.pend.trx_id),
+            RepoOperation::Get(_) => "get".into(),
+        })
+        .collect()
 }
 
 /// The blocks of every operation of a message.
@@ -325,11 +340,13 @@ impl ClusterMember {
             let staged: Staged = match applied {
                 Applied::Done { outcomes, effect } => {
                     drop(timer);
+                    tracing::debug!(hash = %act.hash, ops = ?op_names(&record.message.operations), ?effect, "applied a decision");
                     let mut r = record;
                     let vote = sign_commit(&act.dir.key, &r, VoteType::Approve, None, Some(effect));
                     r.commits.insert(act.dir.me.clone(), vote);
                     act.dir.release(&claim, &act.hash);
                     act.dir.decided(&act.hash);
+                    act.dir.cancelled.note(&r);
                     mark_fresh(&act.dir, &r.message.operations, &outcomes);
                     if act.dir.results.len() < 65_536 {
                         act.dir.results.insert(act.hash.clone(), outcomes.clone());
@@ -355,7 +372,7 @@ impl ClusterMember {
                     return ready(Ok(r));
                 }
                 Applied::Fence(reason) => {
-                    tracing::warn!(hash = %act.hash, %reason, "fencing a decision this copy cannot apply");
+                    tracing::warn!(hash = %act.hash, ops = ?op_names(&record.message.operations), %reason, "fencing a decision this copy cannot apply");
                     act.fence(record, reason)
                 }
                 Applied::Unwritten | Applied::Behind(_) => {
@@ -498,6 +515,8 @@ impl Handler<Update> for ClusterMember {
                 match self.dir.reserve(&claim, &self.hash, &proposer, true) {
                     Ok(()) => {
                         let mut r = incoming;
+                        // A pend proposed anew after a cancel of its transaction.
+                        self.dir.cancelled.promised(&r);
                         // Held by the reservation from here: exact until decided.
                         let state = self.dir.states(&claim.blocks);
                         let vote = self.dir.promise(&r, VoteType::Approve, None, Some(state));
