@@ -70,7 +70,7 @@ impl Coordinator {
         }
         let mut dropped = 0;
         for (config, copies) in by_config {
-            dropped += self.hand_off_to(config, &copies).await;
+            dropped += self.hand_off_to(config, &copies, now.0).await;
         }
         if dropped > 0 {
             self.repair_metrics.blocks_handed_off.add(dropped as u64);
@@ -81,7 +81,11 @@ impl Coordinator {
 
     /// Forgets each of `copies` (this node's heads) that a majority of `config`
     /// holds at or past this copy's latest (and that holds nothing pending here).
-    async fn hand_off_to(&self, config: &Config, copies: &[BlockHead]) -> usize {
+    /// Stops once this node's configurations are no longer those of
+    /// `generation`, and keeps the copies of a region a change this node
+    /// promised holds: either may have made it a member again while the heads
+    /// were asked, and a member must keep what it was handed.
+    async fn hand_off_to(&self, config: &Config, copies: &[BlockHead], generation: u64) -> usize {
         let (Some(live), Ok(net)) = (self.live_by_name(), self.net()) else {
             return 0;
         };
@@ -112,6 +116,12 @@ impl Coordinator {
                 continue;
             };
             if held_by(&answers, &h.block_id, local) < need {
+                continue;
+            }
+            if self.configs.generation() != generation {
+                break;
+            }
+            if self.members.changing(Region::of(&h.block_id)) {
                 continue;
             }
             match self.repo.drop_copy(&h.block_id, local.clone()).await {

@@ -120,6 +120,12 @@ impl MemberDirectory {
         })
     }
 
+    /// Whether an undecided configuration change this member promised holds
+    /// `region` (its copies there must stay: the change may make it a member).
+    pub fn changing(&self, region: Region) -> bool {
+        self.reservations.lock().changing(region)
+    }
+
     /// The node's configurations.
     pub fn configs(&self) -> &Arc<Configs> {
         &self.configs

@@ -49,6 +49,11 @@ pub(super) struct Reservations {
 }
 
 impl Reservations {
+    /// Whether an undecided configuration change holds `region` here.
+    pub(super) fn changing(&self, region: Region) -> bool {
+        self.by_region.contains_key(&region)
+    }
+
     /// The undecided transaction other than `hash` holding part of `claim`.
     pub(super) fn conflict(&self, claim: &Claim, hash: &str) -> Option<String> {
         let blocks = claim
