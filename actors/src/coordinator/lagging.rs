@@ -155,7 +155,19 @@ impl Coordinator {
             if let Err(e) = sent {
                 let lasting = matches!(&e, NetError::WrongCluster { .. })
                     || matches!(&e, NetError::Remote { code, .. } if code == codes::DECIDED);
-                tracing::warn!(%member, applied, error = %e, "a co-member did not take a change it missed");
+                let view = match &e {
+                    // The first few regions it holds otherwise: enough to see why.
+                    NetError::WrongCluster { view, .. } => {
+                        format!("{:?}", view.iter().take(3).collect::<Vec<_>>())
+                    }
+                    _ => String::new(),
+                };
+                let change = record
+                    .message
+                    .change
+                    .as_ref()
+                    .map(|c| format!("{:?} -> {:?}", c.from, c.to));
+                tracing::warn!(me = %self.me, %member, applied, error = %e, ?change, %view, "a co-member did not take a change it missed");
                 return lasting;
             }
         }

@@ -176,10 +176,39 @@ impl RegionTable {
         }
     }
 
-    /// Applies a change: every region moves to `to`.
+    /// The regions of a decided change this node still has to take: those it
+    /// holds at an older epoch than the change's `to`, or not at all. A removed
+    /// member may have learned the new configuration of some of the regions
+    /// (as any non-member learns), and a region already there or past it is
+    /// left as it is.
+    pub fn still_to_take(&self, change: &ConfigChange) -> Vec<Region> {
+        change
+            .regions
+            .iter()
+            .copied()
+            .filter(|r| {
+                self.configs
+                    .get(r)
+                    .is_none_or(|c| c.epoch < change.to.epoch)
+            })
+            .collect()
+    }
+
+    /// Checks a *decided* change (a joint majority promised it) before applying
+    /// it: [`Self::check_change`] for the regions still to take.
+    pub fn check_decided_change(&self, change: &ConfigChange) -> Result<(), Vec<Mismatch>> {
+        let rest = ConfigChange {
+            regions: self.still_to_take(change),
+            ..change.clone()
+        };
+        self.check_change(&rest)
+    }
+
+    /// Applies a change: every region still to take moves to `to` (none moves
+    /// back).
     pub fn apply(&mut self, change: &ConfigChange) {
-        for r in &change.regions {
-            self.configs.insert(*r, change.to.clone());
+        for r in self.still_to_take(change) {
+            self.configs.insert(r, change.to.clone());
         }
     }
 
@@ -294,5 +323,42 @@ mod tests {
         assert!(RegionTable::new("z").check_change(&add).is_err());
         a.apply(&add);
         assert_eq!(a.get(r), Some(&from.with("d")));
+    }
+
+    #[test]
+    fn a_decided_change_skips_the_regions_already_past_it() {
+        let (r1, r2) = (Region::new(1), Region::new(2));
+        let from = cfg(4, &["a", "b", "c", "d"]);
+        let to = cfg(5, &["a", "b", "c"]);
+        let remove = ConfigChange {
+            regions: vec![r1, r2],
+            from: from.clone(),
+            to: to.clone(),
+            retire: false,
+        };
+        // `d`, removed, learned `to` for r1 and still holds `from` for r2: the
+        // change as a whole does not start from what it holds...
+        let mut d = RegionTable::new("d");
+        d.set(r2, from.clone());
+        d.learn(r1, to.clone());
+        assert!(d.check_change(&remove).is_err());
+        // ...but decided, it is taken for r2 alone.
+        assert_eq!(d.still_to_take(&remove), vec![r2]);
+        assert_eq!(d.check_decided_change(&remove), Ok(()));
+        d.apply(&remove);
+        assert_eq!((d.get(r1), d.get(r2)), (Some(&to), Some(&to)));
+        assert!(d.still_to_take(&remove).is_empty());
+        // A region past the change is never moved back.
+        let mut ahead = RegionTable::new("a");
+        ahead.set(r1, cfg(6, &["a", "b", "e"]));
+        ahead.set(r2, from.clone());
+        ahead.apply(&remove);
+        assert_eq!(ahead.get(r1), Some(&cfg(6, &["a", "b", "e"])));
+        assert_eq!(ahead.get(r2), Some(&to));
+        // A region held otherwise (an older configuration) is still refused.
+        let mut other = RegionTable::new("d");
+        other.set(r1, cfg(3, &["a", "b", "d"]));
+        other.set(r2, from.clone());
+        assert!(other.check_decided_change(&remove).is_err());
     }
 }

@@ -19,7 +19,9 @@ use super::reservations::{Claim, Refusal, Reservations};
 use super::{ClusterError, ClusterMember, Update};
 use crate::block::StorageRepo;
 use crate::cluster::phase::Phase;
-use crate::cluster::record::{BlockState, ClusterRecord, RecordError, Signature, States, VoteType};
+use crate::cluster::record::{
+    quorum_of, voters, BlockState, ClusterRecord, RecordError, Signature, States, VoteType,
+};
 use crate::cluster::store::TxnStore;
 use crate::cluster::votes::{promise_payload_of, sign_promise, validate_with, Checks, KeyCache};
 use crate::cluster::{message_blocks, CatchUp, Configs, Freshness};
@@ -361,12 +363,16 @@ impl MemberDirectory {
                     return Err(ClusterError::NotAllowed(p.clone()));
                 }
                 let proposer = record.message.coordinator.as_deref().unwrap_or_default();
-                if change.from.members.contains(proposer) {
-                    t.check_change(change)
-                } else {
+                if !change.from.members.contains(proposer) {
                     // Only a member of the configuration proposes its change: a
                     // peer it would add cannot admit itself.
                     Err(vec![Mismatch::Regions])
+                } else if quorum_of(record).met_by(&voters(&record.promises, VoteType::Approve)) {
+                    // Decided: a joint majority promised it; what this member
+                    // holds at the new epoch already stays.
+                    t.check_decided_change(change)
+                } else {
+                    t.check_change(change)
                 }
             }
             None => t.check(&regions, &record.message.epochs, &peers),

@@ -310,12 +310,9 @@ impl MemberDirectory {
     /// Applies a configuration change: the regions move to the new configuration
     /// (durably), unless this member holds another one of them now (it then fences).
     async fn apply_change(&self, record: &ClusterRecord, change: &ConfigChange) -> Applied {
-        let done = change
-            .regions
-            .first()
-            .is_some_and(|r| self.configs.table().get(*r) == Some(&change.to));
+        let done = self.configs.table().still_to_take(change).is_empty();
         if !done {
-            if self.configs.table().check_change(change).is_err() {
+            if self.configs.table().check_decided_change(change).is_err() {
                 return Applied::Fence(
                     "fenced: this member holds another configuration of the change's regions"
                         .into(),
