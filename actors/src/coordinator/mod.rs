@@ -260,9 +260,22 @@ impl Coordinator {
         if let RepoOperation::PendCommit(pc) = &op {
             pc.check().map_err(RepoError::Invalid)?;
         }
+        let r = self.run_retrying(&op, forwarded).await;
+        if let RepoOperation::Cancel(c) = &op {
+            tracing::debug!(trx = %c.trx_ref.trx_id, forwarded, result = ?r, "cancel coordinated");
+        }
+        r
+    }
+
+    /// [`Self::run_once`], again after a `wrong_cluster` (the view is learned).
+    async fn run_retrying(
+        self: &Arc<Self>,
+        op: &RepoOperation,
+        forwarded: bool,
+    ) -> Result<OpResult, RepoError> {
         let mut attempts = 0;
         loop {
-            match self.run_once(&op, forwarded).await {
+            match self.run_once(op, forwarded).await {
                 // The view was learned from the member that gave it.
                 Err(RepoError::WrongCluster { view, message }) => {
                     attempts += 1;

@@ -24,7 +24,7 @@ pub(crate) use config::cfg;
 pub use config::{ChangeError, Config, ConfigChange};
 pub use error::{Failure, RegionView, RepoError, StorageError};
 pub use ids::{validate_id, BlockId, IdError, TrxId, MAX_ID_LEN};
-pub use outcome::{unexpected, Empty, OpKind, OpOutcome, OpResult, Repo, WireResult};
+pub use outcome::{unexpected, CancelReply, Empty, OpKind, OpOutcome, OpResult, Repo, WireResult};
 pub use record::{BlockState, ClusterPeer, ClusterRecord, EffectKind, Signature, States, VoteType};
 pub use region::{block_key, Region, RegionDigest, REGIONS, REGION_BITS};
 pub use repo::{

@@ -53,6 +53,29 @@ pub type OpOutcome = Result<OpResult, super::error::Failure>;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Empty {}
 
+/// A cancel's reply as a receiver reads it: `{}`, or — from a peer that answers a
+/// refused cancel the way a refused commit is answered — `{"success":false,
+/// "reason"}`, which is a refusal, never a success.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct CancelReply {
+    #[serde(default)]
+    success: Option<bool>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+impl CancelReply {
+    /// `Ok` for a cancel done; the refusal's reason otherwise.
+    pub fn done(self) -> Result<(), String> {
+        match self.success {
+            Some(false) => Err(self
+                .reason
+                .unwrap_or_else(|| "the cancel was refused".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl OpResult {
     /// Whether the operation did what it asked (a read always does).
     pub fn is_success(&self) -> bool {

@@ -10,7 +10,6 @@ use actix::Addr;
 use futures::future::BoxFuture;
 use libp2p::{Multiaddr, PeerId};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
 use super::behaviour::Proto;
 use super::swarm::{Request, Status, SwarmActor};
@@ -19,9 +18,9 @@ use super::{Encoding, NetError, NetMetrics, NetStatus};
 use crate::model::now_ms;
 use crate::model::BlockArchive;
 use crate::model::{
-    BlockGets, BlockId, CancelOperation, CommitRequest, CommitResult, GetBlockResults, OpResult,
-    PendCommitRequest, PendCommitResult, PendRequest, PendResult, Repo, RepoError, RepoMessage,
-    RepoOperation, Rev, TrxBlocks,
+    codes, BlockGets, BlockId, CancelOperation, CancelReply, CommitRequest, CommitResult,
+    GetBlockResults, OpResult, PendCommitRequest, PendCommitResult, PendRequest, PendResult, Repo,
+    RepoError, RepoMessage, RepoOperation, Rev, TrxBlocks,
 };
 
 /// Sends requests through a SwarmActor.
@@ -140,9 +139,6 @@ pub struct RepoClient {
     json_only: AtomicBool,
 }
 
-#[derive(Deserialize)]
-struct Empty {}
-
 impl RepoClient {
     /// A client of `peer` (dialled at `addrs` when not connected); every call waits
     /// at most `timeout`, which is also sent as the message's `expiration`.
@@ -239,9 +235,13 @@ impl RepoClient {
 
     /// Cancels a pending transaction.
     pub async fn cancel(&self, trx_ref: TrxBlocks) -> Result<(), NetError> {
-        self.call::<Empty>(RepoOperation::Cancel(CancelOperation { trx_ref }))
-            .await
-            .map(|_| ())
+        self.call::<CancelReply>(RepoOperation::Cancel(CancelOperation { trx_ref }))
+            .await?
+            .done()
+            .map_err(|message| NetError::Remote {
+                code: codes::CONFLICT.into(),
+                message,
+            })
     }
 }
 

@@ -213,7 +213,12 @@ pub fn decode_op_result(
         RepoOperation::Pend(_) => typed(enc, bytes, OpResult::Pend),
         RepoOperation::Commit(_) => typed(enc, bytes, OpResult::Commit),
         RepoOperation::PendCommit(_) => typed(enc, bytes, OpResult::PendCommit),
-        RepoOperation::Cancel(_) => typed(enc, bytes, |_: crate::model::Empty| OpResult::Cancel),
+        RepoOperation::Cancel(_) => Ok(decode_reply::<crate::model::CancelReply>(enc, bytes)?
+            .and_then(|r| {
+                r.done()
+                    .map(|()| OpResult::Cancel)
+                    .map_err(|reason| ErrorReply::new(codes::CONFLICT, reason))
+            })),
     }
 }
 
@@ -280,6 +285,32 @@ mod tests {
         );
         let two = br#"{"operations":[{"get":{"blockIds":["a"]}},{"get":{"blockIds":["b"]}}]}"#;
         assert_eq!(code(two), codes::BAD_REQUEST);
+    }
+
+    #[test]
+    fn a_cancel_reply_in_the_refusal_shape_is_a_refusal() {
+        let cancel: RepoOperation =
+            serde_json::from_str(r#"{"cancel":{"trxRef":{"trxId":"t","blockIds":["b"]}}}"#)
+                .unwrap();
+        for enc in [Encoding::Json, Encoding::MsgPack] {
+            let done = encode(enc, &serde_json::json!({})).unwrap();
+            assert!(matches!(
+                decode_op_result(enc, &cancel, &done),
+                Ok(Ok(OpResult::Cancel))
+            ));
+            let refused = encode(
+                enc,
+                &serde_json::json!({"success": false, "reason": "held"}),
+            )
+            .unwrap();
+            let e = decode_op_result(enc, &cancel, &refused)
+                .unwrap()
+                .unwrap_err();
+            assert_eq!(
+                (e.error.code.as_str(), e.error.message.as_str()),
+                (codes::CONFLICT, "held")
+            );
+        }
     }
 
     #[test]
