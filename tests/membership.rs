@@ -290,6 +290,9 @@ async fn partition(n: usize, k: usize, small: &[usize]) {
         "1000",
         "--request-timeout-ms",
         "2000",
+        // The checker gives background repair 30 s: a round every 2 s.
+        "--anti-entropy-interval-ms",
+        "2000",
     ];
     let mut c = TestCluster::start(n, &flags).await;
     let mut w = support::faults::Workload::create(&c.client(0), "part", 6).await;
