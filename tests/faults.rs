@@ -451,17 +451,9 @@ async fn a_pend_learned_after_its_cancel_stays_cancelled() {
     c.drop(1, 0);
     // Through node 0, a write needs member 2's promise, which it gives once the
     // pend's deadline has passed and it has settled the pend.
-    let deadline = Instant::now() + TIMEOUT * 6;
-    let mut tries = 0;
-    while let Err(e) = write(&c.client(0), "revived-y", 2, append("revived", 2)).await {
-        tries += 1;
-        assert!(
-            Instant::now() < deadline,
-            "after {tries} tries the block still refuses writes: {e}; member 2 holds {:?} pending",
-            c.pending_on(2, "revived").await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let tries = c
+        .append_via_0_until("revived", ("revived-y", 2, 2), TIMEOUT * 6, 2)
+        .await;
     assert!(
         tries > 0,
         "member 2 promised while it still held the pend: the schedule checks nothing"

@@ -16,6 +16,16 @@ use support::*;
 /// Blocks written while the member is cut off.
 const BLOCKS: usize = 40;
 
+/// Short records, a round of anti-entropy every 500 ms, and `/metrics`.
+const WATCHED: [&str; 6] = [
+    "--request-timeout-ms",
+    "3000",
+    "--anti-entropy-interval-ms",
+    "500",
+    "--http",
+    "127.0.0.1:0",
+];
+
 /// A counter of node `i`'s `/metrics` (0 when the node does not answer).
 async fn counter(c: &TestCluster, i: usize, name: &str) -> f64 {
     let base = format!("http://{}/metrics", c.node(i).http_addr().unwrap());
@@ -71,15 +81,7 @@ const STRAGGLERS_DONE: Duration = Duration::from_secs(66);
 #[actix_rt::test]
 async fn a_member_that_missed_writes_while_down_converges_with_no_read() {
     let _heavy = heavy();
-    let flags = [
-        "--request-timeout-ms",
-        "3000",
-        "--anti-entropy-interval-ms",
-        "500",
-        "--http",
-        "127.0.0.1:0",
-    ];
-    let mut c = TestCluster::start(3, &flags).await;
+    let mut c = TestCluster::start(3, &WATCHED).await;
     c.kill(2);
     // Every block inserted and appended to, acknowledged by nodes 0 and 1.
     let mut want: BTreeMap<String, (Rev, serde_json::Value)> = BTreeMap::new();
@@ -184,6 +186,73 @@ async fn a_restarted_member_catches_up_at_start() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A cancel member 2 missed: it was cut off while node 1 coordinated the
+/// cancel, and node 1, whose re-sends would have reached it after the cut, was
+/// restarted first — so member 2 keeps the transaction pending for good, and a
+/// pend with policy `f` counts what any approving member holds pending. Once
+/// the pend's deadline has passed, member 2's anti-entropy finds both others
+/// holding the block at its revision without the transaction — so fewer than a
+/// majority can hold it — and drops it (docs/CONSENSUS.md, "Stray pending
+/// transactions"): writes that need member 2's promise go through again.
+#[actix_rt::test]
+async fn a_cancel_a_member_missed_is_made_good() {
+    let _heavy = heavy();
+    let mut c = TestCluster::start(3, &WATCHED).await;
+    write(&c.client(1), "missed-insert", 1, insert("missed"))
+        .await
+        .unwrap();
+    let x = TrxId::new("missed-x").unwrap();
+    let pend = c
+        .client(1)
+        .pend(PendRequest {
+            trx_id: x.clone(),
+            rev: Some(2),
+            transforms: append("missed", 1),
+            policy: PendPolicy::Fail,
+        })
+        .await
+        .unwrap();
+    assert!(pend.is_success(), "{pend:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c.pending_on(2, "missed").await.contains(&x) {
+        assert!(Instant::now() < deadline, "member 2 never took the pend");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.isolate(2);
+    c.client(1)
+        .cancel(TrxBlocks {
+            trx_id: x.clone(),
+            block_ids: vec![bid("missed")],
+        })
+        .await
+        .unwrap();
+    c.kill(1);
+    c.restart(1);
+    c.heal();
+    assert!(
+        c.pending_on(2, "missed").await.contains(&x),
+        "member 2 did not miss the cancel: the schedule checks nothing"
+    );
+    for i in [0, 1] {
+        assert!(!c.pending_on(i, "missed").await.contains(&x), "node {i}");
+    }
+    // Writes through node 0 now need member 2's promise.
+    c.drop(0, 1);
+    c.drop(1, 0);
+    let tries = c
+        .append_via_0_until("missed", ("missed-y", 2, 2), Duration::from_secs(45), 2)
+        .await;
+    assert!(
+        tries > 0,
+        "a write went through at once: member 2's stray was not in its way"
+    );
+    assert_eq!(c.pending_on(2, "missed").await, Vec::<TrxId>::new());
+    assert_eq!(
+        counter(&c, 2, "optimystic_stray_pendings_dropped_total").await,
+        1.0
+    );
 }
 
 /// Three nodes hold 30 blocks; three more join. Placement moves regions to

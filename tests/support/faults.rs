@@ -478,6 +478,30 @@ impl TestCluster {
             .collect()
     }
 
+    /// Appends `value` to `block` as `trx` at `rev` through node 0, retrying
+    /// every 200 ms until acknowledged; returns how many tries were refused.
+    /// Past `limit` it fails, naming what member `watched` holds pending.
+    pub async fn append_via_0_until(
+        &self,
+        block: &str,
+        (trx, rev, value): (&str, Rev, i64),
+        limit: Duration,
+        watched: usize,
+    ) -> usize {
+        let deadline = Instant::now() + limit;
+        let mut tries = 0;
+        while let Err(e) = write(&self.client(0), trx, rev, super::append(block, value)).await {
+            tries += 1;
+            assert!(
+                Instant::now() < deadline,
+                "after {tries} tries the block still refuses writes: {e}; member {watched} holds {:?} pending",
+                self.pending_on(watched, block).await
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tries
+    }
+
     /// Removes every message and disk fault.
     pub fn heal(&mut self) {
         for i in 0..self.len() {

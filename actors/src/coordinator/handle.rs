@@ -166,6 +166,7 @@ impl CoordinatorHandle {
                     return;
                 };
                 inner.anti_entropy_round(settings).await;
+                inner.drop_strays().await;
                 inner.hand_off().await;
             }
         });

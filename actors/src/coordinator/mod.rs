@@ -12,6 +12,7 @@
 //! - [`lagging`]: sending co-members the configuration changes they missed;
 //! - [`entropy`]: anti-entropy, comparing region digests with co-members;
 //! - [`handoff`]: forgetting copies of regions this node left, once held there;
+//! - [`strays`]: dropping pending transactions only a minority holds;
 //! - [`handle`]: the actor and its typed handle (a [`crate::model::Repo`]).
 //!
 //! A node runs two [`CoordinatorActor`]s over one [`Coordinator`]: one on the
@@ -30,6 +31,7 @@ mod handover;
 mod lagging;
 mod plan;
 mod split;
+mod strays;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
@@ -135,6 +137,8 @@ pub struct Coordinator {
     placement: parking_lot::Mutex<driver::State>,
     /// Anti-entropy's memory between rounds.
     entropy: parking_lot::Mutex<entropy::State>,
+    /// When each pending transaction here was first seen (stray sweeps).
+    strays_seen: parking_lot::Mutex<strays::FirstSeen>,
     /// What anti-entropy did.
     repair_metrics: Arc<crate::repair::RepairMetrics>,
 }
@@ -173,6 +177,7 @@ impl Coordinator {
             running: AtomicUsize::new(0),
             placement: parking_lot::Mutex::default(),
             entropy: parking_lot::Mutex::default(),
+            strays_seen: parking_lot::Mutex::default(),
             repair_metrics: Arc::default(),
         }
     }

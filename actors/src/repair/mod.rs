@@ -2,6 +2,7 @@
 //!
 //! - [`digest`]: pure: one digest per region over the blocks a node holds there,
 //!   and which blocks two nodes' heads disagree on.
+//! - [`strays`]: pure: which pending transactions only a minority holds.
 //!
 //! The rounds that use it run in the coordinator (`coordinator/entropy.rs`,
 //! and the hand-off of copies a node no longer needs, `coordinator/handoff.rs`):
@@ -9,6 +10,7 @@
 //! holds.
 
 pub mod digest;
+pub mod strays;
 
 use crate::metrics::{Counter, Gauge};
 
@@ -26,6 +28,9 @@ pub struct RepairMetrics {
     /// Copies forgotten because their configuration, which this node left,
     /// holds them (hand-off).
     pub blocks_handed_off: Counter,
+    /// Pending transactions dropped because fewer than a majority of their
+    /// configuration hold them (a cancel this node missed).
+    pub stray_pendings_dropped: Counter,
     /// 1 once the start-up catch-up compared this node with enough co-members
     /// of each of its configurations (0 while it runs, and if it gave up).
     pub caught_up: Gauge,

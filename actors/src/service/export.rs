@@ -308,6 +308,11 @@ impl Collector for NodeCollector {
                     "Copies forgotten because the configuration this node left holds them",
                     r.blocks_handed_off.get(),
                 ),
+                (
+                    "optimystic_stray_pendings_dropped",
+                    "Pending transactions dropped because fewer than a majority of their configuration hold them",
+                    r.stray_pendings_dropped.get(),
+                ),
             ] {
                 counter(&mut e, name, help, v)?;
             }

@@ -15,6 +15,7 @@ use libp2p::identity::Keypair;
 use parking_lot::Mutex;
 
 use super::cancelled::CancelMarks;
+use super::deadlines::PendDeadlines;
 use super::reservations::{Claim, Refusal, Reservations};
 use super::{ClusterError, ClusterMember, Update};
 use crate::block::StorageRepo;
@@ -38,6 +39,11 @@ pub const DEFAULT_MAX_ACTIVE: usize = 4096;
 /// that finds no decision fences (never applies), which is safe whatever the
 /// others did (docs/CONSENSUS.md, "Retention").
 pub const RETENTION: Duration = Duration::from_secs(600);
+
+/// How far past a pend's deadline (and the recovery grace) its pending copies
+/// are first judged as strays: the margin for a clock here running ahead of
+/// the coordinator's.
+const STRAY_MARGIN: Duration = Duration::from_secs(10);
 
 /// Default longest lifetime of a proposal (its deadline from now).
 pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(120);
@@ -84,6 +90,8 @@ pub struct MemberDirectory {
     pub(super) configs: Arc<Configs>,
     /// The cancels applied here, for pend decisions that arrive after them.
     pub(super) cancelled: CancelMarks,
+    /// The deadlines of the pends applied here.
+    pub(super) pend_deadlines: PendDeadlines,
 }
 
 impl MemberDirectory {
@@ -119,7 +127,37 @@ impl MemberDirectory {
             keys: KeyCache::default(),
             configs,
             cancelled: CancelMarks::default(),
+            pend_deadlines: PendDeadlines::default(),
         })
+    }
+
+    /// Whether `trx`'s pend on `block` is settled here at `now_ms`: the
+    /// deadline of the pend record this member applied has passed (with the
+    /// recovery grace); for one it took otherwise, it has been seen for longer
+    /// than a proposal may live (`seen_for`). An undecided transaction holding
+    /// the block here keeps every pending transaction of it unsettled.
+    pub fn pend_settled(
+        &self,
+        block: &BlockId,
+        trx: &crate::model::TrxId,
+        now_ms: u64,
+        seen_for: Duration,
+    ) -> bool {
+        if self.reservations.lock().holds(block) {
+            return false;
+        }
+        let grace = u64::try_from((super::recovery::RECOVERY_GRACE + STRAY_MARGIN).as_millis())
+            .unwrap_or(0);
+        match self.pend_deadlines.get(block, trx) {
+            Some(deadline) => now_ms > deadline.saturating_add(grace),
+            None => {
+                let lifetime = self
+                    .max_lifetime_ms
+                    .load(Ordering::Relaxed)
+                    .saturating_add(grace);
+                u64::try_from(seen_for.as_millis()).unwrap_or(u64::MAX) > lifetime
+            }
+        }
     }
 
     /// Whether an undecided configuration change this member promised holds
@@ -198,6 +236,7 @@ impl MemberDirectory {
             } else {
                 if state.phase == Phase::Committed {
                     self.cancelled.note(&state.record);
+                    self.pend_deadlines.note(&state.record);
                 }
                 self.retire(&hash, state.record.message.expiration.unwrap_or(0));
             }
@@ -230,6 +269,7 @@ impl MemberDirectory {
         }
         let n = due.len();
         self.cancelled.forget(&due);
+        self.pend_deadlines.forget_before(cutoff);
         self.store.delete(due).await?;
         Ok(n)
     }

@@ -7,9 +7,11 @@
 //! - [`reservations`]: who holds which block, and each proposer's share;
 //! - [`execute`]: applying a decision on this copy;
 //! - [`cancelled`]: the cancels applied here, so a late pend stays cancelled;
+//! - [`deadlines`]: the deadlines of the pends applied here, for stray pendings;
 //! - [`recovery`]: a promise whose decision never came.
 
 mod cancelled;
+mod deadlines;
 mod directory;
 mod execute;
 mod recovery;
@@ -347,6 +349,7 @@ impl ClusterMember {
                     act.dir.release(&claim, &act.hash);
                     act.dir.decided(&act.hash);
                     act.dir.cancelled.note(&r);
+                    act.dir.pend_deadlines.note(&r);
                     mark_fresh(&act.dir, &r.message.operations, &outcomes);
                     if act.dir.results.len() < 65_536 {
                         act.dir.results.insert(act.hash.clone(), outcomes.clone());

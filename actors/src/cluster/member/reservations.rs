@@ -49,6 +49,12 @@ pub(super) struct Reservations {
 }
 
 impl Reservations {
+    /// Whether an undecided transaction holds `block` here (itself, or its
+    /// whole region).
+    pub(super) fn holds(&self, block: &BlockId) -> bool {
+        self.by_block.contains_key(block) || self.by_region.contains_key(&Region::of(block))
+    }
+
     /// Whether an undecided configuration change holds `region` here.
     pub(super) fn changing(&self, region: Region) -> bool {
         self.by_region.contains_key(&region)
