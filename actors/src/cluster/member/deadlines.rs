@@ -19,16 +19,31 @@ pub(super) struct PendDeadlines {
 }
 
 impl PendDeadlines {
-    /// Notes the pends of `record`, a decision this member applied.
+    /// Notes the pends of `record`, a decision this member applied, and
+    /// forgets the transactions it commits or cancels (so what is kept is about
+    /// what is pending here, not about every pend of the last minutes).
     pub(super) fn note(&self, record: &ClusterRecord) {
         let deadline = record.message.expiration.unwrap_or(0);
         let mut d = self.deadlines.lock();
         for op in &record.message.operations {
-            if let RepoOperation::Pend(p) = op {
-                for b in p.transforms.block_ids() {
-                    let slot = d.entry((b, p.trx_id.clone())).or_insert(deadline);
-                    *slot = (*slot).max(deadline);
+            match op {
+                RepoOperation::Pend(p) => {
+                    for b in p.transforms.block_ids() {
+                        let slot = d.entry((b, p.trx_id.clone())).or_insert(deadline);
+                        *slot = (*slot).max(deadline);
+                    }
                 }
+                RepoOperation::Commit(c) => {
+                    for b in &c.block_ids {
+                        d.remove(&(b.clone(), c.trx_id.clone()));
+                    }
+                }
+                RepoOperation::Cancel(c) => {
+                    for b in &c.trx_ref.block_ids {
+                        d.remove(&(b.clone(), c.trx_ref.trx_id.clone()));
+                    }
+                }
+                RepoOperation::PendCommit(_) | RepoOperation::Get(_) => {}
             }
         }
     }
@@ -41,8 +56,57 @@ impl PendDeadlines {
             .copied()
     }
 
-    /// Forgets the deadlines that passed before `cutoff` (ms).
+    /// Forgets the deadlines that passed before `cutoff` (ms): a pending
+    /// transaction older than that is judged as one whose deadline is unknown.
     pub(super) fn forget_before(&self, cutoff: u64) {
         self.deadlines.lock().retain(|_, d| *d >= cutoff);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn record(expiration: u64, op: serde_json::Value) -> ClusterRecord {
+        let message = crate::model::RepoMessage {
+            operations: vec![serde_json::from_value(op).unwrap()],
+            expiration: Some(expiration),
+            coordinator: Some("a".into()),
+            epochs: Default::default(),
+            change: None,
+        };
+        ClusterRecord {
+            message_hash: "h".into(),
+            peers: Default::default(),
+            message: message.into(),
+            promises: Default::default(),
+            commits: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_pend_is_kept_until_its_commit_or_cancel_or_the_cutoff() {
+        let d = PendDeadlines::default();
+        let (b, x) = (BlockId::new("b").unwrap(), TrxId::new("x").unwrap());
+        let pend = serde_json::json!({"pend": {"trxId": "x", "transforms": {"deletes": ["b"]}, "policy": "f"}});
+        d.note(&record(50, pend.clone()));
+        assert_eq!(d.get(&b, &x), Some(50));
+        d.note(&record(40, pend.clone()));
+        assert_eq!(d.get(&b, &x), Some(50), "the later deadline stands");
+        d.note(&record(
+            60,
+            serde_json::json!({"commit": {"trxId": "x", "blockIds": ["b"], "rev": 2}}),
+        ));
+        assert_eq!(d.get(&b, &x), None);
+        d.note(&record(50, pend.clone()));
+        d.note(&record(
+            60,
+            serde_json::json!({"cancel": {"trxRef": {"trxId": "x", "blockIds": ["b"]}}}),
+        ));
+        assert_eq!(d.get(&b, &x), None);
+        d.note(&record(50, pend));
+        d.forget_before(51);
+        assert_eq!(d.get(&b, &x), None);
     }
 }
