@@ -73,14 +73,17 @@ fn the_status_page_lists_every_peer_and_charts_live_throughput() {
         }
     }
     assert_eq!(ids.len(), 3);
-    // Writes through node 0 while the page samples it.
+    // Writes through node 0 while the page samples it: four writers, so that
+    // even on a loaded machine (the page runs in virtual time, which can pass
+    // faster than real time) every sample sees some.
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
+    let writers: Vec<_> = (0..4).map(|w| {
         let (base, stop) = (http[0].clone(), stop.clone());
         std::thread::spawn(move || {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
+                let i = format!("{w}-{i}");
                 let body = serde_json::json!({
                     "pend": {"trxId": format!("ui{i}"), "rev": 1, "policy": "f",
                              "transforms": {"inserts": {format!("ui{i}"): {"header": {"id": format!("ui{i}"), "type": "T", "collectionId": "c"}}}}},
@@ -91,7 +94,7 @@ fn the_status_page_lists_every_peer_and_charts_live_throughput() {
                     .send(body.to_string());
             }
         })
-    };
+    }).collect();
     let page = Command::new(&browser)
         .args([
             "--headless=new",
@@ -105,7 +108,9 @@ fn the_status_page_lists_every_peer_and_charts_live_throughput() {
         .output()
         .unwrap();
     stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
+    for w in writers {
+        w.join().unwrap();
+    }
     let _ = devnet.kill();
     let _ = devnet.wait();
     let dom = String::from_utf8_lossy(&page.stdout);
