@@ -73,6 +73,7 @@ pub fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<(ServerHand
             .route("/v1/watch", web::get().to(watch))
             .route("/v1/backup", web::get().to(backup))
             .route("/v1/peers/{peer}/remove", web::post().to(remove_peer))
+            .route("/v1/blocks/{id}", web::get().to(block_copies))
             .default_service(web::to(not_found))
     })
     .workers(1)
@@ -115,7 +116,8 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
     ]
     .contains(&req.path())
         || req.path().starts_with("/v1/repo/")
-        || (req.path().starts_with("/v1/peers/") && req.path().ends_with("/remove"));
+        || (req.path().starts_with("/v1/peers/") && req.path().ends_with("/remove"))
+        || req.path().starts_with("/v1/blocks/");
     if known {
         return error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -301,6 +303,23 @@ async fn peers(state: web::Data<AdminState>) -> HttpResponse {
         })
         .collect();
     HttpResponse::Ok().json(serde_json::json!({ "peers": peers }))
+}
+
+/// `GET /v1/blocks/{id}`: which peers hold which revision of the block (see
+/// [`crate::copies`]).
+async fn block_copies(state: web::Data<AdminState>, id: web::Path<String>) -> HttpResponse {
+    let block = match optimystic_actors::model::BlockId::new(id.into_inner()) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, codes::INVALID, e.to_string()),
+    };
+    let copies = crate::copies::copies(
+        &state.repo,
+        &state.net,
+        block,
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    HttpResponse::Ok().json(copies)
 }
 
 /// `POST /v1/peers/{peerId}/remove`: retires the peer (durably a candidate for

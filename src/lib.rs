@@ -5,6 +5,7 @@
 //! - [`backup`]: a live node's blocks to one file, and back into a data directory.
 //! - [`cli`]: the `optimystic` command line (clap), one module per subcommand.
 //! - [`config`]: settings from defaults, a TOML file, environment and flags.
+//! - [`copies`]: which peers hold which revision of one block.
 //! - [`health`]: what `/health` and `/ready` judge.
 //! - [`local`]: opening a node-local repo (storage backend + block actors).
 //! - [`watch`]: where a block watch reads (this node, or a remote one).
@@ -15,6 +16,7 @@ pub mod admin;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod copies;
 pub mod health;
 pub mod local;
 pub mod node;

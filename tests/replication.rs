@@ -255,6 +255,58 @@ async fn a_cancel_a_member_missed_is_made_good() {
     );
 }
 
+/// `optimystic inspect --block` (and `GET /v1/blocks/{id}` under it) names,
+/// for each member of the block's configuration, what its own copy holds: with
+/// node 2 down, nodes 0 and 1 at the revision just written, node 2 unreachable.
+/// A malformed id is refused, by the CLI and by the server.
+#[actix_rt::test]
+async fn inspect_shows_which_member_holds_which_revision() {
+    let _heavy = heavy();
+    let mut c = TestCluster::start(3, &WATCHED).await;
+    write(&c.client(0), "shown-insert", 1, insert("shown"))
+        .await
+        .unwrap();
+    c.kill(2);
+    write(&c.client(0), "shown-2", 2, append("shown", 2))
+        .await
+        .unwrap();
+    let http = c.node(0).http_addr().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["inspect", "--block", "shown", "--http", &http])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("configuration epoch"), "{text}");
+    for i in 0..3 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(c.peer_id(i)))
+            .unwrap_or_else(|| panic!("node {i} not listed:\n{text}"));
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[1], "yes", "node {i} is a member: {line}");
+        if i < 2 {
+            assert_eq!(&fields[2..4], ["2", "shown-2"], "node {i}: {line}");
+        } else {
+            assert_eq!(fields[2], "unreachable:", "node 2: {line}");
+        }
+    }
+    let bad = std::process::Command::new(BIN)
+        .args(["inspect", "--block", "../x", "--http", &http])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let refused = ureq::get(format!("http://{http}/v1/blocks/a.b")).call();
+    assert!(
+        matches!(refused, Err(ureq::Error::StatusCode(400))),
+        "{refused:?}"
+    );
+}
+
 /// Three nodes hold 30 blocks; three more join. Placement moves regions to
 /// their new targets (K = 3 of 6), and the nodes that left a region's
 /// configuration forget their copies once the new configuration holds them:

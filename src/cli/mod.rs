@@ -57,8 +57,9 @@ pub enum Command {
     Node(Box<NodeArgs>),
     /// Show a node's status (peers, storage, uptime) from its HTTP admin server.
     Status(AdminArgs),
-    /// Status plus mailboxes sorted by depth and repo operation counts.
-    Inspect(AdminArgs),
+    /// Status plus mailboxes sorted by depth and repo operation counts; with
+    /// `--block ID`, which peers hold which revision of that block instead.
+    Inspect(InspectArgs),
     /// Start a local cluster on loopback, run a sample workload, keep it running.
     ///
     /// Prints each node's address and metrics URL; Ctrl-C stops it (or --once).
@@ -251,6 +252,17 @@ pub struct AdminArgs {
     pub http: String,
 }
 
+/// Arguments of `optimystic inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// A block: list each member of its configuration (and this node) with
+    /// the revision and pending transactions its own copy holds.
+    #[arg(long)]
+    pub block: Option<String>,
+}
+
 /// Arguments of `optimystic bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -395,7 +407,10 @@ pub fn run(cli: Cli) -> i32 {
             init_logging("text");
             bench::run(a)
         }
-        Command::Inspect(a) => status::inspect(&a.http),
+        Command::Inspect(a) => match a.block {
+            Some(b) => status::block(&a.admin.http, &b),
+            None => status::inspect(&a.admin.http),
+        },
         Command::Peers(p) => match p.command {
             PeersCommand::List(a) => peers::list(&a.http),
             PeersCommand::Remove(r) => peers::remove(

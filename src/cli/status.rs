@@ -20,6 +20,78 @@ pub(super) fn status(addr: &str) -> i32 {
     }
 }
 
+/// `inspect --block ID`: one line per member of the block's configuration
+/// (and the node asked, if it is not one): what its own copy holds.
+pub(super) fn block(addr: &str, id: &str) -> i32 {
+    match block_text(addr, id) {
+        Ok(t) => {
+            print!("{t}");
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn block_text(addr: &str, id: &str) -> Result<String, String> {
+    if id.is_empty() || id.contains(['/', '?', '#', '%']) {
+        return Err(format!("{id:?} is not a block id"));
+    }
+    let v: Value = serde_json::from_str(&http::get(addr, &format!("/v1/blocks/{id}"))?)
+        .map_err(|e| format!("bad /v1/blocks reply: {e}"))?;
+    let mut out = match v.get("config") {
+        Some(c) => format!(
+            "block {id} · region {} · configuration epoch {} of {} members\n",
+            v["region"],
+            c["epoch"],
+            c["members"].as_array().map_or(0, Vec::len)
+        ),
+        None => format!(
+            "block {id} · region {} · no configuration known\n",
+            v["region"]
+        ),
+    };
+    out.push_str(&format!(
+        "{:<54} {:>6}  {:>8}  {:<24} pending\n",
+        "peer", "member", "revision", "transaction"
+    ));
+    for c in v["copies"].as_array().cloned().unwrap_or_default() {
+        let member = if c["member"].as_bool() == Some(true) {
+            "yes"
+        } else {
+            "no"
+        };
+        let peer = c["peerId"].as_str().unwrap_or("?");
+        let line = if let Some(e) = c["error"].as_str() {
+            format!("{peer:<54} {member:>6}  unreachable: {e}")
+        } else if c["stored"].as_bool() != Some(true) {
+            format!("{peer:<54} {member:>6}  no copy")
+        } else {
+            let pending: Vec<&str> = c["pending"]
+                .as_array()
+                .map(|p| p.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            format!(
+                "{peer:<54} {member:>6}  {:>8}  {:<24} {}",
+                c["latest"]["rev"]
+                    .as_u64()
+                    .map_or("-".into(), |r| r.to_string()),
+                c["latest"]["trxId"].as_str().unwrap_or("-"),
+                if pending.is_empty() {
+                    "-".into()
+                } else {
+                    pending.join(",")
+                }
+            )
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 pub(super) fn inspect(addr: &str) -> i32 {
     match status_text(addr).and_then(|s| Ok(s + &inspect_text(addr)?)) {
         Ok(t) => {
