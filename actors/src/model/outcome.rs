@@ -56,7 +56,10 @@ pub struct Empty {}
 /// A cancel's reply as a receiver reads it: `{}`, or — from a peer that answers a
 /// refused cancel the way a refused commit is answered — `{"success":false,
 /// "reason"}`, which is a refusal, never a success.
+/// Nothing else is taken for it: an error frame (`{"error":…}`) must not decode
+/// as a cancel done.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CancelReply {
     #[serde(default)]
     success: Option<bool>,

@@ -310,6 +310,10 @@ mod tests {
                 (e.error.code.as_str(), e.error.message.as_str()),
                 (codes::CONFLICT, "held")
             );
+            // An error frame is the error, never a cancel done.
+            let frame = encode(enc, &ErrorReply::new(codes::UNAVAILABLE, "no quorum")).unwrap();
+            let e = decode_op_result(enc, &cancel, &frame).unwrap().unwrap_err();
+            assert_eq!(e.error.code, codes::UNAVAILABLE);
         }
     }
 
