@@ -177,7 +177,8 @@ impl RegionTable {
     }
 
     /// The regions of a decided change this node still has to take: those it
-    /// holds at an older epoch than the change's `to`, or not at all. A removed
+    /// holds at an older epoch than the change's `to`, at that epoch but not as
+    /// `to`, or not at all. A removed
     /// member may have learned the new configuration of some of the regions
     /// (as any non-member learns), and a region already there or past it is
     /// left as it is.
@@ -187,9 +188,9 @@ impl RegionTable {
             .iter()
             .copied()
             .filter(|r| {
-                self.configs
-                    .get(r)
-                    .is_none_or(|c| c.epoch < change.to.epoch)
+                self.configs.get(r).is_none_or(|c| {
+                    c.epoch < change.to.epoch || (c.epoch == change.to.epoch && *c != change.to)
+                })
             })
             .collect()
     }
@@ -355,6 +356,12 @@ mod tests {
         ahead.apply(&remove);
         assert_eq!(ahead.get(r1), Some(&cfg(6, &["a", "b", "e"])));
         assert_eq!(ahead.get(r2), Some(&to));
+        // Another configuration at the change's epoch is not the change's: refused.
+        let mut twin = RegionTable::new("d");
+        twin.set(r1, cfg(5, &["a", "b", "z"]));
+        twin.set(r2, from.clone());
+        assert_eq!(twin.still_to_take(&remove), vec![r1, r2]);
+        assert!(twin.check_decided_change(&remove).is_err());
         // A region held otherwise (an older configuration) is still refused.
         let mut other = RegionTable::new("d");
         other.set(r1, cfg(3, &["a", "b", "d"]));

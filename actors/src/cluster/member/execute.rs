@@ -60,16 +60,21 @@ impl MemberDirectory {
         };
         // Operations this copy applied already (it voted, then lost the lazily
         // written Committed state, and learns the decision again): their effect is
-        // in storage, whatever happened to the blocks since; never run again. A
-        // pend whose transaction was cancelled here since counts as applied and
-        // cancelled: run now, it would leave pending what the cluster cancelled.
+        // in storage, whatever happened to the blocks since; never run again.
+        // A pend whose transaction was cancelled here since is not run either
+        // (it would leave pending what the cluster cancelled); it is reported
+        // as not applied, so this copy never counts toward a majority holding
+        // it.
+        let cancelled: Vec<bool> = ops
+            .iter()
+            .zip(&d.verdicts)
+            .map(|(op, v)| *v == Verdict::Apply && self.cancelled_since(op))
+            .collect();
         let done: Vec<bool> = ops
             .iter()
             .zip(&d.verdicts)
-            .map(|(op, v)| {
-                *v == Verdict::Apply
-                    && ((again && self.already_applied(op)) || self.cancelled_since(op))
-            })
+            .zip(&cancelled)
+            .map(|((op, v), c)| *c || (again && *v == Verdict::Apply && self.already_applied(op)))
             .collect();
         // The base of every block an applied or read-only operation touches.
         let mut bases: BTreeMap<BlockId, BaseCheck> = BTreeMap::new();
@@ -178,8 +183,14 @@ impl MemberDirectory {
             let ready = at_base(op);
             let (op, v) = (op.clone(), v.clone());
             let transforms = fetched.get(&i).cloned().unwrap_or_default();
-            let done = done[i];
+            let (done, cancelled) = (done[i], cancelled[i]);
             async move {
+                if cancelled {
+                    return Err(Failure::new(
+                        ErrorCode::NotPending,
+                        "this transaction was cancelled on this member before this pend reached it",
+                    ));
+                }
                 if done {
                     return implied_success(d, &op).ok_or_else(|| {
                         Failure::new(ErrorCode::Invalid, "a read is not agreed by the cluster")
@@ -355,9 +366,6 @@ impl MemberDirectory {
         }
     }
 
-    /// Whether `op`'s effect is in this copy's storage already: a pend pending or
-    /// committed under its transaction on every block, a commit's revision held
-    /// under its transaction.
     /// Whether `op` is a pend whose transaction this member cancelled on every
     /// one of its blocks.
     fn cancelled_since(&self, op: &RepoOperation) -> bool {
@@ -369,6 +377,9 @@ impl MemberDirectory {
         }
     }
 
+    /// Whether `op`'s effect is in this copy's storage already: a pend pending or
+    /// committed under its transaction on every block, a commit's revision held
+    /// under its transaction.
     fn already_applied(&self, op: &RepoOperation) -> bool {
         let raw = self.repo.registry().raw();
         let committed = |c: &crate::model::CommitRequest| {
