@@ -421,25 +421,8 @@ async fn a_pend_learned_after_its_cancel_stays_cancelled() {
         .await
         .unwrap();
     c.drop_decisions(0, 2);
-    let x = TrxId::new("revived-x").unwrap();
-    let pend = c
-        .client(0)
-        .pend(PendRequest {
-            trx_id: x.clone(),
-            rev: Some(2),
-            transforms: append("revived", 1),
-            policy: PendPolicy::Fail,
-        })
-        .await
-        .unwrap();
-    assert!(pend.is_success(), "{pend:?}");
-    c.client(1)
-        .cancel(TrxBlocks {
-            trx_id: x.clone(),
-            block_ids: vec![bid("revived")],
-        })
-        .await
-        .unwrap();
+    let x = c.pend_append(0, "revived", "revived-x", 2, 1).await;
+    c.cancel_on(1, "revived", &x).await;
     for i in 0..3 {
         assert!(
             !c.pending_on(i, "revived").await.contains(&x),

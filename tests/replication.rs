@@ -203,31 +203,14 @@ async fn a_cancel_a_member_missed_is_made_good() {
     write(&c.client(1), "missed-insert", 1, insert("missed"))
         .await
         .unwrap();
-    let x = TrxId::new("missed-x").unwrap();
-    let pend = c
-        .client(1)
-        .pend(PendRequest {
-            trx_id: x.clone(),
-            rev: Some(2),
-            transforms: append("missed", 1),
-            policy: PendPolicy::Fail,
-        })
-        .await
-        .unwrap();
-    assert!(pend.is_success(), "{pend:?}");
+    let x = c.pend_append(1, "missed", "missed-x", 2, 1).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !c.pending_on(2, "missed").await.contains(&x) {
         assert!(Instant::now() < deadline, "member 2 never took the pend");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     c.isolate(2);
-    c.client(1)
-        .cancel(TrxBlocks {
-            trx_id: x.clone(),
-            block_ids: vec![bid("missed")],
-        })
-        .await
-        .unwrap();
+    c.cancel_on(1, "missed", &x).await;
     c.kill(1);
     c.restart(1);
     c.heal();

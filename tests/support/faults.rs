@@ -478,6 +478,42 @@ impl TestCluster {
             .collect()
     }
 
+    /// Pends an append of `value` to `block` at `rev` as `trx`, policy `f`,
+    /// through node `via`; fails unless acknowledged. Returns the transaction.
+    pub async fn pend_append(
+        &self,
+        via: usize,
+        block: &str,
+        trx: &str,
+        rev: Rev,
+        value: i64,
+    ) -> TrxId {
+        let trx_id = TrxId::new(trx).unwrap();
+        let pend = self
+            .client(via)
+            .pend(PendRequest {
+                trx_id: trx_id.clone(),
+                rev: Some(rev),
+                transforms: append(block, value),
+                policy: PendPolicy::Fail,
+            })
+            .await
+            .unwrap();
+        assert!(pend.is_success(), "pend of {trx}: {pend:?}");
+        trx_id
+    }
+
+    /// Cancels `trx` on `block` through node `via`; fails unless acknowledged.
+    pub async fn cancel_on(&self, via: usize, block: &str, trx: &TrxId) {
+        self.client(via)
+            .cancel(TrxBlocks {
+                trx_id: trx.clone(),
+                block_ids: vec![bid(block)],
+            })
+            .await
+            .unwrap();
+    }
+
     /// Appends `value` to `block` as `trx` at `rev` through node 0, retrying
     /// every 200 ms until acknowledged; returns how many tries were refused.
     /// Past `limit` it fails, naming what member `watched` holds pending.
@@ -490,7 +526,7 @@ impl TestCluster {
     ) -> usize {
         let deadline = Instant::now() + limit;
         let mut tries = 0;
-        while let Err(e) = write(&self.client(0), trx, rev, super::append(block, value)).await {
+        while let Err(e) = write(&self.client(0), trx, rev, append(block, value)).await {
             tries += 1;
             assert!(
                 Instant::now() < deadline,
