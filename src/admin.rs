@@ -4,8 +4,9 @@
 //! (JSON), `POST /v1/repo/{get,pend,commit,cancel,pendCommit}` (the JSON of DESIGN
 //! §3), `GET /v1/watch` (a block's revisions as server-sent events),
 //! `GET /v1/backup` (a consistent backup file),
-//! `GET /v1/peers` (the peer book) and `POST /v1/peers/{peerId}/remove`
-//! (retire a peer from every configuration; docs/OPERATIONS.md).
+//! `GET /v1/peers` (the peer book), `POST /v1/peers/{peerId}/remove`
+//! (retire a peer from every configuration) and `POST`/`GET /v1/leave` (a
+//! graceful leave of this node, and its progress; docs/OPERATIONS.md).
 //! Every error is `{"error":{"code","message"}}` with a 4xx/5xx status.
 
 use std::net::SocketAddr;
@@ -73,6 +74,8 @@ pub fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<(ServerHand
             .route("/v1/watch", web::get().to(watch))
             .route("/v1/backup", web::get().to(backup))
             .route("/v1/peers/{peer}/remove", web::post().to(remove_peer))
+            .route("/v1/leave", web::post().to(leave))
+            .route("/v1/leave", web::get().to(leave_progress))
             .route("/v1/blocks/{id}", web::get().to(block_copies))
             .default_service(web::to(not_found))
     })
@@ -113,6 +116,7 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
         "/v1/peers",
         "/v1/watch",
         "/v1/backup",
+        "/v1/leave",
     ]
     .contains(&req.path())
         || req.path().starts_with("/v1/repo/")
@@ -340,6 +344,32 @@ async fn remove_peer(state: web::Data<AdminState>, peer: web::Path<String>) -> H
             };
             HttpResponse::build(status).json(repo_error(e))
         }
+    }
+}
+
+/// `POST /v1/leave`: starts this node's graceful leave (idempotent) and
+/// answers its progress (see [`leave_progress`]).
+async fn leave(state: web::Data<AdminState>) -> HttpResponse {
+    leave_reply(state.repo.leave().await)
+}
+
+/// `GET /v1/leave`: how far this node's leave has come: `{"leaving","regions",
+/// "copies","replacements","clusterSize","done"}`; `done` once the node is in no
+/// configuration and every block it held is on every member of its
+/// configuration (nothing under-replicated).
+async fn leave_progress(state: web::Data<AdminState>) -> HttpResponse {
+    leave_reply(state.repo.leave_progress().await)
+}
+
+fn leave_reply(
+    progress: Result<
+        optimystic_actors::coordinator::LeaveProgress,
+        optimystic_actors::model::RepoError,
+    >,
+) -> HttpResponse {
+    match progress {
+        Ok(p) => HttpResponse::Ok().json(p),
+        Err(e) => HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE).json(repo_error(e)),
     }
 }
 

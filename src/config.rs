@@ -49,6 +49,12 @@ pub struct Settings {
     pub network_key: String,
     /// File of the PeerIds that may be members (one per line); empty = anyone.
     pub allow_peers: String,
+    /// On SIGINT/SIGTERM, leave the network gracefully (`optimystic leave`)
+    /// before stopping.
+    pub leave_on_shutdown: bool,
+    /// Longest wait for that leave, ms; past it the node stops anyway and
+    /// exits 1.
+    pub leave_timeout_ms: u64,
 }
 
 impl Default for Settings {
@@ -72,6 +78,8 @@ impl Default for Settings {
             repair_rate: crate::node::DEFAULT_ANTI_ENTROPY.repair_rate,
             network_key: String::new(),
             allow_peers: String::new(),
+            leave_on_shutdown: false,
+            leave_timeout_ms: 300_000,
         }
     }
 }
@@ -116,6 +124,10 @@ pub struct Overrides {
     pub network_key: Option<String>,
     /// `--allow-peers` / `OPTIMYSTIC_ALLOW_PEERS`.
     pub allow_peers: Option<String>,
+    /// `--leave-on-shutdown` / `OPTIMYSTIC_LEAVE_ON_SHUTDOWN`.
+    pub leave_on_shutdown: Option<bool>,
+    /// `--leave-timeout-ms` / `OPTIMYSTIC_LEAVE_TIMEOUT_MS`.
+    pub leave_timeout_ms: Option<u64>,
 }
 
 impl Settings {
@@ -153,7 +165,9 @@ impl Settings {
             anti_entropy_interval_ms,
             repair_rate,
             network_key,
-            allow_peers
+            allow_peers,
+            leave_on_shutdown,
+            leave_timeout_ms
         );
         s.validate()?;
         Ok(s)
@@ -186,6 +200,12 @@ impl Settings {
             return Err(format!(
                 "anti-entropy-interval-ms must be 0 (off) or at least 100, not {}",
                 self.anti_entropy_interval_ms
+            ));
+        }
+        if self.leave_timeout_ms < 1_000 {
+            return Err(format!(
+                "leave-timeout-ms must be at least 1000, not {}",
+                self.leave_timeout_ms
             ));
         }
         if !(100..=3_600_000).contains(&self.request_timeout_ms) {

@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 use libp2p::{Multiaddr, PeerId};
 use optimystic_actors::block::{BlockRegistry, RegistryOptions, StorageRepo};
 use optimystic_actors::cluster::{Configs, MemberDirectory, TxnStore};
-use optimystic_actors::coordinator::{Coordinator, CoordinatorHandle};
+use optimystic_actors::coordinator::{Coordinator, CoordinatorHandle, LeaveProgress};
 use optimystic_actors::metrics::process::ProcessCollector;
 use optimystic_actors::metrics::EngineMetrics;
 use optimystic_actors::model::{
@@ -328,6 +328,19 @@ impl NodeRepo {
     /// returns how many of this node's regions still list it.
     pub async fn retire_peer(&self, peer: &str) -> Result<usize, RepoError> {
         self.coordinator.retire(peer).await
+    }
+
+    /// Starts a graceful leave (`optimystic leave`): the node retires itself,
+    /// hands every block it holds to the blocks' next configurations and is
+    /// replaced wherever it is a member. Returns how far it has come.
+    pub async fn leave(&self) -> Result<LeaveProgress, RepoError> {
+        self.coordinator.leave().await
+    }
+
+    /// How far a leave has come: done once the node is in no configuration
+    /// and every block it held is on every member of its configuration.
+    pub async fn leave_progress(&self) -> Result<LeaveProgress, RepoError> {
+        self.coordinator.leave_progress().await
     }
 
     /// The node's configurations and peer book.

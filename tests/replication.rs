@@ -396,3 +396,187 @@ async fn misplaced(c: &TestCluster, ids: &[BlockId], regions: &[Region]) -> Vec<
     }
     wrong
 }
+
+/// Graceful leave (docs/OPERATIONS.md, "Leaving the network"), twice, with
+/// writes flowing through the other nodes all along. Of four nodes, one leaves
+/// with `optimystic leave`: it exits 0, and by then — asked as an outside peer
+/// over the cluster protocol — the node is in no configuration and stores no
+/// block, and every block is on every member of its configuration. A newcomer
+/// brings the network back to four, and another node leaves on SIGTERM
+/// (`--leave-on-shutdown`) and exits 0 the same way. The history checker then
+/// finds every acknowledged write on the three that stay: nothing lost.
+#[actix_rt::test]
+async fn a_node_leaves_gracefully_under_writes_and_leaves_nothing_under_replicated() {
+    let _heavy = heavy();
+    let on_shutdown = 3;
+    let mut c = TestCluster::start_with_env(
+        4,
+        &WATCHED,
+        &[(on_shutdown, "OPTIMYSTIC_LEAVE_ON_SHUTDOWN", "true")],
+    )
+    .await;
+    let mut w = support::faults::Workload::create(&c.client(0), "leave", 12).await;
+    for k in 0..12 {
+        assert!(w.step(&c.client(k % 4), k).await, "{:?}", w.last_error);
+    }
+    // 1. `optimystic leave` of node 1, writes going on through the others.
+    let leaver = 1;
+    let http = c.node(leaver).http_addr().unwrap();
+    let job = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BIN)
+            .args(["leave", "--http", &http, "--wait", "120"])
+            .output()
+            .unwrap()
+    });
+    let during = writes_until(&c, &mut w, &[0, 2, 3], || job.is_finished()).await;
+    let out = job.await.unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "optimystic leave: {said}");
+    assert!(said.contains("left:"), "{said}");
+    assert!(during > 0, "no write was acknowledged during the leave");
+    let gone = c.peer_id(leaver).to_string();
+    let held = heads_of(&c, leaver).await;
+    assert!(held.is_empty(), "the node that left still stores {held:?}");
+    let node = c.take_for_good(leaver);
+    assert_eq!(placed_without(&c, &gone, &w).await, Vec::<String>::new());
+    assert_eq!(node.stop(), Some(0));
+    // 2. A newcomer; then node 3 leaves on SIGTERM, writes going on.
+    let newcomer = c.join();
+    c.settle().await;
+    let staying = [0, 2, newcomer];
+    for k in 0..6 {
+        w.step(&c.client(staying[k % 3]), k).await;
+    }
+    let gone = c.peer_id(on_shutdown).to_string();
+    let node = c.take_for_good(on_shutdown);
+    let job = tokio::task::spawn_blocking(move || node.stop_within(Duration::from_secs(120)));
+    let during = writes_until(&c, &mut w, &staying, || job.is_finished()).await;
+    assert_eq!(
+        job.await.unwrap(),
+        Some(0),
+        "--leave-on-shutdown exits 0 once it left"
+    );
+    assert!(during > 0, "no write was acknowledged during the leave");
+    assert_eq!(placed_without(&c, &gone, &w).await, Vec::<String>::new());
+    // 3. Nothing acknowledged is lost, on the three that stay.
+    let report = support::faults::check(
+        &c,
+        &mut w,
+        support::faults::release_bound(Duration::from_secs(3)),
+    )
+    .await;
+    assert!(report.acked >= 30, "{report:?}");
+}
+
+/// Runs the workload through `through` until `done`; returns how many writes
+/// were acknowledged.
+async fn writes_until(
+    c: &TestCluster,
+    w: &mut support::faults::Workload,
+    through: &[usize],
+    done: impl Fn() -> bool,
+) -> usize {
+    let (mut k, mut acked) = (0, 0);
+    while !done() {
+        if w.step(&c.client(through[k % through.len()]), k).await {
+            acked += 1;
+        }
+        k += 1;
+    }
+    acked
+}
+
+/// What node `i` stores, every region asked (the cluster protocol's `heads`).
+async fn heads_of(c: &TestCluster, i: usize) -> Vec<BlockHead> {
+    optimystic_actors::net::cluster_heads(
+        &c.net,
+        c.peer_id(i).parse().unwrap(),
+        vec![c.addr(i).parse().unwrap()],
+        Region::all().collect(),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap()
+}
+
+/// Within 30 s, on every member: no configuration has `gone`, each has the
+/// cluster size, and every block of the workload is held at one latest
+/// revision, at or past its last acknowledged one, by every member of its
+/// configuration (nothing under-replicated). Otherwise what is still wrong.
+async fn placed_without(c: &TestCluster, gone: &str, w: &support::faults::Workload) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let wrong = placement_problems(c, gone, w).await;
+        if wrong.is_empty() || Instant::now() >= deadline {
+            return wrong;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn placement_problems(
+    c: &TestCluster,
+    gone: &str,
+    w: &support::faults::Workload,
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let mut heads: BTreeMap<String, BTreeMap<BlockId, Option<TrxRev>>> = BTreeMap::new();
+    let mut configs: BTreeMap<Region, Config> = BTreeMap::new();
+    for i in c.members() {
+        let Ok(view) = optimystic_actors::net::cluster_configs(
+            &c.net,
+            c.peer_id(i).parse().unwrap(),
+            vec![c.addr(i).parse().unwrap()],
+            Region::all().collect(),
+            Duration::from_secs(10),
+        )
+        .await
+        else {
+            return vec![format!("node {i} did not answer configs")];
+        };
+        for v in view.view {
+            match v.config {
+                Some(cfg) if cfg.members.contains(gone) || cfg.members.len() != 3 => {
+                    wrong.push(format!("node {i}: region {:?} has {cfg:?}", v.region));
+                }
+                Some(cfg) => {
+                    configs.insert(v.region, cfg);
+                }
+                None => wrong.push(format!("node {i}: no configuration of {:?}", v.region)),
+            }
+        }
+        let held = heads_of(c, i).await;
+        heads.insert(
+            c.peer_id(i).to_string(),
+            held.into_iter().map(|h| (h.block_id, h.latest)).collect(),
+        );
+    }
+    for (block, acked) in &w.acked {
+        let id = bid(block);
+        let Some(cfg) = configs.get(&Region::of(&id)) else {
+            continue;
+        };
+        let at: Vec<Option<Rev>> = cfg
+            .members
+            .iter()
+            .map(|m| {
+                heads
+                    .get(m)
+                    .and_then(|h| h.get(&id).cloned().flatten())
+                    .map(|l| l.rev)
+            })
+            .collect();
+        let last = acked.last().map_or(1, |(rev, _)| *rev);
+        if at.windows(2).any(|p| p[0] != p[1]) || at[0].is_none_or(|r| r < last) {
+            wrong.push(format!(
+                "{block}: members {:?} hold {at:?}, acknowledged up to {last}",
+                cfg.members
+            ));
+        }
+    }
+    wrong
+}

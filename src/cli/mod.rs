@@ -6,6 +6,7 @@ mod devnet;
 mod env_error;
 mod http;
 mod latency;
+mod leave;
 mod node;
 mod peers;
 mod repo;
@@ -75,6 +76,14 @@ pub enum Command {
     Repo(RepoArgs),
     /// A node's peers: list them, or remove one from every configuration.
     Peers(PeersArgs),
+    /// Leave the network gracefully: the node hands every block it holds to the
+    /// blocks' next configurations and is replaced wherever it is a member.
+    ///
+    /// Waits (up to `--wait`) and exits 0 only once the node is in no
+    /// configuration and every block it held is on every member of its
+    /// configuration; then stop the node. A configuration never drops below
+    /// --cluster-size: with too few other live peers the leave cannot finish.
+    Leave(LeaveArgs),
     /// Take a consistent backup of a running node's blocks (embedded storage)
     /// from its HTTP admin server into the file OUT.
     Backup {
@@ -134,6 +143,16 @@ pub struct RemoveArgs {
     pub admin: AdminArgs,
     /// Seconds to wait for the node's configurations to drop PEER.
     #[arg(long, default_value_t = 120)]
+    pub wait: u64,
+}
+
+/// Arguments of `optimystic leave`.
+#[derive(Debug, clap::Args)]
+pub struct LeaveArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// Seconds to wait for the leave to finish (0: start it and return).
+    #[arg(long, default_value_t = 300)]
     pub wait: u64,
 }
 
@@ -215,6 +234,14 @@ pub struct NodeArgs {
     /// may still connect as clients [default: anyone may be a member].
     #[arg(long, env = "OPTIMYSTIC_ALLOW_PEERS")]
     pub allow_peers: Option<String>,
+    /// On SIGINT/SIGTERM, first leave the network gracefully (as `optimystic
+    /// leave`), then stop; a second signal stops at once. Exits 1 if the leave
+    /// did not finish [default: off].
+    #[arg(long, env = "OPTIMYSTIC_LEAVE_ON_SHUTDOWN", num_args = 0..=1, default_missing_value = "true")]
+    pub leave_on_shutdown: Option<bool>,
+    /// Longest wait for --leave-on-shutdown's leave, in ms [default: 300000].
+    #[arg(long, env = "OPTIMYSTIC_LEAVE_TIMEOUT_MS")]
+    pub leave_timeout_ms: Option<u64>,
 }
 
 impl NodeArgs {
@@ -239,6 +266,8 @@ impl NodeArgs {
             repair_rate: self.repair_rate,
             network_key: self.network_key.clone(),
             allow_peers: self.allow_peers.clone(),
+            leave_on_shutdown: self.leave_on_shutdown,
+            leave_timeout_ms: self.leave_timeout_ms,
         };
         crate::config::Settings::resolve(self.config.as_deref(), o)
     }
@@ -419,6 +448,7 @@ pub fn run(cli: Cli) -> i32 {
                 std::time::Duration::from_secs(r.wait),
             ),
         },
+        Command::Leave(a) => leave::leave(&a.admin.http, std::time::Duration::from_secs(a.wait)),
         Command::Devnet(a) => {
             init_logging("text");
             devnet::run(a)

@@ -1,4 +1,5 @@
-//! `optimystic node`: run until SIGINT/SIGTERM, then shut down cleanly.
+//! `optimystic node`: run until SIGINT/SIGTERM, then shut down cleanly (with
+//! `--leave-on-shutdown`, after leaving the network gracefully).
 
 use std::io::Write;
 
@@ -63,7 +64,42 @@ async fn serve(settings: Settings) -> Result<(), String> {
             _ = int.recv() => break,
         }
     }
+    let left = if settings.leave_on_shutdown {
+        let wait = std::time::Duration::from_millis(settings.leave_timeout_ms);
+        tokio::select! {
+            r = leave(&node, wait) => r,
+            _ = term.recv() => Err("leave interrupted by a second signal".to_string()),
+            _ = int.recv() => Err("leave interrupted by a second signal".to_string()),
+        }
+    } else {
+        Ok(())
+    };
     tracing::info!("shutting down");
     node.shutdown().await;
+    left
+}
+
+/// `--leave-on-shutdown`: leaves the network, waiting up to `wait` until the
+/// node is in no configuration and every block it held is on every member of
+/// its configuration.
+async fn leave(node: &crate::node::NodeHandle, wait: std::time::Duration) -> Result<(), String> {
+    tracing::info!("leaving the network before stopping");
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut progress = node.repo().leave().await.map_err(|e| e.to_string())?;
+    while !progress.done {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "not left after {wait:?}: still a member of {} regions, {} blocks stored ({} other live peers, {} needed)",
+                progress.regions, progress.copies, progress.replacements, progress.cluster_size
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        progress = node
+            .repo()
+            .leave_progress()
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    tracing::info!("left the network");
     Ok(())
 }

@@ -235,6 +235,13 @@ impl TestCluster {
         self.retired[i] = true;
     }
 
+    /// Takes node `i`'s process out of the cluster for good (to stop it, for
+    /// instance with `--leave-on-shutdown`): it no longer counts as a member.
+    pub fn take_for_good(&mut self, i: usize) -> NodeProcess {
+        self.retired[i] = true;
+        self.nodes[i].take().unwrap()
+    }
+
     /// Node `i`'s process (it must be running).
     pub fn node(&self, i: usize) -> &NodeProcess {
         self.nodes[i].as_ref().unwrap()

@@ -130,10 +130,15 @@ impl NodeProcess {
     }
 
     /// SIGTERM, then wait (deadline 30 s); returns the exit code.
-    pub fn stop(mut self) -> Option<i32> {
+    pub fn stop(self) -> Option<i32> {
+        self.stop_within(Duration::from_secs(30))
+    }
+
+    /// SIGTERM, then wait up to `limit`; returns the exit code.
+    pub fn stop_within(mut self, limit: Duration) -> Option<i32> {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();

@@ -40,10 +40,11 @@ pub(crate) enum BlockOp {
         rev: Rev,
         transform: Arc<Transform>,
     },
-    /// Forget this copy if it still ends at `expected` with nothing pending
-    /// (hand-off).
+    /// Forget this copy if it still ends at `expected` with exactly `pending`
+    /// pending (hand-off).
     Drop {
         expected: crate::model::TrxRev,
+        pending: Vec<crate::model::TrxId>,
     },
     /// Store a peer's archive (`authoritative`: replace what differs).
     Restore {

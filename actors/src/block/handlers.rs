@@ -72,9 +72,9 @@ fn plan(st: &BlockStorage, op: &BlockOp) -> Result<Plan, RepoError> {
             prepared: Prepared::default(),
             write: Some(st.plan_restore_with((**archive).clone(), *authoritative)?),
         },
-        BlockOp::Drop { expected } => Plan {
+        BlockOp::Drop { expected, pending } => Plan {
             prepared: Prepared::default(),
-            write: st.plan_drop(expected)?,
+            write: st.plan_drop(expected, pending)?,
         },
         BlockOp::Commit { trx, rev } => commit_plan(st.plan_commit(trx, *rev)?),
         BlockOp::Cancel { trx } => Plan {

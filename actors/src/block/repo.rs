@@ -233,11 +233,16 @@ impl StorageRepo {
     }
 
     /// Forgets this node's copy of `id` if it still ends at `expected` with
-    /// nothing pending (a hand-off; the caller checked that the block's
-    /// configuration holds it). Whether the copy is gone.
-    pub async fn drop_copy(&self, id: &BlockId, expected: TrxRev) -> Result<bool, RepoError> {
+    /// exactly `pending` pending, those too (a hand-off; the caller checked that
+    /// the block's configuration holds it). Whether the copy is gone.
+    pub async fn drop_copy(
+        &self,
+        id: &BlockId,
+        expected: TrxRev,
+        pending: Vec<TrxId>,
+    ) -> Result<bool, RepoError> {
         let msg = Prepare {
-            op: BlockOp::Drop { expected },
+            op: BlockOp::Drop { expected, pending },
             mode: Mode::Solo,
         };
         self.registry.call(id, msg).await??;

@@ -105,7 +105,7 @@ impl Coordinator {
         let name = id.to_string();
         if id == self.me {
             return Err(RepoError::Invalid(
-                "a node does not remove itself: run the command on another member".into(),
+                "a node does not remove itself: run `optimystic leave` on it, or this command on another member".into(),
             ));
         }
         let regions = self.configs.regions_with(&name);
@@ -186,8 +186,10 @@ impl Coordinator {
         let mut steps: BTreeMap<(Config, Config), Vec<Region>> = BTreeMap::new();
         for (config, regions) in table.groups() {
             let leader = config.members.iter().find(|m| names.contains(*m));
-            let retiring =
-                names.contains(&me) && config.members.iter().any(|m| retired.contains(m));
+            // A leaving node (retired itself) is in no candidate list, yet it
+            // holds the data: it leads its own replacement.
+            let retiring = (names.contains(&me) || config.members.contains(&me))
+                && config.members.iter().any(|m| retired.contains(m));
             if leader != Some(&me) && !retiring {
                 continue;
             }
@@ -220,7 +222,7 @@ impl Coordinator {
     }
 
     /// Every block this node stores.
-    async fn stored_blocks(&self) -> Result<Vec<BlockId>, RepoError> {
+    pub(super) async fn stored_blocks(&self) -> Result<Vec<BlockId>, RepoError> {
         let raw = self.repo.registry().raw().clone();
         Ok(tokio::task::spawn_blocking(move || raw.list_blocks())
             .await

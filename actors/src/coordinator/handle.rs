@@ -117,7 +117,8 @@ impl CoordinatorHandle {
     /// Starts the placement driver on the current arbiter: every
     /// `PLACEMENT_INTERVAL` it takes the next configuration step due in the
     /// regions this node leads, and every few seconds sends co-members the
-    /// changes they missed. It stops with the coordinator.
+    /// changes they missed; while the node leaves, every second a hand-off
+    /// pass. It stops with the coordinator.
     pub fn start_placement(&self) {
         let weak = Arc::downgrade(&self.inner);
         actix_rt::spawn(async move {
@@ -129,6 +130,20 @@ impl CoordinatorHandle {
                 // Steps follow one another at once while some are due.
                 while inner.place().await {}
                 inner.bring_up_lagging_if_due().await;
+            }
+        });
+        // A leaving node forgets what its configurations hold in full as soon
+        // as they do (see `leave.rs`).
+        let weak = Arc::downgrade(&self.inner);
+        actix_rt::spawn(async move {
+            loop {
+                tokio::time::sleep(super::leave::LEAVE_HAND_OFF).await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                if inner.leaving() {
+                    inner.hand_off().await;
+                }
             }
         });
     }
@@ -183,6 +198,18 @@ impl CoordinatorHandle {
     /// list it.
     pub async fn retire(&self, peer: &str) -> Result<usize, RepoError> {
         self.inner.retire(peer).await
+    }
+
+    /// Starts a graceful leave (`optimystic leave`; see docs/OPERATIONS.md):
+    /// this node retires itself and is replaced wherever it is a member. Returns
+    /// how far it has come.
+    pub async fn leave(&self) -> Result<super::LeaveProgress, RepoError> {
+        self.inner.leave().await
+    }
+
+    /// How far a leave has come (see [`Self::leave`]).
+    pub async fn leave_progress(&self) -> Result<super::LeaveProgress, RepoError> {
+        self.inner.leave_progress().await
     }
 
     /// The node's configurations.

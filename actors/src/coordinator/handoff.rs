@@ -2,7 +2,8 @@
 //! node that is no longer a member of a region's configuration keeps its copies
 //! of the region's blocks until a majority of that configuration reports each
 //! block at or past this copy's latest revision (by their `heads`), then
-//! forgets the copy and its space comes back. A copy it still keeps is a cache:
+//! forgets the copy and its space comes back (a leaving node waits for every
+//! member, see [`super::leave`]). A copy it still keeps is a cache:
 //! a node outside a block's configuration compares every read with the
 //! configuration (catch-up), so it never serves it as current.
 
@@ -21,6 +22,10 @@ impl Coordinator {
     /// found no copy to hand off (it scans every stored block).
     pub(super) async fn hand_off(&self) -> usize {
         let Ok(net) = self.net() else {
+            return 0;
+        };
+        // One pass at a time (anti-entropy's, and a leave's progress checks).
+        let Ok(_pass) = self.handing_off.try_lock() else {
             return 0;
         };
         let view = net.member_view();
@@ -109,13 +114,26 @@ impl Coordinator {
             .filter_map(Result::ok)
             .map(|heads| heads.into_iter().map(|h| (h.block_id, h.latest)).collect())
             .collect();
-        let need = majority(config.members.len());
+        // A leaving node keeps each copy until the whole configuration holds
+        // it: its leave is over only when nothing it held is under-replicated.
+        let leaving = self.leaving();
+        let need = if leaving {
+            config.members.len()
+        } else {
+            majority(config.members.len())
+        };
         let mut dropped = 0;
-        for h in copies.iter().filter(|h| h.pending.is_empty()) {
+        // A pending transaction here counts for nothing once this node is out
+        // of the configuration (its members vote on the commit; a newcomer got
+        // those a majority held inside its change), but outside a leave a copy
+        // with one is kept for now (docs/CONSENSUS.md, "Hand-off").
+        for h in copies.iter().filter(|h| leaving || h.pending.is_empty()) {
             let Some(local) = &h.latest else {
                 continue;
             };
-            if held_by(&answers, &h.block_id, local) < need {
+            let held = held_by(&answers, &h.block_id, local);
+            if held < need {
+                tracing::debug!(block = %h.block_id, ?local, held, need, answered = answers.len(), "copy kept: not held widely enough yet");
                 continue;
             }
             if self.configs.generation() != generation {
@@ -124,7 +142,11 @@ impl Coordinator {
             if self.members.changing(Region::of(&h.block_id)) {
                 continue;
             }
-            match self.repo.drop_copy(&h.block_id, local.clone()).await {
+            match self
+                .repo
+                .drop_copy(&h.block_id, local.clone(), h.pending.clone())
+                .await
+            {
                 Ok(true) => dropped += 1,
                 Ok(false) => {}
                 Err(e) => tracing::debug!(block = %h.block_id, error = %e, "cannot forget a copy"),

@@ -12,6 +12,7 @@
 //! - [`lagging`]: sending co-members the configuration changes they missed;
 //! - [`entropy`]: anti-entropy, comparing region digests with co-members;
 //! - [`handoff`]: forgetting copies of regions this node left, once held there;
+//! - [`leave`]: a graceful leave, this node replacing itself everywhere;
 //! - [`strays`]: dropping pending transactions only a minority holds;
 //! - [`handle`]: the actor and its typed handle (a [`crate::model::Repo`]).
 //!
@@ -29,6 +30,7 @@ mod handle;
 mod handoff;
 mod handover;
 mod lagging;
+mod leave;
 mod plan;
 mod split;
 mod strays;
@@ -49,6 +51,7 @@ use crate::net::NetClient;
 
 pub use entropy::EntropySettings;
 pub use handle::{CoordinatorActor, CoordinatorHandle};
+pub use leave::LeaveProgress;
 
 /// Transaction outcomes and phase latencies, as the coordinator saw them.
 #[derive(Debug, Default)]
@@ -141,6 +144,8 @@ pub struct Coordinator {
     strays_seen: parking_lot::Mutex<strays::FirstSeen>,
     /// What anti-entropy did.
     repair_metrics: Arc<crate::repair::RepairMetrics>,
+    /// Held by the hand-off pass running now.
+    handing_off: tokio::sync::Mutex<()>,
 }
 
 impl Coordinator {
@@ -179,6 +184,7 @@ impl Coordinator {
             entropy: parking_lot::Mutex::default(),
             strays_seen: parking_lot::Mutex::default(),
             repair_metrics: Arc::default(),
+            handing_off: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -298,13 +298,23 @@ impl BlockStorage {
     /// Plans forgetting this copy (hand-off: the block's configuration holds it
     /// and this node is no longer a member): every record of the block, its
     /// metadata first. `None` — nothing to do — unless the copy still ends at
-    /// `expected` and holds no pending transaction (it changed since the check).
-    pub fn plan_drop(&self, expected: &TrxRev) -> Result<Option<(WriteBatch, Effect)>, RepoError> {
-        if self.latest() != Some(expected) || !self.state.pending.is_empty() {
+    /// `expected` with exactly `pending` pending (it changed since the check).
+    pub fn plan_drop(
+        &self,
+        expected: &TrxRev,
+        pending: &[TrxId],
+    ) -> Result<Option<(WriteBatch, Effect)>, RepoError> {
+        if self.latest() != Some(expected) || !self.state.pending.keys().eq(pending.iter()) {
             return Ok(None);
         }
         let id = &self.id;
         let mut ops = vec![WriteOp::DeleteMeta { block: id.clone() }];
+        for trx in pending {
+            ops.push(WriteOp::DeletePending {
+                block: id.clone(),
+                trx: trx.clone(),
+            });
+        }
         for tr in self.raw.list_revisions(id, 0, expected.rev)? {
             ops.push(WriteOp::DeleteRevision {
                 block: id.clone(),
