@@ -238,6 +238,96 @@ async fn a_cancel_a_member_missed_is_made_good() {
     );
 }
 
+/// A member's catch-up takes the majority's revisions, never a holder's pending
+/// transactions (docs/CONSENSUS.md, "Anti-entropy"): member 2, cut off while a
+/// write and the pend of `x` went through the others, and hearing no decision of
+/// node 0's, is brought to revision 2 by anti-entropy from a copy holding `x`
+/// pending — and holds nothing pending, as it applied no pend of `x`. Committed
+/// then through node 1, `x` reaches member 2 too (its transform fetched from a
+/// holder), and no copy is left holding it.
+#[actix_rt::test]
+async fn a_member_catching_up_takes_revisions_and_not_the_pends_of_others() {
+    let _heavy = heavy();
+    let mut c = TestCluster::start(3, &WATCHED).await;
+    write(&c.client(0), "took-1", 1, insert("took"))
+        .await
+        .unwrap();
+    c.wait_in_sync(2, &["took".to_string()], Duration::from_secs(30))
+        .await;
+    c.drop_decisions(0, 2);
+    c.cut(&[0, 1], &[2]).await;
+    write(&c.client(0), "took-2", 2, append("took", 2))
+        .await
+        .unwrap();
+    let x = c.pend_append(0, "took", "took-x", 3, 3).await;
+    assert_eq!(
+        copy_of(&c, 2).await,
+        (Some(1), Vec::new()),
+        "member 2 was not cut off"
+    );
+    c.uncut().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while copy_of(&c, 2).await.0 != Some(2) {
+        assert!(
+            Instant::now() < deadline,
+            "member 2 never caught up: {:?}",
+            copy_of(&c, 2).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in [0, 1] {
+        assert_eq!(copy_of(&c, i).await, (Some(2), vec![x.clone()]), "node {i}");
+    }
+    assert_eq!(
+        copy_of(&c, 2).await,
+        (Some(2), Vec::new()),
+        "member 2 took a pend it never applied"
+    );
+    let commit = c
+        .client(1)
+        .commit(CommitRequest {
+            trx_id: x.clone(),
+            block_ids: vec![bid("took")],
+            rev: 3,
+            header_id: None,
+            tail_id: None,
+        })
+        .await
+        .unwrap();
+    assert!(commit.is_success(), "{commit:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in 0..3 {
+        while copy_of(&c, i).await != (Some(3), Vec::new()) {
+            assert!(
+                Instant::now() < deadline,
+                "node {i}: {:?}",
+                copy_of(&c, i).await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Where node `i`'s own copy of `took` ends, and what it holds pending.
+async fn copy_of(c: &TestCluster, i: usize) -> (Option<Rev>, Vec<TrxId>) {
+    let got = optimystic_actors::net::fetch_archive(
+        &c.net,
+        c.peer_id(i).parse().unwrap(),
+        vec![c.addr(i).parse().unwrap()],
+        &bid("took"),
+        Some(1),
+        Duration::from_secs(10),
+    )
+    .await
+    .ok()
+    .flatten();
+    let rev = got
+        .as_ref()
+        .and_then(|a| a.revisions.last())
+        .map(|r| r.trx_rev.rev);
+    (rev, c.pending_on(i, "took").await)
+}
+
 /// `optimystic inspect --block` (and `GET /v1/blocks/{id}` under it) names,
 /// for each member of the block's configuration, what its own copy holds: with
 /// node 2 down, nodes 0 and 1 at the revision just written, node 2 unreachable.

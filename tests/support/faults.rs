@@ -354,6 +354,21 @@ impl TestCluster {
         }
     }
 
+    /// Ends every partition [`Self::cut`] made, keeping the other faults.
+    /// Returns once every node has applied it.
+    pub async fn uncut(&mut self) {
+        let cut: Vec<usize> = (0..self.len())
+            .filter(|i| !self.rules[*i].cut.is_empty())
+            .collect();
+        for i in &cut {
+            self.rules[*i].cut.clear();
+            self.write_rules(*i);
+        }
+        for i in cut {
+            self.node(i).wait_line("fault: cut 0 peers").await;
+        }
+    }
+
     /// Fails every request node `from` sends to node `to` (one direction).
     pub fn drop(&mut self, from: usize, to: usize) {
         self.rules[from].drop.insert(to);

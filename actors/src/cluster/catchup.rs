@@ -12,6 +12,11 @@
 //! holds another write at some revision than a majority does is repaired
 //! (docs/CONSENSUS.md, "Repairing a diverged copy").
 //!
+//! A member's copy takes the holders' revisions only, never their pending
+//! transactions: a member holds pending what it applied itself (or was handed
+//! as a newcomer), so no commit or cancel it will never hear of leaves a pend
+//! behind on it.
+//!
 //! Peers answer the archive requests straight from storage, never behind a
 //! BlockActor that may itself be restoring, so two nodes catching the same block
 //! up at once never wait on each other.
@@ -134,7 +139,10 @@ impl CatchUp {
             // A holder may have applied this very decision, or later ones, since
             // it promised: its history still holds the base, and this copy takes
             // it up to the base only.
-            let Some(archive) = up_to(archive, wanted).filter(|a| a.block_id == *block) else {
+            let Some(archive) = up_to(archive, wanted)
+                .filter(|a| a.block_id == *block)
+                .map(revisions_only)
+            else {
                 continue;
             };
             // It must reach back to this copy's latest, or the restored history
@@ -321,7 +329,7 @@ impl CatchUp {
         // no longer reach a majority (they are past it).
         let holders: Vec<PeerAddrs> = holders.into_iter().map(|p| (p, Vec::new())).collect();
         match &target {
-            Some(_) => self.reach_majority(block, &target, &holders).await,
+            Some(_) => self.reach_majority(block, &target, &holders, member).await,
             None => false,
         }
     }
@@ -348,12 +356,14 @@ impl CatchUp {
         }
     }
 
-    /// Restores or repairs `block` to `target`, held by a majority (`holders`).
+    /// Restores or repairs `block` to `target`, held by a majority (`holders`);
+    /// a `member`'s copy takes their revisions only.
     async fn reach_majority(
         &self,
         block: &BlockId,
         target: &Option<TrxRev>,
         holders: &[PeerAddrs],
+        member: bool,
     ) -> bool {
         let Some(net) = self.net.get() else {
             return false;
@@ -371,9 +381,12 @@ impl CatchUp {
                 CATCH_UP_TIMEOUT,
             )
             .await;
-            let Ok(Some(archive)) = fetched else {
+            let Ok(Some(mut archive)) = fetched else {
                 continue;
             };
+            if member {
+                archive = revisions_only(archive);
+            }
             if archive_latest(&archive) != *target {
                 continue;
             }
@@ -398,6 +411,16 @@ fn up_to(mut a: BlockArchive, base: &TrxRev) -> Option<BlockArchive> {
     let at = a.revisions.iter().position(|r| r.trx_rev == *base)?;
     a.revisions.truncate(at + 1);
     Some(a)
+}
+
+/// `a` without its pending transactions. A holder's pend is not this member's:
+/// it did not apply it, so the commit or cancel that settles it may never be
+/// delivered here, and a copy of it would stay pending (and in the pending
+/// union of every later pend) until the stray rule drops it. A commit of such a
+/// transaction fetches its transform from a holder instead.
+fn revisions_only(mut a: BlockArchive) -> BlockArchive {
+    a.pending.clear();
+    a
 }
 
 /// The newest revision of an archive.
