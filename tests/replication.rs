@@ -564,6 +564,100 @@ async fn a_node_leaves_gracefully_under_writes_and_leaves_nothing_under_replicat
     assert!(report.acked >= 30, "{report:?}");
 }
 
+/// The rolling replacement an operator does (issue: data that follows
+/// membership): three nodes hold 40 cold blocks — written once, never touched
+/// again — and a writer appends to four hot blocks all along. Three times, a
+/// new node joins and, once the regions have moved to their targets, one
+/// original is killed for good; the placement driver replaces it after the
+/// dead-peer timeout. After the third step only the three newcomers run: every
+/// cold block reads back, whole, through each of them, and the history checker
+/// finds every acknowledged write of the hot blocks on every member.
+#[actix_rt::test]
+async fn three_originals_replaced_one_at_a_time_lose_no_block() {
+    let _heavy = heavy();
+    let mut flags = WATCHED.to_vec();
+    flags.extend(["--dead-peer-timeout-ms", "3000"]);
+    let mut c = TestCluster::start(3, &flags).await;
+    let mut cold = support::faults::Workload::create(&c.client(0), "cold", 40).await;
+    for k in 0..40 {
+        assert!(
+            cold.step(&c.client(k % 3), k).await,
+            "{:?}",
+            cold.last_error
+        );
+    }
+    let mut hot = support::faults::Workload::create(&c.client(1), "hot", 4).await;
+    let mut live = vec![0, 1, 2];
+    for original in 0..3 {
+        let newcomer = c.join();
+        live.push(newcomer);
+        let (_, during) = writing_during(&c, &mut hot, &live, c.settle()).await;
+        assert!(
+            during > 0,
+            "step {original}: no write acknowledged while the newcomer was taken in"
+        );
+        live.retain(|i| *i != original);
+        c.take_for_good(original).kill();
+        let (_, during) = writing_during(&c, &mut hot, &live, c.settle()).await;
+        assert!(
+            during > 0,
+            "step {original}: no write acknowledged while the dead node was replaced"
+        );
+        let gone = c.peer_id(original).to_string();
+        assert_eq!(
+            placed_without(&c, &gone, &cold).await,
+            Vec::<String>::new(),
+            "step {original}"
+        );
+    }
+    assert_eq!(live, vec![3, 4, 5]);
+    for i in &live {
+        for (b, acked) in &cold.acked {
+            let (rev, value) = acked[0];
+            let got = support::faults::latest_of(&c.client(*i), b).await;
+            assert_eq!(
+                got,
+                Some((rev, serde_json::json!([value]))),
+                "cold block {b} through node {i}"
+            );
+        }
+    }
+    let report = support::faults::check(
+        &c,
+        &mut hot,
+        support::faults::release_bound(Duration::from_secs(3)),
+    )
+    .await;
+    assert!(report.acked >= 12, "{report:?}");
+}
+
+/// Runs the workload through `through` while `phase` runs; returns what the
+/// phase came to and how many writes were acknowledged meanwhile.
+async fn writing_during<T>(
+    c: &TestCluster,
+    w: &mut support::faults::Workload,
+    through: &[usize],
+    phase: impl std::future::Future<Output = T>,
+) -> (T, usize) {
+    let done = std::cell::Cell::new(false);
+    let phase = async {
+        let t = phase.await;
+        done.set(true);
+        t
+    };
+    let writes = async {
+        let (mut k, mut acked) = (0, 0);
+        while !done.get() {
+            if w.step(&c.client(through[k % through.len()]), k).await {
+                acked += 1;
+            }
+            k += 1;
+        }
+        acked
+    };
+    futures::join!(phase, writes)
+}
+
 /// Runs the workload through `through` until `done`; returns how many writes
 /// were acknowledged.
 async fn writes_until(
