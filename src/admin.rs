@@ -211,8 +211,21 @@ struct StatusReply {
     active_transactions: i64,
     inbound_requests: usize,
     live_block_actors: i64,
+    replication: ReplicationStatus,
     uptime_seconds: u64,
     version: &'static str,
+}
+
+/// Data that follows membership, as this node sees it (the `/metrics` of the
+/// same names: docs/OPERATIONS.md, "Watching replication").
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReplicationStatus {
+    caught_up: bool,
+    under_replicated: i64,
+    repair_queue: i64,
+    blocks_repaired: u64,
+    antientropy_rounds: u64,
 }
 
 #[derive(Serialize)]
@@ -264,6 +277,16 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
         active_transactions: state.engine.repo.active(),
         inbound_requests: net.inbound_in_flight,
         live_block_actors: state.engine.registry.live.get(),
+        replication: {
+            let r = state.repo.repair_metrics();
+            ReplicationStatus {
+                caught_up: r.caught_up.get() > 0,
+                under_replicated: r.under_replicated.get(),
+                repair_queue: r.queue_depth.get(),
+                blocks_repaired: r.blocks_repaired.get(),
+                antientropy_rounds: r.rounds.get(),
+            }
+        },
         uptime_seconds: state.started.elapsed().as_secs(),
         version: env!("CARGO_PKG_VERSION"),
     })

@@ -34,6 +34,7 @@ use optimystic_actors::net::{
     build_swarm, load_or_create_identity, Dial, Drain, Listen, NetClient, NetConfig, NetError,
     NetEvent, NetMetrics, ProtocolIds, SwarmActor,
 };
+use optimystic_actors::repair::queue::RepairQueue;
 use optimystic_actors::service::export::NodeCollector;
 use optimystic_actors::service::{restore_from_peers, Consensus, RepoService};
 use optimystic_actors::storage::{
@@ -348,6 +349,11 @@ impl NodeRepo {
         self.coordinator.configs()
     }
 
+    /// What anti-entropy and repair did on this node.
+    pub fn repair_metrics(&self) -> &Arc<optimystic_actors::repair::RepairMetrics> {
+        self.coordinator.repair_metrics()
+    }
+
     /// This node's own store, bypassing consensus (tests, tools).
     pub fn local(&self) -> &StorageRepo {
         &self.local
@@ -416,6 +422,9 @@ pub struct NodeHandle {
     http: Option<(actix_web::dev::ServerHandle, SocketAddr)>,
 }
 
+/// The repair queue's file in the data directory.
+const REPAIR_QUEUE_FILE: &str = "repair-queue";
+
 impl NodeHandle {
     /// Opens storage, starts the actors and listens. Must run inside an actix System.
     pub async fn start(cfg: NodeConfig) -> Result<Self, NodeError> {
@@ -425,11 +434,22 @@ impl NodeHandle {
             let raw = open_storage_with(kind, &dir, EmbeddedOptions::cluster_node())
                 .map_err(RepoError::from)?;
             let key = load_or_create_identity(&dir)?;
-            Ok::<_, NodeError>((raw, key))
+            // The repair queue lives beside the data it repairs (volatile
+            // storage keeps a volatile queue).
+            let queue = match kind {
+                StorageKind::Memory => RepairQueue::in_memory(),
+                _ => RepairQueue::open(&dir.join(REPAIR_QUEUE_FILE)).map_err(|e| {
+                    NodeError::Config(format!(
+                        "cannot open the repair queue {}: {e}",
+                        dir.join(REPAIR_QUEUE_FILE).display()
+                    ))
+                })?,
+            };
+            Ok::<_, NodeError>((raw, key, queue))
         })
         .await
         .map_err(|e| NodeError::Config(format!("start-up task failed: {e}")))?;
-        let (raw, key) = opened?;
+        let (raw, key, queue) = opened?;
         let peer_id = key.public().to_peer_id();
         let key_for_configs = key.clone();
         let mut net_cfg = cfg.net.clone();
@@ -469,13 +489,16 @@ impl NodeHandle {
         members.set_max_lifetime(net_cfg.request_timeout * 4);
         let swarm_arbiter = Arbiter::try_new()
             .map_err(|e| NodeError::Config(format!("cannot start arbiter: {e}")))?;
-        let coordinator = CoordinatorHandle::start(Coordinator::new(
-            key.clone(),
-            repo.clone(),
-            net_cell.clone(),
-            members.clone(),
-            net_cfg.request_timeout,
-        ))
+        let coordinator = CoordinatorHandle::start(
+            Coordinator::new(
+                key.clone(),
+                repo.clone(),
+                net_cell.clone(),
+                members.clone(),
+                net_cfg.request_timeout,
+            )
+            .with_repair_queue(queue),
+        )
         .with_idle_actor(&swarm_arbiter.handle());
         let cluster_actors = vec![
             members.metrics().clone(),

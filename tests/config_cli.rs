@@ -102,6 +102,10 @@ fn status_and_inspect_read_a_running_node() {
         text.contains(&node.peer_id()) && text.contains("storage            embedded"),
         "{text}"
     );
+    assert!(
+        text.contains("0 blocks under-replicated · 0 queued for repair"),
+        "{text}"
+    );
     // Its listen addresses are printed with the node's id, ready for --peer.
     assert!(
         text.lines()

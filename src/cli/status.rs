@@ -129,6 +129,19 @@ fn status_text(addr: &str) -> Result<String, String> {
     out += &format!("active writes      {}\n", s("activeTransactions"));
     out += &format!("inbound requests   {}\n", s("inboundRequests"));
     out += &format!("cluster size       {}\n", s("clusterSize"));
+    let r = &v["replication"];
+    out += &format!(
+        "replication        {} · {} blocks under-replicated · {} queued for repair · {} repaired in {} anti-entropy rounds\n",
+        if r["caughtUp"].as_bool() == Some(true) {
+            "caught up"
+        } else {
+            "catching up"
+        },
+        r["underReplicated"],
+        r["repairQueue"],
+        r["blocksRepaired"],
+        r["antientropyRounds"]
+    );
     out += "listen addresses\n";
     for a in v["listenAddrs"].as_array().into_iter().flatten() {
         out += &format!("  {}\n", a.as_str().unwrap_or("?"));

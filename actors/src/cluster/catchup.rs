@@ -245,18 +245,26 @@ impl CatchUp {
     }
 
     /// Compares `blocks` with their cluster now, whatever this node knows of them
-    /// (their approvals disagreed in a record), repairing what a majority shows.
-    pub async fn repair(&self, blocks: &[BlockId]) {
+    /// (their approvals disagreed in a record), repairing what a majority shows;
+    /// returns those the comparison did not settle (too few answered, or no
+    /// majority for one latest revision).
+    pub async fn repair(&self, blocks: &[BlockId]) -> Vec<BlockId> {
         let Some(net) = self.net.get() else {
-            return;
+            return blocks.to_vec();
         };
         let candidates = self.candidates(&net.member_view());
-        futures::future::join_all(
+        let settled = futures::future::join_all(
             blocks
                 .iter()
                 .map(|b| self.catch_up_block(net, &candidates, b)),
         )
         .await;
+        blocks
+            .iter()
+            .zip(settled)
+            .filter(|(_, ok)| !ok)
+            .map(|(b, _)| b.clone())
+            .collect()
     }
 
     /// The peers a block's cluster is chosen from: the connected members and

@@ -67,16 +67,26 @@ impl Coordinator {
     /// One round against the next live co-member, if there is one.
     pub(super) async fn anti_entropy_round(&self, settings: EntropySettings) -> RoundReport {
         let Some((peer, addrs, regions)) = self.next_co_member() else {
-            return RoundReport::default();
+            // Nobody to compare with: what is queued is still tried.
+            let report = RoundReport {
+                blocks_repaired: self.drain_queue(settings.repair_rate).await,
+                ..RoundReport::default()
+            };
+            self.count_under_replicated().await;
+            return report;
         };
         let report = match self.compare_with(peer, &addrs, &regions, settings).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "anti-entropy round failed");
-                RoundReport::default()
+                RoundReport {
+                    blocks_repaired: self.drain_queue(settings.repair_rate).await,
+                    ..RoundReport::default()
+                }
             }
         };
         self.count_round(&report);
+        self.count_under_replicated().await;
         if report.blocks_repaired > 0 {
             tracing::info!(%peer, ?report, "anti-entropy repaired blocks");
         }
@@ -212,8 +222,100 @@ impl Coordinator {
             .collect();
         let blocks = to_compare(&mine, &their_heads);
         report.blocks_checked = blocks.len();
-        report.blocks_repaired = self.repair_paced(&blocks, settings.repair_rate).await;
+        self.enqueue(&blocks);
+        report.blocks_repaired = self.drain_queue(settings.repair_rate).await;
         Ok(report)
+    }
+
+    /// Puts `blocks` in the repair queue (on disk before it returns; a failed
+    /// write is logged, and the blocks are still compared this round).
+    fn enqueue(&self, blocks: &[BlockId]) {
+        if let Err(e) = self.repair_queue.add(blocks) {
+            tracing::warn!(error = %e, "cannot write the repair queue");
+        }
+        self.repair_metrics
+            .queue_depth
+            .set(self.repair_queue.len() as i64);
+    }
+
+    /// Compares every queued block with its cluster, at most `rate` blocks per
+    /// second, and moves each copy to what a majority holds; takes off the
+    /// queue, a second's worth at a time, those the comparison settled.
+    /// Returns how many copies moved.
+    async fn drain_queue(&self, rate: u32) -> usize {
+        let queued = self.repair_queue.snapshot();
+        let per_second = rate.max(1) as usize;
+        let mut repaired = 0;
+        let chunks = queued.chunks(per_second);
+        let last = chunks.len().saturating_sub(1);
+        for (i, chunk) in chunks.enumerate() {
+            let started = Instant::now();
+            let before: Vec<_> = chunk
+                .iter()
+                .map(|b| self.catch_up.local_latest(b))
+                .collect();
+            let unsettled: BTreeSet<BlockId> =
+                self.catch_up.repair(chunk).await.into_iter().collect();
+            repaired += chunk
+                .iter()
+                .zip(before)
+                .filter(|(b, was)| self.catch_up.local_latest(b) != *was)
+                .count();
+            let settled: Vec<BlockId> = chunk
+                .iter()
+                .filter(|b| !unsettled.contains(*b))
+                .cloned()
+                .collect();
+            if let Err(e) = self.repair_queue.remove(&settled) {
+                tracing::warn!(error = %e, "cannot write the repair queue");
+            }
+            self.repair_metrics
+                .queue_depth
+                .set(self.repair_queue.len() as i64);
+            if i < last {
+                if let Some(rest) = Duration::from_secs(1).checked_sub(started.elapsed()) {
+                    tokio::time::sleep(rest).await;
+                }
+            }
+        }
+        repaired
+    }
+
+    /// Sets `optimystic_blocks_under_replicated`: the blocks this node stores
+    /// in regions it is a member of whose configuration has a member that is
+    /// not connected, and the blocks queued for repair here.
+    pub(super) async fn count_under_replicated(&self) {
+        let Ok(net) = self.net() else {
+            return;
+        };
+        let view = net.member_view();
+        let live: BTreeSet<String> = view
+            .members
+            .iter()
+            .map(|p| p.peer_id)
+            .filter(|p| !view.departed.contains(p))
+            .map(|p| p.to_string())
+            .collect();
+        let me = self.me.to_string();
+        let short: BTreeSet<Region> = self
+            .configs
+            .table()
+            .groups()
+            .into_iter()
+            .filter(|(config, _)| {
+                config.members.contains(&me)
+                    && config.members.iter().any(|m| *m != me && !live.contains(m))
+            })
+            .flat_map(|(_, regions)| regions)
+            .collect();
+        let mut under: BTreeSet<BlockId> = self.repair_queue.snapshot().into_iter().collect();
+        if !short.is_empty() {
+            match self.repo.latests(short).await {
+                Ok(heads) => under.extend(heads.into_iter().map(|h| h.block_id)),
+                Err(e) => tracing::debug!(error = %e, "cannot list the blocks of short regions"),
+            }
+        }
+        self.repair_metrics.under_replicated.set(under.len() as i64);
     }
 
     /// At most [`REGIONS_PER_ROUND`] of `differ`, starting after where the last
@@ -236,33 +338,5 @@ impl Coordinator {
             None
         };
         wanted.into_iter().collect()
-    }
-
-    /// Compares `blocks` with their clusters and moves each copy to what a
-    /// majority holds, at most `rate` blocks per second; returns how many moved.
-    async fn repair_paced(&self, blocks: &[BlockId], rate: u32) -> usize {
-        let per_second = rate.max(1) as usize;
-        let mut repaired = 0;
-        let chunks = blocks.chunks(per_second);
-        let last = chunks.len().saturating_sub(1);
-        for (i, chunk) in chunks.enumerate() {
-            let started = Instant::now();
-            let before: Vec<_> = chunk
-                .iter()
-                .map(|b| self.catch_up.local_latest(b))
-                .collect();
-            self.catch_up.repair(chunk).await;
-            repaired += chunk
-                .iter()
-                .zip(before)
-                .filter(|(b, was)| self.catch_up.local_latest(b) != *was)
-                .count();
-            if i < last {
-                if let Some(rest) = Duration::from_secs(1).checked_sub(started.elapsed()) {
-                    tokio::time::sleep(rest).await;
-                }
-            }
-        }
-        repaired
     }
 }

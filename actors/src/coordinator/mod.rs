@@ -144,6 +144,8 @@ pub struct Coordinator {
     strays_seen: parking_lot::Mutex<strays::FirstSeen>,
     /// What anti-entropy did.
     repair_metrics: Arc<crate::repair::RepairMetrics>,
+    /// The blocks found to compare and not settled yet.
+    repair_queue: crate::repair::queue::RepairQueue,
     /// Held by the hand-off pass running now.
     handing_off: tokio::sync::Mutex<()>,
 }
@@ -184,8 +186,17 @@ impl Coordinator {
             entropy: parking_lot::Mutex::default(),
             strays_seen: parking_lot::Mutex::default(),
             repair_metrics: Arc::default(),
+            repair_queue: crate::repair::queue::RepairQueue::in_memory(),
             handing_off: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Keeps the repair queue in `queue` (a file of the data directory), so a
+    /// restart resumes the repairs it held.
+    pub fn with_repair_queue(mut self, queue: crate::repair::queue::RepairQueue) -> Self {
+        self.repair_metrics.queue_depth.set(queue.len() as i64);
+        self.repair_queue = queue;
+        self
     }
 
     /// Outcome counts and phase latencies.

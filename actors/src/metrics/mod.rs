@@ -168,6 +168,10 @@ impl Gauge {
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
+    /// Sets it to `n`.
+    pub fn set(&self, n: i64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
 }
 
 /// The BlockRegistry's figures.

@@ -173,6 +173,8 @@ pub struct MemberView {
     /// Peers that take part in consensus: connected ones, and those whose
     /// connection closed less than `member_grace` ago (still in their clusters).
     pub members: Vec<PeerInfo>,
+    /// Those of `members` whose connection closed (within `member_grace`).
+    pub departed: Vec<PeerId>,
     /// Addresses this node listens on.
     pub listen_addrs: Vec<Multiaddr>,
     /// A hash of the members' PeerIds and connection states, and of how many came

@@ -274,6 +274,7 @@ impl SwarmActor {
                 .chain(self.departed.values().map(|(info, _)| info))
                 .cloned()
                 .collect(),
+            departed: self.departed.keys().copied().collect(),
             listen_addrs: self.listen_addrs.clone(),
             fingerprint: h.finish(),
         });

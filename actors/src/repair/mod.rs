@@ -2,6 +2,8 @@
 //!
 //! - [`digest`]: pure: one digest per region over the blocks a node holds there,
 //!   and which blocks two nodes' heads disagree on.
+//! - [`queue`]: the blocks found to compare and not settled yet, kept on disk
+//!   so a restart resumes them.
 //! - [`strays`]: pure: which pending transactions only a minority holds.
 //!
 //! The rounds that use it run in the coordinator (`coordinator/entropy.rs`,
@@ -10,6 +12,7 @@
 //! holds.
 
 pub mod digest;
+pub mod queue;
 pub mod strays;
 
 use crate::metrics::{Counter, Gauge};
@@ -31,6 +34,12 @@ pub struct RepairMetrics {
     /// Pending transactions dropped because fewer than a majority of their
     /// configuration hold them (a cancel this node missed).
     pub stray_pendings_dropped: Counter,
+    /// Blocks in the repair queue (found to compare, not settled yet).
+    pub queue_depth: Gauge,
+    /// Blocks this node is a member for that are not on every member of their
+    /// configuration as far as it knows: queued here for repair, or in a
+    /// configuration with a member that is not connected (updated each round).
+    pub under_replicated: Gauge,
     /// 1 once the start-up catch-up compared this node with enough co-members
     /// of each of its configurations (0 while it runs, and if it gave up).
     pub caught_up: Gauge,

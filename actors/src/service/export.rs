@@ -322,6 +322,18 @@ impl Collector for NodeCollector {
                 "1 once this node, since it started, compared its copies with enough co-members of each configuration to hold every acknowledged write",
                 r.caught_up.get(),
             )?;
+            gauge(
+                &mut e,
+                "optimystic_repair_queue_depth",
+                "Blocks in this node's repair queue: found to compare with their cluster, not settled yet",
+                r.queue_depth.get(),
+            )?;
+            gauge(
+                &mut e,
+                "optimystic_blocks_under_replicated",
+                "Blocks this node is a member for that are not on every member of their configuration as far as it knows (queued here for repair, or a member not connected)",
+                r.under_replicated.get(),
+            )?;
         }
 
         gauge(

@@ -122,7 +122,9 @@ impl MemberDirectory {
         if !conflicts.is_empty() {
             self.fresh.forget(&conflicts);
             if let Some(cu) = self.catch_up.get().cloned() {
-                actix_rt::spawn(async move { cu.repair(&conflicts).await });
+                actix_rt::spawn(async move {
+                    cu.repair(&conflicts).await;
+                });
             }
         }
         for ((op, v), done) in ops.iter().zip(&d.verdicts).zip(&done) {
