@@ -193,6 +193,63 @@ async fn a_restarted_member_catches_up_at_start() {
     }
 }
 
+/// A member's data directory wiped — store and identity lost, as with a failed
+/// disk — and the node started again on the empty directory: it comes back as
+/// a new peer, and once the dead-peer timeout has passed the old identity is
+/// replaced by it in every configuration, after it was handed the blocks. With
+/// no client read, it holds every one of the 40 blocks at its latest revision
+/// (its region digests, asked as an outside peer, become node 0's) and no
+/// configuration lists the old identity. (A store lost with the identity kept
+/// is not covered: docs/CONSENSUS.md, "Not built yet".)
+#[actix_rt::test]
+async fn a_member_whose_data_directory_is_wiped_gets_every_block_back() {
+    let _heavy = heavy();
+    let mut flags = WATCHED.to_vec();
+    flags.extend(["--dead-peer-timeout-ms", "3000"]);
+    let mut c = TestCluster::start(3, &flags).await;
+    let mut names = Vec::new();
+    for i in 0..BLOCKS {
+        let b = format!("lost{i}");
+        let via = c.client(i % 3);
+        write(&via, &format!("{b}-insert"), 1, insert(&b))
+            .await
+            .unwrap_or_else(|e| panic!("insert {b}: {e}"));
+        write(&via, &format!("{b}-append"), 2, append(&b, i as i64))
+            .await
+            .unwrap_or_else(|e| panic!("append {b}: {e}"));
+        names.push(b);
+    }
+    let ids: Vec<BlockId> = names.iter().map(|b| bid(b)).collect();
+    let full = digests(&c, 0, &ids).await.unwrap();
+    c.kill(2);
+    let old = c.peer_id(2).to_string();
+    let wiped = tempfile::tempdir().unwrap();
+    c.move_data(2, wiped.path().to_path_buf());
+    c.heal();
+    c.restart(2);
+    assert_ne!(c.peer_id(2), old, "the wiped node kept its identity");
+    let restarted = Instant::now();
+    loop {
+        let now = digests(&c, 2, &ids).await;
+        let configs: Vec<Config> =
+            futures::future::join_all(names.iter().map(|b| c.newest_config(b)))
+                .await
+                .into_iter()
+                .filter_map(Result::ok)
+                .collect();
+        let replaced =
+            configs.len() == names.len() && configs.iter().all(|k| !k.members.contains(&old));
+        if now.as_ref() == Some(&full) && replaced {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(90),
+            "90 s after the wiped node's restart: its digests {now:?}, configurations replaced: {replaced}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The repair queue is durable (docs/CONSENSUS.md, "Anti-entropy"): member 2,
 /// down while 20 blocks were written and repairing slowly (2 blocks/s) after
 /// its restart, is killed mid-way; started again with every request it sends
