@@ -28,6 +28,8 @@ use optimystic_actors::net::{
 };
 use serde_json::json;
 
+mod support;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -151,55 +153,6 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Stores `n` blocks on `node` directly (no consensus), 64 in flight.
-async fn preload(node: &NodeHandle, n: usize) {
-    let repo = node.repo().local().clone();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    join_all((0..64).map(|_| {
-        let (repo, next) = (repo.clone(), next.clone());
-        async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= n {
-                    return;
-                }
-                let id = BlockId::new(format!("pre{i}")).unwrap();
-                let trx = TrxId::new(format!("pre{i}")).unwrap();
-                let block = serde_json::from_value(json!({
-                    "header": {"id": id, "type": "T", "collectionId": "c"}, "v": "x".repeat(200)
-                }))
-                .unwrap();
-                let transforms = Transforms {
-                    inserts: Some([(id.clone(), block)].into()),
-                    ..Transforms::default()
-                };
-                let p = repo
-                    .pend(PendRequest {
-                        trx_id: trx.clone(),
-                        rev: Some(1),
-                        transforms,
-                        policy: PendPolicy::Fail,
-                    })
-                    .await
-                    .unwrap();
-                assert!(p.is_success());
-                let c = repo
-                    .commit(CommitRequest {
-                        trx_id: trx,
-                        block_ids: vec![id],
-                        rev: 1,
-                        header_id: None,
-                        tail_id: None,
-                    })
-                    .await
-                    .unwrap();
-                assert!(c.is_success());
-            }
-        }
-    }))
-    .await;
-}
-
 /// CPU time (user + system) this process has used, in clock ticks (1/100 s).
 fn cpu_ticks() -> u64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -271,7 +224,7 @@ fn main() {
         println!("configurations agreed in {:?}", t.elapsed());
         if preload_n > 0 {
             let t = Instant::now();
-            join_all(nodes.iter().map(|n| preload(n, preload_n))).await;
+            join_all(nodes.iter().map(|n| support::preload(n, preload_n, "pre", 200))).await;
             println!("preloaded {preload_n} blocks on each of {nodes_n} nodes in {:?}; RSS {} MB", t.elapsed(), rss_mb());
             println!("background work after the load settled in {:?}", settle().await);
         }

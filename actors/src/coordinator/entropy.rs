@@ -24,6 +24,11 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most differing regions whose heads one round fetches (the rest wait for the
 /// next rounds, taken from where this one stopped).
 const REGIONS_PER_ROUND: usize = 256;
+/// Most blocks compared with their cluster at once (each asks every member):
+/// a repair rate far above what the peers answer in a second would otherwise
+/// send them thousands of requests at once, past their per-peer limits, and
+/// leave most comparisons unsettled until a later round.
+const REPAIRS_IN_FLIGHT: usize = 64;
 /// Live peers by name, with their addresses.
 type LiveByName = BTreeMap<String, (PeerId, Vec<Multiaddr>)>;
 /// How long after start a node keeps trying to compare with its co-members
@@ -254,8 +259,10 @@ impl Coordinator {
                 .iter()
                 .map(|b| self.catch_up.local_latest(b))
                 .collect();
-            let unsettled: BTreeSet<BlockId> =
-                self.catch_up.repair(chunk).await.into_iter().collect();
+            let mut unsettled: BTreeSet<BlockId> = BTreeSet::new();
+            for batch in chunk.chunks(REPAIRS_IN_FLIGHT) {
+                unsettled.extend(self.catch_up.repair(batch).await);
+            }
             repaired += chunk
                 .iter()
                 .zip(before)
