@@ -294,6 +294,11 @@ impl TestCluster {
         super::settle_over_net(&self.net, &running, self.cluster_size()).await;
     }
 
+    /// Node `i`'s data directory.
+    pub fn dir(&self, i: usize) -> PathBuf {
+        self.dirs[i].clone()
+    }
+
     /// Node `i`, stopped, starts next time on the data in `dir` (for instance
     /// what survived a power cut).
     pub fn move_data(&mut self, i: usize, dir: PathBuf) {

@@ -244,8 +244,11 @@ pub(super) struct State {
     /// ([`super::lagging`]).
     pub(super) checked: Option<std::time::Instant>,
     /// (change hash, member): the member was seen holding the change's
-    /// configuration, and is not asked about it again.
+    /// configuration, and is not asked about it again until `seen_since` is
+    /// older than [`super::lagging::ASK_AGAIN`].
     pub(super) seen: BTreeSet<(String, String)>,
+    /// When `seen` was last emptied.
+    pub(super) seen_since: Option<std::time::Instant>,
 }
 
 /// The first pause after a step fails; it doubles with each failure in a row.

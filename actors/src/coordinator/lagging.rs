@@ -8,7 +8,8 @@
 //! those regions, and sends one that is behind the decided changes it missed,
 //! oldest first: the member validates each like any decided record and applies
 //! it. A member a change removed is asked too: one that missed its removal
-//! would go on counting itself a member of those regions.
+//! would go on counting itself a member of those regions. A member seen holding
+//! a change is asked again a minute later: it may have lost its store since.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -22,6 +23,10 @@ use crate::net::NetError;
 
 /// How often co-members' configurations are compared with this node's.
 pub(super) const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// How long a member seen holding a change is not asked about it again. A
+/// member can lose what it held — its store lost, its identity kept — and would
+/// otherwise never be told its configurations again.
+pub(super) const ASK_AGAIN: Duration = Duration::from_secs(60);
 /// Regions asked per `configs` request.
 const REGIONS_PER_ASK: usize = 1024;
 /// Per-request wait.
@@ -37,6 +42,10 @@ impl Coordinator {
                 return;
             }
             state.checked = Some(Instant::now());
+            if state.seen_since.is_none_or(|at| at.elapsed() >= ASK_AGAIN) {
+                state.seen.clear();
+                state.seen_since = Some(Instant::now());
+            }
         }
         self.bring_up_lagging().await
     }
