@@ -193,6 +193,24 @@ async fn a_restarted_member_catches_up_at_start() {
     }
 }
 
+/// [`BLOCKS`] blocks named `{prefix}{i}`, each inserted and then appended to
+/// (revision 2) through the three nodes in turn, every write acknowledged.
+async fn inserted_and_appended(c: &TestCluster, prefix: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for i in 0..BLOCKS {
+        let b = format!("{prefix}{i}");
+        let via = c.client(i % 3);
+        write(&via, &format!("{b}-insert"), 1, insert(&b))
+            .await
+            .unwrap_or_else(|e| panic!("insert {b}: {e}"));
+        write(&via, &format!("{b}-append"), 2, append(&b, i as i64))
+            .await
+            .unwrap_or_else(|e| panic!("append {b}: {e}"));
+        names.push(b);
+    }
+    names
+}
+
 /// A member's data directory wiped — store and identity lost, as with a failed
 /// disk — and the node started again on the empty directory: it comes back as
 /// a new peer, and once the dead-peer timeout has passed the old identity is
@@ -206,18 +224,7 @@ async fn a_member_whose_data_directory_is_wiped_gets_every_block_back() {
     let mut flags = WATCHED.to_vec();
     flags.extend(["--dead-peer-timeout-ms", "3000"]);
     let mut c = TestCluster::start(3, &flags).await;
-    let mut names = Vec::new();
-    for i in 0..BLOCKS {
-        let b = format!("lost{i}");
-        let via = c.client(i % 3);
-        write(&via, &format!("{b}-insert"), 1, insert(&b))
-            .await
-            .unwrap_or_else(|e| panic!("insert {b}: {e}"));
-        write(&via, &format!("{b}-append"), 2, append(&b, i as i64))
-            .await
-            .unwrap_or_else(|e| panic!("append {b}: {e}"));
-        names.push(b);
-    }
+    let names = inserted_and_appended(&c, "lost").await;
     let ids: Vec<BlockId> = names.iter().map(|b| bid(b)).collect();
     let full = digests(&c, 0, &ids).await.unwrap();
     c.kill(2);
@@ -259,18 +266,7 @@ async fn a_member_whose_data_directory_is_wiped_gets_every_block_back() {
 async fn a_member_restarted_on_an_empty_store_with_its_identity_gets_every_block_back() {
     let _heavy = heavy();
     let mut c = TestCluster::start(3, &WATCHED).await;
-    let mut names = Vec::new();
-    for i in 0..BLOCKS {
-        let b = format!("kept{i}");
-        let via = c.client(i % 3);
-        write(&via, &format!("{b}-insert"), 1, insert(&b))
-            .await
-            .unwrap_or_else(|e| panic!("insert {b}: {e}"));
-        write(&via, &format!("{b}-append"), 2, append(&b, i as i64))
-            .await
-            .unwrap_or_else(|e| panic!("append {b}: {e}"));
-        names.push(b);
-    }
+    let names = inserted_and_appended(&c, "kept").await;
     let ids: Vec<BlockId> = names.iter().map(|b| bid(b)).collect();
     c.wait_in_sync(2, &names, Duration::from_secs(30)).await;
     let full = digests(&c, 0, &ids).await.unwrap();
