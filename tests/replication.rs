@@ -69,6 +69,28 @@ async fn digests(c: &TestCluster, i: usize, blocks: &[BlockId]) -> Option<Vec<Re
     .ok()
 }
 
+/// Waits, at most `limit`, until node `i`'s region digests of `ids` are `full`.
+async fn digests_become(
+    c: &TestCluster,
+    i: usize,
+    ids: &[BlockId],
+    full: &[RegionDigest],
+    limit: Duration,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = digests(c, i, ids).await;
+        if now.as_deref() == Some(full) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {i} still differs from node 0 after {limit:?}: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// How long coordinators keep re-sending a decision to a member that did not
 /// acknowledge it (`STRAGGLER_WINDOW`, 60 s past the record's 3 s deadline),
 /// with a margin: past it, nothing but anti-entropy (or a read or write of the
@@ -113,18 +135,7 @@ async fn a_member_that_missed_writes_while_down_converges_with_no_read() {
     // must be over before node 2 is back.
     tokio::time::sleep(STRAGGLERS_DONE.saturating_sub(written.elapsed())).await;
     c.restart(2);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let now = digests(&c, 2, &ids).await;
-        if now.as_ref() == Some(&full) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node 2 still differs from node 0 after 90 s: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    digests_become(&c, 2, &ids, &full, Duration::from_secs(90)).await;
     let repaired = counter(&c, 2, "optimystic_repair_blocks_total").await;
     assert!(repaired >= BLOCKS as f64, "repaired {repaired}");
     // Its own copy, nobody else's: the other two are gone, so a read through
@@ -282,18 +293,7 @@ async fn a_member_restarted_on_an_empty_store_with_its_identity_gets_every_block
     c.heal();
     c.restart(2);
     assert_eq!(c.peer_id(2), peer, "not the same member");
-    let restarted = Instant::now();
-    loop {
-        let now = digests(&c, 2, &ids).await;
-        if now.as_ref() == Some(&full) {
-            break;
-        }
-        assert!(
-            restarted.elapsed() < Duration::from_secs(120),
-            "node 2 still differs from node 0 120 s after its restart on an empty store: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    digests_become(&c, 2, &ids, &full, Duration::from_secs(120)).await;
 }
 
 /// The repair queue is durable (docs/CONSENSUS.md, "Anti-entropy"): member 2,
