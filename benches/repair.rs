@@ -4,7 +4,8 @@
 //!
 //! 1. **raw**: a client fetches every block's archive from node 0 over the block
 //!    protocol, 64 in flight: the protocol's transfer rate on loopback, the
-//!    baseline of the target;
+//!    baseline of the target; then again with 256 blocks per request,
+//!    4 requests in flight;
 //! 2. **pull**: node 2 is stopped, `BLOCKS` more blocks are stored on the other
 //!    two, and node 2 is started again: the time until its region digests equal
 //!    node 0's, all by anti-entropy (the start-up catch-up, then rounds; no
@@ -32,8 +33,8 @@ use optimystic::config::Settings;
 use optimystic::node::{NodeBuilder, NodeHandle};
 use optimystic_actors::model::*;
 use optimystic_actors::net::{
-    build_swarm, cluster_configs, cluster_digests, fetch_archive, peer_of, NetClient, NetConfig,
-    NetEvent, NetMetrics, SwarmActor,
+    build_swarm, cluster_configs, cluster_digests, fetch_archive, fetch_archives, peer_of,
+    NetClient, NetConfig, NetEvent, NetMetrics, SwarmActor, BLOCKS_PER_REQUEST,
 };
 
 mod support;
@@ -42,6 +43,8 @@ mod support;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const IN_FLIGHT: usize = 64;
+/// Requests in flight of the batched raw figure.
+const BATCHES_IN_FLIGHT: usize = 4;
 const ASK: Duration = Duration::from_secs(30);
 
 fn env(name: &str, default: usize) -> usize {
@@ -219,6 +222,29 @@ fn main() {
         let raw = t.elapsed();
         let archive_bytes = bytes.load(Ordering::Relaxed) as f64;
         println!("raw     fetch every archive from node 0, {IN_FLIGHT} in flight: {} ({:.0} bytes per archive as JSON)", rate(blocks, archive_bytes, raw), archive_bytes / blocks as f64);
+        // The same, many blocks per request (the most a request asks for).
+        let asks: Vec<(BlockId, Option<Rev>)> = (0..blocks).map(|i| (id_of(i), Some(1))).collect();
+        let next = Arc::new(AtomicUsize::new(0));
+        let t = Instant::now();
+        join_all((0..BATCHES_IN_FLIGHT).map(|_| {
+            let (next, net, a, asks) = (next.clone(), net.clone(), addrs[0].clone(), &asks);
+            async move {
+                loop {
+                    let i = next.fetch_add(BLOCKS_PER_REQUEST, Ordering::Relaxed);
+                    if i >= asks.len() {
+                        return;
+                    }
+                    let batch = &asks[i..(i + BLOCKS_PER_REQUEST).min(asks.len())];
+                    let got = fetch_archives(&net, peer_of(&a).unwrap(), vec![a.clone()], batch, ASK)
+                        .await
+                        .unwrap();
+                    assert!(got.iter().all(Option::is_some));
+                }
+            }
+        }))
+        .await;
+        let batched = t.elapsed();
+        println!("raw     the same, {BLOCKS_PER_REQUEST} blocks per request, {BATCHES_IN_FLIGHT} requests in flight: {}", rate(blocks, archive_bytes, batched));
 
         // 2. A member that missed every write while down: anti-entropy (the
         // start-up catch-up, then rounds) pulls them all.

@@ -11,6 +11,7 @@ use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{
     identity::Keypair, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, SwarmBuilder,
 };
+use optimystic::node::NodeHandle;
 use optimystic_actors::model::*;
 use optimystic_actors::net::{
     peer_of, read_frame, Frame, NetClient, NetConfig, NetMetrics, RepoClient, SwarmActor,
@@ -652,30 +653,8 @@ async fn inbound_handshakes_past_the_rate_are_dropped_before_noise() {
 async fn heads_lists_every_stored_block_page_by_page() {
     let dir = tempfile::tempdir().unwrap();
     let (node, addr) = start_node(dir.path(), vec![]).await;
-    let local = node.repo().local();
     for i in 0..2_100 {
-        let id = format!("h{i}");
-        let t = insert(&id);
-        let trx = TrxId::new(format!("t{i}")).unwrap();
-        local
-            .pend(PendRequest {
-                trx_id: trx.clone(),
-                rev: Some(1),
-                transforms: t,
-                policy: PendPolicy::Fail,
-            })
-            .await
-            .unwrap();
-        local
-            .commit(CommitRequest {
-                trx_id: trx,
-                rev: 1,
-                block_ids: vec![bid(&id)],
-                header_id: None,
-                tail_id: None,
-            })
-            .await
-            .unwrap();
+        stored(&node, &format!("h{i}"), 0).await;
     }
     let net = client_net();
     let peer = peer_of(&addr).unwrap();
@@ -712,5 +691,170 @@ async fn heads_lists_every_stored_block_page_by_page() {
             .filter(|h| Region::of(&h.block_id) == one)
             .count()
     );
+    node.shutdown().await;
+}
+
+/// Writes `v` as one frame on a new stream of `proto`, reads one reply frame.
+async fn ask(
+    control: &mut libp2p_stream::Control,
+    peer: PeerId,
+    proto: &'static str,
+    v: &Value,
+) -> Value {
+    let mut stream = control
+        .open_stream(peer, StreamProtocol::new(proto))
+        .await
+        .unwrap();
+    stream.write_all(&frame(v)).await.unwrap();
+    stream.close().await.unwrap();
+    match read_frame(&mut stream, 8 << 20).await.unwrap() {
+        Frame::Data(reply) => serde_json::from_slice(&reply).unwrap(),
+        other => panic!("bad reply frame {other:?}"),
+    }
+}
+
+/// Inserts block `id` whose `items` hold one string of `bytes` bytes, at
+/// revision 1 of transaction `t-{id}`, straight into `node`'s storage.
+async fn stored(node: &NodeHandle, id: &str, bytes: usize) {
+    let block = serde_json::from_value(json!({
+        "header": {"id": id, "type": "T", "collectionId": "c"},
+        "items": ["x".repeat(bytes)]
+    }))
+    .unwrap();
+    let trx = TrxId::new(format!("t-{id}")).unwrap();
+    let local = node.repo().local();
+    local
+        .pend(PendRequest {
+            trx_id: trx.clone(),
+            rev: Some(1),
+            transforms: Transforms {
+                inserts: Some([(bid(id), block)].into()),
+                ..Transforms::default()
+            },
+            policy: PendPolicy::Fail,
+        })
+        .await
+        .unwrap();
+    local
+        .commit(CommitRequest {
+            trx_id: trx,
+            rev: 1,
+            block_ids: vec![bid(id)],
+            header_id: None,
+            tail_id: None,
+        })
+        .await
+        .unwrap();
+}
+
+/// Many blocks in one request (docs/PROTOCOL.md, "Block transfer"), as an
+/// outside peer with hand-built frames: `{"blocks":[…]}` is answered with one
+/// archive or `null` per block, in order; a reply stops before the archive that
+/// would take it past 4 MiB (and the rest, asked again, come back); 0 or more
+/// than 256 blocks, or a malformed entry, is `bad_request`. `blockHeads` on the
+/// cluster protocol names the blocks asked about that the node stores, with
+/// their latest revisions; more than 2,048 is `bad_request`.
+#[actix_rt::test]
+async fn many_blocks_travel_in_one_request_within_the_reply_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, addr) = start_node(dir.path(), vec![]).await;
+    stored(&node, "small-a", 10).await;
+    stored(&node, "small-b", 10).await;
+    // 40 blocks of 200 KB: 8 MB together, past one reply's 4 MiB.
+    let big: Vec<String> = (0..40).map(|i| format!("big-{i:02}")).collect();
+    for id in &big {
+        stored(&node, id, 200_000).await;
+    }
+    let (mut control, peer) = raw_peer(&addr).await;
+    let block = "/db-p2p/block/1.0.0";
+
+    let reply = ask(
+        &mut control,
+        peer,
+        block,
+        &json!({"blocks": [{"blockId": "small-b"}, {"blockId": "never-stored"}, {"blockId": "small-a", "rev": 0}]}),
+    )
+    .await;
+    let entries = reply.as_array().expect("an array of archives");
+    assert_eq!(entries.len(), 3, "{reply}");
+    assert_eq!(entries[0]["blockId"], "small-b");
+    assert_eq!(entries[0]["revisions"][0]["trxId"], "t-small-b");
+    assert!(entries[1].is_null(), "{}", entries[1]);
+    assert_eq!(entries[2]["blockId"], "small-a");
+    assert_eq!(entries[2]["revisions"][0]["rev"], 1);
+
+    let all: Vec<Value> = big.iter().map(|id| json!({"blockId": id})).collect();
+    let reply = ask(&mut control, peer, block, &json!({ "blocks": all })).await;
+    let entries = reply.as_array().expect("an array of archives");
+    assert!(
+        !entries.is_empty() && entries.len() < big.len(),
+        "a reply of {} archives of 200 KB: not cut at 4 MiB",
+        entries.len()
+    );
+    for (e, id) in entries.iter().zip(&big) {
+        assert_eq!(e["blockId"], id.as_str());
+    }
+    // Through the client, which asks again for what a reply left out.
+    let net = client_net();
+    let asks: Vec<(BlockId, Option<Rev>)> = big.iter().map(|id| (bid(id), None)).collect();
+    let got = optimystic_actors::net::fetch_archives(
+        &net,
+        peer,
+        vec![addr.clone()],
+        &asks,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.len(), big.len());
+    for (a, id) in got.iter().zip(&big) {
+        assert_eq!(a.as_ref().map(|a| a.block_id.as_str()), Some(id.as_str()));
+    }
+
+    let too_many: Vec<Value> = (0..257)
+        .map(|i| json!({"blockId": format!("b{i}")}))
+        .collect();
+    for bad in [
+        json!({"blocks": []}),
+        json!({ "blocks": too_many }),
+        json!({"blocks": [{"rev": 1}]}),
+        json!({"blocks": "small-a"}),
+    ] {
+        let reply = ask(&mut control, peer, block, &bad).await;
+        assert_eq!(reply["error"]["code"], "bad_request", "{bad} → {reply}");
+    }
+
+    let cluster = "/db-p2p/cluster/1.0.0";
+    let reply = ask(
+        &mut control,
+        peer,
+        cluster,
+        &json!({"operation": "blockHeads", "blocks": ["small-a", "never-stored", "big-00"]}),
+    )
+    .await;
+    let heads = reply["heads"].as_array().expect("heads");
+    assert_eq!(heads.len(), 2, "{reply}");
+    assert_eq!(heads[0]["blockId"], "small-a");
+    assert_eq!(heads[0]["latest"]["trxId"], "t-small-a");
+    assert_eq!(heads[0]["latest"]["rev"], 1);
+    assert_eq!(heads[1]["blockId"], "big-00");
+    let too_many: Vec<String> = (0..2_049).map(|i| format!("b{i}")).collect();
+    let reply = ask(
+        &mut control,
+        peer,
+        cluster,
+        &json!({"operation": "blockHeads", "blocks": too_many}),
+    )
+    .await;
+    assert_eq!(reply["error"]["code"], "bad_request", "{reply}");
+    // Nothing asked about was created.
+    let archive = ask(
+        &mut control,
+        peer,
+        block,
+        &json!({"blockId": "never-stored"}),
+    )
+    .await;
+    assert!(archive.is_null(), "{archive}");
     node.shutdown().await;
 }

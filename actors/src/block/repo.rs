@@ -367,6 +367,35 @@ impl StorageRepo {
         self.scan_heads(regions, false).await
     }
 
+    /// The latest revision and pending transactions of each block of `blocks`
+    /// stored here (one with neither is left out), in the order asked, off the
+    /// caller's thread.
+    pub async fn heads_of(
+        &self,
+        blocks: Vec<BlockId>,
+    ) -> Result<Vec<crate::model::BlockHead>, RepoError> {
+        let raw = self.registry.raw().clone();
+        tokio::task::spawn_blocking(move || {
+            let mut heads = Vec::with_capacity(blocks.len());
+            for block_id in blocks {
+                let latest = raw.get_meta(&block_id)?.map(|m| m.latest);
+                let mut pending = raw.list_pending(&block_id)?;
+                if latest.is_none() && pending.is_empty() {
+                    continue;
+                }
+                pending.sort();
+                heads.push(crate::model::BlockHead {
+                    block_id,
+                    latest: latest.flatten(),
+                    pending,
+                });
+            }
+            Ok(heads)
+        })
+        .await
+        .map_err(|e| RepoError::Unavailable(format!("heads task failed: {e}")))?
+    }
+
     async fn scan_heads(
         &self,
         regions: std::collections::BTreeSet<crate::model::Region>,

@@ -218,12 +218,8 @@ impl CatchUp {
             return stale.into_iter().filter(|b| !self.alone(b)).collect();
         }
         let candidates = self.candidates(&view);
-        let checked = futures::future::join_all(
-            stale
-                .iter()
-                .map(|b| async { (b.clone(), self.catch_up_block(net, &candidates, b).await) }),
-        )
-        .await;
+        let settled = self.compare_many(net, &candidates, &stale).await;
+        let checked = stale.into_iter().zip(settled);
         // Only a member of the block's cluster hears of every write to it; a copy
         // on another node is a cache, compared again on every read.
         let member = |b: &BlockId| self.cluster_of(b, &candidates).contains(&self.me);
@@ -253,12 +249,7 @@ impl CatchUp {
             return blocks.to_vec();
         };
         let candidates = self.candidates(&net.member_view());
-        let settled = futures::future::join_all(
-            blocks
-                .iter()
-                .map(|b| self.catch_up_block(net, &candidates, b)),
-        )
-        .await;
+        let settled = self.compare_many(net, &candidates, blocks).await;
         blocks
             .iter()
             .zip(settled)
@@ -277,69 +268,166 @@ impl CatchUp {
             .collect()
     }
 
-    /// Compares one block with its cluster peers and moves this copy to the latest
-    /// revision a majority of the cluster holds, if it differs. True when the
-    /// comparison settled (a majority agreed with this copy or it was moved to
-    /// theirs, or there is nobody to ask).
-    async fn catch_up_block(
+    /// Compares each block of `blocks` with its cluster peers — one
+    /// `blockHeads` request per peer for all the blocks it is asked about — and
+    /// moves each copy to the latest revision a majority of its cluster holds,
+    /// if it differs. One flag per block: whether its comparison settled (a
+    /// majority agreed with this copy or it was moved to theirs, or there is
+    /// nobody to ask).
+    async fn compare_many(
         &self,
         net: &NetClient,
         candidates: &[PeerId],
-        block: &BlockId,
-    ) -> bool {
-        let cluster = self.cluster_of(block, candidates);
-        let peers: Vec<PeerId> = cluster.iter().copied().filter(|p| *p != self.me).collect();
-        if peers.is_empty() {
-            return true;
+        blocks: &[BlockId],
+    ) -> Vec<bool> {
+        let clusters: Vec<Vec<PeerId>> = blocks
+            .iter()
+            .map(|b| self.cluster_of(b, candidates))
+            .collect();
+        let mut asked: BTreeMap<PeerId, Vec<BlockId>> = BTreeMap::new();
+        for (block, cluster) in blocks.iter().zip(&clusters) {
+            for peer in cluster.iter().filter(|p| **p != self.me) {
+                asked.entry(*peer).or_default().push(block.clone());
+            }
         }
-        let answers = futures::future::join_all(peers.iter().map(|p| {
-            crate::net::fetch_archive(net, *p, Vec::new(), block, None, CATCH_UP_TIMEOUT)
+        let replies = futures::future::join_all(asked.into_iter().map(|(peer, of)| async move {
+            let heads =
+                crate::net::cluster_block_heads(net, peer, Vec::new(), &of, CATCH_UP_TIMEOUT).await;
+            (peer, of, heads)
         }))
         .await;
-        let local = self.local_latest(block);
-        let member = cluster.contains(&self.me);
-        let mut reports: BTreeMap<Option<TrxRev>, Vec<PeerId>> = BTreeMap::new();
-        if member {
-            reports.entry(local.clone()).or_default().push(self.me);
-        }
-        // Every transaction some member reports pending on the block.
-        let mut pending: BTreeSet<TrxId> = BTreeSet::new();
-        for (peer, answer) in peers.iter().zip(answers) {
-            if let Ok(a) = answer {
-                let a = a.filter(|a| a.block_id == *block);
-                pending.extend(
-                    a.iter()
-                        .flat_map(|a| a.pending.iter().map(|(t, _)| t.clone())),
-                );
-                let latest = a.and_then(|a| archive_latest(&a));
-                reports.entry(latest).or_default().push(*peer);
+        // What each peer that answered reported of each block it was asked about.
+        let mut heard: BTreeMap<BlockId, Vec<(PeerId, Heard)>> = BTreeMap::new();
+        for (peer, of, heads) in replies {
+            let Ok(heads) = heads else {
+                continue;
+            };
+            let by_id: BTreeMap<BlockId, crate::model::BlockHead> =
+                heads.into_iter().map(|h| (h.block_id.clone(), h)).collect();
+            for block in of {
+                let report = by_id.get(&block).map_or_else(Heard::default, |h| Heard {
+                    latest: h.latest.clone(),
+                    pending: h.pending.clone(),
+                });
+                heard.entry(block).or_default().push((peer, report));
             }
         }
-        let need = majority(cluster.len());
-        let Some((target, holders)) = reports.into_iter().find(|(_, h)| h.len() >= need) else {
-            return false;
-        };
-        if !member {
+        let judged =
+            futures::future::join_all(blocks.iter().zip(clusters).map(|(block, cluster)| {
+                let reports = heard.get(block).cloned().unwrap_or_default();
+                self.judge_block(block, cluster, reports)
+            }))
+            .await;
+        let mut settled: Vec<bool> = judged.iter().map(|(v, _)| *v == Verdict::Settled).collect();
+        let moves: Vec<Move> = blocks
+            .iter()
+            .zip(judged)
+            .enumerate()
+            .filter_map(|(at, (block, (verdict, member)))| match verdict {
+                Verdict::Move { target, holders } => Some(Move {
+                    at,
+                    block: block.clone(),
+                    local: self.local_latest(block),
+                    target,
+                    holders,
+                    member,
+                }),
+                _ => None,
+            })
+            .collect();
+        for (at, ok) in self.move_many(net, moves).await {
+            settled[at] = ok;
+        }
+        settled
+    }
+
+    /// Judges one block from what its cluster peers reported (`reports`; see
+    /// [`judge`]) and, on a node outside the cluster whose copy is a cache,
+    /// drops the pendings no member reports. The verdict, and whether this node
+    /// is a member of the block's cluster.
+    async fn judge_block(
+        &self,
+        block: &BlockId,
+        cluster: Vec<PeerId>,
+        reports: Vec<(PeerId, Heard)>,
+    ) -> (Verdict, bool) {
+        let member = cluster.contains(&self.me);
+        if cluster.iter().all(|p| *p == self.me) {
+            return (Verdict::Settled, member);
+        }
+        let local = self.local_latest(block);
+        let pending: BTreeSet<TrxId> = reports
+            .iter()
+            .flat_map(|(_, h)| h.pending.iter().cloned())
+            .collect();
+        let mine = member.then(|| (self.me, local.clone()));
+        let verdict = judge(
+            &local,
+            mine,
+            cluster.len(),
+            reports.into_iter().map(|(p, h)| (p, h.latest)),
+        );
+        if !member && verdict != Verdict::NoMajority {
             self.drop_stray_pendings(block, &pending).await;
         }
-        if target == local || holders.contains(&self.me) {
-            return true;
+        (verdict, member)
+    }
+
+    /// Moves each copy of `moves` to its target: the archives fetched from
+    /// the holders in one block request per holder (the blocks spread over
+    /// their holders), restored side by side so their durable writes share
+    /// syncs; a block that fails that way is tried again holder by holder.
+    /// `(at, whether the copy reached its target)` per move.
+    async fn move_many(&self, net: &NetClient, moves: Vec<Move>) -> Vec<(usize, bool)> {
+        let mut by_holder: BTreeMap<PeerId, Vec<Move>> = BTreeMap::new();
+        for (i, m) in moves.into_iter().enumerate() {
+            let Some(holder) = m.holders.get(i % m.holders.len().max(1)).copied() else {
+                continue;
+            };
+            by_holder.entry(holder).or_default().push(m);
         }
-        // Ahead of the majority: the writes this copy holds past it may still be
-        // decided (the others can still apply them); nothing to repair yet.
-        if let (Some(l), Some(t)) = (&local, &target) {
-            if l.rev > t.rev {
-                return false;
-            }
-        }
-        // Behind or diverged: a majority holds `target`, so it is final; a write
-        // this copy holds at or below its revision under another transaction can
-        // no longer reach a majority (they are past it).
-        let holders: Vec<PeerAddrs> = holders.into_iter().map(|p| (p, Vec::new())).collect();
-        match &target {
-            Some(_) => self.reach_majority(block, &target, &holders, member).await,
-            None => false,
-        }
+        let fetched =
+            futures::future::join_all(by_holder.into_iter().map(|(holder, moves)| async move {
+                let asks: Vec<(BlockId, Option<crate::model::Rev>)> = moves
+                    .iter()
+                    .map(|m| (m.block.clone(), Some(m.from())))
+                    .collect();
+                let archives =
+                    crate::net::fetch_archives(net, holder, Vec::new(), &asks, CATCH_UP_TIMEOUT)
+                        .await
+                        .unwrap_or_default();
+                let mut archives = archives.into_iter();
+                moves
+                    .into_iter()
+                    .map(|m| {
+                        let archive = archives.next().flatten();
+                        (m, archive)
+                    })
+                    .collect::<Vec<_>>()
+            }))
+            .await;
+        let restores = fetched.into_iter().flatten().map(|(m, archive)| async move {
+            let done = match archive.and_then(|a| m.usable(a)) {
+                Some((archive, authoritative)) => {
+                    match self.repo.restore(archive, authoritative).await {
+                        Ok(now) => now.as_ref() == Some(&m.target),
+                        Err(e) => {
+                            tracing::warn!(block = %m.block, error = %e, "cannot catch up with the cluster");
+                            false
+                        }
+                    }
+                }
+                // Not fetched, or not what the majority holds: holder by holder.
+                None => {
+                    let holders: Vec<PeerAddrs> =
+                        m.holders.iter().map(|p| (*p, Vec::new())).collect();
+                    self.reach_majority(&m.block, &Some(m.target.clone()), &holders, m.member)
+                        .await
+                }
+            };
+            (m.at, done)
+        });
+        futures::future::join_all(restores).await
     }
 
     /// On a node outside `block`'s cluster, whose copy is a cache that hears of
@@ -413,6 +501,111 @@ impl CatchUp {
     }
 }
 
+/// A copy to move to what a majority of its cluster holds.
+struct Move {
+    /// Its place among the blocks compared.
+    at: usize,
+    block: BlockId,
+    /// This copy's latest revision when it was judged.
+    local: Option<TrxRev>,
+    /// The latest revision a majority reported.
+    target: TrxRev,
+    /// The members that reported it.
+    holders: Vec<PeerId>,
+    /// Whether this node is a member of the block's cluster (its copy then
+    /// takes revisions only).
+    member: bool,
+}
+
+impl Move {
+    /// The first revision to fetch: this copy's latest, to see whether it is
+    /// in the majority's history.
+    fn from(&self) -> crate::model::Rev {
+        self.local.as_ref().map_or(0, |l| l.rev)
+    }
+
+    /// `archive`, fetched from a holder, as this copy takes it, and whether it
+    /// is authoritative (this copy's latest is not in its history); `None`
+    /// unless it is this block's, ends at the target, and reaches back to this
+    /// copy's latest (so the restored history has no hole).
+    fn usable(&self, archive: BlockArchive) -> Option<(BlockArchive, bool)> {
+        if archive.block_id != self.block {
+            return None;
+        }
+        let archive = if self.member {
+            revisions_only(archive)
+        } else {
+            archive
+        };
+        if archive_latest(&archive).as_ref() != Some(&self.target) {
+            return None;
+        }
+        if self.local.is_some() && archive.range.start > self.from() {
+            return None;
+        }
+        let authoritative = !contains(&archive, self.local.as_ref());
+        Some((archive, authoritative))
+    }
+}
+
+/// What one cluster peer reported of a block: its latest revision and the
+/// transactions pending on it there (nothing: it does not store the block).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Heard {
+    latest: Option<TrxRev>,
+    pending: Vec<TrxId>,
+}
+
+/// What a comparison of a block with its cluster concludes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    /// Too few answered, or no majority reported one latest revision.
+    NoMajority,
+    /// A majority agrees with this copy (or holds it).
+    Settled,
+    /// This copy is ahead of the majority: its extra writes may still be
+    /// decided, so there is nothing to repair yet.
+    Ahead,
+    /// A majority holds no revision of a block this copy holds.
+    MajorityEmpty,
+    /// A majority (`holders`) holds `target`, which this copy is behind or
+    /// diverged from: final, so this copy moves to it.
+    Move {
+        target: TrxRev,
+        holders: Vec<PeerId>,
+    },
+}
+
+/// Judges a copy at `local` against its cluster of `size` members: the
+/// reports of the peers that answered and, when this node is a member, its
+/// own (`mine`). A majority reporting one latest revision decides; a write
+/// this copy holds at or below it under another transaction can no longer
+/// reach a majority (they are past it).
+fn judge(
+    local: &Option<TrxRev>,
+    mine: Option<(PeerId, Option<TrxRev>)>,
+    size: usize,
+    reports: impl IntoIterator<Item = (PeerId, Option<TrxRev>)>,
+) -> Verdict {
+    let me = mine.as_ref().map(|(p, _)| *p);
+    let mut by_latest: BTreeMap<Option<TrxRev>, Vec<PeerId>> = BTreeMap::new();
+    for (peer, latest) in mine.into_iter().chain(reports) {
+        by_latest.entry(latest).or_default().push(peer);
+    }
+    let need = majority(size);
+    let Some((target, holders)) = by_latest.into_iter().find(|(_, h)| h.len() >= need) else {
+        return Verdict::NoMajority;
+    };
+    if target == *local || me.is_some_and(|m| holders.contains(&m)) {
+        return Verdict::Settled;
+    }
+    match (local, target) {
+        (Some(l), Some(t)) if l.rev > t.rev => Verdict::Ahead,
+        (_, Some(target)) => Verdict::Move { target, holders },
+        (_, None) => Verdict::MajorityEmpty,
+    }
+}
+
 /// `a` without the revisions after `base`; `None` when its history does not
 /// hold `base` (under the same transaction).
 fn up_to(mut a: BlockArchive, base: &TrxRev) -> Option<BlockArchive> {
@@ -442,5 +635,119 @@ fn contains(a: &BlockArchive, rev: Option<&TrxRev>) -> bool {
     match rev {
         None => true,
         Some(l) => a.revisions.iter().any(|r| r.trx_rev == *l),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn at(trx: &str, rev: u64) -> Option<TrxRev> {
+        Some(TrxRev {
+            trx_id: TrxId::new(trx).unwrap(),
+            rev,
+        })
+    }
+
+    fn peers() -> [PeerId; 3] {
+        [PeerId::random(), PeerId::random(), PeerId::random()]
+    }
+
+    #[test]
+    fn a_majority_at_this_copy_settles_it() {
+        let [me, b, c] = peers();
+        let v = judge(
+            &at("t1", 1),
+            Some((me, at("t1", 1))),
+            3,
+            [(b, at("t1", 1)), (c, at("t2", 2))],
+        );
+        assert_eq!(v, Verdict::Settled);
+    }
+
+    #[test]
+    fn a_copy_behind_a_majority_moves_to_it_from_the_holders() {
+        let [me, b, c] = peers();
+        let v = judge(
+            &at("t1", 1),
+            Some((me, at("t1", 1))),
+            3,
+            [(b, at("t2", 2)), (c, at("t2", 2))],
+        );
+        assert_eq!(
+            v,
+            Verdict::Move {
+                target: at("t2", 2).unwrap(),
+                holders: vec![b, c]
+            }
+        );
+    }
+
+    #[test]
+    fn a_copy_with_another_write_at_the_majoritys_revision_is_repaired() {
+        let [me, b, c] = peers();
+        let v = judge(
+            &at("mine", 2),
+            Some((me, at("mine", 2))),
+            3,
+            [(b, at("theirs", 2)), (c, at("theirs", 2))],
+        );
+        assert!(matches!(v, Verdict::Move { target, .. } if target == at("theirs", 2).unwrap()));
+    }
+
+    #[test]
+    fn a_copy_ahead_of_the_majority_is_left_alone() {
+        let [me, b, c] = peers();
+        let v = judge(
+            &at("t3", 3),
+            Some((me, at("t3", 3))),
+            3,
+            [(b, at("t2", 2)), (c, at("t2", 2))],
+        );
+        assert_eq!(v, Verdict::Ahead);
+    }
+
+    #[test]
+    fn too_few_answers_or_a_split_settle_nothing() {
+        let [me, b, c] = peers();
+        let only_one = judge(&None, Some((me, None)), 3, [(b, at("t1", 1))]);
+        assert_eq!(only_one, Verdict::NoMajority);
+        let split = judge(
+            &at("t1", 1),
+            Some((me, at("t1", 1))),
+            3,
+            [(b, at("t2", 2)), (c, at("t3", 3))],
+        );
+        assert_eq!(split, Verdict::NoMajority);
+    }
+
+    #[test]
+    fn a_non_member_counts_only_the_members_reports() {
+        let [b, c, d] = peers();
+        // Two of three members report t1@1: a majority without this node.
+        let v = judge(
+            &None,
+            None,
+            3,
+            [(b, at("t1", 1)), (c, at("t1", 1)), (d, None)],
+        );
+        assert!(matches!(v, Verdict::Move { .. }));
+        // One report is not a majority of three, whatever this copy holds.
+        let v = judge(&at("t1", 1), None, 3, [(b, at("t1", 1))]);
+        assert_eq!(v, Verdict::NoMajority);
+    }
+
+    #[test]
+    fn a_majority_without_the_block_does_not_settle_a_copy_that_holds_it() {
+        let [me, b, c] = peers();
+        let v = judge(
+            &at("t1", 1),
+            Some((me, at("t1", 1))),
+            3,
+            [(b, None), (c, None)],
+        );
+        assert_eq!(v, Verdict::MajorityEmpty);
     }
 }

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use libp2p::{Multiaddr, PeerId};
 
 use super::Coordinator;
@@ -21,14 +22,20 @@ use crate::repair::digest::{differing, region_digests, to_compare};
 
 /// Per-request wait of a round's `digests` and `heads` requests.
 const ASK_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most differing regions whose heads one round fetches (the rest wait for the
-/// next rounds, taken from where this one stopped).
-const REGIONS_PER_ROUND: usize = 256;
-/// Most blocks compared with their cluster at once (each asks every member):
-/// a repair rate far above what the peers answer in a second would otherwise
-/// send them thousands of requests at once, past their per-peer limits, and
-/// leave most comparisons unsettled until a later round.
-const REPAIRS_IN_FLIGHT: usize = 64;
+/// Most blocks whose heads one round fetches, counted over the differing
+/// regions it takes (the larger count of the two sides, from the digests; at
+/// least one region): the rest wait for the next rounds, taken from where this
+/// one stopped. Large enough that a member that missed a few thousand writes
+/// catches up in one round, small enough to bound a round's memory.
+const BLOCKS_PER_ROUND: u64 = 16_384;
+/// Most blocks compared with their cluster at once: one `blockHeads` request
+/// to each member and one block request to each holder for all of them (the
+/// block protocol's most per request). Without a bound, a repair rate far
+/// above what the peers answer in a second would ask them for thousands of
+/// archives at once and leave most comparisons unsettled until a later round.
+const REPAIRS_IN_FLIGHT: usize = 256;
+/// Batches of [`REPAIRS_IN_FLIGHT`] blocks compared at once.
+const BATCHES_AT_ONCE: usize = 2;
 /// Live peers by name, with their addresses.
 type LiveByName = BTreeMap<String, (PeerId, Vec<Multiaddr>)>;
 /// How long after start a node keeps trying to compare with its co-members
@@ -203,7 +210,8 @@ impl Coordinator {
         let theirs = crate::net::cluster_digests(net, peer, addrs.to_vec(), asked, ASK_TIMEOUT)
             .await
             .map_err(|e| crate::model::RepoError::Unavailable(e.to_string()))?;
-        let differ = differing(&region_digests(&mine), &theirs);
+        let my_digests = region_digests(&mine);
+        let differ = differing(&my_digests, &theirs);
         let mut report = RoundReport {
             regions_differing: differ.len(),
             ..RoundReport::default()
@@ -211,7 +219,12 @@ impl Coordinator {
         if differ.is_empty() {
             return Ok(report);
         }
-        let wanted = self.this_round(&differ);
+        let mut weight: BTreeMap<Region, u64> = BTreeMap::new();
+        for d in my_digests.iter().chain(&theirs) {
+            let w = weight.entry(d.region).or_default();
+            *w = (*w).max(d.blocks);
+        }
+        let wanted = self.this_round(&differ, |r| weight.get(r).copied().unwrap_or(0));
         let their_heads = crate::net::cluster_heads(
             net,
             peer,
@@ -259,10 +272,17 @@ impl Coordinator {
                 .iter()
                 .map(|b| self.catch_up.local_latest(b))
                 .collect();
-            let mut unsettled: BTreeSet<BlockId> = BTreeSet::new();
-            for batch in chunk.chunks(REPAIRS_IN_FLIGHT) {
-                unsettled.extend(self.catch_up.repair(batch).await);
-            }
+            // Batches overlap, so one's network waits hide behind another's
+            // restores.
+            let unsettled: BTreeSet<BlockId> =
+                futures::stream::iter(chunk.chunks(REPAIRS_IN_FLIGHT))
+                    .map(|batch| self.catch_up.repair(batch))
+                    .buffer_unordered(BATCHES_AT_ONCE)
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .collect();
             repaired += chunk
                 .iter()
                 .zip(before)
@@ -325,20 +345,26 @@ impl Coordinator {
         self.repair_metrics.under_replicated.set(under.len() as i64);
     }
 
-    /// At most [`REGIONS_PER_ROUND`] of `differ`, starting after where the last
-    /// round stopped (so regions that stay different cannot starve the rest).
-    fn this_round(&self, differ: &[Region]) -> BTreeSet<Region> {
+    /// The regions of `differ` whose blocks (`blocks` of each) add up to at most
+    /// [`BLOCKS_PER_ROUND`] (at least one region), starting after where the
+    /// last round stopped (so regions that stay different cannot starve the
+    /// rest).
+    fn this_round(&self, differ: &[Region], blocks: impl Fn(&Region) -> u64) -> BTreeSet<Region> {
         let mut state = self.entropy.lock();
         let start = state
             .next_region
             .map_or(0, |r| differ.partition_point(|d| *d <= r));
         let (after, before) = differ.split_at(start.min(differ.len()));
-        let wanted: Vec<Region> = after
-            .iter()
-            .chain(before)
-            .take(REGIONS_PER_ROUND)
-            .copied()
-            .collect();
+        let mut wanted = Vec::new();
+        let mut total = 0u64;
+        for r in after.iter().chain(before) {
+            let w = blocks(r);
+            if !wanted.is_empty() && total.saturating_add(w) > BLOCKS_PER_ROUND {
+                break;
+            }
+            total = total.saturating_add(w);
+            wanted.push(*r);
+        }
         state.next_region = if wanted.len() < differ.len() {
             wanted.last().copied()
         } else {

@@ -388,6 +388,30 @@ pub async fn cluster_heads(
     }
 }
 
+/// Asks `peer` for the latest revision and pending transactions of each block
+/// of `blocks` it stores (`blockHeads`; a block it does not store is left out
+/// of the reply). At most [`super::wire::HEADS_PER_REPLY`] blocks per request:
+/// more are asked in several.
+pub async fn cluster_block_heads(
+    net: &NetClient,
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+    blocks: &[BlockId],
+    timeout: Duration,
+) -> Result<Vec<crate::model::BlockHead>, NetError> {
+    let mut out = Vec::new();
+    for chunk in blocks.chunks(super::wire::HEADS_PER_REPLY) {
+        let req = super::wire::ClusterRequest {
+            blocks: Some(chunk.to_vec()),
+            ..super::wire::ClusterRequest::new("blockHeads")
+        };
+        let page: super::wire::HeadsReply =
+            cluster_send(net, peer, addrs.clone(), &req, timeout, decode_reply).await?;
+        out.extend(page.heads);
+    }
+    Ok(out)
+}
+
 /// Asks `peer` for its digest of each region of `regions` it holds committed
 /// blocks in (anti-entropy; docs/PROTOCOL.md, `digests`).
 pub async fn cluster_digests(
@@ -455,4 +479,48 @@ pub async fn fetch_archive(
     decode_reply(Encoding::Json, &reply)
         .map_err(NetError::Decode)?
         .map_err(NetError::from)
+}
+
+/// Asks `peer` for the archive of each of `asks` (a block and the first
+/// revision wanted, as in [`fetch_archive`]) in as few block requests as its
+/// replies allow (at most [`super::wire::BLOCKS_PER_REQUEST`] blocks each, the
+/// rest of a reply cut short asked again). One entry per ask, in order: `None`
+/// when the peer does not hold the block.
+pub async fn fetch_archives(
+    net: &NetClient,
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+    asks: &[(BlockId, Option<Rev>)],
+    timeout: Duration,
+) -> Result<Vec<Option<BlockArchive>>, NetError> {
+    let mut out: Vec<Option<BlockArchive>> = Vec::with_capacity(asks.len());
+    while out.len() < asks.len() {
+        let rest = &asks[out.len()..];
+        let chunk = &rest[..rest.len().min(super::wire::BLOCKS_PER_REQUEST)];
+        let req = super::wire::BlocksRequest {
+            blocks: chunk
+                .iter()
+                .map(|(block_id, rev)| BlockRequest {
+                    block_id: block_id.clone(),
+                    rev: *rev,
+                })
+                .collect(),
+        };
+        let bytes = encode(Encoding::Json, &req).map_err(NetError::Decode)?;
+        let reply = net
+            .request(peer, addrs.clone(), Proto::Block, bytes, timeout)
+            .await?;
+        let got: Vec<Option<BlockArchive>> = decode_reply(Encoding::Json, &reply)
+            .map_err(NetError::Decode)?
+            .map_err(NetError::from)?;
+        if got.is_empty() || got.len() > chunk.len() {
+            return Err(NetError::Decode(format!(
+                "a reply of {} archives to a request for {}",
+                got.len(),
+                chunk.len()
+            )));
+        }
+        out.extend(got);
+    }
+    Ok(out)
 }

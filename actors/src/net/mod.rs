@@ -26,8 +26,9 @@ pub use behaviour::{
     build_swarm, load_or_create_identity, read_network_key, NetConfig, NodeBehaviour, Proto,
 };
 pub use client::{
-    cluster_configs, cluster_coordinate, cluster_digests, cluster_heads, cluster_query,
-    cluster_store, cluster_update, fetch_archive, NetClient, RepoClient,
+    cluster_block_heads, cluster_configs, cluster_coordinate, cluster_digests, cluster_heads,
+    cluster_query, cluster_store, cluster_update, fetch_archive, fetch_archives, NetClient,
+    RepoClient,
 };
 pub use frame::{read_frame, write_frame, Frame, FrameCodec};
 pub use protocol::{
@@ -38,9 +39,9 @@ pub use swarm::{
     SwarmActor,
 };
 pub use wire::{
-    codes, decode, decode_op_result, decode_reply, decode_request, encode, BlockRequest,
-    ClusterRequest, ConfigsReply, DigestsReply, ErrorBody, ErrorReply, HeadsReply, StoreReply,
-    HEADS_PER_REPLY,
+    codes, decode, decode_op_result, decode_reply, decode_request, encode, BlockAsk, BlockRequest,
+    BlocksRequest, ClusterRequest, ConfigsReply, DigestsReply, ErrorBody, ErrorReply, HeadsReply,
+    StoreReply, ARCHIVES_REPLY_BYTES, BLOCKS_PER_REQUEST, HEADS_PER_REPLY,
 };
 
 use crate::metrics::ActorMetrics;

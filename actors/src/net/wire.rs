@@ -70,11 +70,14 @@ impl From<RepoError> for ErrorReply {
 /// A request on the cluster protocol: `{"operation":"update"|"query","record":…}`,
 /// `{"operation":"coordinate","message":…}` (a write forwarded to a block's
 /// coordinator), `{"operation":"configs","regions":[…]}` (what configurations the
-/// peer holds) or `{"operation":"store","archives":[…]}` (blocks handed to a peer
-/// about to join their regions' configurations).
+/// peer holds), `{"operation":"store","archives":[…]}` (blocks handed to a peer
+/// about to join their regions' configurations), `heads`/`digests` over regions,
+/// or `{"operation":"blockHeads","blocks":[…]}` (the latest revisions of named
+/// blocks: a comparison of many blocks with one peer in one round trip).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterRequest {
-    /// `update`, `query`, `coordinate`, `configs`, `store`, `heads` or `digests`.
+    /// `update`, `query`, `coordinate`, `configs`, `store`, `heads`, `digests`
+    /// or `blockHeads`.
     pub operation: String,
     /// The record (`update`, `query`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -91,6 +94,9 @@ pub struct ClusterRequest {
     /// `heads`: the page after this block (the last one of the previous page).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<crate::model::BlockId>,
+    /// The blocks asked about (`blockHeads`, at most [`HEADS_PER_REPLY`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<Vec<BlockId>>,
 }
 
 impl ClusterRequest {
@@ -103,6 +109,7 @@ impl ClusterRequest {
             regions: None,
             archives: None,
             after: None,
+            blocks: None,
         }
     }
 }
@@ -163,6 +170,53 @@ pub struct BlockRequest {
     /// First revision wanted; absent: just the latest revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rev: Option<Rev>,
+}
+
+/// Ask a peer for several blocks' archives in one request
+/// (`{"blocks":[BlockRequest, …]}` on `{prefix}/block/1.0.0`). The reply is a
+/// JSON array, one archive (or `null`) per block asked, in order, which may stop
+/// early: before the archive that would take it past [`ARCHIVES_REPLY_BYTES`]
+/// (never before the first); the rest are asked again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlocksRequest {
+    /// The blocks, 1 to [`BLOCKS_PER_REQUEST`].
+    pub blocks: Vec<BlockRequest>,
+}
+
+/// Most blocks one [`BlocksRequest`] asks for.
+pub const BLOCKS_PER_REQUEST: usize = 256;
+
+/// Bytes of archives past which a reply to a [`BlocksRequest`] stops (half
+/// the block frame, so the archive that crosses it still fits).
+pub const ARCHIVES_REPLY_BYTES: usize = 4 << 20;
+
+/// A request on the block protocol: one block, or several.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockAsk {
+    /// `{"blockId","rev"?}`: the reply is one archive or `null`.
+    One(BlockRequest),
+    /// `{"blocks":[…]}`: the reply is an array of them.
+    Many(Vec<BlockRequest>),
+}
+
+impl BlockAsk {
+    /// Decodes a block-protocol request (JSON).
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if v.get("blocks").is_some() {
+            let many: BlocksRequest = serde_json::from_value(v).map_err(|e| e.to_string())?;
+            if many.blocks.is_empty() || many.blocks.len() > BLOCKS_PER_REQUEST {
+                return Err(format!(
+                    "a block request asks for 1 to {BLOCKS_PER_REQUEST} blocks, not {}",
+                    many.blocks.len()
+                ));
+            }
+            return Ok(Self::Many(many.blocks));
+        }
+        serde_json::from_value(v).map(Self::One).map_err(|e| {
+            format!("{e} (a block request is {{\"blockId\",\"rev\"?}} or {{\"blocks\":[…]}})")
+        })
+    }
 }
 
 /// Encodes a message.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
+use futures::StreamExt;
 use serde::Serialize;
 
 use crate::block::StorageRepo;
@@ -12,9 +13,9 @@ use crate::cluster::MemberDirectory;
 use crate::coordinator::CoordinatorHandle;
 use crate::model::{now_ms, Region};
 use crate::net::{
-    codes, decode, decode_request, encode, BlockRequest, ClusterRequest, ConfigsReply,
-    DigestsReply, Encoding, ErrorReply, HeadsReply, Inbound, NetMetrics, Proto, Respond,
-    StoreReply, HEADS_PER_REPLY,
+    codes, decode, decode_request, encode, BlockAsk, ClusterRequest, ConfigsReply, DigestsReply,
+    Encoding, ErrorReply, HeadsReply, Inbound, NetMetrics, Proto, Respond, StoreReply,
+    ARCHIVES_REPLY_BYTES, HEADS_PER_REPLY,
 };
 use crate::storage::RepoError;
 
@@ -22,6 +23,12 @@ use crate::storage::RepoError;
 /// `expiration` counts as passed: clocks differ, and refusing a request that
 /// the requester still waits for only costs a retry elsewhere.
 pub const CLOCK_SKEW_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Most archives of one block request read from storage at once.
+const ARCHIVES_LOADED_AT_ONCE: usize = 8;
+
+/// Most archives of one `store` request restored at once.
+const STORE_RESTORES_AT_ONCE: usize = 64;
 
 /// Mailbox capacity of the RepoService.
 const SERVICE_MAILBOX: usize = 1024;
@@ -207,22 +214,33 @@ async fn serve_cluster(
             let (from, configs) = (sender.to_string(), members.configs());
             consensus.coordinator.discover(&regions, &from).await;
             let me = configs.me().to_string();
-            let (mut stored, mut refused) = (0, 0);
-            for a in archives {
-                let taken = configs
+            let (taken, others): (Vec<_>, Vec<_>) = archives.into_iter().partition(|a| {
+                configs
                     .config(Region::of(&a.block_id))
-                    .is_some_and(|c| c.members.contains(&from) && !c.members.contains(&me));
-                if !taken {
-                    refused += 1;
-                    continue;
-                }
-                if a.revisions.is_empty() {
-                    continue;
-                }
-                consensus.repo.restore(a, false).await?;
-                stored += 1;
+                    .is_some_and(|c| c.members.contains(&from) && !c.members.contains(&me))
+            });
+            // Restored side by side, so their durable writes share syncs (a
+            // restore adds revisions, so the order of two archives of one block
+            // does not matter).
+            let restores = taken
+                .into_iter()
+                .filter(|a| !a.revisions.is_empty())
+                .map(|a| consensus.repo.restore(a, false));
+            let done: Vec<_> = futures::stream::iter(restores)
+                .buffer_unordered(STORE_RESTORES_AT_ONCE)
+                .collect()
+                .await;
+            let stored = done.len();
+            if let Some(Err(e)) = done.into_iter().find(Result::is_err) {
+                return Err(e.into());
             }
-            return reply(enc, &StoreReply { stored, refused });
+            return reply(
+                enc,
+                &StoreReply {
+                    stored,
+                    refused: others.len(),
+                },
+            );
         }
         "heads" => {
             let regions = req.regions.unwrap_or_default();
@@ -234,6 +252,20 @@ async fn serve_cluster(
             let more = rest.next().is_some();
             return reply(enc, &HeadsReply { heads, more });
         }
+        "blockHeads" => {
+            let blocks = req.blocks.unwrap_or_default();
+            if blocks.len() > HEADS_PER_REPLY {
+                return Err(ErrorReply::new(
+                    codes::BAD_REQUEST,
+                    format!(
+                        "blockHeads asks about {} blocks; at most {HEADS_PER_REPLY}",
+                        blocks.len()
+                    ),
+                ));
+            }
+            let heads = consensus.repo.heads_of(blocks).await?;
+            return reply(enc, &HeadsReply { heads, more: false });
+        }
         "digests" => {
             let regions = req.regions.unwrap_or_default();
             let heads = consensus.repo.latests(regions.into_iter().collect()).await?;
@@ -244,7 +276,7 @@ async fn serve_cluster(
             return Err(ErrorReply::new(
                 codes::UNKNOWN_OPERATION,
                 format!(
-                    "unknown cluster operation {other:?}; expected update, query, coordinate, configs, store, heads or digests"
+                    "unknown cluster operation {other:?}; expected update, query, coordinate, configs, store, heads, digests or blockHeads"
                 ),
             ))
         }
@@ -256,10 +288,33 @@ async fn serve_cluster(
 }
 
 async fn serve_block(repo: &StorageRepo, bytes: &[u8]) -> Result<Vec<u8>, ErrorReply> {
-    let req: BlockRequest =
-        decode(Encoding::Json, bytes).map_err(|e| ErrorReply::new(codes::BAD_REQUEST, e))?;
-    let archive = repo.archive(&req.block_id, req.rev).await?;
-    reply(Encoding::Json, &archive)
+    let asks = match BlockAsk::decode(bytes).map_err(|e| ErrorReply::new(codes::BAD_REQUEST, e))? {
+        BlockAsk::One(req) => {
+            let archive = repo.archive(&req.block_id, req.rev).await?;
+            return reply(Encoding::Json, &archive);
+        }
+        BlockAsk::Many(asks) => asks,
+    };
+    // One archive (or null) per block asked, in order, until the reply passes
+    // its budget (docs/PROTOCOL.md, "Block transfer").
+    let mut archives = futures::stream::iter(asks)
+        .map(|a| async move { repo.archive(&a.block_id, a.rev).await })
+        .buffered(ARCHIVES_LOADED_AT_ONCE);
+    let mut out = vec![b'['];
+    let mut first = true;
+    while let Some(archive) = archives.next().await {
+        let bytes = reply(Encoding::Json, &archive?)?;
+        if !first && out.len() + bytes.len() > ARCHIVES_REPLY_BYTES {
+            break;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(&bytes);
+    }
+    out.push(b']');
+    Ok(out)
 }
 
 /// The error reply for a repo failure.
