@@ -13,7 +13,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use libp2p::{Multiaddr, PeerId};
 
 use super::Coordinator;
@@ -34,8 +33,6 @@ const BLOCKS_PER_ROUND: u64 = 16_384;
 /// above what the peers answer in a second would ask them for thousands of
 /// archives at once and leave most comparisons unsettled until a later round.
 const REPAIRS_IN_FLIGHT: usize = 256;
-/// Batches of [`REPAIRS_IN_FLIGHT`] blocks compared at once.
-const BATCHES_AT_ONCE: usize = 2;
 /// Live peers by name, with their addresses.
 type LiveByName = BTreeMap<String, (PeerId, Vec<Multiaddr>)>;
 /// How long after start a node keeps trying to compare with its co-members
@@ -240,16 +237,28 @@ impl Coordinator {
             .collect();
         let blocks = to_compare(&mine, &their_heads);
         report.blocks_checked = blocks.len();
-        self.enqueue(&blocks);
+        self.enqueue(blocks).await;
         report.blocks_repaired = self.drain_queue(settings.repair_rate).await;
         Ok(report)
     }
 
     /// Puts `blocks` in the repair queue (on disk before it returns; a failed
     /// write is logged, and the blocks are still compared this round).
-    fn enqueue(&self, blocks: &[BlockId]) {
-        if let Err(e) = self.repair_queue.add(blocks) {
-            tracing::warn!(error = %e, "cannot write the repair queue");
+    async fn enqueue(&self, blocks: Vec<BlockId>) {
+        self.write_queue(move |q| q.add(&blocks)).await;
+    }
+
+    /// Changes the repair queue with `change` off the caller's thread (its
+    /// file is synced), logs a failure, and updates the queue's depth.
+    async fn write_queue(
+        &self,
+        change: impl FnOnce(&crate::repair::queue::RepairQueue) -> std::io::Result<()> + Send + 'static,
+    ) {
+        let queue = self.repair_queue.clone();
+        match tokio::task::spawn_blocking(move || change(&queue)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the repair queue"),
+            Err(e) => tracing::warn!(error = %e, "the repair queue's write task failed"),
         }
         self.repair_metrics
             .queue_depth
@@ -272,17 +281,10 @@ impl Coordinator {
                 .iter()
                 .map(|b| self.catch_up.local_latest(b))
                 .collect();
-            // Batches overlap, so one's network waits hide behind another's
-            // restores.
-            let unsettled: BTreeSet<BlockId> =
-                futures::stream::iter(chunk.chunks(REPAIRS_IN_FLIGHT))
-                    .map(|batch| self.catch_up.repair(batch))
-                    .buffer_unordered(BATCHES_AT_ONCE)
-                    .collect::<Vec<_>>()
-                    .await
-                    .into_iter()
-                    .flatten()
-                    .collect();
+            let mut unsettled: BTreeSet<BlockId> = BTreeSet::new();
+            for batch in chunk.chunks(REPAIRS_IN_FLIGHT) {
+                unsettled.extend(self.catch_up.repair(batch).await);
+            }
             repaired += chunk
                 .iter()
                 .zip(before)
@@ -293,12 +295,7 @@ impl Coordinator {
                 .filter(|b| !unsettled.contains(*b))
                 .cloned()
                 .collect();
-            if let Err(e) = self.repair_queue.remove(&settled) {
-                tracing::warn!(error = %e, "cannot write the repair queue");
-            }
-            self.repair_metrics
-                .queue_depth
-                .set(self.repair_queue.len() as i64);
+            self.write_queue(move |q| q.remove(&settled)).await;
             if i < last {
                 if let Some(rest) = Duration::from_secs(1).checked_sub(started.elapsed()) {
                     tokio::time::sleep(rest).await;

@@ -145,7 +145,7 @@ pub struct Coordinator {
     /// What anti-entropy did.
     repair_metrics: Arc<crate::repair::RepairMetrics>,
     /// The blocks found to compare and not settled yet.
-    repair_queue: crate::repair::queue::RepairQueue,
+    repair_queue: Arc<crate::repair::queue::RepairQueue>,
     /// Held by the hand-off pass running now.
     handing_off: tokio::sync::Mutex<()>,
 }
@@ -186,7 +186,7 @@ impl Coordinator {
             entropy: parking_lot::Mutex::default(),
             strays_seen: parking_lot::Mutex::default(),
             repair_metrics: Arc::default(),
-            repair_queue: crate::repair::queue::RepairQueue::in_memory(),
+            repair_queue: Arc::new(crate::repair::queue::RepairQueue::in_memory()),
             handing_off: tokio::sync::Mutex::new(()),
         }
     }
@@ -195,7 +195,7 @@ impl Coordinator {
     /// restart resumes the repairs it held.
     pub fn with_repair_queue(mut self, queue: crate::repair::queue::RepairQueue) -> Self {
         self.repair_metrics.queue_depth.set(queue.len() as i64);
-        self.repair_queue = queue;
+        self.repair_queue = Arc::new(queue);
         self
     }
 
