@@ -273,7 +273,14 @@ async fn sigkill_the_coordinator_binary_between_phases() {
         tempfile::tempdir().unwrap(),
     ];
     let flags = ["--request-timeout-ms", TIMEOUT];
-    let fault = |f| [("OPTIMYSTIC_TEST_FAULT", f)];
+    // Node A's fault rule file (docs in `optimystic_actors::faults`), rewritten
+    // whole before each of its starts.
+    let rules = dirs[0].path().join("faults");
+    let rules_env = rules.to_str().unwrap();
+    let fault = |rule: &str| {
+        std::fs::write(&rules, format!("{rule}\n")).unwrap();
+        [("OPTIMYSTIC_TEST_FAULTS", rules_env)]
+    };
     let a = NodeProcess::start_with_env(dirs[0].path(), &flags, &fault("hang-after-promises"));
     let with_boot =
         |addr: &str| ["--bootstrap", addr, "--request-timeout-ms", TIMEOUT].map(String::from);

@@ -424,12 +424,8 @@ async fn a_pend_policy_is_decided_once_for_every_member() {
 #[actix_rt::test]
 async fn a_member_that_applied_alone_cannot_make_its_write_succeed() {
     let _heavy = heavy();
-    let mut c = TestCluster::start_with_env(
-        3,
-        &FLAGS,
-        &[(0, "OPTIMYSTIC_TEST_FAULT", "hang-after-one-commit")],
-    )
-    .await;
+    let mut c = TestCluster::start(3, &FLAGS).await;
+    c.hang(0, Some("hang-after-one-commit"));
     let first = one_round("p", 1, insert("fault-x"), PendPolicy::Fail);
     let (net, addr) = (c.net.clone(), c.addr(0).to_string());
     let background = first.clone();
@@ -444,7 +440,7 @@ async fn a_member_that_applied_alone_cannot_make_its_write_succeed() {
     let n = 3 - m;
     c.isolate(m);
     c.kill(0);
-    c.clear_env(0);
+    c.hang(0, None);
     c.restart(0);
     // A (resumed) and N fence once the deadline and the grace have passed; the
     // conflicting write then commits through N.
@@ -510,7 +506,7 @@ async fn a_write_across_clusters_is_not_cancelled_after_its_commit_point() {
         .unwrap();
     c.kill(h);
     c.set_env(h, timeout, "3000");
-    c.set_env(h, "OPTIMYSTIC_TEST_FAULT", "hang-after-promises");
+    c.hang(h, Some("hang-after-promises"));
     c.restart(h);
     c.settle().await;
     c.pause_after_commit_point(coordinator, 3000);
@@ -606,19 +602,16 @@ async fn an_abort_after_the_deadline_releases_at_once() {
     }
 }
 
-/// 7. One member's clock 10 s ahead, one 10 s behind (debug builds read
-/// `OPTIMYSTIC_TEST_CLOCK_OFFSET_MS`): deadlines are not what keeps the protocol
+/// 7. One member's clock 10 s ahead, one 10 s behind (the `clock-offset` fault
+/// rule, debug builds only): deadlines are not what keeps the protocol
 /// safe, so writes through every node either succeed or fail, and the checker
 /// finds every acknowledged write on every node, one history everywhere.
 #[actix_rt::test]
 async fn members_whose_clocks_are_ten_seconds_apart_keep_one_history() {
     let _heavy = heavy();
     let flags = ["--request-timeout-ms", "15000"];
-    let env = [
-        (1, "OPTIMYSTIC_TEST_CLOCK_OFFSET_MS", "10000"),
-        (2, "OPTIMYSTIC_TEST_CLOCK_OFFSET_MS", "-10000"),
-    ];
-    let mut c = TestCluster::start_with_env(3, &flags, &env).await;
+    let rules = [(1, "clock-offset 10000"), (2, "clock-offset -10000")];
+    let mut c = TestCluster::start_with_rules(3, &flags, &rules).await;
     let mut w = Workload::create(&c.client(0), "skew", 3).await;
     let mut acked = 0;
     for k in 0..24 {

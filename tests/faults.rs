@@ -278,12 +278,8 @@ async fn every_node_killed_mid_write_loses_nothing() {
 async fn the_coordinator_killed_between_phases_loses_nothing() {
     let _heavy = heavy();
     // Node 0 hangs right after phase 1 of any record on a `fault-*` block.
-    let mut c = TestCluster::start_with_env(
-        3,
-        &FLAGS,
-        &[(0, "OPTIMYSTIC_TEST_FAULT", "hang-after-promises")],
-    )
-    .await;
+    let mut c = TestCluster::start(3, &FLAGS).await;
+    c.hang(0, Some("hang-after-promises"));
     let mut w = Workload::create(&c.client(1), "fault-", BLOCKS).await;
     steps(&c, &mut w, 1, 8).await;
     // A write through node 0: promised by the members, decided, then node 0 is
@@ -302,7 +298,7 @@ async fn the_coordinator_killed_between_phases_loses_nothing() {
     w.settle(&c.client(1), a, outcome).await;
     // The others go on once the promise held by the dead coordinator's record
     // expires; node 0 comes back without the fault.
-    c.clear_env(0);
+    c.hang(0, None);
     c.restart(0);
     check(&c, &mut w, release_bound(TIMEOUT)).await;
 }

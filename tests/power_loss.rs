@@ -133,13 +133,9 @@ async fn nothing_acknowledged_is_lost_in_a_power_cut(storage: &str) {
     // good — durable only with the next durable write, the worst case the
     // storage contract allows — so an acknowledgement that relied on one, or on
     // the background sync that usually covers them within 25 ms, is caught.
-    let lazy = "OPTIMYSTIC_TEST_LAZY_SYNC_MS";
-    let env = [
-        (0, lazy, "3600000"),
-        (1, lazy, "3600000"),
-        (2, lazy, "3600000"),
-    ];
-    let mut c = TestCluster::start_in(&fs.mnt, 3, &flags, &env).await;
+    let lazy = "lazy-sync 3600000";
+    let rules = [(0, lazy), (1, lazy), (2, lazy)];
+    let mut c = TestCluster::start_in(&fs.mnt, 3, &flags, &[], &rules).await;
     let mut w = Workload::create(&c.client(0), "power", 4).await;
     for k in 0..24 {
         w.step(&c.client(k % 3), k).await;

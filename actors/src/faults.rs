@@ -23,7 +23,22 @@
 //!   point has committed, prints `fault: commit point passed <trxId>` on stdout
 //!   and waits `ms` before committing its other parts;
 //! - `disk-full`: every storage write fails with "no space left on device" and
-//!   changes nothing.
+//!   changes nothing;
+//! - `hang-after-promises`: as a coordinator, this node stops forever right after
+//!   phase 1 of any record touching a block whose id starts with `fault-` (the
+//!   decision is commit; no member has heard it);
+//! - `hang-after-one-commit`: the same, after phase 2 reached one remote member.
+//!   Either way it prints `fault: <HangAfterPromises|HangAfterOneCommit>
+//!   <messageHash> <peerId that got phase 2, or ->` on stdout, so a test can
+//!   SIGKILL the process exactly between the phases.
+//!
+//! Two rules are read once, the first time the node needs them — write them
+//! before the node starts:
+//!
+//! - `clock-offset <ms>`: this node's wall clock reads `ms` (signed) ahead of the
+//!   real one, so a test can run members whose clocks disagree;
+//! - `lazy-sync <ms>`: lazily written storage batches are synced every `ms`
+//!   instead of every 25 ms (the power-cut tests hold them back for good).
 //!
 //! Blank lines and lines starting with `#` are ignored; a missing file means no
 //! faults. Writing `drop` lines on both sides cuts two nodes apart at the
@@ -42,6 +57,47 @@ pub enum Outbound {
     Drop,
     /// Wait, then send.
     Delay(Duration),
+}
+
+/// Where a coordinator stops between the phases of a 2PC round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hang {
+    /// After phase 1 (`hang-after-promises`).
+    HangAfterPromises,
+    /// After phase 2 reached one remote member (`hang-after-one-commit`).
+    HangAfterOneCommit,
+}
+
+/// The `hang-after-…` rule in force, if any.
+pub fn coordinator_hang() -> Option<Hang> {
+    #[cfg(debug_assertions)]
+    {
+        imp::rules().hang
+    }
+    #[cfg(not(debug_assertions))]
+    None
+}
+
+/// The `clock-offset` rule (0 without one), as first read.
+pub fn clock_offset_ms() -> i64 {
+    #[cfg(debug_assertions)]
+    {
+        static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+        *OFFSET.get_or_init(|| imp::rules().clock_offset_ms.unwrap_or(0))
+    }
+    #[cfg(not(debug_assertions))]
+    0
+}
+
+/// The `lazy-sync` rule, if there is one, as first read.
+pub fn lazy_sync() -> Option<Duration> {
+    #[cfg(debug_assertions)]
+    {
+        static LAZY: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+        *LAZY.get_or_init(|| imp::rules().lazy_sync)
+    }
+    #[cfg(not(debug_assertions))]
+    None
 }
 
 /// The fault (if any) on requests to `peer`.
@@ -135,6 +191,9 @@ mod imp {
         pub(super) drop_decisions: HashSet<PeerId>,
         pub(super) pause_after_commit_point: Option<Duration>,
         pub(super) disk_full: bool,
+        pub(super) hang: Option<super::Hang>,
+        pub(super) clock_offset_ms: Option<i64>,
+        pub(super) lazy_sync: Option<Duration>,
     }
 
     /// The file's identity: inode (a renamed-in file is a new one), size and
@@ -208,6 +267,10 @@ mod imp {
                     }
                 }
                 ["disk-full"] => r.disk_full = true,
+                ["clock-offset", ms] => r.clock_offset_ms = ms.parse().ok(),
+                ["lazy-sync", ms] => r.lazy_sync = ms.parse().ok().map(Duration::from_millis),
+                ["hang-after-promises"] => r.hang = Some(super::Hang::HangAfterPromises),
+                ["hang-after-one-commit"] => r.hang = Some(super::Hang::HangAfterOneCommit),
                 _ => {}
             }
         }
@@ -230,7 +293,16 @@ mod imp {
             assert!(r.drop_decisions.contains(&p));
             assert_eq!(r.delay[&p], Duration::from_millis(250));
             assert!(r.disk_full);
+            assert_eq!(r.hang, None);
             assert!(!parse("").disk_full);
+            let h = parse("hang-after-promises\n");
+            assert_eq!(h.hang, Some(super::super::Hang::HangAfterPromises));
+            let h = parse("hang-after-one-commit\nhang-after-one-commit extra\n");
+            assert_eq!(h.hang, Some(super::super::Hang::HangAfterOneCommit));
+            let t = parse("clock-offset -10000\nlazy-sync 3600000\n");
+            assert_eq!(t.clock_offset_ms, Some(-10_000));
+            assert_eq!(t.lazy_sync, Some(Duration::from_secs(3600)));
+            assert_eq!(parse("clock-offset soon\n").clock_offset_ms, None);
         }
     }
 }

@@ -3,7 +3,7 @@
 //! between chosen peers, a full disk), a workload that records what was
 //! acknowledged, and a checker run after each scenario.
 //!
-//! Message and disk faults go through each node's rule file
+//! Message, disk and coordinator faults go through each node's rule file
 //! (`OPTIMYSTIC_TEST_FAULTS`, read by debug builds only; see
 //! `optimystic_actors::faults`).
 
@@ -43,6 +43,10 @@ struct Rules {
     drop_decisions: BTreeSet<usize>,
     pause_after_commit_point: Option<u64>,
     disk_full: bool,
+    /// `hang-after-promises` or `hang-after-one-commit`.
+    hang: Option<&'static str>,
+    /// Rules the node reads once when it starts (`clock-offset`, `lazy-sync`).
+    at_start: Vec<String>,
 }
 
 /// A cluster of node processes under test.
@@ -73,19 +77,33 @@ impl TestCluster {
     /// (`(node, name, value)`).
     pub async fn start_with_env(n: usize, extra: &[&str], env: &[(usize, &str, &str)]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
-        let c = Self::start_in(tmp.path(), n, extra, env).await;
+        let c = Self::start_in(tmp.path(), n, extra, env, &[]).await;
         Self {
             _tmp: vec![tmp],
             ..c
         }
     }
 
-    /// [`TestCluster::start_with_env`] with node `i`'s data in `root/n{i}`.
+    /// [`TestCluster::start`], with fault rules some nodes read once when they
+    /// start (`(node, rule)`, e.g. `clock-offset 10000`; see
+    /// `optimystic_actors::faults`).
+    pub async fn start_with_rules(n: usize, extra: &[&str], rules: &[(usize, &str)]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = Self::start_in(tmp.path(), n, extra, &[], rules).await;
+        Self {
+            _tmp: vec![tmp],
+            ..c
+        }
+    }
+
+    /// [`TestCluster::start_with_env`] and [`TestCluster::start_with_rules`] with
+    /// node `i`'s data in `root/n{i}`.
     pub async fn start_in(
         root: &std::path::Path,
         n: usize,
         extra: &[&str],
         env: &[(usize, &str, &str)],
+        at_start: &[(usize, &str)],
     ) -> Self {
         let mut c = Self {
             dirs: (0..n).map(|i| root.join(format!("n{i}"))).collect(),
@@ -101,6 +119,9 @@ impl TestCluster {
         };
         for (i, k, v) in env {
             c.env[*i].push((k.to_string(), v.to_string()));
+        }
+        for (i, rule) in at_start {
+            c.rules[*i].at_start.push(rule.to_string());
         }
         for i in 0..n {
             std::fs::create_dir_all(&c.dirs[i]).unwrap();
@@ -149,6 +170,12 @@ impl TestCluster {
         }
         if r.disk_full {
             text.push_str("disk-full\n");
+        }
+        for rule in &r.at_start {
+            text.push_str(&format!("{rule}\n"));
+        }
+        if let Some(hang) = r.hang {
+            text.push_str(&format!("{hang}\n"));
         }
         // Written whole, then renamed: a node never reads half a rule file.
         let tmp = self.fault_file(i).with_extension("tmp");
@@ -400,6 +427,14 @@ impl TestCluster {
         self.write_rules(i);
     }
 
+    /// Makes node `i`, as a coordinator, stop between the phases of any record on
+    /// a `fault-*` block: `hang` is `hang-after-promises` or
+    /// `hang-after-one-commit` (`None` lifts it).
+    pub fn hang(&mut self, i: usize, hang: Option<&'static str>) {
+        self.rules[i].hang = hang;
+        self.write_rules(i);
+    }
+
     /// Node `i`'s address.
     pub fn addr(&self, i: usize) -> &str {
         &self.addrs[i]
@@ -568,7 +603,10 @@ impl TestCluster {
     /// Removes every message and disk fault.
     pub fn heal(&mut self) {
         for i in 0..self.len() {
-            self.rules[i] = Rules::default();
+            self.rules[i] = Rules {
+                at_start: std::mem::take(&mut self.rules[i].at_start),
+                ..Rules::default()
+            };
             self.write_rules(i);
         }
     }

@@ -9,12 +9,11 @@ use actix::prelude::*;
 use futures::future::LocalBoxFuture;
 use tokio::sync::oneshot;
 
-use super::registry::RegistryCore;
-use crate::metrics::HandlerTimer;
+use crate::metrics::{EngineMetrics, HandlerTimer};
 use crate::model::{
     BlockId, GetBlockResult, PendPolicy, Rev, Transform, TrxId, TrxPending, TrxRev, TrxTransforms,
 };
-use crate::storage::{BlockStorage, RepoError, RestoreFn, WriteBatch};
+use crate::storage::{BlockStorage, Changes, RawStorage, RepoError, RestoreFn, WriteBatch};
 
 /// Mailbox capacity of a BlockActor (senders wait beyond it).
 pub(crate) const BLOCK_MAILBOX: usize = 64;
@@ -164,18 +163,39 @@ where
     }
 }
 
+/// What every BlockActor of one registry shares: the storage, metrics, the
+/// restore callback, the change feed and the pending limit.
+pub(crate) struct BlockEnv {
+    pub(crate) raw: Arc<dyn RawStorage>,
+    pub(crate) metrics: Arc<EngineMetrics>,
+    pub(crate) restore: Option<RestoreFn>,
+    /// Told of every effect any block applies (watchers subscribe).
+    pub(crate) changes: Changes,
+    pub(crate) max_pending: usize,
+}
+
+/// The registry a BlockActor belongs to (the actor knows it only as this, so the
+/// actor does not depend on the registry that starts it).
+pub(crate) trait Home: Send + Sync {
+    /// What the registry's actors share.
+    fn env(&self) -> &BlockEnv;
+    /// Removes `id`'s entry if it still belongs to `generation` (an actor that
+    /// stops says so).
+    fn forget(&self, id: &BlockId, generation: u64);
+}
+
 /// Owner of one block.
 pub(crate) struct BlockActor {
     id: BlockId,
     generation: u64,
-    core: Arc<RegistryCore>,
+    core: Arc<dyn Home>,
     storage: Option<BlockStorage>,
     restore: Option<RestoreFn>,
 }
 
 impl BlockActor {
-    pub(crate) fn new(id: BlockId, generation: u64, core: Arc<RegistryCore>) -> Self {
-        let restore = core.restore.clone();
+    pub(crate) fn new(id: BlockId, generation: u64, core: Arc<dyn Home>) -> Self {
+        let restore = core.env().restore.clone();
         Self {
             id,
             generation,
@@ -188,9 +208,9 @@ impl BlockActor {
     fn storage(&mut self) -> Result<&mut BlockStorage, RepoError> {
         if self.storage.is_none() {
             self.storage = Some(
-                BlockStorage::load(self.id.clone(), self.core.raw.clone())?
-                    .with_pending_limit(self.core.max_pending)
-                    .with_changes(self.core.changes.clone()),
+                BlockStorage::load(self.id.clone(), self.core.env().raw.clone())?
+                    .with_pending_limit(self.core.env().max_pending)
+                    .with_changes(self.core.env().changes.clone()),
             );
         }
         self.storage
@@ -199,7 +219,7 @@ impl BlockActor {
     }
 
     pub(super) fn timer(&self) -> HandlerTimer {
-        self.core.metrics.block_actor.start()
+        self.core.env().metrics.block_actor.start()
     }
 
     /// Takes the loaded storage out for an async procedure (the mailbox is blocked
@@ -215,7 +235,7 @@ impl BlockActor {
         self.restore.as_ref()
     }
 
-    pub(super) fn core(&self) -> &Arc<RegistryCore> {
+    pub(super) fn core(&self) -> &Arc<dyn Home> {
         &self.core
     }
 
@@ -241,11 +261,11 @@ impl Actor for BlockActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(BLOCK_MAILBOX);
-        self.core.metrics.registry.actor_started();
+        self.core.env().metrics.registry.actor_started();
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.core.metrics.registry.live.add(-1);
+        self.core.env().metrics.registry.live.add(-1);
         self.core.forget(&self.id, self.generation);
     }
 }

@@ -333,7 +333,7 @@ impl Handler<Passivate> for BlockActor {
         let _timer = self.timer();
         let (id, generation) = (self.id().clone(), self.generation());
         self.core().forget(&id, generation);
-        self.core().metrics.registry.passivated.add(1);
+        self.core().env().metrics.registry.passivated.add(1);
         ctx.stop();
     }
 }

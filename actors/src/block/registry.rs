@@ -15,7 +15,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use dashmap::DashMap;
 
-use super::actor::{BlockActor, Passivate};
+use super::actor::{BlockActor, BlockEnv, Home, Passivate};
 use crate::metrics::EngineMetrics;
 use crate::model::BlockId;
 use crate::storage::{Changes, RawStorage, RepoError, RestoreFn};
@@ -54,32 +54,32 @@ impl Default for RegistryOptions {
 
 /// State shared by the registry handle and its actors.
 pub(crate) struct RegistryCore {
-    pub(crate) raw: Arc<dyn RawStorage>,
-    pub(crate) metrics: Arc<EngineMetrics>,
-    pub(crate) restore: Option<RestoreFn>,
-    /// Told of every effect any block applies (watchers subscribe).
-    pub(crate) changes: Changes,
+    env: BlockEnv,
     slots: DashMap<BlockId, Slot>,
     arbiters: Vec<ArbiterHandle>,
     hasher: std::collections::hash_map::RandomState,
     max_live: usize,
-    pub(crate) max_pending: usize,
     clock: AtomicU64,
     next_generation: AtomicU64,
     evicting: AtomicUsize,
     scanning: AtomicBool,
 }
 
-impl RegistryCore {
-    /// Removes `id`'s entry if it still belongs to `generation`.
-    pub(crate) fn forget(&self, id: &BlockId, generation: u64) {
+impl Home for RegistryCore {
+    fn env(&self) -> &BlockEnv {
+        &self.env
+    }
+
+    fn forget(&self, id: &BlockId, generation: u64) {
         if let Some((_, slot)) = self.slots.remove_if(id, |_, s| s.generation == generation) {
             if slot.evicting.load(Ordering::Relaxed) {
                 self.evicting.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
+}
 
+impl RegistryCore {
     fn arbiter_for(&self, id: &BlockId) -> &ArbiterHandle {
         let n = self.arbiters.len().max(1) as u64;
         // Modulo keeps the index in range; arbiters is never empty (checked at start).
@@ -101,7 +101,7 @@ impl RegistryCore {
                 let addr = BlockActor::start_in_arbiter(self.arbiter_for(id), move |_| {
                     BlockActor::new(bid, generation, core)
                 });
-                self.metrics.registry.activated.add(1);
+                self.env.metrics.registry.activated.add(1);
                 Slot {
                     addr,
                     generation,
@@ -153,12 +153,12 @@ impl RegistryCore {
                 continue;
             }
             self.evicting.fetch_add(1, Ordering::Relaxed);
-            self.metrics.block_actor.enqueued();
+            self.env.metrics.block_actor.enqueued();
             if slot.addr.try_send(Passivate).is_ok() {
                 sent += 1;
             } else {
                 // Busy (mailbox full) or already stopped: not evicted now.
-                self.metrics.block_actor.dropped();
+                self.env.metrics.block_actor.dropped();
                 slot.evicting.store(false, Ordering::Relaxed);
                 self.evicting.fetch_sub(1, Ordering::Relaxed);
             }
@@ -190,15 +190,17 @@ impl BlockRegistry {
             .collect::<Result<_, _>>()?;
         Ok(Self {
             core: Arc::new(RegistryCore {
-                raw,
-                metrics,
-                restore,
-                changes: Changes::default(),
+                env: BlockEnv {
+                    raw,
+                    metrics,
+                    restore,
+                    changes: Changes::default(),
+                    max_pending: opts.max_pending_per_block.max(1),
+                },
                 slots: DashMap::new(),
                 arbiters,
                 hasher: Default::default(),
                 max_live: opts.max_live.max(1),
-                max_pending: opts.max_pending_per_block.max(1),
                 clock: AtomicU64::new(0),
                 next_generation: AtomicU64::new(0),
                 evicting: AtomicUsize::new(0),
@@ -214,7 +216,7 @@ impl BlockRegistry {
         M::Result: Send,
         BlockActor: Handler<M>,
     {
-        let metrics = &self.core.metrics.block_actor;
+        let metrics = &self.core.env.metrics.block_actor;
         for _ in 0..ROUTE_ATTEMPTS {
             let addr = self.core.addr(id);
             metrics.enqueued();
@@ -239,17 +241,17 @@ impl BlockRegistry {
 
     /// The storage backend.
     pub fn raw(&self) -> &Arc<dyn RawStorage> {
-        &self.core.raw
+        &self.core.env.raw
     }
 
     /// Every block's applied changes, for watchers.
     pub fn changes(&self) -> &Changes {
-        &self.core.changes
+        &self.core.env.changes
     }
 
     /// The engine metrics.
     pub fn metrics(&self) -> &Arc<EngineMetrics> {
-        &self.core.metrics
+        &self.core.env.metrics
     }
 
     /// Drops every actor address and stops the arbiters once their actors finish.

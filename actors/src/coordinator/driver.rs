@@ -80,7 +80,7 @@ impl Coordinator {
     /// node, less the `retired` and those not allowed to be members; sorted.
     pub(super) fn candidates(
         &self,
-        view: &crate::net::MemberView,
+        view: &crate::model::MemberView,
         retired: &BTreeSet<String>,
     ) -> Vec<PeerId> {
         let mut live: Vec<PeerId> = view.members.iter().map(|p| p.peer_id).collect();
@@ -234,7 +234,7 @@ impl Coordinator {
 #[derive(Default)]
 pub(super) struct State {
     /// The member view whose peers were last noted in the peer book.
-    view: Option<Arc<crate::net::MemberView>>,
+    view: Option<Arc<crate::model::MemberView>>,
     /// The table generation and live peers of the last pass that found nothing
     /// due: while both are unchanged, nothing is.
     idle: Option<(u64, Vec<PeerId>)>,

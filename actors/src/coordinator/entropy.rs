@@ -204,7 +204,8 @@ impl Coordinator {
         let net = self.net()?;
         let mine = self.repo.latests(regions.clone()).await?;
         let asked: Vec<Region> = regions.iter().copied().collect();
-        let theirs = crate::net::cluster_digests(net, peer, addrs.to_vec(), asked, ASK_TIMEOUT)
+        let theirs = net
+            .digests(peer, addrs.to_vec(), asked, ASK_TIMEOUT)
             .await
             .map_err(|e| crate::model::RepoError::Unavailable(e.to_string()))?;
         let my_digests = region_digests(&mine);
@@ -222,15 +223,15 @@ impl Coordinator {
             *w = (*w).max(d.blocks);
         }
         let wanted = self.this_round(&differ, |r| weight.get(r).copied().unwrap_or(0));
-        let their_heads = crate::net::cluster_heads(
-            net,
-            peer,
-            addrs.to_vec(),
-            wanted.iter().copied().collect(),
-            ASK_TIMEOUT,
-        )
-        .await
-        .map_err(|e| crate::model::RepoError::Unavailable(e.to_string()))?;
+        let their_heads = net
+            .heads(
+                peer,
+                addrs.to_vec(),
+                wanted.iter().copied().collect(),
+                ASK_TIMEOUT,
+            )
+            .await
+            .map_err(|e| crate::model::RepoError::Unavailable(e.to_string()))?;
         let mine: Vec<BlockHead> = mine
             .into_iter()
             .filter(|h| wanted.contains(&Region::of(&h.block_id)))

@@ -100,8 +100,7 @@ impl Coordinator {
             .iter()
             .filter_map(|m| live.get(m))
             .map(|(peer, addrs)| {
-                crate::net::cluster_heads(
-                    net,
+                net.heads(
                     *peer,
                     addrs.clone(),
                     regions.iter().copied().collect(),

@@ -9,7 +9,6 @@ use libp2p::PeerId;
 
 use super::Coordinator;
 use crate::model::{BlockId, Config, Region, RepoError, TrxId, TrxRev};
-use crate::net::cluster_store;
 use crate::storage::BlockArchive;
 
 /// Most bytes of archives in one `store` request (the cluster frame is 1 MiB).
@@ -150,7 +149,7 @@ impl Coordinator {
     /// is not handed to a newcomer, which would make it a majority's.
     async fn majority_pendings(
         &self,
-        net: &crate::net::NetClient,
+        net: &dyn crate::model::Peers,
         from: &Config,
         others: &[PeerId],
         held: &[Vec<crate::model::BlockHead>],
@@ -187,15 +186,16 @@ impl Coordinator {
     /// `trx`'s pending transform of `block`, from one of `holders`.
     async fn pending_from(
         &self,
-        net: &crate::net::NetClient,
+        net: &dyn crate::model::Peers,
         holders: &[PeerId],
         block: &BlockId,
         trx: &TrxId,
     ) -> Result<crate::model::Transform, RepoError> {
         let latest = self.catch_up.local_latest(block).map(|l| l.rev);
         for q in holders.iter().filter(|q| **q != self.me) {
-            let fetched =
-                crate::net::fetch_archive(net, *q, Vec::new(), block, latest, self.timeout).await;
+            let fetched = net
+                .fetch_archive(*q, Vec::new(), block.clone(), latest, self.timeout)
+                .await;
             if let Ok(Some(a)) = fetched {
                 if let Some((_, t)) = a.pending.into_iter().find(|(id, _)| id == trx) {
                     return Ok(t);
@@ -210,7 +210,7 @@ impl Coordinator {
     /// What `peer` stores in `regions`.
     async fn heads_of(
         &self,
-        net: &crate::net::NetClient,
+        net: &dyn crate::model::Peers,
         peer: PeerId,
         regions: &[Region],
     ) -> Result<Vec<crate::model::BlockHead>, RepoError> {
@@ -219,7 +219,9 @@ impl Coordinator {
             .peer(&peer.to_string())
             .map(|p| p.multiaddrs.iter().filter_map(|a| a.parse().ok()).collect())
             .unwrap_or_default();
-        Ok(crate::net::cluster_heads(net, peer, addrs, regions.to_vec(), self.timeout).await?)
+        Ok(net
+            .heads(peer, addrs, regions.to_vec(), self.timeout)
+            .await?)
     }
 
     /// Hands `peer` every block of `regions` among `blocks` (those this node
@@ -265,12 +267,12 @@ impl Coordinator {
 
     async fn send_batch(
         &self,
-        net: &crate::net::NetClient,
+        net: &dyn crate::model::Peers,
         peer: PeerId,
         addrs: &[libp2p::Multiaddr],
         batch: Vec<BlockArchive>,
     ) -> Result<usize, RepoError> {
-        let reply = cluster_store(net, peer, addrs.to_vec(), batch, self.timeout).await?;
+        let reply = net.store(peer, addrs.to_vec(), batch, self.timeout).await?;
         if reply.refused > 0 {
             // It does not see this node as a member of those regions (yet): the
             // change waits until it does, and holds the data.

@@ -18,8 +18,8 @@ use libp2p::{Multiaddr, PeerId};
 
 use super::Coordinator;
 use crate::cluster::ClusterRecord;
+use crate::model::NetError;
 use crate::model::{codes, Config, Region};
-use crate::net::NetError;
 
 /// How often co-members' configurations are compared with this node's.
 pub(super) const CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -158,9 +158,9 @@ impl Coordinator {
             return false;
         };
         for (applied, record) in missed.iter().enumerate() {
-            let sent =
-                crate::net::cluster_update(net, peer, addrs.to_vec(), record.clone(), self.timeout)
-                    .await;
+            let sent = net
+                .update(peer, addrs.to_vec(), record.clone(), self.timeout)
+                .await;
             if let Err(e) = sent {
                 let lasting = matches!(&e, NetError::WrongCluster { .. })
                     || matches!(&e, NetError::Remote { code, .. } if code == codes::DECIDED);
@@ -199,7 +199,8 @@ impl Coordinator {
         let mut gaps = BTreeSet::new();
         for chunk in regions.chunks(REGIONS_PER_ASK) {
             let asked: Vec<Region> = chunk.iter().map(|(r, _)| *r).collect();
-            let reply = crate::net::cluster_configs(net, peer, addrs.to_vec(), asked, ASK_TIMEOUT)
+            let reply = net
+                .configs(peer, addrs.to_vec(), asked, ASK_TIMEOUT)
                 .await
                 .ok()?;
             let ours: BTreeMap<Region, &Config> = chunk.iter().map(|(r, c)| (*r, c)).collect();

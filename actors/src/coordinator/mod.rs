@@ -46,8 +46,8 @@ use libp2p::PeerId;
 use crate::block::StorageRepo;
 use crate::cluster::{CatchUp, Configs, MemberDirectory};
 use crate::metrics::{Counter, Histogram};
+use crate::model::Peers;
 use crate::model::{BlockGets, Consistency, GetBlockResults, OpResult, RepoError, RepoOperation};
-use crate::net::NetClient;
 
 pub use entropy::EntropySettings;
 pub use handle::{CoordinatorActor, CoordinatorHandle};
@@ -127,11 +127,10 @@ pub struct Coordinator {
     key: Keypair,
     me: PeerId,
     repo: StorageRepo,
-    net: Arc<OnceLock<NetClient>>,
+    net: Arc<OnceLock<Arc<dyn Peers>>>,
     members: Arc<MemberDirectory>,
     timeout: Duration,
     lanes: parking_lot::Mutex<HashMap<String, batch::Lane>>,
-    fault: fault::Fault,
     catch_up: Arc<CatchUp>,
     configs: Arc<Configs>,
     /// Client writes being coordinated here now.
@@ -155,7 +154,7 @@ impl Coordinator {
     pub fn new(
         key: Keypair,
         repo: StorageRepo,
-        net: Arc<OnceLock<NetClient>>,
+        net: Arc<OnceLock<Arc<dyn Peers>>>,
         members: Arc<MemberDirectory>,
         timeout: Duration,
     ) -> Self {
@@ -178,7 +177,6 @@ impl Coordinator {
             members,
             timeout,
             lanes: parking_lot::Mutex::new(HashMap::new()),
-            fault: fault::Fault::configured(),
             catch_up,
             configs,
             running: AtomicUsize::new(0),
@@ -204,9 +202,10 @@ impl Coordinator {
         &self.metrics
     }
 
-    fn net(&self) -> Result<&NetClient, RepoError> {
+    fn net(&self) -> Result<&dyn Peers, RepoError> {
         self.net
             .get()
+            .map(|n| n.as_ref())
             .ok_or_else(|| RepoError::Unavailable("network not started".into()))
     }
 

@@ -11,11 +11,11 @@ use libp2p::{Multiaddr, PeerId};
 use super::Coordinator;
 use crate::cluster::ClusterPeer;
 use crate::membership::closest_to;
+use crate::model::NetError;
 use crate::model::{
     block_key, ms_from_now, BlockId, OpResult, Region, RegionView, RepoError, RepoMessage,
     RepoOperation,
 };
-use crate::net::{cluster_configs, cluster_coordinate, NetError};
 
 /// Peers asked per unknown region (the closest to it).
 const DISCOVERY_FANOUT: usize = 4;
@@ -143,7 +143,7 @@ impl Coordinator {
         };
         let asks = peers
             .iter()
-            .map(|p| cluster_configs(net, *p, Vec::new(), regions.to_vec(), ASK_TIMEOUT));
+            .map(|p| net.configs(*p, Vec::new(), regions.to_vec(), ASK_TIMEOUT));
         let replies = futures::future::join_all(asks).await;
         for (peer, reply) in peers.iter().zip(replies) {
             let Ok(reply) = reply else { continue };
@@ -268,7 +268,7 @@ impl Coordinator {
         let mut unreachable = Vec::new();
         for (peer, addrs) in order {
             let message = RepoMessage::of(op.clone(), Some(ms_from_now(self.timeout)));
-            match cluster_coordinate(net, peer, addrs, message, self.timeout).await {
+            match net.coordinate(peer, addrs, message, self.timeout).await {
                 Ok(r) => {
                     self.metrics.forwarded.add(1);
                     return Ok(r);

@@ -128,9 +128,7 @@ impl Coordinator {
             .iter()
             .filter(|m| **m != me)
             .filter_map(|m| live.get(m))
-            .map(|(peer, addrs)| {
-                crate::net::cluster_heads(net, *peer, addrs.clone(), regions.to_vec(), self.timeout)
-            });
+            .map(|(peer, addrs)| net.heads(*peer, addrs.clone(), regions.to_vec(), self.timeout));
         futures::future::join_all(asks)
             .await
             .into_iter()

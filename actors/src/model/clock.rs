@@ -1,8 +1,9 @@
 //! Wall-clock time as the protocols use it: milliseconds since the Unix epoch.
 //!
-//! Debug builds read `OPTIMYSTIC_TEST_CLOCK_OFFSET_MS` (a signed number of
-//! milliseconds) once and add it to every reading, so the test suite can run a node
-//! whose clock is ahead or behind its peers'. Release builds never read it.
+//! Debug builds add the `clock-offset` rule of the test fault file (a signed
+//! number of milliseconds, [`crate::faults`]) to every reading, so the test suite
+//! can run a node whose clock is ahead or behind its peers'. Release builds never
+//! read it.
 
 /// Milliseconds since the Unix epoch (plus the test offset in debug builds).
 pub fn now_ms() -> u64 {
@@ -19,13 +20,7 @@ pub fn ms_from_now(d: std::time::Duration) -> u64 {
 
 #[cfg(debug_assertions)]
 fn offset(real: u64) -> u64 {
-    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    let off = *OFFSET.get_or_init(|| {
-        std::env::var("OPTIMYSTIC_TEST_CLOCK_OFFSET_MS")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    });
+    let off = crate::faults::clock_offset_ms();
     if off >= 0 {
         real.saturating_add(off.unsigned_abs())
     } else {

@@ -61,8 +61,12 @@ impl StorageError {
     }
 }
 
-/// Why a repo request failed (as opposed to a stale reply, which is a result).
+/// Why a repo request failed (as opposed to a stale reply, which is a result):
+/// the one error of the engine's repo operations, whatever layer failed (storage,
+/// network and cluster errors convert into it; `InDoubt` says a write may have
+/// been applied). More reasons may come: match with a catch-all.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RepoError {
     /// The backend failed; nothing was acknowledged.
     #[error(transparent)]

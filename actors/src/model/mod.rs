@@ -1,5 +1,6 @@
 //! The data model of DESIGN §3: ids, blocks, transforms, repo requests and replies,
-//! the [`Repo`] trait, errors and their protocol codes, the clock, and the pure
+//! the [`Repo`] trait, the [`Peers`] trait the network implements, errors and
+//! their protocol codes, the clock, and the pure
 //! functions that apply transforms.
 
 mod archive;
@@ -10,6 +11,7 @@ mod config;
 mod error;
 mod ids;
 mod outcome;
+mod peers;
 mod record;
 mod region;
 mod repo;
@@ -25,6 +27,7 @@ pub use config::{ChangeError, Config, ConfigChange};
 pub use error::{Failure, RegionView, RepoError, StorageError};
 pub use ids::{validate_id, BlockId, IdError, TrxId, MAX_ID_LEN};
 pub use outcome::{unexpected, CancelReply, Empty, OpKind, OpOutcome, OpResult, Repo, WireResult};
+pub use peers::{ConfigsReply, MemberView, NetError, PeerCall, PeerInfo, Peers, StoreReply};
 pub use record::{BlockState, ClusterPeer, ClusterRecord, EffectKind, Signature, States, VoteType};
 pub use region::{block_key, Region, RegionDigest, REGIONS, REGION_BITS};
 pub use repo::{

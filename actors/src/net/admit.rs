@@ -17,11 +17,12 @@ use libp2p::swarm::{
 };
 use libp2p::{Multiaddr, PeerId};
 
+use super::bucket::TokenBucket;
+
 /// Token bucket over accepted inbound connections (`0` = unlimited).
 pub struct HandshakeLimit {
-    rate: f64,
-    tokens: f64,
-    at: Instant,
+    per_sec: u32,
+    bucket: TokenBucket,
 }
 
 /// Why an inbound connection was dropped.
@@ -33,9 +34,8 @@ impl HandshakeLimit {
     /// At most `per_sec` inbound handshakes per second (`0` = unlimited).
     pub fn new(per_sec: u32) -> Self {
         Self {
-            rate: f64::from(per_sec),
-            tokens: f64::from(per_sec),
-            at: Instant::now(),
+            per_sec,
+            bucket: TokenBucket::new(per_sec, Instant::now()),
         }
     }
 }
@@ -50,18 +50,10 @@ impl NetworkBehaviour for HandshakeLimit {
         _: &Multiaddr,
         _: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
-        if self.rate <= 0.0 {
-            return Ok(());
-        }
-        let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.bucket.take(Instant::now()) {
             Ok(())
         } else {
-            Err(ConnectionDenied::new(TooManyHandshakes(self.rate as u32)))
+            Err(ConnectionDenied::new(TooManyHandshakes(self.per_sec)))
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod admit;
 mod behaviour;
+mod bucket;
 mod client;
 mod dial;
 mod frame;
@@ -22,6 +23,7 @@ use libp2p::request_response::OutboundFailure;
 use libp2p::{Multiaddr, PeerId};
 use parking_lot::Mutex;
 
+pub use crate::model::{MemberView, NetError, PeerInfo};
 pub use behaviour::{
     build_swarm, load_or_create_identity, read_network_key, NetConfig, NodeBehaviour, Proto,
 };
@@ -35,8 +37,7 @@ pub use protocol::{
     BadPrefix, Encoding, ProtocolIds, BLOCK_FRAME_MAX, CONTROL_FRAME_MAX, DEFAULT_PREFIX,
 };
 pub use swarm::{
-    Dial, Drain, Inbound, InboundKey, Listen, NetStatus, PeerInfo, Request, Respond, Status,
-    SwarmActor,
+    Dial, Drain, Inbound, InboundKey, Listen, NetStatus, Request, Respond, Status, SwarmActor,
 };
 pub use wire::{
     codes, decode, decode_op_result, decode_reply, decode_request, encode, BlockAsk, BlockRequest,
@@ -46,61 +47,8 @@ pub use wire::{
 
 use crate::metrics::ActorMetrics;
 
-/// A network failure. Timeouts and lost connections after a request was sent are
-/// **in doubt**: the remote may or may not have executed it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NetError {
-    /// Building the swarm, listening, or the identity file failed.
-    #[error("network setup: {0}")]
-    Setup(String),
-    /// The peer could not be reached; the request was not sent.
-    #[error("cannot reach peer: {0}")]
-    Dial(String),
-    /// No reply in time (in doubt).
-    #[error("timed out waiting for the reply (the request may have been executed)")]
-    Timeout,
-    /// The connection closed before the reply (in doubt).
-    #[error("connection closed before the reply (the request may have been executed)")]
-    ConnectionClosed,
-    /// The peer speaks none of the requested protocols.
-    #[error("the peer does not support the protocol")]
-    Unsupported,
-    /// Stream I/O failed (in doubt).
-    #[error("stream i/o: {0}")]
-    Io(String),
-    /// The reply frame was malformed or too large.
-    #[error("bad reply frame: {0}")]
-    BadFrame(String),
-    /// The reply could not be decoded.
-    #[error("cannot decode reply: {0}")]
-    Decode(String),
-    /// The peer answered with an error.
-    #[error("{code}: {message}")]
-    Remote {
-        /// Error code (see [`codes`]).
-        code: String,
-        /// Detail.
-        message: String,
-    },
-    /// The local network actor has stopped.
-    #[error("network actor stopped")]
-    Stopped,
-    /// The peer is not in the cluster the request assumed; `view` is what it holds.
-    #[error("wrong_cluster: {message}")]
-    WrongCluster {
-        /// Detail.
-        message: String,
-        /// The peer's configurations of the regions concerned.
-        view: Vec<crate::model::RegionView>,
-    },
-}
-
 impl NetError {
-    /// Whether the remote may have executed the request.
-    pub fn is_in_doubt(&self) -> bool {
-        matches!(self, Self::Timeout | Self::ConnectionClosed | Self::Io(_))
-    }
-
+    /// The failure of an outbound request as libp2p reports it.
     pub(crate) fn from_outbound(e: OutboundFailure) -> Self {
         match e {
             OutboundFailure::DialFailure => Self::Dial("dial failed".into()),
@@ -108,21 +56,6 @@ impl NetError {
             OutboundFailure::ConnectionClosed => Self::ConnectionClosed,
             OutboundFailure::UnsupportedProtocols => Self::Unsupported,
             OutboundFailure::Io(e) => Self::Io(e.to_string()),
-        }
-    }
-}
-
-impl From<NetError> for crate::model::RepoError {
-    /// A remote error keeps its code; a request that may have run is in doubt;
-    /// anything else means the peer could not serve it.
-    fn from(e: NetError) -> Self {
-        match e {
-            NetError::Remote { code, message } => {
-                crate::model::Failure::new(crate::model::ErrorCode::parse(&code), message).into()
-            }
-            NetError::WrongCluster { message, view } => Self::WrongCluster { message, view },
-            e if e.is_in_doubt() => Self::InDoubt(e.to_string()),
-            e => Self::Unavailable(e.to_string()),
         }
     }
 }
@@ -166,21 +99,6 @@ pub struct NetMetrics {
     view: parking_lot::RwLock<Arc<MemberView>>,
     /// Peers with at least one open connection (members and clients).
     connected: std::sync::atomic::AtomicI64,
-}
-
-/// Connected consensus members and this node's listen addresses.
-#[derive(Debug, Clone, Default)]
-pub struct MemberView {
-    /// Peers that take part in consensus: connected ones, and those whose
-    /// connection closed less than `member_grace` ago (still in their clusters).
-    pub members: Vec<PeerInfo>,
-    /// Those of `members` whose connection closed (within `member_grace`).
-    pub departed: Vec<PeerId>,
-    /// Addresses this node listens on.
-    pub listen_addrs: Vec<Multiaddr>,
-    /// A hash of the members' PeerIds and connection states, and of how many came
-    /// back: changes whenever a member joins, leaves, departs or returns.
-    pub fingerprint: u64,
 }
 
 impl Default for NetMetrics {

@@ -10,6 +10,7 @@ use crate::model::{
 };
 
 pub use crate::model::codes;
+pub use crate::model::{ConfigsReply, StoreReply};
 
 /// `{"error":{"code","message"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,29 +113,6 @@ impl ClusterRequest {
             blocks: None,
         }
     }
-}
-
-/// The answer to `configs`: the configurations the peer holds of the regions
-/// asked, and the entries (keys, addresses) of their members it knows.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ConfigsReply {
-    /// One per region asked.
-    pub view: Vec<crate::model::RegionView>,
-    /// Members' entries, by PeerId.
-    #[serde(default)]
-    pub peers: std::collections::BTreeMap<String, crate::model::ClusterPeer>,
-}
-
-/// The answer to `store`: how many archives were stored, and how many refused
-/// (their region's configuration, as the receiver knows it, does not have the
-/// sender as a member, or already has the receiver).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoreReply {
-    /// Archives stored.
-    pub stored: usize,
-    /// Archives refused.
-    #[serde(default)]
-    pub refused: usize,
 }
 
 /// The answer to `heads`: the blocks the peer stores in the regions asked

@@ -135,19 +135,13 @@ pub trait RawStorage: Send + Sync + 'static {
 pub const LAZY_SYNC: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// How often a backend syncs lazily written batches: [`LAZY_SYNC`]. Debug builds
-/// read `OPTIMYSTIC_TEST_LAZY_SYNC_MS` instead, so the power-cut tests can hold
+/// take the `lazy-sync` rule of the test fault file instead ([`crate::faults`]),
+/// so the power-cut tests can hold
 /// lazy batches back as long as they like — the worst case `write_lazy` allows,
 /// durable only with the next durable write — and show that no acknowledged
 /// write depends on one.
 pub fn lazy_sync_interval() -> std::time::Duration {
-    #[cfg(debug_assertions)]
-    if let Some(ms) = std::env::var("OPTIMYSTIC_TEST_LAZY_SYNC_MS")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-    {
-        return std::time::Duration::from_millis(ms);
-    }
-    LAZY_SYNC
+    crate::faults::lazy_sync().unwrap_or(LAZY_SYNC)
 }
 
 /// Write counters kept by every backend.

@@ -1,3 +1,4 @@
+//! Unit tests of the decision every member computes from a record.
 #![allow(clippy::unwrap_used)]
 
 use super::*;

@@ -68,9 +68,10 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn record(expiration: u64, op: serde_json::Value) -> ClusterRecord {
+    /// A record of one operation, given as its JSON.
+    fn record(expiration: u64, op: &str) -> ClusterRecord {
         let message = crate::model::RepoMessage {
-            operations: vec![serde_json::from_value(op).unwrap()],
+            operations: vec![serde_json::from_str(op).unwrap()],
             expiration: Some(expiration),
             coordinator: Some("a".into()),
             epochs: Default::default(),
@@ -89,20 +90,20 @@ mod tests {
     fn a_pend_is_kept_until_its_commit_or_cancel_or_the_cutoff() {
         let d = PendDeadlines::default();
         let (b, x) = (BlockId::new("b").unwrap(), TrxId::new("x").unwrap());
-        let pend = serde_json::json!({"pend": {"trxId": "x", "transforms": {"deletes": ["b"]}, "policy": "f"}});
-        d.note(&record(50, pend.clone()));
+        let pend = r#"{"pend": {"trxId": "x", "transforms": {"deletes": ["b"]}, "policy": "f"}}"#;
+        d.note(&record(50, pend));
         assert_eq!(d.get(&b, &x), Some(50));
-        d.note(&record(40, pend.clone()));
+        d.note(&record(40, pend));
         assert_eq!(d.get(&b, &x), Some(50), "the later deadline stands");
         d.note(&record(
             60,
-            serde_json::json!({"commit": {"trxId": "x", "blockIds": ["b"], "rev": 2}}),
+            r#"{"commit": {"trxId": "x", "blockIds": ["b"], "rev": 2}}"#,
         ));
         assert_eq!(d.get(&b, &x), None);
-        d.note(&record(50, pend.clone()));
+        d.note(&record(50, pend));
         d.note(&record(
             60,
-            serde_json::json!({"cancel": {"trxRef": {"trxId": "x", "blockIds": ["b"]}}}),
+            r#"{"cancel": {"trxRef": {"trxId": "x", "blockIds": ["b"]}}}"#,
         ));
         assert_eq!(d.get(&b, &x), None);
         d.note(&record(50, pend));

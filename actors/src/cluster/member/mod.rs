@@ -8,119 +8,40 @@
 //! - [`execute`]: applying a decision on this copy;
 //! - [`cancelled`]: the cancels applied here, so a late pend stays cancelled;
 //! - [`deadlines`]: the deadlines of the pends applied here, for stray pendings;
-//! - [`recovery`]: a promise whose decision never came.
+//! - [`recovery`]: a promise whose decision never came;
+//! - [`apply`]: a decided record's application and the commit vote over it;
+//! - [`error`]: why a member refuses a record;
+//! - [`blocks`]: the blocks a message's operations touch.
 
+mod apply;
+mod blocks;
 mod cancelled;
 mod deadlines;
 mod directory;
+mod error;
 mod execute;
 mod recovery;
 mod reservations;
 
-use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 
+pub use blocks::{message_blocks, operation_blocks};
 pub use directory::{MemberDirectory, DEFAULT_MAX_ACTIVE, DEFAULT_MAX_LIFETIME, RETENTION};
+pub use error::ClusterError;
 
-use self::execute::Applied;
 use self::reservations::{Claim, Refusal};
-use super::decision::decide;
-use super::phase::{Action, Event, Phase, TxnError};
-use super::record::{abandoned, majority, quorum_of, voters, ClusterRecord, RecordError, VoteType};
+use super::phase::{Action, Event, Phase};
+use super::record::{abandoned, quorum_of, voters, ClusterRecord, VoteType};
+use super::span::txn_span;
 use super::store::TxnState;
 use super::votes::sign_commit;
 use crate::metrics::HandlerTimer;
-use crate::model::{BlockId, ErrorCode, OpOutcome, OpResult, RepoOperation};
-use crate::storage::{StorageError, WriteFuture};
-
-/// Why a member refused a record.
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    /// The record is invalid; nothing changed.
-    #[error(transparent)]
-    Record(#[from] RecordError),
-    /// The record contradicts what this member decided.
-    #[error(transparent)]
-    Txn(#[from] TxnError),
-    /// Persisting the transaction failed.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    /// The member actor is gone.
-    #[error("cluster member unavailable: {0}")]
-    Unavailable(String),
-    /// Too many transactions are undecided here; retry later.
-    #[error("busy: {0}")]
-    Busy(String),
-    /// The record's peer set is not the configuration this member holds of its
-    /// regions (given): nothing was reserved or applied.
-    #[error("wrong_cluster: the record's peers are not the configuration this member holds of its regions")]
-    WrongCluster(Vec<crate::model::RegionView>),
-    /// A configuration change adds a peer this network's allow list leaves out.
-    #[error("not_allowed: {0} is not on this network's allow list of members")]
-    NotAllowed(String),
-}
-
-impl ClusterError {
-    /// The protocol error code (docs/PROTOCOL.md).
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            Self::Record(RecordError::NotAMember) => ErrorCode::NotAMember,
-            Self::Record(_) => ErrorCode::InvalidRecord,
-            Self::Txn(_) => ErrorCode::Decided,
-            Self::Storage(_) => ErrorCode::Storage,
-            Self::Unavailable(_) => ErrorCode::Unavailable,
-            Self::Busy(_) => ErrorCode::Busy,
-            Self::WrongCluster(_) => ErrorCode::WrongCluster,
-            Self::NotAllowed(_) => ErrorCode::NotAllowed,
-        }
-    }
-
-    /// The error as a code, a message and (for `wrong_cluster`) the member's view.
-    pub fn to_failure(&self) -> crate::model::Failure {
-        let mut f = crate::model::Failure::new(self.code(), self.to_string());
-        if let Self::WrongCluster(view) = self {
-            f.view = view.clone();
-        }
-        f
-    }
-}
-
-/// The blocks an operation touches (reserved while undecided).
-pub fn operation_blocks(op: &RepoOperation) -> BTreeSet<BlockId> {
-    match op {
-        RepoOperation::Pend(p) => p.transforms.block_ids(),
-        RepoOperation::Commit(c) => c.block_ids.iter().cloned().collect(),
-        RepoOperation::Cancel(c) => c.trx_ref.block_ids.iter().cloned().collect(),
-        RepoOperation::PendCommit(pc) => {
-            let mut blocks = pc.pend.transforms.block_ids();
-            blocks.extend(pc.commit.block_ids.iter().cloned());
-            blocks
-        }
-        RepoOperation::Get(_) => BTreeSet::new(),
-    }
-}
-
-/// Each operation's kind and transaction, for logs.
-fn op_names(ops: &[RepoOperation]) -> Vec<String> {
-    ops.iter()
-        .map(|op| match op {
-            RepoOperation::Pend(p) => format!("pend {}", p.trx_id),
-            RepoOperation::Commit(c) => format!("commit {} at {}", c.trx_id, c.rev),
-            RepoOperation::Cancel(c) => format!("cancel {}", c.trx_ref.trx_id),
-            RepoOperation::PendCommit(pc) => format!("pendCommit {}", pc.pend.trx_id),
-            RepoOperation::Get(_) => "get".into(),
-        })
-        .collect()
-}
-
-/// The blocks of every operation of a message.
-pub fn message_blocks(ops: &[RepoOperation]) -> BTreeSet<BlockId> {
-    ops.iter().flat_map(operation_blocks).collect()
-}
+use crate::model::OpOutcome;
+use crate::storage::WriteFuture;
 
 /// First wait before a member that holds a decision it could not apply yet (its
 /// copy is behind) tries again; doubled up to [`RETRY_MAX`].
@@ -138,6 +59,8 @@ pub struct ClusterMember {
     again: bool,
     /// Counted toward `max-active-transactions` (a write, not a change).
     counted: bool,
+    /// The transaction's span ([`super::span`]), once its record is known.
+    span: tracing::Span,
 }
 
 impl ClusterMember {
@@ -151,6 +74,9 @@ impl ClusterMember {
             dir.active.fetch_add(1, Ordering::Relaxed);
         }
         let again = state.is_some();
+        let span = state
+            .as_ref()
+            .map_or_else(tracing::Span::none, |s| txn_span(&s.record));
         Self {
             dir,
             hash,
@@ -158,6 +84,7 @@ impl ClusterMember {
             retry: RETRY_FIRST,
             again,
             counted,
+            span,
         }
     }
 
@@ -320,106 +247,6 @@ impl ClusterMember {
         self.stage(Phase::Aborted, record.clone(), None)
             .map(|w| (record, Some(w)))
     }
-
-    /// Applies the decision carried by `record` (a phase-2 record, or one a peer
-    /// showed in recovery): commits, fences, or waits with the blocks reserved.
-    fn apply(
-        &mut self,
-        record: ClusterRecord,
-        timer: HandlerTimer,
-    ) -> ResponseActFuture<Self, Result<ClusterRecord, ClusterError>> {
-        let decision = decide(&record, majority(record.peers.len()));
-        let dir = self.dir.clone();
-        // A member that promised in this actor's lifetime has not applied it yet.
-        let again = self.again || self.phase() == Phase::Decided;
-        let work = {
-            let (record, decision) = (record.clone(), decision.clone());
-            async move { dir.apply(&record, &decision, again).await }
-        };
-        let claim = MemberDirectory::claim_of(&record);
-        let held = claim.clone();
-        Box::pin(fut::wrap_future::<_, Self>(work).then(move |applied, act, ctx| {
-            let staged: Staged = match applied {
-                Applied::Done { outcomes, effect } => {
-                    drop(timer);
-                    tracing::debug!(hash = %act.hash, ops = ?op_names(&record.message.operations), ?effect, "applied a decision");
-                    let mut r = record;
-                    let vote = sign_commit(&act.dir.key, &r, VoteType::Approve, None, Some(effect));
-                    r.commits.insert(act.dir.me.clone(), vote);
-                    act.dir.release(&claim, &act.hash);
-                    act.dir.decided(&act.hash);
-                    act.dir.cancelled.note(&r);
-                    act.dir.pend_deadlines.note(&r);
-                    mark_fresh(&act.dir, &r.message.operations, &outcomes);
-                    if act.dir.results.len() < 65_536 {
-                        act.dir.results.insert(act.hash.clone(), outcomes.clone());
-                    }
-                    // The application is durable already; the commit vote does not
-                    // wait for the Committed state, which is written lazily (it
-                    // survives a crash of this process at once, a power loss within
-                    // LAZY_SYNC). If it is lost, this member restarts in its
-                    // previous phase, learns the decision again and re-applies,
-                    // which the repo's idempotent operations absorb.
-                    let write =
-                        match act.stage_with(Phase::Committed, r.clone(), Some(outcomes), true) {
-                            Ok(w) => w,
-                            Err(e) => return ready(Err(e)),
-                        };
-                    let hash = act.hash.clone();
-                    ctx.spawn(fut::wrap_future::<_, Self>(write).map(move |written, _, ctx| {
-                        if let Err(e) = written {
-                            tracing::error!(%hash, error = %e, "cannot persist committed state; recovery will settle it");
-                        }
-                        ctx.stop();
-                    }));
-                    return ready(Ok(r));
-                }
-                Applied::Fence(reason) => {
-                    tracing::warn!(hash = %act.hash, ops = ?op_names(&record.message.operations), %reason, "fencing a decision this copy cannot apply");
-                    act.fence(record, reason)
-                }
-                Applied::Unwritten | Applied::Behind(_) => {
-                    tracing::debug!(hash = %act.hash, "decision not applied here yet; retrying");
-                    let proposer = Self::proposer(&record);
-                    let _ = act.dir.reserve(&claim, &act.hash, &proposer, false);
-                    let staged = act
-                        .stage(Phase::Decided, record.clone(), None)
-                        .map(|w| (record, Some(w)));
-                    act.arm_retry(ctx);
-                    staged
-                }
-            };
-            Self::finish(staged, held, timer)
-        }))
-    }
-}
-
-impl ClusterMember {
-    /// A change this member fenced, shown applied by a joint majority: its
-    /// regions move to the new configuration all the same (this member's own
-    /// vote stays its fence).
-    fn apply_proven_change(
-        &mut self,
-        record: ClusterRecord,
-        timer: HandlerTimer,
-    ) -> ResponseActFuture<Self, Result<ClusterRecord, ClusterError>> {
-        let dir = self.dir.clone();
-        let work = async move {
-            let Some(change) = record.message.change.clone() else {
-                return Err(ClusterError::Unavailable(
-                    "not a configuration change".into(),
-                ));
-            };
-            dir.apply_proven_change(&record, &change)
-                .await
-                .map(|()| record)
-        };
-        Box::pin(fut::wrap_future::<_, Self>(work).map(move |r, _, ctx| {
-            drop(timer);
-            ctx.stop();
-            r
-        }))
-    }
 }
 
 /// A reply ready now.
@@ -446,32 +273,15 @@ fn refuse(
     }))
 }
 
-/// Blocks an agreed commit just succeeded on are current here.
-fn mark_fresh(dir: &MemberDirectory, ops: &[RepoOperation], outcomes: &[OpOutcome]) {
-    let Some(net) = dir.net.get() else {
-        return;
-    };
-    let members =
-        crate::cluster::fresh::epoch(net.member_view().fingerprint, dir.configs.generation());
-    for (op, r) in ops.iter().zip(outcomes) {
-        let blocks = match (op, r) {
-            (RepoOperation::Commit(c), Ok(OpResult::Commit(res))) if res.is_success() => {
-                &c.block_ids
-            }
-            (RepoOperation::PendCommit(pc), Ok(OpResult::PendCommit(res))) if res.is_success() => {
-                &pc.commit.block_ids
-            }
-            _ => continue,
-        };
-        dir.fresh.written(members, blocks.iter().cloned());
-    }
-}
-
 impl Handler<Update> for ClusterMember {
     type Result = AtomicResponse<Self, Result<ClusterRecord, ClusterError>>;
 
     fn handle(&mut self, Update(incoming): Update, ctx: &mut Context<Self>) -> Self::Result {
         let timer = self.dir.metrics.start();
+        if self.span.is_none() {
+            self.span = txn_span(&incoming);
+        }
+        let _span = self.span.clone().entered();
         // A member that has not decided checks the record against the
         // configurations it holds now: it reserves nothing and applies nothing
         // for another configuration (one it left, or never had).

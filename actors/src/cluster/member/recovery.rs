@@ -71,9 +71,7 @@ impl ClusterMember {
             .filter(|(id, _)| *id != self.dir.me)
             .map(|(_, (peer, addrs))| {
                 let (net, rec) = (net.clone(), record.clone());
-                async move {
-                    crate::net::cluster_query(&net, peer, addrs, rec, QUERY_TIMEOUT).await
-                }
+                async move { net.query(peer, addrs, rec, QUERY_TIMEOUT).await }
             })
             .collect();
         let quorum = quorum_of(&record);

@@ -1,3 +1,4 @@
+//! Unit tests of vote signing and record validation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;

@@ -3,26 +3,32 @@
 //! the decision; the write succeeds only once a threshold of members report it
 //! applied with the same effect. Members still missing are retried in the
 //! background until every member has voted.
+//!
+//! - [`commits`]: the tally of phase-2 votes;
+//! - [`deliver`]: calls to the members, the abort, stragglers and proofs.
+
+mod commits;
+mod deliver;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::StreamExt;
 use libp2p::{Multiaddr, PeerId};
+use tracing::Instrument;
 
+use self::commits::Commits;
+use self::deliver::{finish_in_background, has_diverged};
 use super::plan::Plan;
 use super::{Coordinator, Outcome};
-use crate::cluster::record::tally;
 use crate::cluster::{
-    decide, implied_outcome, majority, message_hash, quorum_of, sign_commit, voters, ClusterPeer,
-    ClusterRecord, Decision, EffectKind, Signature, Verdict, VoteType,
+    decide, implied_outcome, majority, message_hash, quorum_of, voters, ClusterPeer, ClusterRecord,
+    Decision, EffectKind, VoteType,
 };
-use crate::membership::Quorum;
 use crate::model::{
-    ms_from_now, now_ms, ConfigChange, ErrorCode, Failure, OpOutcome, RegionView, RepoError,
-    RepoMessage, RepoOperation,
+    ms_from_now, ConfigChange, ErrorCode, OpOutcome, RegionView, RepoError, RepoMessage,
+    RepoOperation,
 };
-use crate::net::cluster_update;
 
 /// How a record ended, short of a result.
 pub(super) enum Agreement {
@@ -73,67 +79,6 @@ impl HeldState<'_> {
     /// or it holds the blocks and was proposed to.
     fn settled(&self) -> bool {
         matches!(self, Self::None | Self::Ready)
-    }
-}
-
-/// A member's answer: its PeerId and the record it returned.
-type MemberCall = std::pin::Pin<
-    Box<dyn std::future::Future<Output = (String, Result<ClusterRecord, Failure>)> + Send>,
->;
-
-/// How long stragglers of a decided record are retried past its deadline (the
-/// decision stays valid; every member should vote).
-const STRAGGLER_WINDOW: Duration = Duration::from_secs(60);
-
-/// Lets the calls still running finish (their members still get the record).
-fn finish_in_background(mut calls: FuturesUnordered<MemberCall>) {
-    actix_rt::spawn(async move { while calls.next().await.is_some() {} });
-}
-
-/// The votes of phase 2, as they arrive.
-#[derive(Default)]
-struct Commits {
-    /// Approving commits (each member's signed vote) by the effect they report.
-    by_effect: BTreeMap<Vec<EffectKind>, BTreeMap<String, Signature>>,
-    /// Members that will never apply (fenced, refused as decided, or moved to
-    /// another configuration).
-    fences: BTreeSet<String>,
-    /// Members that have not voted yet.
-    stragglers: Vec<String>,
-}
-
-impl Commits {
-    fn count(&mut self, peer: String, reply: Result<ClusterRecord, Failure>) {
-        match reply {
-            Ok(r) => match r.commits.get(&peer) {
-                Some(v) if v.vote == VoteType::Approve => {
-                    let effect = v.effect.clone().unwrap_or_default();
-                    self.by_effect
-                        .entry(effect)
-                        .or_default()
-                        .insert(peer, v.clone());
-                }
-                Some(_) => {
-                    self.fences.insert(peer);
-                }
-                None => self.stragglers.push(peer),
-            },
-            Err(f) if matches!(f.code, ErrorCode::Decided | ErrorCode::WrongCluster) => {
-                self.fences.insert(peer);
-            }
-            Err(_) => self.stragglers.push(peer),
-        }
-    }
-
-    /// The effect members meeting the quorum applied, with their votes, if any.
-    fn agreed(&self, quorum: &Quorum) -> Option<(&Vec<EffectKind>, &BTreeMap<String, Signature>)> {
-        self.by_effect
-            .iter()
-            .find(|(_, votes)| quorum.met_by(&votes.keys().map(String::as_str).collect()))
-    }
-
-    fn aborted(&self, quorum: &Quorum) -> bool {
-        quorum.lost_to(&self.fences.iter().map(String::as_str).collect())
     }
 }
 
@@ -224,6 +169,17 @@ impl Coordinator {
     /// The two rounds of `record` with its members (this node and `remote`), the
     /// `held` one proposed to last (see [`Held`]).
     async fn rounds(
+        &self,
+        record: ClusterRecord,
+        remote: &[(PeerId, Vec<Multiaddr>)],
+        held: Option<Held<'_>>,
+    ) -> Result<Agreed, Agreement> {
+        let span = crate::cluster::txn_span(&record);
+        self.rounds_in(record, remote, held).instrument(span).await
+    }
+
+    /// [`Self::rounds`], inside the transaction's span.
+    async fn rounds_in(
         &self,
         mut record: ClusterRecord,
         remote: &[(PeerId, Vec<Multiaddr>)],
@@ -369,8 +325,8 @@ impl Coordinator {
         if has_diverged(&decision) {
             self.repair_diverged(&record, &decision);
         }
-        if self.fault.hits(&record) {
-            self.inject(&record, remote).await;
+        if let Some(hang) = super::fault::hang_for(&record) {
+            self.inject(hang, &record, remote).await;
         }
         let phase2 = Instant::now();
         let phase2_budget = self
@@ -451,218 +407,4 @@ impl Coordinator {
                 .collect(),
         }
     }
-
-    /// Too few promises: the coordinator's signed abort goes to every member (they
-    /// release at once, and a member that has not seen the proposal never
-    /// promises it), and the refusal names the conflicts.
-    async fn abort(
-        &self,
-        mut record: ClusterRecord,
-        mut calls: FuturesUnordered<MemberCall>,
-        failures: Vec<String>,
-        remote: &[(PeerId, Vec<Multiaddr>)],
-    ) -> Agreement {
-        // Let the promise requests still in flight land first (bounded): a member
-        // that heard the abort before the proposal would promise afterwards and
-        // hold the blocks until the deadline.
-        let _ = tokio::time::timeout(self.timeout / 3, async {
-            while let Some((peer, reply)) = calls.next().await {
-                if let Ok(r) = reply {
-                    if let Some(v) = r.promises.get(&peer) {
-                        record.promises.insert(peer, v.clone());
-                    }
-                }
-            }
-        })
-        .await;
-        self.metrics
-            .count(record.message.change.is_some(), Outcome::Aborted);
-        let approvals = tally(&record).approvals;
-        let threshold = majority(record.peers.len());
-        let reason = "refused: too few promises".to_string();
-        let vote = sign_commit(&self.key, &record, VoteType::Reject, Some(reason), None);
-        record.commits.insert(self.me.to_string(), vote);
-        // Members accept the abort even past the deadline; wait for it, so a retry
-        // of the same writes does not find its own blocks still held.
-        let mut release = self.calls(&record, remote);
-        let _ = tokio::time::timeout(self.timeout / 3, async {
-            while release.next().await.is_some() {}
-        })
-        .await;
-        let mut reasons: Vec<String> = record
-            .promises
-            .values()
-            .filter_map(|s| s.reject_reason.clone())
-            .collect();
-        reasons.extend(failures);
-        Agreement::Refused(format!(
-            "cluster refused ({approvals}/{threshold} promises): {}",
-            reasons.join(", ")
-        ))
-    }
-
-    /// Blocks whose approvals disagree get compared with their cluster in the
-    /// background, so the write's retry finds them repaired.
-    fn repair_diverged(&self, record: &ClusterRecord, d: &Decision) {
-        let blocks: Vec<_> = d
-            .verdicts
-            .iter()
-            .filter_map(|v| match v {
-                Verdict::Diverged(b) => Some(b.clone()),
-                _ => None,
-            })
-            .collect();
-        tracing::warn!(hash = %record.message_hash, ?blocks, "replicas disagree on blocks; repairing");
-        let catch_up = self.catch_up.clone();
-        actix_rt::spawn(async move { catch_up.repair(&blocks).await });
-    }
-
-    /// Test-only: stops between the phases (see [`super::fault`]).
-    async fn inject(&self, record: &ClusterRecord, remote: &[(PeerId, Vec<Multiaddr>)]) {
-        let mut reached = None;
-        if self.fault == super::fault::Fault::HangAfterOneCommit {
-            if let (Some(net), Some((peer, addrs))) = (self.net.get(), remote.first()) {
-                let r = cluster_update(net, *peer, addrs.clone(), record.clone(), self.timeout);
-                match r.await {
-                    Ok(_) => reached = Some(peer.to_string()),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "fault injection: phase 2 to one member failed")
-                    }
-                }
-            }
-        }
-        self.fault.hang(record, reached.as_deref()).await;
-    }
-
-    /// One call per member (this node locally, the others over the network), each
-    /// independent of `self` so unfinished ones can run on after a decision.
-    fn calls(
-        &self,
-        record: &ClusterRecord,
-        remote: &[(PeerId, Vec<Multiaddr>)],
-    ) -> FuturesUnordered<MemberCall> {
-        let calls = FuturesUnordered::new();
-        let (members, rec, me) = (self.members.clone(), record.clone(), self.me.to_string());
-        calls.push(Box::pin(async move {
-            let r = members.update(rec, &me).await;
-            (me, r.map_err(|e| Failure::new(e.code(), e.to_string())))
-        }) as MemberCall);
-        for (p, addrs) in remote {
-            calls.push(self.remote_call(record, *p, addrs));
-        }
-        calls
-    }
-
-    /// One call of `record` to the remote member `peer`.
-    fn remote_call(&self, record: &ClusterRecord, peer: PeerId, addrs: &[Multiaddr]) -> MemberCall {
-        let (net, rec, addrs, timeout) = (
-            self.net.get().cloned(),
-            record.clone(),
-            addrs.to_vec(),
-            self.timeout,
-        );
-        Box::pin(async move {
-            let r = match net {
-                Some(net) => send(&net, peer, addrs, rec, timeout).await,
-                None => Err(Failure::new(ErrorCode::Unavailable, "network not started")),
-            };
-            (peer.to_string(), r)
-        })
-    }
-
-    /// Sends every remote member the record proving a joint majority applied a
-    /// change, in the background: each keeps it among its recent changes, and
-    /// one that fenced the change takes its configuration.
-    fn spread_proof(&self, proof: ClusterRecord, remote: &[(PeerId, Vec<Multiaddr>)]) {
-        let Some(net) = self.net.get().cloned() else {
-            return;
-        };
-        let (remote, timeout) = (remote.to_vec(), self.timeout);
-        actix_rt::spawn(async move {
-            futures::future::join_all(remote.into_iter().map(|(peer, addrs)| {
-                let (net, proof) = (net.clone(), proof.clone());
-                async move {
-                    if let Err(e) = cluster_update(&net, peer, addrs, proof, timeout).await {
-                        tracing::debug!(%peer, error = %e, "a member did not take a change's proof");
-                    }
-                }
-            }))
-            .await;
-        });
-    }
-
-    /// Lets unfinished calls complete, then re-sends the decided record to members
-    /// that have not voted, with backoff, until every member has or the straggler
-    /// window past the deadline ends (a member left out then settles by recovery).
-    fn retry_stragglers(
-        &self,
-        rest: FuturesUnordered<MemberCall>,
-        stragglers: Vec<String>,
-        record: ClusterRecord,
-        remote: &[(PeerId, Vec<Multiaddr>)],
-    ) {
-        let net = self.net.get().cloned();
-        let remote: BTreeMap<String, (PeerId, Vec<Multiaddr>)> = remote
-            .iter()
-            .map(|(p, a)| (p.to_string(), (*p, a.clone())))
-            .collect();
-        let timeout = self.timeout;
-        actix_rt::spawn(async move {
-            let mut rest = rest;
-            let mut left = Commits {
-                stragglers,
-                ..Commits::default()
-            };
-            while let Some((peer, reply)) = rest.next().await {
-                left.count(peer, reply);
-            }
-            let Some(net) = net else { return };
-            let until = record
-                .message
-                .expiration
-                .unwrap_or(0)
-                .saturating_add(u64::try_from(STRAGGLER_WINDOW.as_millis()).unwrap_or(0));
-            let mut backoff = Duration::from_millis(100);
-            let mut stragglers = left.stragglers;
-            while !stragglers.is_empty() && now_ms() < until {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                let mut again = Commits::default();
-                for peer in stragglers {
-                    let Some((id, addrs)) = remote.get(&peer) else {
-                        continue;
-                    };
-                    let r = send(&net, *id, addrs.clone(), record.clone(), timeout).await;
-                    again.count(peer, r);
-                }
-                stragglers = again.stragglers;
-            }
-        });
-    }
-}
-
-/// Delivers `record` to a remote member (a decided record is held back by the
-/// test-only `drop-decisions` fault rule).
-async fn send(
-    net: &crate::net::NetClient,
-    peer: PeerId,
-    addrs: Vec<Multiaddr>,
-    record: ClusterRecord,
-    timeout: Duration,
-) -> Result<ClusterRecord, Failure> {
-    let decided = tally(&record).approvals > 0 && !crate::cluster::abandoned(&record);
-    if decided && crate::faults::drops_decision(&peer) {
-        return Err(Failure::new(
-            ErrorCode::Unavailable,
-            "decision dropped by an injected fault",
-        ));
-    }
-    cluster_update(net, peer, addrs, record, timeout)
-        .await
-        .map_err(|e| RepoError::from(e).to_failure())
-}
-
-/// Whether some operation's block has no agreed base.
-fn has_diverged(d: &Decision) -> bool {
-    d.verdicts.iter().any(|v| matches!(v, Verdict::Diverged(_)))
 }
