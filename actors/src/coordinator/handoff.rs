@@ -28,6 +28,9 @@ impl Coordinator {
         let Ok(_pass) = self.handing_off.try_lock() else {
             return 0;
         };
+        if self.leaving() {
+            self.learn_configs_of_copies().await;
+        }
         let view = net.member_view();
         let now = (self.configs.generation(), view.fingerprint);
         if self.entropy.lock().handed_off == Some(now) {
@@ -82,6 +85,30 @@ impl Coordinator {
             tracing::info!(blocks = dropped, "forgot copies their configurations hold");
         }
         dropped
+    }
+
+    /// A leaving node asks the live peers for the configurations of the regions
+    /// it holds copies in but knows no configuration of (one learned and later
+    /// forgotten, say, after its members could not be reached): without one, it
+    /// could neither hand those copies off nor ever finish leaving.
+    async fn learn_configs_of_copies(&self) {
+        let Ok(stored) = self.stored_blocks().await else {
+            return;
+        };
+        let unknown: Vec<Region> = stored
+            .iter()
+            .map(Region::of)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|r| self.configs.config(*r).is_none())
+            .collect();
+        if !unknown.is_empty() {
+            tracing::debug!(
+                regions = unknown.len(),
+                "asking the configurations of regions this leaving node holds copies in"
+            );
+            self.discover_widely(&unknown, &BTreeSet::new()).await;
+        }
     }
 
     /// Forgets each of `copies` (this node's heads) that a majority of `config`

@@ -121,7 +121,7 @@ impl Coordinator {
 
     /// Asks every live peer (connected, not retired) not in `asked` for the
     /// configurations of `regions`.
-    async fn discover_widely(&self, regions: &[Region], asked: &BTreeSet<PeerId>) {
+    pub(super) async fn discover_widely(&self, regions: &[Region], asked: &BTreeSet<PeerId>) {
         let Ok(net) = self.net() else {
             return;
         };
