@@ -12,7 +12,7 @@
 //! background work after that load to finish, to measure at that size;
 //! `PROFILE_SECS=n` runs only sequential pendCommits for n seconds (to profile),
 //! or with `PROFILE_READS=1` only reads, 64 in flight, or with `PROFILE_LOAD=1`
-//! only pendCommits, 64 in flight.
+//! only pendCommits, 64 in flight. Requests and lanes are `optimystic::load`'s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::sync::Arc;
@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures::future::join_all;
 use libp2p::identity::Keypair;
+use optimystic::load::{self, drive, Counts, Slot, Txn, Until};
 use optimystic::node::{NodeBuilder, NodeHandle};
-use optimystic_actors::model::*;
+use optimystic_actors::model::{BlockId, TrxId};
 use optimystic_actors::net::{
     build_swarm, peer_of, NetClient, NetConfig, NetEvent, NetMetrics, RepoClient, SwarmActor,
 };
-use serde_json::json;
 
 mod support;
 
@@ -70,44 +70,22 @@ async fn node(
 
 /// One transaction on a new block: pend then commit (two requests, two agreed
 /// records) or, with `one_round`, one pendCommit (one request, one record).
-async fn txn(c: &RepoClient, i: u64, one_round: bool) -> Duration {
-    let t = Instant::now();
+/// Panics when it fails (the `Result` is for [`load::drive`]).
+async fn txn(c: &RepoClient, i: u64, one_round: bool) -> Result<(), String> {
     let id = BlockId::new(format!("c{i}")).unwrap();
     let trx = TrxId::new(format!("t{i}")).unwrap();
-    let block = serde_json::from_value(
-        json!({"header": {"id": id, "type": "T", "collectionId": "c"}, "v": "x".repeat(200)}),
-    )
-    .unwrap();
-    let transforms = Transforms {
-        inserts: Some([(id.clone(), block)].into()),
-        ..Transforms::default()
-    };
-    let pend = PendRequest {
-        trx_id: trx.clone(),
-        rev: Some(1),
-        transforms,
-        policy: PendPolicy::Fail,
-    };
-    let commit = CommitRequest {
-        trx_id: trx,
-        block_ids: vec![id],
-        rev: 1,
-        header_id: None,
-        tail_id: None,
-    };
-    if one_round {
-        let r = c
-            .pend_commit(PendCommitRequest { pend, commit })
-            .await
-            .unwrap();
-        assert!(r.is_success(), "{r:?}");
-        return t.elapsed();
-    }
-    let p = c.pend(pend).await.unwrap();
-    assert!(p.is_success(), "{p:?}");
-    let r = c.commit(commit).await.unwrap();
-    assert!(r.is_success());
-    t.elapsed()
+    let block = load::block(&id, "T", "c", [("v", load::payload('x', 200))]).unwrap();
+    load::write(c, Txn::insert(trx, block), one_round)
+        .await
+        .unwrap();
+    Ok(())
+}
+
+/// Reads block `id`; panics unless it is there (the `Result` is for [`load::drive`]).
+async fn read(c: &RepoClient, id: BlockId) -> Result<(), String> {
+    let r = load::read(c, id.clone()).await.unwrap();
+    assert!(r[&id].block.is_some());
+    Ok(())
 }
 
 /// A counter's or histogram part's value in node `n`'s metrics text.
@@ -238,51 +216,32 @@ fn main() {
             let swarm = build_swarm(Keypair::generate_ed25519(), &cfg).unwrap();
             let _ = tx.send(SwarmActor::new(swarm, cfg, None, None, m).start());
         });
-        let client = Arc::new(RepoClient::new(NetClient::new(rx.await.unwrap(), metrics), peer_of(&a_addr).unwrap(), vec![a_addr.clone()], Duration::from_secs(30)));
+        let client = RepoClient::new(NetClient::new(rx.await.unwrap(), metrics), peer_of(&a_addr).unwrap(), vec![a_addr.clone()], Duration::from_secs(30));
+        let client = &client;
         for i in 0..20 {
-            txn(&client, 1_000_000 + i, false).await;
-            txn(&client, 2_000_000 + i, true).await;
+            txn(client, 1_000_000 + i, false).await.unwrap();
+            txn(client, 2_000_000 + i, true).await.unwrap();
         }
         // PROFILE_SECS=n: only sequential pendCommits for n seconds (to profile).
         if let Some(secs) = std::env::var("PROFILE_SECS").ok().and_then(|s| s.parse::<u64>().ok()) {
-            let (start, mut n) = (Instant::now(), 0u64);
+            let start = Instant::now();
+            let until = Until::Deadline(start + Duration::from_secs(secs));
             if std::env::var_os("PROFILE_LOAD").is_some() {
                 // pendCommits, 64 in flight.
-                let count = std::sync::atomic::AtomicU64::new(0);
-                join_all((0..IN_FLIGHT as u64).map(|lane| {
-                    let (client, count) = (client.clone(), &count);
-                    async move {
-                        let mut k = 0;
-                        while start.elapsed() < Duration::from_secs(secs) {
-                            txn(&client, 20_000_000 + lane * 1_000_000 + k, true).await;
-                            k += 1;
-                            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                    }
-                }))
-                .await;
-                n = count.into_inner();
+                let one = move |s: Slot| txn(client, 20_000_000 + s.lane as u64 * 1_000_000 + s.k, true);
+                let n = drive(IN_FLIGHT, until, &Counts::default(), one).await.acked();
                 println!("{n} pendCommits (64 in flight) in {:?}", start.elapsed());
             } else if std::env::var_os("PROFILE_READS").is_some() {
                 // Reads of one written block, 64 in flight.
-                txn(&client, 9_000_000, true).await;
+                txn(client, 9_000_000, true).await.unwrap();
                 let id = BlockId::new("c9000000").unwrap();
-                let count = std::sync::atomic::AtomicU64::new(0);
-                join_all((0..IN_FLIGHT).map(|_| async {
-                    while start.elapsed() < Duration::from_secs(secs) {
-                        let r = client.get(BlockGets { block_ids: vec![id.clone()], context: None, consistency: None }).await.unwrap();
-                        assert!(r[&id].block.is_some());
-                        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }))
-                .await;
-                n = count.into_inner();
+                let id = &id;
+                let one = move |_: Slot| read(client, id.clone());
+                let n = drive(IN_FLIGHT, until, &Counts::default(), one).await.acked();
                 println!("{n} reads (64 in flight) in {:?}", start.elapsed());
             } else {
-                while start.elapsed() < Duration::from_secs(secs) {
-                    txn(&client, 9_000_000 + n, true).await;
-                    n += 1;
-                }
+                let one = move |s: Slot| txn(client, 9_000_000 + s.k, true);
+                let n = drive(1, until, &Counts::default(), one).await.acked();
                 println!("{n} sequential pendCommits in {:?}", start.elapsed());
             }
             for n in nodes {
@@ -297,24 +256,16 @@ fn main() {
         for (mode, one_round, base) in [("pend+commit", false, 0u64), ("pendCommit", true, 5_000_000)] {
             let before = snapshot(a);
             let start = Instant::now();
-            let mut lat = Vec::new();
-            for i in 0..SEQUENTIAL as u64 {
-                lat.push(txn(&client, base + i, one_round).await);
-            }
+            let one = move |s: Slot| txn(client, base + s.k, one_round);
+            let seq = drive(1, Until::Each(SEQUENTIAL as u64), &Counts::default(), one).await;
             let seq_rate = SEQUENTIAL as f64 / start.elapsed().as_secs_f64();
+            let mut lat = seq.latencies();
             lat.sort();
             let seq_phases = phases(a, &before);
             let before = snapshot(a);
             let start = Instant::now();
-            join_all((0..IN_FLIGHT as u64).map(|lane| {
-                let client = client.clone();
-                async move {
-                    for k in 0..PER_LANE as u64 {
-                        txn(&client, base + 10_000 + lane * 1_000 + k, one_round).await;
-                    }
-                }
-            }))
-            .await;
+            let one = move |s: Slot| txn(client, base + 10_000 + s.lane as u64 * 1_000 + s.k, one_round);
+            drive(IN_FLIGHT, Until::Each(PER_LANE as u64), &Counts::default(), one).await;
             let par = (IN_FLIGHT * PER_LANE) as f64 / start.elapsed().as_secs_f64();
             lines.push(format!(
                 "{nodes_n} nodes, {mode}: sequential txn p50 {:?} p99 {:?} ({seq_rate:.0}/s); 64 in flight {par:.0} txn/s\n  sequential: {seq_phases}\n  64 in flight: {}",
@@ -326,19 +277,13 @@ fn main() {
         // Reads of the blocks just written, 64 in flight, through the same client.
         const READS: u64 = 20_000;
         let start = Instant::now();
-        join_all((0..IN_FLIGHT as u64).map(|lane| {
-            let client = client.clone();
-            async move {
-                for k in 0..READS / IN_FLIGHT as u64 {
-                    let i = (lane * 7_919 + k * 104_729) % (IN_FLIGHT * PER_LANE) as u64;
-                    let l = i / PER_LANE as u64;
-                    let id = BlockId::new(format!("c{}", 10_000 + l * 1_000 + i % PER_LANE as u64)).unwrap();
-                    let r = client.get(BlockGets { block_ids: vec![id.clone()], context: None, consistency: None }).await.unwrap();
-                    assert!(r[&id].block.is_some());
-                }
-            }
-        }))
-        .await;
+        let one = move |s: Slot| {
+            let i = (s.lane as u64 * 7_919 + s.k * 104_729) % (IN_FLIGHT * PER_LANE) as u64;
+            let l = i / PER_LANE as u64;
+            let k = i % PER_LANE as u64;
+            read(client, BlockId::new(format!("c{}", 10_000 + l * 1_000 + k)).unwrap())
+        };
+        drive(IN_FLIGHT, Until::Each(READS / IN_FLIGHT as u64), &Counts::default(), one).await;
         let reads = READS as f64 / start.elapsed().as_secs_f64();
         for l in lines {
             println!("{l}");

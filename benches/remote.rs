@@ -1,5 +1,6 @@
 //! RepoClient → one node over loopback TCP (Noise, Yamux), MessagePack and JSON:
-//! sequential get latency and throughput with 64 requests in flight.
+//! sequential get latency and throughput with 64 requests in flight. Requests
+//! and lanes are `optimystic::load`'s.
 //!
 //! `cargo bench --bench remote` — figures in docs/BENCHMARKS.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -8,14 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures::future::join_all;
 use libp2p::identity::Keypair;
+use optimystic::load::{self, drive, Counts, Slot, Txn, Until};
 use optimystic::node::{NodeConfig, NodeHandle};
-use optimystic_actors::model::*;
+use optimystic_actors::model::{BlockGets, BlockId, TrxId};
 use optimystic_actors::net::{
     build_swarm, peer_of, NetClient, NetConfig, NetEvent, NetMetrics, RepoClient, SwarmActor,
 };
-use serde_json::json;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -51,11 +51,13 @@ async fn client(addr: &libp2p::Multiaddr, arbiter: &ArbiterHandle, json_only: bo
 }
 
 fn gets() -> BlockGets {
-    BlockGets {
-        block_ids: vec![BlockId::new("bench").unwrap()],
-        context: None,
-        consistency: None,
-    }
+    load::gets(BlockId::new("bench").unwrap())
+}
+
+/// One get of the block; panics when it fails (the `Result` is for [`load::drive`]).
+async fn get(c: &RepoClient) -> Result<(), String> {
+    c.get(gets()).await.unwrap();
+    Ok(())
 }
 
 fn main() {
@@ -76,35 +78,12 @@ fn main() {
                 break a;
             }
         };
-        let block: Block = serde_json::from_value(json!({
-            "header": {"id": "bench", "type": "T", "collectionId": "c"}, "payload": "z".repeat(200)
-        }))
-        .unwrap();
         let id = BlockId::new("bench").unwrap();
-        let trx = TrxId::new("t").unwrap();
-        let transforms = Transforms {
-            inserts: Some([(id.clone(), block)].into()),
-            ..Transforms::default()
-        };
-        node.repo()
-            .pend(PendRequest {
-                trx_id: trx.clone(),
-                rev: Some(1),
-                transforms,
-                policy: PendPolicy::Fail,
-            })
-            .await
-            .unwrap();
-        node.repo()
-            .commit(CommitRequest {
-                trx_id: trx,
-                block_ids: vec![id],
-                rev: 1,
-                header_id: None,
-                tail_id: None,
-            })
-            .await
-            .unwrap();
+        let fields = [("payload", load::payload('z', 200))];
+        let block = load::block(&id, "T", "c", fields).unwrap();
+        let txn = Txn::insert(TrxId::new("t").unwrap(), block);
+        node.repo().pend(txn.pend).await.unwrap();
+        node.repo().commit(txn.commit).await.unwrap();
 
         let client_arbiter = Arbiter::new();
         println!("encoding  sequential p50  sequential/s  64-in-flight/s");
@@ -113,25 +92,20 @@ fn main() {
             for _ in 0..200 {
                 c.get(gets()).await.unwrap();
             }
-            let mut lat = Vec::with_capacity(SEQUENTIAL);
+            let c = &c;
+            let one = move |_: Slot| get(c);
             let start = Instant::now();
-            for _ in 0..SEQUENTIAL {
-                let t = Instant::now();
-                c.get(gets()).await.unwrap();
-                lat.push(t.elapsed());
-            }
+            let seq = drive(1, Until::Each(SEQUENTIAL as u64), &Counts::default(), one).await;
             let seq_rate = SEQUENTIAL as f64 / start.elapsed().as_secs_f64();
+            let mut lat = seq.latencies();
             lat.sort();
-            let c = Arc::new(c);
             let start = Instant::now();
-            join_all((0..IN_FLIGHT).map(|_| {
-                let c = c.clone();
-                async move {
-                    for _ in 0..PER_LANE {
-                        c.get(gets()).await.unwrap();
-                    }
-                }
-            }))
+            drive(
+                IN_FLIGHT,
+                Until::Each(PER_LANE as u64),
+                &Counts::default(),
+                one,
+            )
             .await;
             let par_rate = (IN_FLIGHT * PER_LANE) as f64 / start.elapsed().as_secs_f64();
             let name = if json_only { "json" } else { "msgpack" };

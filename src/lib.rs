@@ -7,6 +7,7 @@
 //! - [`config`]: settings from defaults, a TOML file, environment and flags.
 //! - [`copies`]: which peers hold which revision of one block.
 //! - [`health`]: what `/health` and `/ready` judge.
+//! - [`load`]: the load generator of `bench`, `devnet` and the benches.
 //! - [`local`]: opening a node-local repo (storage backend + block actors).
 //! - [`watch`]: where a block watch reads (this node, or a remote one).
 //! - [`node`]: a running node (storage, block actors, RepoService, SwarmActor).
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod copies;
 pub mod health;
+pub mod load;
 pub mod local;
 pub mod node;
 pub mod watch;

@@ -1,26 +1,23 @@
 //! `optimystic bench`: drives a running cluster through RepoClient, as users do,
 //! and reports throughput (overall and second by second), latency percentiles
 //! and a histogram per kind of operation, and errors by kind — of the seeding
-//! writes as well as of the run.
+//! writes as well as of the run. Requests, operations and lanes are
+//! [`crate::load`]'s; the workloads and the report are this file's.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use indicatif::{ProgressBar, ProgressStyle};
 use libp2p::Multiaddr;
-use optimystic_actors::model::{
-    BlockGets, BlockId, BlockOperation, CommitRequest, PendCommitRequest, PendPolicy, PendRequest,
-    Transforms, TrxBlocks, TrxId,
-};
-use optimystic_actors::net::{peer_of, NetClient, NetConfig, NetError, RepoClient};
+use optimystic_actors::model::Block;
+use optimystic_actors::net::{peer_of, NetClient, NetConfig, RepoClient};
 use parking_lot::Mutex;
 use serde::Serialize;
+use serde_json::json;
 
 use super::latency::{render, summarize, Summary};
 use super::{BenchArgs, Workload};
+use crate::load::{self, drive, Counts, Slot, Txn, Until};
 
 /// What one run measured. `operations` and the percentiles count acknowledged
 /// operations only (a write acknowledged by a majority of its configuration,
@@ -82,31 +79,14 @@ pub(super) fn run(args: BenchArgs) -> i32 {
     }
 }
 
-fn block(name: &str, value_size: usize, n: u64) -> Result<Transforms, String> {
-    let b = serde_json::from_value(serde_json::json!({
-        "header": {"id": name, "type": "bench", "collectionId": "bench"},
-        "items": [], "n": n, "value": "v".repeat(value_size)
-    }))
-    .map_err(|e| e.to_string())?;
-    let id = BlockId::new(name).map_err(|e| e.to_string())?;
-    Ok(Transforms {
-        inserts: Some([(id, b)].into()),
-        ..Transforms::default()
-    })
-}
-
-fn kind(e: &NetError) -> String {
-    match e {
-        NetError::Remote { code, .. } => code.clone(),
-        NetError::Timeout => "timeout".into(),
-        NetError::ConnectionClosed => "connection_closed".into(),
-        NetError::Dial(_) => "dial".into(),
-        other => format!("{other}")
-            .split(':')
-            .next()
-            .unwrap_or("other")
-            .to_string(),
-    }
+/// Block `name` as the bench writes it: `n` and a `value_size`-byte payload.
+fn block(name: &str, value_size: usize, n: u64) -> Result<Block, String> {
+    let fields = [
+        ("items", json!([])),
+        ("n", json!(n)),
+        ("value", load::payload('v', value_size)),
+    ];
+    load::block(&load::block_id(name)?, "bench", "bench", fields)
 }
 
 /// The workload operation number `i` runs: mixed is 70% reads, 30% updates.
@@ -127,87 +107,23 @@ async fn op(
     run: u32,
     revs: &Mutex<BTreeMap<u64, u64>>,
 ) -> Result<(), String> {
-    let name = format!("bench{run}-{pick}");
-    let id = BlockId::new(&name).map_err(|e| e.to_string())?;
     match w {
         Workload::Read => {
-            c.get(BlockGets {
-                block_ids: vec![id],
-                context: None,
-                consistency: None,
-            })
-            .await
-            .map_err(|e| kind(&e))?;
+            load::read(c, load::block_id(format!("bench{run}-{pick}"))?).await?;
             Ok(())
         }
-        Workload::Insert | Workload::Update | Workload::Mixed => {
-            let fresh = w == Workload::Insert;
-            let name = if fresh {
-                format!("bench{run}-new{i}")
-            } else {
-                name
-            };
-            let id = BlockId::new(&name).map_err(|e| e.to_string())?;
-            let rev = if fresh {
-                1
-            } else {
-                revs.lock().get(&pick).copied().unwrap_or(1) + 1
-            };
-            let transforms = if fresh {
-                block(&name, args.value_size, i)?
-            } else {
-                let op = BlockOperation {
-                    entity: "n".into(),
-                    index: 0,
-                    delete_count: 0,
-                    inserted: serde_json::json!(i),
-                };
-                Transforms {
-                    updates: Some([(id.clone(), vec![op])].into()),
-                    ..Transforms::default()
-                }
-            };
-            let trx = TrxId::new(format!("b{run}x{i}")).map_err(|e| e.to_string())?;
-            let pend = PendRequest {
-                trx_id: trx.clone(),
-                rev: Some(rev),
-                transforms,
-                policy: PendPolicy::Fail,
-            };
-            let commit = CommitRequest {
-                trx_id: trx.clone(),
-                block_ids: vec![id.clone()],
-                rev,
-                header_id: None,
-                tail_id: None,
-            };
-            if args.one_round {
-                let r = c
-                    .pend_commit(PendCommitRequest { pend, commit })
-                    .await
-                    .map_err(|e| kind(&e))?;
-                if !r.is_success() {
-                    return Err("stale".into());
-                }
-            } else {
-                let p = c.pend(pend).await.map_err(|e| kind(&e))?;
-                if !p.is_success() {
-                    return Err("stale".into());
-                }
-                let r = c.commit(commit).await.map_err(|e| kind(&e))?;
-                if !r.is_success() {
-                    // Leave nothing pending behind a lost race.
-                    let trx_ref = TrxBlocks {
-                        trx_id: trx,
-                        block_ids: vec![id],
-                    };
-                    c.cancel(trx_ref).await.map_err(|e| kind(&e))?;
-                    return Err("stale".into());
-                }
-            }
-            if !fresh {
-                revs.lock().insert(pick, rev);
-            }
+        Workload::Insert => {
+            let fresh = block(&format!("bench{run}-new{i}"), args.value_size, i)?;
+            let txn = Txn::insert(load::new_trx_id()?, fresh);
+            load::write(c, txn, args.one_round).await
+        }
+        Workload::Update | Workload::Mixed => {
+            let id = load::block_id(format!("bench{run}-{pick}"))?;
+            let rev = revs.lock().get(&pick).copied().unwrap_or(1) + 1;
+            let update = load::set_field(&id, "n", json!(i));
+            let txn = Txn::new(load::new_trx_id()?, id, rev, update);
+            load::write(c, txn, args.one_round).await?;
+            revs.lock().insert(pick, rev);
             Ok(())
         }
     }
@@ -224,16 +140,16 @@ async fn bench(args: BenchArgs) -> Result<Report, String> {
     })
     .map_err(|e| e.to_string())?;
     let timeout = Duration::from_secs(30);
-    let clients: Vec<Arc<RepoClient>> = args
+    let clients: Vec<RepoClient> = args
         .peer
         .iter()
         .filter_map(|a: &Multiaddr| {
-            Some(Arc::new(RepoClient::new(
+            Some(RepoClient::new(
                 net.clone(),
                 peer_of(a)?,
                 vec![a.clone()],
                 timeout,
-            )))
+            ))
         })
         .collect();
     let run = std::process::id();
@@ -253,17 +169,14 @@ async fn bench(args: BenchArgs) -> Result<Report, String> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} s  {msg}").map_err(|e| e.to_string())?,
     );
     let deadline = Instant::now() + Duration::from_secs(args.duration);
-    let next = AtomicU64::new(0);
-    let lat: Mutex<Vec<(Class, Duration)>> = Mutex::new(Vec::new());
-    let errors: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
-    let failed = AtomicU64::new(0);
+    let counts = Counts::default();
     let timeline = Mutex::new(Vec::new());
     let start = Instant::now();
     let ticker = async {
         let (mut acked_before, mut failed_before) = (0, 0);
         for second in 1..=args.duration {
             tokio::time::sleep_until((start + Duration::from_secs(second)).into()).await;
-            let (acked, failures) = (lat.lock().len() as u64, failed.load(Ordering::Relaxed));
+            let (acked, failures) = (counts.acked(), counts.failed());
             timeline.lock().push(acked - acked_before);
             if !args.json {
                 let line = format!(
@@ -283,47 +196,30 @@ async fn bench(args: BenchArgs) -> Result<Report, String> {
             (acked_before, failed_before) = (acked, failures);
         }
     };
-    let workers = (0..args.clients).map(|w| {
-        let (c, args, next, lat, errors, revs, failed) = (
-            clients[w % clients.len()].clone(),
-            &args,
-            &next,
-            &lat,
-            &errors,
-            &revs,
-            &failed,
-        );
+    let (clients, args_ref, revs) = (&clients, &args, &revs);
+    let one = move |s: Slot| {
+        let c = &clients[s.lane % clients.len()];
+        // Each client works on its own blocks (w, w + clients, …) so updates to
+        // one block never race (with fewer blocks than clients, some share).
+        let (lane, lanes) = (s.lane as u64, args_ref.clients as u64);
+        let pick = load::lane_block(lane, lanes, s.k, args_ref.blocks);
+        let w = resolve(args_ref.workload, s.i);
+        let class = if w == Workload::Read {
+            Class::Read
+        } else {
+            Class::Write
+        };
         async move {
-            // Each client works on its own blocks (w, w + clients, …) so updates to
-            // one block never race (with fewer blocks than clients, some share).
-            let (w, clients) = (w as u64, args.clients as u64);
-            let per_client = (args.blocks / clients).max(1);
-            let mut k = 0;
-            while Instant::now() < deadline {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let pick = (w + clients * (k % per_client)) % args.blocks;
-                k += 1;
-                let t = Instant::now();
-                let w = resolve(args.workload, i);
-                let class = if w == Workload::Read {
-                    Class::Read
-                } else {
-                    Class::Write
-                };
-                match op(&c, w, (i, pick), args, run, revs).await {
-                    Ok(()) => lat.lock().push((class, t.elapsed())),
-                    Err(k) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        *errors.lock().entry(k).or_default() += 1
-                    }
-                }
-            }
+            op(c, w, (s.i, pick), args_ref, run, revs)
+                .await
+                .map(|()| class)
         }
-    });
-    futures::join!(ticker, join_all(workers));
+    };
+    let lanes = drive(args.clients, Until::Deadline(deadline), &counts, one);
+    let ((), outcome) = futures::join!(ticker, lanes);
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
-    let lat = lat.into_inner();
+    let lat = outcome.done;
     let mut all: Vec<Duration> = lat.iter().map(|(_, d)| *d).collect();
     let overall = summarize(&mut all);
     let mut kinds = BTreeMap::new();
@@ -347,7 +243,7 @@ async fn bench(args: BenchArgs) -> Result<Report, String> {
         p90_us: overall.p90_us,
         p99_us: overall.p99_us,
         max_us: overall.max_us,
-        errors: errors.into_inner(),
+        errors: outcome.errors,
         timeline: timeline.into_inner(),
         kinds,
         seeded,
@@ -377,10 +273,9 @@ async fn bench(args: BenchArgs) -> Result<Report, String> {
 /// when none could be written: the run would measure nothing.
 async fn seed(
     args: &BenchArgs,
-    clients: &[Arc<RepoClient>],
+    clients: &[RepoClient],
     run: u32,
 ) -> Result<(u64, BTreeMap<String, u64>), String> {
-    use futures::StreamExt;
     let bar = if args.json {
         ProgressBar::hidden()
     } else {
@@ -390,47 +285,19 @@ async fn seed(
         ProgressStyle::with_template("seeding {bar:40} {pos}/{len} blocks")
             .map_err(|e| e.to_string())?,
     );
-    let one = |b: u64| {
-        let c = clients[b as usize % clients.len()].clone();
+    let bar_ref = &bar;
+    let one = move |s: Slot| {
+        let c = &clients[s.i as usize % clients.len()];
         async move {
-            let name = format!("bench{run}-{b}");
-            let trx = TrxId::new(format!("seed{run}x{b}")).map_err(|e| e.to_string())?;
-            let pend = PendRequest {
-                trx_id: trx.clone(),
-                rev: Some(1),
-                transforms: block(&name, args.value_size, b)?,
-                policy: PendPolicy::Fail,
-            };
-            let commit = CommitRequest {
-                trx_id: trx,
-                block_ids: vec![BlockId::new(&name).map_err(|e| e.to_string())?],
-                rev: 1,
-                header_id: None,
-                tail_id: None,
-            };
-            let r = c
-                .pend_commit(PendCommitRequest { pend, commit })
-                .await
-                .map_err(|e| kind(&e))?;
-            if r.is_success() {
-                Ok(())
-            } else {
-                Err("stale".to_string())
-            }
+            let written = seed_one(c, args, run, s.i).await;
+            bar_ref.inc(1);
+            written
         }
     };
     let began = Instant::now();
-    let mut outcomes = futures::stream::iter(0..args.blocks)
-        .map(one)
-        .buffer_unordered(args.clients.max(1));
-    let (mut written, mut errors) = (0, BTreeMap::new());
-    while let Some(r) = outcomes.next().await {
-        match r {
-            Ok(()) => written += 1,
-            Err(k) => *errors.entry(k).or_default() += 1,
-        }
-        bar.inc(1);
-    }
+    let lanes = args.clients.max(1);
+    let outcome = drive(lanes, Until::Total(args.blocks), &Counts::default(), one).await;
+    let (written, errors) = (outcome.acked(), outcome.errors);
     bar.finish_and_clear();
     if !args.json {
         println!(
@@ -453,4 +320,10 @@ async fn seed(
         );
     }
     Ok((written, errors))
+}
+
+/// Writes revision 1 of seed block `b` in one pendCommit.
+async fn seed_one(c: &RepoClient, args: &BenchArgs, run: u32, b: u64) -> Result<(), String> {
+    let seeded = block(&format!("bench{run}-{b}"), args.value_size, b)?;
+    load::write(c, Txn::insert(load::new_trx_id()?, seeded), true).await
 }

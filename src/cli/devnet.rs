@@ -5,13 +5,11 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use libp2p::Multiaddr;
-use optimystic_actors::model::{
-    BlockGets, BlockId, CommitRequest, PendPolicy, PendRequest, Transforms, TrxId,
-};
 use optimystic_actors::net::{peer_of, NetClient, NetConfig, NetEvent, RepoClient};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::DevnetArgs;
+use crate::load::{self, Txn};
 use crate::node::{NodeBuilder, NodeHandle};
 
 pub(super) fn run(args: DevnetArgs) -> i32 {
@@ -92,7 +90,8 @@ async fn devnet(args: DevnetArgs, dir: PathBuf) -> Result<(), String> {
 }
 
 /// Writes `ops` blocks round-robin through the nodes (pend + commit over the
-/// network), then reads each back through the next node.
+/// network, with [`crate::load`]'s requests), then reads each back through the
+/// next node.
 async fn workload(addrs: &[Multiaddr], ops: usize) -> Result<(), String> {
     let net = NetClient::start_client(NetConfig::default()).map_err(|e| e.to_string())?;
     let clients: Vec<RepoClient> = addrs
@@ -117,48 +116,14 @@ async fn workload(addrs: &[Multiaddr], ops: usize) -> Result<(), String> {
     let (mut ok, mut read_back) = (0, 0);
     for i in 0..ops {
         let c = &clients[i % clients.len()];
-        let id = BlockId::new(format!("devnet-{run}-{i}")).map_err(|e| e.to_string())?;
-        let trx = TrxId::new(format!("t{run}-{i}")).map_err(|e| e.to_string())?;
-        let block = serde_json::from_value(serde_json::json!({
-            "header": {"id": id, "type": "sample", "collectionId": "devnet"}, "n": i
-        }))
-        .map_err(|e| e.to_string())?;
-        let transforms = Transforms {
-            inserts: Some([(id.clone(), block)].into()),
-            ..Transforms::default()
-        };
-        let pend = PendRequest {
-            trx_id: trx.clone(),
-            rev: Some(1),
-            transforms,
-            policy: PendPolicy::Fail,
-        };
-        let committed = match c.pend(pend).await {
-            Ok(p) if p.is_success() => {
-                let commit = CommitRequest {
-                    trx_id: trx,
-                    block_ids: vec![id.clone()],
-                    rev: 1,
-                    header_id: None,
-                    tail_id: None,
-                };
-                c.commit(commit)
-                    .await
-                    .map(|r| r.is_success())
-                    .unwrap_or(false)
-            }
-            _ => false,
-        };
+        let id = load::block_id(format!("devnet-{run}-{i}"))?;
+        let trx = load::new_trx_id()?;
+        let block = load::block(&id, "sample", "devnet", [("n", serde_json::json!(i))])?;
+        let committed = load::write(c, Txn::insert(trx, block), false).await.is_ok();
         if committed {
             ok += 1;
             let other = &clients[(i + 1) % clients.len()];
-            let got = other
-                .get(BlockGets {
-                    block_ids: vec![id.clone()],
-                    context: None,
-                    consistency: None,
-                })
-                .await;
+            let got = load::read(other, id.clone()).await;
             if got.is_ok_and(|r| r.get(&id).is_some_and(|b| b.block.is_some())) {
                 read_back += 1;
             }
