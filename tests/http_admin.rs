@@ -2,6 +2,8 @@
 //! consistent with the workload, and bad requests of every kind.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use serde_json::{json, Value};
 
 /// (status, body) of one request, run off the actix thread.
@@ -44,15 +46,14 @@ fn metric(text: &str, name_and_labels: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name_and_labels} not in /metrics"))
 }
 
+/// A node's configuration with the HTTP admin server on a free port.
+fn with_http(cfg: &mut optimystic::node::NodeConfig) {
+    cfg.http = Some("127.0.0.1:0".parse().unwrap());
+}
+
 /// A lone node with its HTTP admin server on a free port, and that server's base URL.
 async fn node_with_http(dir: &std::path::Path) -> (optimystic::node::NodeHandle, String) {
-    let node = optimystic::node::NodeBuilder::new()
-        .data_dir(dir)
-        .listen("/ip4/127.0.0.1/tcp/0")
-        .http("127.0.0.1:0")
-        .start()
-        .await
-        .unwrap();
+    let (node, _) = support::start_node_with(dir, Vec::new(), with_http).await;
     let base = format!("http://{}", node.http_addr().unwrap());
     (node, base)
 }
@@ -454,17 +455,9 @@ async fn health_readiness_build_and_process_metrics() {
 
     // A node told to join through a peer it cannot reach: alive, not ready.
     let tmp = tempfile::tempdir().unwrap();
-    let lonely = optimystic::node::NodeBuilder::new()
-        .data_dir(tmp.path())
-        .listen("/ip4/127.0.0.1/tcp/0")
-        .http("127.0.0.1:0")
-        .bootstrap(&format!(
-            "/ip4/127.0.0.1/tcp/1/p2p/{}",
-            libp2p::PeerId::random()
-        ))
-        .start()
-        .await
-        .unwrap();
+    let dead = format!("/ip4/127.0.0.1/tcp/1/p2p/{}", libp2p::PeerId::random());
+    let (lonely, _) =
+        support::start_node_with(tmp.path(), vec![dead.parse().unwrap()], with_http).await;
     let base = format!("http://{}", lonely.http_addr().unwrap());
     assert_eq!(http("GET", format!("{base}/health"), None).await.0, 200);
     let (s, b) = http("GET", format!("{base}/ready"), None).await;

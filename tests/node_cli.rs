@@ -5,6 +5,7 @@
 mod support;
 
 use serde_json::{json, Value};
+use support::logged::LoggedNode;
 use support::*;
 
 fn ok(addr: &str, op: &str, input: Value, extra: &[&str]) -> Value {
@@ -240,72 +241,14 @@ fn repo_watch_prints_each_revision_and_resumes_from_one() {
     drop(node);
 }
 
-/// A node started with `RUST_LOG=info` and its stderr read line by line.
-struct Logged {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    addr: String,
-}
-
-impl Logged {
-    fn start(dir: &std::path::Path, extra: &[&str]) -> Self {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(BIN)
-            .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir"])
-            .arg(dir)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        let out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let addr = out
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("listening on ").map(str::to_string))
-            .unwrap();
-        Self { child, lines, addr }
-    }
-
-    /// Waits (deadline 30 s) for a log line holding every one of `parts`.
-    fn expect(&self, parts: &[&str]) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no log line with {parts:?}"));
-            if parts.iter().all(|p| line.contains(p)) {
-                return line;
-            }
-        }
-    }
-}
-
-impl Drop for Logged {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn bootstrap_failures_and_peers_joining_and_leaving_are_logged_at_info() {
     let tmp = tempfile::tempdir().unwrap();
     let dead = format!("/ip4/127.0.0.1/tcp/1/p2p/{}", libp2p::PeerId::random());
-    let a = Logged::start(&tmp.path().join("a"), &["--bootstrap", &dead]);
+    let a = LoggedNode::start(&tmp.path().join("a"), &["--bootstrap", &dead]);
     a.expect(&["INFO", "dial failed", "/ip4/127.0.0.1/tcp/1"]);
     let a_id = a.addr.rsplit("/p2p/").next().unwrap().to_string();
-    let b = Logged::start(&tmp.path().join("b"), &["--bootstrap", &a.addr]);
+    let b = LoggedNode::start(&tmp.path().join("b"), &["--bootstrap", &a.addr]);
     let b_id = b.addr.rsplit("/p2p/").next().unwrap().to_string();
     b.expect(&["INFO", "connected", &a_id]);
     a.expect(&["INFO", "peer joined", &b_id]);

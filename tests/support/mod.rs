@@ -9,6 +9,7 @@
 
 pub mod faults;
 pub mod history;
+pub mod logged;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
