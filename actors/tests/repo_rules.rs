@@ -433,3 +433,68 @@ async fn pend_commit_is_all_or_nothing() {
         );
     }
 }
+
+/// Hand-off's forgetting of a copy (docs/CONSENSUS.md, "Hand-off"): only where it
+/// was checked — the latest revision and the pending set it was seen with — and
+/// a copy with no revision (pending only) is forgotten with its pendings, on
+/// every backend; what is forgotten is gone from reads, heads and the store.
+#[actix_rt::test]
+async fn a_copy_is_forgotten_only_as_it_was_checked() {
+    for kind in KINDS {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(kind, dir.path());
+        write(&repo, "t1", 1, insert(&["a"])).await;
+        let at = |trx: &str, rev| TrxRev {
+            trx_id: tid(trx),
+            rev,
+        };
+        // Not as checked: another transaction at rev 1, no revision, a pending
+        // that is not there.
+        for (expected, pending) in [
+            (Some(at("other", 1)), vec![]),
+            (None, vec![]),
+            (Some(at("t1", 1)), vec![tid("ghost")]),
+        ] {
+            assert!(!repo.drop_copy(&bid("a"), expected, pending).await.unwrap());
+            assert!(repo.get(gets(&["a"])).await.unwrap()[&bid("a")]
+                .block
+                .is_some());
+        }
+        assert!(repo
+            .drop_copy(&bid("a"), Some(at("t1", 1)), vec![])
+            .await
+            .unwrap());
+        assert_eq!(
+            repo.get(gets(&["a"])).await.unwrap()[&bid("a")],
+            GetBlockResult::default(),
+            "{kind}: a forgotten copy reads as absent"
+        );
+
+        // A copy holding only a pending insert.
+        let p = repo
+            .pend(pend_req("p1", Some(1), insert(&["p"]), PendPolicy::Fail))
+            .await
+            .unwrap();
+        assert!(p.is_success(), "{p:?}");
+        assert!(!repo.drop_copy(&bid("p"), None, vec![]).await.unwrap());
+        assert!(!repo
+            .drop_copy(&bid("p"), Some(at("p1", 1)), vec![tid("p1")])
+            .await
+            .unwrap());
+        assert!(repo
+            .drop_copy(&bid("p"), None, vec![tid("p1")])
+            .await
+            .unwrap());
+        let all = optimystic_actors::model::Region::all().collect();
+        let heads = repo.heads(all).await.unwrap();
+        assert!(
+            heads.is_empty(),
+            "{kind}: heads after both drops: {heads:?}"
+        );
+        let c = repo.commit(commit_req("p1", &["p"], 1)).await;
+        assert!(
+            matches!(c, Err(RepoError::NotPending { .. })),
+            "{kind}: the forgotten pend still commits: {c:?}"
+        );
+    }
+}

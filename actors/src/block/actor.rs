@@ -39,10 +39,10 @@ pub(crate) enum BlockOp {
         rev: Rev,
         transform: Arc<Transform>,
     },
-    /// Forget this copy if it still ends at `expected` with exactly `pending`
-    /// pending (hand-off).
+    /// Forget this copy if it still ends at `expected` (`None`: no revision)
+    /// with exactly `pending` pending (hand-off).
     Drop {
-        expected: crate::model::TrxRev,
+        expected: Option<crate::model::TrxRev>,
         pending: Vec<crate::model::TrxId>,
     },
     /// Store a peer's archive (`authoritative`: replace what differs).

@@ -74,7 +74,7 @@ fn plan(st: &BlockStorage, op: &BlockOp) -> Result<Plan, RepoError> {
         },
         BlockOp::Drop { expected, pending } => Plan {
             prepared: Prepared::default(),
-            write: st.plan_drop(expected, pending)?,
+            write: st.plan_drop(expected.as_ref(), pending)?,
         },
         BlockOp::Commit { trx, rev } => commit_plan(st.plan_commit(trx, *rev)?),
         BlockOp::Cancel { trx } => Plan {

@@ -154,13 +154,14 @@ impl Coordinator {
         // those a majority held inside its change), but outside a leave a copy
         // with one is kept for now (docs/CONSENSUS.md, "Hand-off").
         for h in copies.iter().filter(|h| leaving || h.pending.is_empty()) {
-            let Some(local) = &h.latest else {
-                continue;
-            };
-            let held = held_by(&answers, &h.block_id, local);
-            if held < need {
-                tracing::debug!(block = %h.block_id, ?local, held, need, answered = answers.len(), "copy kept: not held widely enough yet");
-                continue;
+            // A copy with no revision holds nothing acknowledged: nothing to wait
+            // for (a leaving node forgets its pending transactions with it).
+            if let Some(local) = &h.latest {
+                let held = held_by(&answers, &h.block_id, local);
+                if held < need {
+                    tracing::debug!(block = %h.block_id, ?local, held, need, answered = answers.len(), "copy kept: not held widely enough yet");
+                    continue;
+                }
             }
             if self.configs.generation() != generation {
                 break;
@@ -170,7 +171,7 @@ impl Coordinator {
             }
             match self
                 .repo
-                .drop_copy(&h.block_id, local.clone(), h.pending.clone())
+                .drop_copy(&h.block_id, h.latest.clone(), h.pending.clone())
                 .await
             {
                 Ok(true) => dropped += 1,

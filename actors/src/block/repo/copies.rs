@@ -30,13 +30,14 @@ impl StorageRepo {
         Ok(self.registry.raw().get_meta(&id)?.and_then(|m| m.latest))
     }
 
-    /// Forgets this node's copy of `id` if it still ends at `expected` with
-    /// exactly `pending` pending, those too (a hand-off; the caller checked that
-    /// the block's configuration holds it). Whether the copy is gone.
+    /// Forgets this node's copy of `id` if it still ends at `expected` (`None`:
+    /// it holds no revision) with exactly `pending` pending, those too (a
+    /// hand-off; the caller checked that the block's configuration holds what
+    /// this copy has committed). Whether the copy is gone.
     pub async fn drop_copy(
         &self,
         id: &BlockId,
-        expected: TrxRev,
+        expected: Option<TrxRev>,
         pending: Vec<TrxId>,
     ) -> Result<bool, RepoError> {
         let msg = Prepare {
@@ -44,7 +45,8 @@ impl StorageRepo {
             mode: Mode::Solo,
         };
         self.registry.call(id, msg).await??;
-        Ok(self.registry.raw().get_meta(id)?.is_none())
+        let raw = self.registry.raw();
+        Ok(raw.get_meta(id)?.is_none() && raw.list_pending(id)?.is_empty())
     }
 
     /// The block's archive for a restoring peer: from `from`, or its latest revision.

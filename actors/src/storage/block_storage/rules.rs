@@ -298,13 +298,14 @@ impl BlockStorage {
     /// Plans forgetting this copy (hand-off: the block's configuration holds it
     /// and this node is no longer a member): every record of the block, its
     /// metadata first. `None` — nothing to do — unless the copy still ends at
-    /// `expected` with exactly `pending` pending (it changed since the check).
+    /// `expected` (no revision at all: `None`) with exactly `pending` pending (it
+    /// changed since the check).
     pub fn plan_drop(
         &self,
-        expected: &TrxRev,
+        expected: Option<&TrxRev>,
         pending: &[TrxId],
     ) -> Result<Option<(WriteBatch, Effect)>, RepoError> {
-        if self.latest() != Some(expected) || !self.state.pending.keys().eq(pending.iter()) {
+        if self.latest() != expected || !self.state.pending.keys().eq(pending.iter()) {
             return Ok(None);
         }
         let id = &self.id;
@@ -315,7 +316,11 @@ impl BlockStorage {
                 trx: trx.clone(),
             });
         }
-        for tr in self.raw.list_revisions(id, 0, expected.rev)? {
+        let revisions = match expected {
+            Some(e) => self.raw.list_revisions(id, 0, e.rev)?,
+            None => Vec::new(),
+        };
+        for tr in revisions {
             ops.push(WriteOp::DeleteRevision {
                 block: id.clone(),
                 rev: tr.rev,
