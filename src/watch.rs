@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use libp2p::{Multiaddr, PeerId};
+use optimystic_actors::block::StorageRepo;
 use optimystic_actors::model::{
     Block, BlockGets, BlockId, Repo, RepoError, Rev, TrxContext, TrxRev,
 };
@@ -53,13 +54,18 @@ fn revisions(archive: Option<optimystic_actors::storage::BlockArchive>) -> Vec<T
         .unwrap_or_default()
 }
 
-/// A node's history of its blocks: reads through the node, revisions from its
-/// own copy.
-pub struct NodeHistory(pub crate::node::NodeRepo);
+/// A node's history of its blocks: reads through the node (`reads`, its repo as
+/// clients use it), revisions from its own copy (`local`).
+pub struct NodeHistory<R> {
+    /// The node's repo.
+    pub reads: R,
+    /// The node's own store.
+    pub local: StorageRepo,
+}
 
-impl History for NodeHistory {
+impl<R: Repo> History for NodeHistory<R> {
     fn latest<'a>(&'a self, id: &'a BlockId) -> BoxFuture<'a, Result<Option<TrxRev>, RepoError>> {
-        Box::pin(latest_of(&self.0, id))
+        Box::pin(latest_of(&self.reads, id))
     }
 
     fn after<'a>(
@@ -67,11 +73,7 @@ impl History for NodeHistory {
         id: &'a BlockId,
         after: Rev,
     ) -> BoxFuture<'a, Result<Vec<TrxRev>, RepoError>> {
-        Box::pin(async move {
-            Ok(revisions(
-                self.0.local().archive(id, Some(after + 1)).await?,
-            ))
-        })
+        Box::pin(async move { Ok(revisions(self.local.archive(id, Some(after + 1)).await?)) })
     }
 
     fn block_at<'a>(
@@ -79,7 +81,7 @@ impl History for NodeHistory {
         id: &'a BlockId,
         rev: Rev,
     ) -> BoxFuture<'a, Result<Option<Block>, RepoError>> {
-        Box::pin(block_at(&self.0, id, rev))
+        Box::pin(block_at(&self.reads, id, rev))
     }
 }
 

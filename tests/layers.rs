@@ -72,9 +72,90 @@ fn code_of(text: &str) -> String {
         .join("\n")
 }
 
-/// Every absolute module path `code` (in module `here`) names, as segments.
-fn paths_named(here: &[String], code: &str) -> Vec<Vec<String>> {
+/// The paths of a `use` tree, braces expanded (`a::{b, c::{d, e}}` → `a::b`,
+/// `a::c::d`, `a::c::e`; `self` in a group is the group's own path).
+fn expand_use(tree: &str) -> Vec<String> {
+    let tree = tree.trim();
+    let Some(open) = tree.find('{') else {
+        let path = tree.split(" as ").next().unwrap_or(tree).trim();
+        return vec![path.trim_end_matches("::self").to_string()];
+    };
+    let head = tree[..open].trim_end_matches("::").trim();
+    let inner = tree[open + 1..].trim_end().trim_end_matches('}');
+    let (mut items, mut depth, mut start) = (Vec::new(), 0, 0);
+    for (i, c) in inner.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&inner[start..]);
+    items
+        .into_iter()
+        .filter(|i| !i.trim().is_empty())
+        .flat_map(|i| {
+            expand_use(i).into_iter().map(move |p| match p.as_str() {
+                "self" => head.to_string(),
+                _ if head.is_empty() => p,
+                _ => format!("{head}::{p}"),
+            })
+        })
+        .collect()
+}
+
+/// Every absolute module path `code` (in module `here`) names, as segments:
+/// paths starting at `crate`, `self` or `super` anywhere, and in `use` items
+/// also those starting at a child module of `here` (`is_file` says whether a
+/// module path is a file of the tree).
+fn paths_named(
+    here: &[String],
+    code: &str,
+    is_file: &dyn Fn(&[String]) -> bool,
+) -> Vec<Vec<String>> {
     let mut out = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("use ") {
+        let before = rest[..at].chars().last();
+        rest = &rest[at + 4..];
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let Some(end) = rest.find(';') else { break };
+        for path in expand_use(&rest[..end]) {
+            let segs: Vec<String> = path.split("::").map(|s| s.trim().to_string()).collect();
+            let Some(first) = segs.first() else { continue };
+            if matches!(first.as_str(), "crate" | "self" | "super") {
+                continue; // found by the scan below
+            }
+            let child: Vec<String> = here.iter().cloned().chain(segs.iter().cloned()).collect();
+            if is_file(&child[..here.len() + 1]) {
+                out.push(child);
+            }
+        }
+    }
+    let code = code.replace("::{", "::{ ");
+    let expanded: String = code
+        .split("use ")
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 0 {
+                return part.to_string();
+            }
+            match part.find(';') {
+                Some(end) => {
+                    let uses = expand_use(&part[..end]).join("; use ");
+                    format!("use {uses}{}", &part[end..])
+                }
+                None => format!("use {part}"),
+            }
+        })
+        .collect();
+    let code = expanded.as_str();
     let bytes = code.as_bytes();
     let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let mut i = 0;
@@ -124,8 +205,9 @@ fn paths_named(here: &[String], code: &str) -> Vec<Vec<String>> {
 }
 
 struct Tree {
-    root: PathBuf,
-    /// Module path → source.
+    /// Every file and its source.
+    sources: Vec<(PathBuf, String)>,
+    /// Module path → source (a crate root's `lib.rs` and `main.rs` together).
     files: BTreeMap<Vec<String>, String>,
 }
 
@@ -134,19 +216,58 @@ impl Tree {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(root);
         let mut list = Vec::new();
         rust_files(&root, &mut list);
-        let files = list
-            .iter()
-            .map(|f| (module_of(&root, f), std::fs::read_to_string(f).unwrap()))
+        let sources: Vec<(PathBuf, String)> = list
+            .into_iter()
+            .map(|f| {
+                let text = std::fs::read_to_string(&f).unwrap();
+                (f, text)
+            })
             .collect();
-        Self { root, files }
+        let mut files: BTreeMap<Vec<String>, String> = BTreeMap::new();
+        for (f, text) in &sources {
+            let merged = files.entry(module_of(&root, f)).or_default();
+            merged.push_str(text);
+            merged.push('\n');
+        }
+        Self { sources, files }
     }
 
-    /// The file a path lands in: its longest prefix that is a file's module.
+    /// The file a path lands in: its longest prefix that is a file's module,
+    /// followed through that module's `pub use` of the item named next (so a
+    /// path to a re-exported item lands in the file that defines it).
     fn file_of(&self, path: &[String]) -> Option<Vec<String>> {
-        (1..=path.len())
+        self.file_of_within(path, 8)
+    }
+
+    fn file_of_within(&self, path: &[String], hops: usize) -> Option<Vec<String>> {
+        let module = (1..=path.len())
             .rev()
             .map(|n| path[..n].to_vec())
-            .find(|p| self.files.contains_key(p))
+            .find(|p| self.files.contains_key(p))?;
+        let Some(item) = path.get(module.len()) else {
+            return Some(module);
+        };
+        let target = (hops > 0)
+            .then(|| self.reexport(&module, item))
+            .flatten()
+            .and_then(|t| self.file_of_within(&t, hops - 1));
+        Some(target.unwrap_or(module))
+    }
+
+    /// Where module `m` re-exports `item` from (`pub use a::b::item;`), absolute.
+    fn reexport(&self, m: &[String], item: &str) -> Option<Vec<String>> {
+        let code = code_of(self.files.get(m)?);
+        let is_file = |p: &[String]| self.files.contains_key(p);
+        for part in code.split("pub use ").skip(1) {
+            let Some(end) = part.find(';') else { continue };
+            let stmt = format!("use {};", &part[..end]);
+            for p in paths_named(m, &stmt, &is_file) {
+                if p.last().is_some_and(|l| l == item) && p.len() > m.len() {
+                    return Some(p);
+                }
+            }
+        }
+        None
     }
 
     /// Which files each file names, leaving out its own ancestors (a submodule
@@ -155,7 +276,8 @@ impl Tree {
         self.files
             .iter()
             .map(|(here, text)| {
-                let targets = paths_named(here, &code_of(text))
+                let is_file = |p: &[String]| self.files.contains_key(p);
+                let targets = paths_named(here, &code_of(text), &is_file)
                     .iter()
                     .filter_map(|p| self.file_of(p))
                     .filter(|t| t != here && !here.starts_with(t))
@@ -267,8 +389,8 @@ fn no_two_files_import_each_other() {
 fn no_source_file_is_over_500_lines_and_each_says_what_it_owns() {
     for root in ["actors/src", "src"] {
         let tree = Tree::read(root);
-        for (module, text) in &tree.files {
-            let name = format!("{}/{}", tree.root.display(), module.join("/"));
+        for (file, text) in &tree.sources {
+            let name = file.display();
             let lines = text.lines().count();
             assert!(lines <= 500, "{name}: {lines} lines (at most 500)");
             assert!(
@@ -289,16 +411,30 @@ fn the_checker_sees_imports_cycles_and_layers() {
     let code = code_of(
         "use super::super::record::X; // crate::net::Nope\nuse crate::model::{A, B};\nlet x = self::y::z;",
     );
-    let named = paths_named(&here, &code);
+    let files = |p: &[String]| p.len() == 4 && p[3] == "inner";
+    let named = paths_named(&here, &code, &files);
     assert_eq!(
         named,
         [
             vec!["cluster", "record", "X"],
-            vec!["model"],
+            vec!["model", "A"],
+            vec!["model", "B"],
             vec!["cluster", "member", "apply", "y", "z"],
         ]
         .map(|p| p.iter().map(|s| s.to_string()).collect::<Vec<_>>())
     );
+    // Grouped and child-module imports are seen too.
+    let grouped = code_of("use crate::{net::NetClient, model::{self, X as Y}};\nuse inner::Z;");
+    let named = paths_named(&here, &grouped, &files);
+    for want in [
+        vec!["net", "NetClient"],
+        vec!["model"],
+        vec!["model", "X"],
+        vec!["cluster", "member", "apply", "inner", "Z"],
+    ] {
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        assert!(named.contains(&want), "{want:?} not in {named:?}");
+    }
     let v = |s: &str| vec![s.to_string()];
     let graph: BTreeMap<_, _> = [
         (v("a"), BTreeSet::from([v("b")])),

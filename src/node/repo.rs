@@ -94,7 +94,10 @@ impl NodeRepo {
     ) -> impl futures::Stream<Item = Result<optimystic_actors::watch::Revision, RepoError>> {
         let wake = self.local.registry().changes().subscribe();
         optimystic_actors::watch::watch(
-            crate::watch::NodeHistory(self.clone()),
+            crate::watch::NodeHistory {
+                reads: self.clone(),
+                local: self.local().clone(),
+            },
             block,
             from,
             Some(wake),

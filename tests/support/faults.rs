@@ -177,10 +177,15 @@ impl TestCluster {
         if let Some(hang) = r.hang {
             text.push_str(&format!("{hang}\n"));
         }
-        // Written whole, then renamed: a node never reads half a rule file.
+        // Written whole, then renamed: a node never reads half a rule file. Synced
+        // (file and directory), so the rules survive the power-cut file system's
+        // cut (tests/power_loss.rs) like any durable file.
         let tmp = self.fault_file(i).with_extension("tmp");
-        std::fs::write(&tmp, text).unwrap();
+        let mut f = std::fs::File::create(&tmp).unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f.sync_all().unwrap();
         std::fs::rename(&tmp, self.fault_file(i)).unwrap();
+        let _ = std::fs::File::open(&self.dirs[i]).and_then(|d| d.sync_all());
     }
 
     /// Starts node `i`, bootstrapping from every running node (a restarted node
@@ -278,11 +283,6 @@ impl TestCluster {
     pub fn set_env(&mut self, i: usize, k: &str, v: &str) {
         self.env[i].retain(|(name, _)| name != k);
         self.env[i].push((k.to_string(), v.to_string()));
-    }
-
-    /// Drops the extra environment of node `i` for its next start.
-    pub fn clear_env(&mut self, i: usize) {
-        self.env[i].clear();
     }
 
     /// Whether node `i` runs.
@@ -600,7 +600,7 @@ impl TestCluster {
         tries
     }
 
-    /// Removes every message and disk fault.
+    /// Removes every message, disk and hang fault (the rules read at start stay).
     pub fn heal(&mut self) {
         for i in 0..self.len() {
             self.rules[i] = Rules {

@@ -146,14 +146,15 @@ impl Configs {
     /// changes since), or of a region this node knows nothing of (trust on first
     /// use: docs/SECURITY.md). A configuration naming this node is learned only by
     /// applying the change that made it, one naming a peer the allow list leaves
-    /// out never. Returns how many were learned.
+    /// out never, nor one without members (no region has none). Returns how many
+    /// were learned.
     pub fn learn(&self, from: &str, view: impl IntoIterator<Item = (Region, Config)>) -> usize {
         let mut t = self.table.write();
         let mut learned = 0;
         for (r, c) in view {
             let vouched = t.get(r).is_none_or(|known| known.members.contains(from));
             let names_me = c.members.contains(&self.me) && !t.is_member(r);
-            let allowed = c.members.iter().all(|m| self.may_be_member(m));
+            let allowed = !c.members.is_empty() && c.members.iter().all(|m| self.may_be_member(m));
             if vouched && !names_me && allowed && t.learn(r, c) {
                 learned += 1;
             }
@@ -345,4 +346,22 @@ impl Configs {
 /// a transaction's state).
 pub fn is_node_key(key: &str) -> bool {
     key.starts_with("node-")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::model::cfg;
+    use crate::storage::MemoryRawStorage;
+
+    #[test]
+    fn a_configuration_without_members_is_never_learned() {
+        let configs = Configs::open("me", 3, Arc::new(MemoryRawStorage::default())).unwrap();
+        let r = Region::of(&crate::model::BlockId::new("b").unwrap());
+        assert_eq!(configs.learn("liar", [(r, cfg(9, &[]))]), 0);
+        assert_eq!(configs.config(r), None);
+        assert_eq!(configs.learn("peer", [(r, cfg(1, &["a", "b", "c"]))]), 1);
+        assert_eq!(configs.config(r), Some(cfg(1, &["a", "b", "c"])));
+    }
 }

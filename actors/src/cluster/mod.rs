@@ -13,7 +13,7 @@ pub mod keyspace;
 pub mod member;
 pub mod phase;
 pub mod record;
-pub mod span;
+pub(crate) mod span;
 pub mod store;
 pub mod votes;
 
@@ -32,6 +32,6 @@ pub use record::{
     abandoned, majority, message_hash, peer_entry, quorum_of, voters, BlockState, ClusterPeer,
     ClusterRecord, RecordError, Signature, States, Tally, VoteType, MAX_OPERATIONS,
 };
-pub use span::txn_span;
+pub(crate) use span::txn_span;
 pub use store::{TxnState, TxnStore};
 pub use votes::{sign_commit, sign_promise, validate, validate_with, Checks, KeyCache};

@@ -9,7 +9,7 @@ use super::record::ClusterRecord;
 use crate::model::RepoOperation;
 
 /// The `txn` span of `record`.
-pub fn txn_span(record: &ClusterRecord) -> tracing::Span {
+pub(crate) fn txn_span(record: &ClusterRecord) -> tracing::Span {
     let kind = if record.message.change.is_some() {
         "change"
     } else {

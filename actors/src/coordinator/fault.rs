@@ -8,10 +8,12 @@ use crate::faults::{coordinator_hang, Hang};
 /// The hang rule in force, if it applies to `record` (a block id starting with
 /// `fault-`).
 pub(crate) fn hang_for(record: &ClusterRecord) -> Option<Hang> {
-    let marked = message_blocks(&record.message.operations)
+    // The rule first: without one (always, in release builds) nothing else runs.
+    let hang = coordinator_hang()?;
+    message_blocks(&record.message.operations)
         .iter()
-        .any(|b| b.as_str().starts_with("fault-"));
-    marked.then(coordinator_hang).flatten()
+        .any(|b| b.as_str().starts_with("fault-"))
+        .then_some(hang)
 }
 
 /// Announces the hang (with the member that got phase 2, if one did) and never

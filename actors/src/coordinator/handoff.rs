@@ -16,6 +16,10 @@ use crate::model::{BlockHead, BlockId, Config, Region, TrxRev};
 /// Most copies one pass looks at (the rest wait for the next passes).
 const BLOCKS_PER_PASS: usize = 1024;
 
+/// Most regions a leaving node asks the configurations of per request (a reply
+/// stays well under the cluster frame limit).
+const REGIONS_PER_ASK: usize = 1024;
+
 impl Coordinator {
     /// One pass: returns how many copies were forgotten. Skipped while the
     /// configurations and the live peers are what they were at a pass that
@@ -91,7 +95,12 @@ impl Coordinator {
     /// it holds copies in but knows no configuration of (one learned and later
     /// forgotten, say, after its members could not be reached): without one, it
     /// could neither hand those copies off nor ever finish leaving.
+    /// Scans the stored blocks only when some region's configuration is unknown,
+    /// and asks at most [`REGIONS_PER_ASK`] regions per request.
     async fn learn_configs_of_copies(&self) {
+        if Region::all().all(|r| self.configs.config(r).is_some()) {
+            return;
+        }
         let Ok(stored) = self.stored_blocks().await else {
             return;
         };
@@ -107,7 +116,9 @@ impl Coordinator {
                 regions = unknown.len(),
                 "asking the configurations of regions this leaving node holds copies in"
             );
-            self.discover_widely(&unknown, &BTreeSet::new()).await;
+            for chunk in unknown.chunks(REGIONS_PER_ASK) {
+                self.discover_widely(chunk, &BTreeSet::new()).await;
+            }
         }
     }
 
@@ -148,6 +159,13 @@ impl Coordinator {
         } else {
             majority(config.members.len())
         };
+        // A leaving node forgets nothing on the word of a configuration smaller
+        // than the cluster size (it may have been learned from one peer, trust on
+        // first use): its leave cannot finish before the regions can be full
+        // without it anyway ("Leaving").
+        if need == 0 || (leaving && config.members.len() < self.configs.cluster_size()) {
+            return 0;
+        }
         let mut dropped = 0;
         // A pending transaction here counts for nothing once this node is out
         // of the configuration (its members vote on the commit; a newcomer got
