@@ -278,10 +278,6 @@ impl Handler<Update> for ClusterMember {
 
     fn handle(&mut self, Update(incoming): Update, ctx: &mut Context<Self>) -> Self::Result {
         let timer = self.dir.metrics.start();
-        if self.span.is_none() {
-            self.span = txn_span(&incoming);
-        }
-        let _span = self.span.clone().entered();
         // A member that has not decided checks the record against the
         // configurations it holds now: it reserves nothing and applies nothing
         // for another configuration (one it left, or never had).
@@ -290,6 +286,11 @@ impl Handler<Update> for ClusterMember {
                 return AtomicResponse::new(refuse(e));
             }
         }
+        // Named from a record that passed the check (or this member's own).
+        if self.span.is_none() {
+            self.span = txn_span(&incoming);
+        }
+        let _span = self.span.clone().entered();
         let claim = MemberDirectory::claim_of(&incoming);
         let quorum = quorum_of(&incoming);
         if incoming.message.change.is_some()

@@ -35,7 +35,7 @@ pub async fn fetch_archive(
 
 /// Asks `peer` for the archive of each of `asks` (a block and the first
 /// revision wanted, as in [`fetch_archive`]) in as few block requests as its
-/// replies allow (at most [`super::wire::BLOCKS_PER_REQUEST`] blocks each, the
+/// replies allow (at most [`crate::net::wire::BLOCKS_PER_REQUEST`] blocks each, the
 /// rest of a reply cut short asked again). One entry per ask, in order: `None`
 /// when the peer does not hold the block.
 pub async fn fetch_archives(
@@ -48,8 +48,8 @@ pub async fn fetch_archives(
     let mut out: Vec<Option<BlockArchive>> = Vec::with_capacity(asks.len());
     while out.len() < asks.len() {
         let rest = &asks[out.len()..];
-        let chunk = &rest[..rest.len().min(super::wire::BLOCKS_PER_REQUEST)];
-        let req = super::wire::BlocksRequest {
+        let chunk = &rest[..rest.len().min(crate::net::wire::BLOCKS_PER_REQUEST)];
+        let req = crate::net::wire::BlocksRequest {
             blocks: chunk
                 .iter()
                 .map(|(block_id, rev)| BlockRequest {

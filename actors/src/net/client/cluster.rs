@@ -44,9 +44,9 @@ async fn cluster_call(
     record: crate::model::ClusterRecord,
     timeout: Duration,
 ) -> Result<crate::model::ClusterRecord, NetError> {
-    let req = super::wire::ClusterRequest {
+    let req = crate::net::wire::ClusterRequest {
         record: Some(record),
-        ..super::wire::ClusterRequest::new(operation)
+        ..crate::net::wire::ClusterRequest::new(operation)
     };
     cluster_send(net, peer, addrs, &req, timeout, decode_reply).await
 }
@@ -65,9 +65,9 @@ pub async fn cluster_coordinate(
             "a forwarded write needs one operation".into(),
         ));
     };
-    let req = super::wire::ClusterRequest {
+    let req = crate::net::wire::ClusterRequest {
         message: Some(message),
-        ..super::wire::ClusterRequest::new("coordinate")
+        ..crate::net::wire::ClusterRequest::new("coordinate")
     };
     cluster_send(net, peer, addrs, &req, timeout, |enc, bytes| {
         decode_op_result(enc, &op, bytes)
@@ -82,10 +82,10 @@ pub async fn cluster_configs(
     addrs: Vec<Multiaddr>,
     regions: Vec<crate::model::Region>,
     timeout: Duration,
-) -> Result<super::wire::ConfigsReply, NetError> {
-    let req = super::wire::ClusterRequest {
+) -> Result<crate::net::wire::ConfigsReply, NetError> {
+    let req = crate::net::wire::ClusterRequest {
         regions: Some(regions),
-        ..super::wire::ClusterRequest::new("configs")
+        ..crate::net::wire::ClusterRequest::new("configs")
     };
     cluster_send(net, peer, addrs, &req, timeout, decode_reply).await
 }
@@ -97,10 +97,10 @@ pub async fn cluster_store(
     addrs: Vec<Multiaddr>,
     archives: Vec<BlockArchive>,
     timeout: Duration,
-) -> Result<super::wire::StoreReply, NetError> {
-    let req = super::wire::ClusterRequest {
+) -> Result<crate::net::wire::StoreReply, NetError> {
+    let req = crate::net::wire::ClusterRequest {
         archives: Some(archives),
-        ..super::wire::ClusterRequest::new("store")
+        ..crate::net::wire::ClusterRequest::new("store")
     };
     cluster_send(net, peer, addrs, &req, timeout, decode_reply).await
 }
@@ -114,13 +114,13 @@ pub async fn cluster_heads(
     regions: Vec<crate::model::Region>,
     timeout: Duration,
 ) -> Result<Vec<crate::model::BlockHead>, NetError> {
-    let mut req = super::wire::ClusterRequest {
+    let mut req = crate::net::wire::ClusterRequest {
         regions: Some(regions),
-        ..super::wire::ClusterRequest::new("heads")
+        ..crate::net::wire::ClusterRequest::new("heads")
     };
     let mut out = Vec::new();
     loop {
-        let page: super::wire::HeadsReply =
+        let page: crate::net::wire::HeadsReply =
             cluster_send(net, peer, addrs.clone(), &req, timeout, decode_reply).await?;
         let last = page.heads.last().map(|h| h.block_id.clone());
         out.extend(page.heads);
@@ -133,7 +133,7 @@ pub async fn cluster_heads(
 
 /// Asks `peer` for the latest revision and pending transactions of each block
 /// of `blocks` it stores (`blockHeads`; a block it does not store is left out
-/// of the reply). At most [`super::wire::HEADS_PER_REPLY`] blocks per request:
+/// of the reply). At most [`crate::net::wire::HEADS_PER_REPLY`] blocks per request:
 /// more are asked in several.
 pub async fn cluster_block_heads(
     net: &NetClient,
@@ -143,12 +143,12 @@ pub async fn cluster_block_heads(
     timeout: Duration,
 ) -> Result<Vec<crate::model::BlockHead>, NetError> {
     let mut out = Vec::new();
-    for chunk in blocks.chunks(super::wire::HEADS_PER_REPLY) {
-        let req = super::wire::ClusterRequest {
+    for chunk in blocks.chunks(crate::net::wire::HEADS_PER_REPLY) {
+        let req = crate::net::wire::ClusterRequest {
             blocks: Some(chunk.to_vec()),
-            ..super::wire::ClusterRequest::new("blockHeads")
+            ..crate::net::wire::ClusterRequest::new("blockHeads")
         };
-        let page: super::wire::HeadsReply =
+        let page: crate::net::wire::HeadsReply =
             cluster_send(net, peer, addrs.clone(), &req, timeout, decode_reply).await?;
         out.extend(page.heads);
     }
@@ -164,11 +164,11 @@ pub async fn cluster_digests(
     regions: Vec<crate::model::Region>,
     timeout: Duration,
 ) -> Result<Vec<crate::model::RegionDigest>, NetError> {
-    let req = super::wire::ClusterRequest {
+    let req = crate::net::wire::ClusterRequest {
         regions: Some(regions),
-        ..super::wire::ClusterRequest::new("digests")
+        ..crate::net::wire::ClusterRequest::new("digests")
     };
-    let reply: super::wire::DigestsReply =
+    let reply: crate::net::wire::DigestsReply =
         cluster_send(net, peer, addrs, &req, timeout, decode_reply).await?;
     Ok(reply.digests)
 }
@@ -179,7 +179,7 @@ async fn cluster_send<T>(
     net: &NetClient,
     peer: PeerId,
     addrs: Vec<Multiaddr>,
-    req: &super::wire::ClusterRequest,
+    req: &crate::net::wire::ClusterRequest,
     timeout: Duration,
     decode: impl Fn(Encoding, &[u8]) -> Result<Result<T, ErrorReply>, String>,
 ) -> Result<T, NetError> {

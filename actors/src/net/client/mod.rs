@@ -18,9 +18,6 @@ use libp2p::{Multiaddr, PeerId};
 
 use super::behaviour::Proto;
 use super::swarm::{Request, Status, SwarmActor};
-// Not used here: the submodules' `super::wire::…` and `super::codes::…` paths
-// (and doc links) resolve through these.
-use super::{codes, wire};
 use super::{NetError, NetMetrics, NetStatus};
 
 pub use blocks::{fetch_archive, fetch_archives};

@@ -101,7 +101,7 @@ impl RepoClient {
     /// commit fails), with the same outcome.
     pub async fn pend_commit(&self, req: PendCommitRequest) -> Result<PendCommitResult, NetError> {
         match self.call(RepoOperation::PendCommit(req.clone())).await {
-            Err(NetError::Remote { code, .. }) if code == super::codes::UNKNOWN_OPERATION => {}
+            Err(NetError::Remote { code, .. }) if code == crate::net::codes::UNKNOWN_OPERATION => {}
             r => return r,
         }
         let trx_ref = TrxBlocks {
