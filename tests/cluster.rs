@@ -279,6 +279,30 @@ async fn racing_pends_have_exactly_one_winner() {
                 .unwrap();
             }
         }
+        // The next round starts clean only once every member has applied this
+        // round's commit (the commit is acknowledged at a majority; the third
+        // member holds the block reserved until it applies it, and a member
+        // refusing both racers that way could leave neither a majority). Each
+        // member's own copy, as its block protocol serves it: at this round's
+        // revision, nothing pending.
+        let clean = || async {
+            let mut all = true;
+            for (_, addr) in &nodes {
+                let own = optimystic_actors::net::fetch_archive(
+                    &net,
+                    peer_of(addr).unwrap(),
+                    vec![addr.clone()],
+                    &bid("hot"),
+                    None,
+                    Duration::from_secs(5),
+                )
+                .await;
+                all &= matches!(&own, Ok(Some(a)) if a.pending.is_empty()
+                    && a.revisions.last().map(|r| r.trx_rev.rev) == Some(rev));
+            }
+            all
+        };
+        eventually(Duration::from_secs(20), clean).await;
     }
     assert_eq!(
         (wins, conflicts),
