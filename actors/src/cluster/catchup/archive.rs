@@ -40,34 +40,12 @@ pub(super) fn contains(a: &BlockArchive, rev: Option<&TrxRev>) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use super::super::fixtures::at;
     use super::*;
-    use crate::model::{ArchiveRevision, BlockId, RevRange, Transform, TrxId};
 
-    fn at(trx: &str, rev: u64) -> TrxRev {
-        TrxRev {
-            trx_id: TrxId::new(trx).unwrap(),
-            rev,
-        }
-    }
-
-    /// An archive holding `revs` and one pending transaction.
+    /// An archive from revision 1 holding `revs` and one pending transaction.
     fn archive(revs: &[TrxRev]) -> BlockArchive {
-        BlockArchive {
-            block_id: BlockId::new("b1").unwrap(),
-            revisions: revs
-                .iter()
-                .map(|r| ArchiveRevision {
-                    trx_rev: r.clone(),
-                    transform: Transform::default(),
-                    block: None,
-                })
-                .collect(),
-            range: RevRange {
-                start: 1,
-                end: None,
-            },
-            pending: vec![(TrxId::new("p1").unwrap(), Transform::default())],
-        }
+        super::super::fixtures::archive(1, revs)
     }
 
     #[test]

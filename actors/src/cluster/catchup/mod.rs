@@ -110,3 +110,43 @@ impl CatchUp {
             .and_then(|m| m.latest)
     }
 }
+
+/// Archives and revisions for the unit tests of this module's parts.
+#[cfg(test)]
+mod fixtures {
+    #![allow(clippy::unwrap_used)]
+    use crate::model::{
+        ArchiveRevision, BlockArchive, BlockId, RevRange, Transform, TrxId, TrxRev,
+    };
+
+    /// `trx` at `rev`.
+    pub(super) fn at(trx: &str, rev: u64) -> TrxRev {
+        TrxRev {
+            trx_id: TrxId::new(trx).unwrap(),
+            rev,
+        }
+    }
+
+    /// The block the archives are of.
+    pub(super) fn block() -> BlockId {
+        BlockId::new("b1").unwrap()
+    }
+
+    /// An archive of [`block`] from `start`, holding `revs` and one pending
+    /// transaction (`p1`).
+    pub(super) fn archive(start: u64, revs: &[TrxRev]) -> BlockArchive {
+        BlockArchive {
+            block_id: block(),
+            revisions: revs
+                .iter()
+                .map(|r| ArchiveRevision {
+                    trx_rev: r.clone(),
+                    transform: Transform::default(),
+                    block: None,
+                })
+                .collect(),
+            range: RevRange { start, end: None },
+            pending: vec![(TrxId::new("p1").unwrap(), Transform::default())],
+        }
+    }
+}

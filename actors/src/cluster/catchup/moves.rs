@@ -170,36 +170,8 @@ impl CatchUp {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use super::super::fixtures::{archive, at, block};
     use super::*;
-    use crate::model::{ArchiveRevision, RevRange, Transform, TrxId};
-
-    fn at(trx: &str, rev: u64) -> TrxRev {
-        TrxRev {
-            trx_id: TrxId::new(trx).unwrap(),
-            rev,
-        }
-    }
-
-    fn block() -> BlockId {
-        BlockId::new("b1").unwrap()
-    }
-
-    /// An archive of `block()` from `start`, holding `revs` and one pending.
-    fn archive(start: u64, revs: &[TrxRev]) -> BlockArchive {
-        BlockArchive {
-            block_id: block(),
-            revisions: revs
-                .iter()
-                .map(|r| ArchiveRevision {
-                    trx_rev: r.clone(),
-                    transform: Transform::default(),
-                    block: None,
-                })
-                .collect(),
-            range: RevRange { start, end: None },
-            pending: vec![(TrxId::new("p1").unwrap(), Transform::default())],
-        }
-    }
 
     fn to(local: Option<TrxRev>, target: TrxRev, member: bool) -> Move {
         Move {

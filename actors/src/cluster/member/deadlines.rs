@@ -70,20 +70,7 @@ mod tests {
 
     /// A record of one operation, given as its JSON.
     fn record(expiration: u64, op: &str) -> ClusterRecord {
-        let message = crate::model::RepoMessage {
-            operations: vec![serde_json::from_str(op).unwrap()],
-            expiration: Some(expiration),
-            coordinator: Some("a".into()),
-            epochs: Default::default(),
-            change: None,
-        };
-        ClusterRecord {
-            message_hash: "h".into(),
-            peers: Default::default(),
-            message: message.into(),
-            promises: Default::default(),
-            commits: Default::default(),
-        }
+        super::super::test_record(expiration, &[op])
     }
 
     #[test]

@@ -386,3 +386,27 @@ impl Handler<Update> for ClusterMember {
         AtomicResponse::new(Self::finish(staged, claim, timer))
     }
 }
+
+/// A record of `ops` (each given as its JSON, as a peer sends it) expiring at
+/// `expiration`, for the unit tests of the member's parts.
+#[cfg(test)]
+fn test_record(expiration: u64, ops: &[&str]) -> ClusterRecord {
+    #![allow(clippy::unwrap_used)]
+    let message = crate::model::RepoMessage {
+        operations: ops
+            .iter()
+            .map(|op| serde_json::from_str(op).unwrap())
+            .collect(),
+        expiration: Some(expiration),
+        coordinator: Some("a".into()),
+        epochs: Default::default(),
+        change: None,
+    };
+    ClusterRecord {
+        message_hash: "h".into(),
+        peers: Default::default(),
+        message: message.into(),
+        promises: Default::default(),
+        commits: Default::default(),
+    }
+}

@@ -96,27 +96,10 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::model::RepoMessage;
 
     /// A record of these operations, each given as its JSON.
     fn record(ops: &[&str]) -> ClusterRecord {
-        let message = RepoMessage {
-            operations: ops
-                .iter()
-                .map(|op| serde_json::from_str(op).unwrap())
-                .collect(),
-            expiration: Some(1),
-            coordinator: Some("a".into()),
-            epochs: Default::default(),
-            change: None,
-        };
-        ClusterRecord {
-            message_hash: "h".into(),
-            peers: Default::default(),
-            message: message.into(),
-            promises: Default::default(),
-            commits: Default::default(),
-        }
+        crate::cluster::member::test_record(1, ops)
     }
 
     #[test]
