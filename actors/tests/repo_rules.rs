@@ -498,3 +498,62 @@ async fn a_copy_is_forgotten_only_as_it_was_checked() {
         );
     }
 }
+
+/// A hand-over inside a change (docs/CONSENSUS.md, "Handing over") carries the
+/// pending transactions a majority of the configuration holds: they become
+/// exactly the receiver's, so one an earlier attempt handed over and the
+/// members cancelled since goes. An ordinary restore adds pendings and drops
+/// none.
+#[actix_rt::test]
+async fn a_hand_over_with_exact_pendings_replaces_those_held() {
+    for kind in KINDS {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let holder = repo(kind, dirs[0].path());
+        write(&holder, "t1", 1, insert(&["h"])).await;
+        let pend = |trx: &str| {
+            pend_req(
+                trx,
+                Some(2),
+                append(&["h"], json!(trx)),
+                PendPolicy::Continue,
+            )
+        };
+        assert!(holder.pend(pend("old")).await.unwrap().is_success());
+        // A first attempt hands over the block with `old` pending.
+        let first = holder.archive(&bid("h"), Some(0)).await.unwrap().unwrap();
+        // The members cancel `old`, and pend `new`.
+        holder
+            .cancel(TrxBlocks {
+                trx_id: tid("old"),
+                block_ids: vec![bid("h")],
+            })
+            .await
+            .unwrap();
+        assert!(holder.pend(pend("new")).await.unwrap().is_success());
+        let second = holder.archive(&bid("h"), Some(0)).await.unwrap().unwrap();
+        for (exact, dir, held) in [
+            (false, &dirs[1], vec!["new", "old"]),
+            (true, &dirs[2], vec!["new"]),
+        ] {
+            let newcomer = repo(kind, dir.path());
+            newcomer
+                .take_handed_over(first.clone(), exact)
+                .await
+                .unwrap();
+            let latest = newcomer
+                .take_handed_over(second.clone(), exact)
+                .await
+                .unwrap();
+            assert_eq!(latest.map(|l| l.rev), Some(1), "{kind}");
+            let heads = newcomer.heads_of(vec![bid("h")]).await.unwrap();
+            let pending: Vec<&str> = heads[0].pending.iter().map(|t| t.as_str()).collect();
+            assert_eq!(pending, held, "{kind}, exact: {exact}");
+            let c = newcomer.commit(commit_req("old", &["h"], 2)).await;
+            assert_eq!(
+                matches!(c, Err(RepoError::NotPending { .. })),
+                exact,
+                "{kind}, exact: {exact}: {c:?}"
+            );
+        }
+    }
+}

@@ -45,10 +45,12 @@ pub(crate) enum BlockOp {
         expected: Option<crate::model::TrxRev>,
         pending: Vec<crate::model::TrxId>,
     },
-    /// Store a peer's archive (`authoritative`: replace what differs).
+    /// Store a peer's archive (`authoritative`: replace what differs;
+    /// `pending_exact`: its pending transactions are the whole set to hold).
     Restore {
         archive: Arc<crate::storage::BlockArchive>,
         authoritative: bool,
+        pending_exact: bool,
     },
     Commit {
         trx: TrxId,

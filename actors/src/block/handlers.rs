@@ -68,9 +68,14 @@ fn plan(st: &BlockStorage, op: &BlockOp) -> Result<Plan, RepoError> {
         BlockOp::Restore {
             archive,
             authoritative,
+            pending_exact,
         } => Plan {
             prepared: Prepared::default(),
-            write: Some(st.plan_restore_with((**archive).clone(), *authoritative)?),
+            write: Some(st.plan_restore_with(
+                (**archive).clone(),
+                *authoritative,
+                *pending_exact,
+            )?),
         },
         BlockOp::Drop { expected, pending } => Plan {
             prepared: Prepared::default(),

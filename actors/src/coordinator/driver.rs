@@ -127,8 +127,7 @@ impl Coordinator {
         if let Some(peer) = change.added().cloned() {
             // Committed history only: which pending transactions a newcomer
             // holds is settled inside the change, from a majority.
-            let none = super::handover::Pendings::new();
-            if let Err(e) = self.hand_over(&peer, &change.regions, blocks, &none).await {
+            if let Err(e) = self.hand_over(&peer, &change.regions, blocks, None).await {
                 tracing::warn!(%peer, error = %e, "cannot hand blocks to a joining peer");
                 self.placement
                     .lock()

@@ -119,6 +119,16 @@ impl Coordinator {
             for chunk in unknown.chunks(REGIONS_PER_ASK) {
                 self.discover_widely(chunk, &BTreeSet::new()).await;
             }
+            let still = unknown
+                .iter()
+                .filter(|r| self.configs.config(**r).is_none())
+                .count();
+            if still > 0 {
+                tracing::debug!(
+                    regions = still,
+                    "copies kept: no configuration of their regions is known yet"
+                );
+            }
         }
     }
 
@@ -164,6 +174,12 @@ impl Coordinator {
         // first use): its leave cannot finish before the regions can be full
         // without it anyway ("Leaving").
         if need == 0 || (leaving && config.members.len() < self.configs.cluster_size()) {
+            tracing::debug!(
+                epoch = config.epoch,
+                members = config.members.len(),
+                copies = copies.len(),
+                "copies kept: their configuration is too small to hand off to"
+            );
             return 0;
         }
         let mut dropped = 0;
@@ -185,6 +201,7 @@ impl Coordinator {
                 break;
             }
             if self.members.changing(Region::of(&h.block_id)) {
+                tracing::debug!(block = %h.block_id, "copy kept: a change this node promised holds its region");
                 continue;
             }
             match self
@@ -193,7 +210,9 @@ impl Coordinator {
                 .await
             {
                 Ok(true) => dropped += 1,
-                Ok(false) => {}
+                Ok(false) => {
+                    tracing::debug!(block = %h.block_id, "copy kept: it changed since its heads were read")
+                }
                 Err(e) => tracing::debug!(block = %h.block_id, error = %e, "cannot forget a copy"),
             }
         }

@@ -131,7 +131,7 @@ impl Coordinator {
         if lacking.is_empty() {
             return Ok(());
         }
-        self.hand_over(&peer.to_string(), regions, &lacking, &pending)
+        self.hand_over(&peer.to_string(), regions, &lacking, Some(&pending))
             .await?;
         let theirs = there(self.heads_of(net, peer, regions).await?);
         match lacking.iter().find(|b| theirs.get(*b) != want.get(*b)) {
@@ -225,13 +225,15 @@ impl Coordinator {
     }
 
     /// Hands `peer` every block of `regions` among `blocks` (those this node
-    /// stores), with its history.
+    /// stores), with its history; with `pending`, also exactly those pending
+    /// transactions of each (inside a change: what a majority holds), and none
+    /// other, so one handed over by an earlier attempt and cancelled since goes.
     pub(super) async fn hand_over(
         &self,
         peer: &str,
         regions: &[Region],
         blocks: &[BlockId],
-        pending: &Pendings,
+        pending: Option<&Pendings>,
     ) -> Result<usize, RepoError> {
         let net = self.net()?;
         let id: PeerId = peer
@@ -246,21 +248,41 @@ impl Coordinator {
         let mut batch: Vec<BlockArchive> = Vec::new();
         let (mut bytes, mut sent) = (0, 0);
         for b in blocks.iter().filter(|b| wanted.contains(&Region::of(b))) {
-            let Some(mut a) = self.repo.archive(b, Some(0)).await? else {
-                continue;
+            let handed = pending.and_then(|p| p.get(b));
+            let mut a = match self.repo.archive(b, Some(0)).await? {
+                Some(a) => a,
+                // Pending only, and not here: what a majority holds still goes.
+                None if handed.is_some() => BlockArchive {
+                    block_id: b.clone(),
+                    revisions: Vec::new(),
+                    range: crate::storage::RevRange {
+                        start: 0,
+                        end: Some(0),
+                    },
+                    pending: Vec::new(),
+                },
+                None => continue,
             };
-            a.pending = pending.get(b).cloned().unwrap_or_default();
+            a.pending = handed.cloned().unwrap_or_default();
             bytes += serde_json::to_vec(&a).map_or(0, |v| v.len());
             batch.push(a);
             if bytes >= STORE_BATCH_BYTES {
                 sent += self
-                    .send_batch(net, id, &addrs, std::mem::take(&mut batch))
+                    .send_batch(
+                        net,
+                        id,
+                        &addrs,
+                        std::mem::take(&mut batch),
+                        pending.is_some(),
+                    )
                     .await?;
                 bytes = 0;
             }
         }
         if !batch.is_empty() {
-            sent += self.send_batch(net, id, &addrs, batch).await?;
+            sent += self
+                .send_batch(net, id, &addrs, batch, pending.is_some())
+                .await?;
         }
         Ok(sent)
     }
@@ -271,8 +293,11 @@ impl Coordinator {
         peer: PeerId,
         addrs: &[libp2p::Multiaddr],
         batch: Vec<BlockArchive>,
+        pending_exact: bool,
     ) -> Result<usize, RepoError> {
-        let reply = net.store(peer, addrs.to_vec(), batch, self.timeout).await?;
+        let reply = net
+            .store(peer, addrs.to_vec(), batch, pending_exact, self.timeout)
+            .await?;
         if reply.refused > 0 {
             // It does not see this node as a member of those regions (yet): the
             // change waits until it does, and holds the data.

@@ -184,12 +184,14 @@ pub trait Peers: Send + Sync {
         timeout: Duration,
     ) -> PeerCall<ConfigsReply>;
 
-    /// `store`: hands the peer whole block archives.
+    /// `store`: hands the peer whole block archives (`pending_exact`: their
+    /// pending transactions are the whole set the peer must hold of them).
     fn store(
         &self,
         peer: PeerId,
         addrs: Vec<Multiaddr>,
         archives: Vec<BlockArchive>,
+        pending_exact: bool,
         timeout: Duration,
     ) -> PeerCall<StoreReply>;
 

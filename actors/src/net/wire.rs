@@ -92,6 +92,14 @@ pub struct ClusterRequest {
     /// The blocks to store (`store`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archives: Option<Vec<crate::model::BlockArchive>>,
+    /// `store`: the archives' pending transactions are the whole set the
+    /// receiver must hold of those blocks (a hand-over inside a change).
+    #[serde(
+        rename = "pendingExact",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub pending_exact: bool,
     /// `heads`: the page after this block (the last one of the previous page).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<crate::model::BlockId>,
@@ -109,6 +117,7 @@ impl ClusterRequest {
             message: None,
             regions: None,
             archives: None,
+            pending_exact: false,
             after: None,
             blocks: None,
         }

@@ -205,6 +205,7 @@ async fn serve_cluster(
             // Taken only by a peer about to join a region's configuration, from a
             // member of it (docs/CONSENSUS.md, "Handing over").
             let archives = req.archives.unwrap_or_default();
+            let exact = req.pending_exact;
             let regions: Vec<Region> = archives
                 .iter()
                 .map(|a| Region::of(&a.block_id))
@@ -224,8 +225,8 @@ async fn serve_cluster(
             // does not matter).
             let restores = taken
                 .into_iter()
-                .filter(|a| !a.revisions.is_empty())
-                .map(|a| consensus.repo.restore(a, false));
+                .filter(|a| !a.revisions.is_empty() || (exact && !a.pending.is_empty()))
+                .map(|a| consensus.repo.take_handed_over(a, exact));
             let done: Vec<_> = futures::stream::iter(restores)
                 .buffer_unordered(STORE_RESTORES_AT_ONCE)
                 .collect()

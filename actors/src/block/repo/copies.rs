@@ -18,11 +18,34 @@ impl StorageRepo {
         archive: BlockArchive,
         authoritative: bool,
     ) -> Result<Option<TrxRev>, RepoError> {
+        self.restore_as(archive, authoritative, false).await
+    }
+
+    /// Stores an archive handed over to this node before it joins the block's
+    /// configuration (docs/CONSENSUS.md, "Handing over"): its revisions are
+    /// added; with `pending_exact`, its pending transactions — those a majority
+    /// of the configuration holds — become exactly this copy's, so one handed
+    /// over by an earlier attempt and cancelled since does not linger.
+    pub async fn take_handed_over(
+        &self,
+        archive: BlockArchive,
+        pending_exact: bool,
+    ) -> Result<Option<TrxRev>, RepoError> {
+        self.restore_as(archive, false, pending_exact).await
+    }
+
+    async fn restore_as(
+        &self,
+        archive: BlockArchive,
+        authoritative: bool,
+        pending_exact: bool,
+    ) -> Result<Option<TrxRev>, RepoError> {
         let id = archive.block_id.clone();
         let msg = Prepare {
             op: BlockOp::Restore {
                 archive: Arc::new(archive),
                 authoritative,
+                pending_exact,
             },
             mode: Mode::Solo,
         };

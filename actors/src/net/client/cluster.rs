@@ -96,10 +96,12 @@ pub async fn cluster_store(
     peer: PeerId,
     addrs: Vec<Multiaddr>,
     archives: Vec<BlockArchive>,
+    pending_exact: bool,
     timeout: Duration,
 ) -> Result<crate::net::wire::StoreReply, NetError> {
     let req = crate::net::wire::ClusterRequest {
         archives: Some(archives),
+        pending_exact,
         ..crate::net::wire::ClusterRequest::new("store")
     };
     cluster_send(net, peer, addrs, &req, timeout, decode_reply).await

@@ -68,10 +68,13 @@ impl Peers for NetClient {
         peer: PeerId,
         addrs: Vec<Multiaddr>,
         archives: Vec<BlockArchive>,
+        pending_exact: bool,
         timeout: Duration,
     ) -> PeerCall<StoreReply> {
         let net = self.clone();
-        Box::pin(async move { super::cluster_store(&net, peer, addrs, archives, timeout).await })
+        Box::pin(async move {
+            super::cluster_store(&net, peer, addrs, archives, pending_exact, timeout).await
+        })
     }
 
     fn heads(

@@ -7,7 +7,7 @@ use super::*;
 impl BlockStorage {
     /// Plans storing a peer's archive: its revisions, range and pending transactions.
     pub fn plan_restore(&self, archive: BlockArchive) -> Result<(WriteBatch, Effect), RepoError> {
-        self.plan_restore_with(archive, false)
+        self.plan_restore_with(archive, false, false)
     }
 
     /// [`Self::plan_restore`]; `authoritative` when a majority of the block's
@@ -15,11 +15,15 @@ impl BlockStorage {
     /// "Repairing a diverged copy"): a revision this copy holds under another
     /// transaction is replaced, and revisions past the archive's latest — writes
     /// that can no longer reach a majority — are dropped, so the copy ends exactly
-    /// at the archive's latest.
+    /// at the archive's latest. `pending_exact` when the archive's pending
+    /// transactions are the whole set this copy must hold (a hand-over to a
+    /// peer about to join, docs/CONSENSUS.md "Handing over"): any other pending
+    /// transaction here goes.
     pub fn plan_restore_with(
         &self,
         archive: BlockArchive,
         authoritative: bool,
+        pending_exact: bool,
     ) -> Result<(WriteBatch, Effect), RepoError> {
         if archive.block_id != self.id {
             return Err(RepoError::Restore {
@@ -93,6 +97,23 @@ impl BlockStorage {
             }
         }
         meta.add_range(archive.range);
+        if pending_exact {
+            let handed: std::collections::BTreeSet<&TrxId> =
+                archive.pending.iter().map(|(t, _)| t).collect();
+            let stale: Vec<TrxId> = state
+                .pending
+                .keys()
+                .filter(|t| !handed.contains(t))
+                .cloned()
+                .collect();
+            for trx in stale {
+                state.pending.remove(&trx);
+                ops.push(WriteOp::DeletePending {
+                    block: id.clone(),
+                    trx,
+                });
+            }
+        }
         for (trx, t) in archive.pending {
             if restored.contains(&trx) {
                 continue;
