@@ -629,3 +629,63 @@ async fn members_whose_clocks_are_ten_seconds_apart_keep_one_history() {
     let r = check(&c, &mut w, release).await;
     assert!(r.acked >= acked);
 }
+
+/// 8. A commit that meets another record's reservation (docs/CONSENSUS.md,
+/// "Coordinator", step 2) is proposed again until that record lets go, not
+/// refused: its pend already holds the block, and a refusal would leave it in
+/// the way of every later write. Node 0's records expire in 1 s; it coordinates
+/// a pend of the same block and stops right after phase 1 (the
+/// `hang-after-promises` rule), so every member holds the block for that pend
+/// until recovery releases it, a few seconds on. A commit through node 1 (whose
+/// request timeout, 16 s, gives it 8 s of retries) started meanwhile succeeds.
+#[actix_rt::test]
+async fn a_commit_held_up_by_another_record_goes_through_once_that_one_lets_go() {
+    let _heavy = heavy();
+    let timeout = "OPTIMYSTIC_REQUEST_TIMEOUT_MS";
+    let env = [
+        (0, timeout, "1000"),
+        (1, timeout, "16000"),
+        (2, timeout, "16000"),
+    ];
+    let mut c = TestCluster::start_with_env(3, &[], &env).await;
+    let block = "fault-held";
+    support::faults::write(&c.client(1), "made", 1, insert(block))
+        .await
+        .unwrap();
+    let pend = |trx: &str, v| PendRequest {
+        trx_id: TrxId::new(trx).unwrap(),
+        rev: Some(2),
+        transforms: append(block, v),
+        policy: PendPolicy::Continue,
+    };
+    let p = c.client(1).pend(pend("mine", 1)).await.unwrap();
+    assert!(p.is_success(), "{p:?}");
+    c.hang(0, Some("hang-after-promises"));
+    let c0 = c.client(0);
+    let other = pend("in-the-way", 2);
+    actix_rt::spawn(async move {
+        let _ = c0.pend(other).await;
+    });
+    c.node(0).wait_line("fault: HangAfterPromises").await;
+    let r = c
+        .client(1)
+        .commit(CommitRequest {
+            trx_id: TrxId::new("mine").unwrap(),
+            block_ids: vec![bid(block)],
+            rev: 2,
+            header_id: None,
+            tail_id: None,
+        })
+        .await;
+    assert!(
+        r.as_ref().is_ok_and(CommitResult::is_success),
+        "a commit held up by another record's reservation: {r:?}"
+    );
+    c.hang(0, None);
+    let want = TrxRev {
+        trx_id: TrxId::new("mine").unwrap(),
+        rev: 2,
+    };
+    let clients: Vec<RepoClient> = (1..3).map(|i| c.client(i)).collect();
+    everyone_serves(&clients, block, &want).await;
+}

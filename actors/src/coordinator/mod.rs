@@ -6,6 +6,8 @@
 //! - [`plan`]: which peers a write's blocks belong to, and where to forward it;
 //! - [`batch`]: lanes of writes with the same peer set, batched into records;
 //! - [`agree`]: one record's rounds of promises and commits;
+//! - [`retry`]: writing again after `wrong_cluster`, or a commit or cancel
+//!   refused by a conflict;
 //! - [`split`]: writes whose blocks belong to several clusters;
 //! - [`driver`]: the placement driver, moving regions toward their targets;
 //! - [`handover`]: handing a region's blocks to the peer a change adds;
@@ -32,6 +34,7 @@ mod handover;
 mod lagging;
 mod leave;
 mod plan;
+mod retry;
 mod split;
 mod strays;
 
@@ -116,10 +119,6 @@ impl TxnMetrics {
         c.add(1);
     }
 }
-
-/// How many times a write is planned again after a member answered
-/// `wrong_cluster` (its view learned each time).
-const WRONG_CLUSTER_RETRIES: usize = 3;
 
 /// Runs writes through the cluster.
 pub struct Coordinator {
@@ -288,28 +287,7 @@ impl Coordinator {
         r
     }
 
-    /// [`Self::run_once`], again after a `wrong_cluster` (the view is learned).
-    async fn run_retrying(
-        self: &Arc<Self>,
-        op: &RepoOperation,
-        forwarded: bool,
-    ) -> Result<OpResult, RepoError> {
-        let mut attempts = 0;
-        loop {
-            match self.run_once(op, forwarded).await {
-                // The view was learned from the member that gave it.
-                Err(RepoError::WrongCluster { view, message }) => {
-                    attempts += 1;
-                    if attempts >= WRONG_CLUSTER_RETRIES {
-                        return Err(RepoError::WrongCluster { view, message });
-                    }
-                }
-                r => return r,
-            }
-        }
-    }
-
-    async fn run_once(
+    pub(super) async fn run_once(
         self: &Arc<Self>,
         op: &RepoOperation,
         forwarded: bool,
