@@ -17,7 +17,7 @@ use libp2p::{Multiaddr, PeerId};
 
 use super::Coordinator;
 use crate::model::{BlockHead, BlockId, Region};
-use crate::repair::digest::{differing, region_digests, to_compare};
+use crate::repair::digest::{differing, to_compare};
 
 /// Per-request wait of a round's `digests` and `heads` requests.
 const ASK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -202,13 +202,12 @@ impl Coordinator {
         settings: EntropySettings,
     ) -> Result<RoundReport, crate::model::RepoError> {
         let net = self.net()?;
-        let mine = self.repo.latests(regions.clone()).await?;
+        let my_digests = self.repo.digests(regions.clone()).await?;
         let asked: Vec<Region> = regions.iter().copied().collect();
         let theirs = net
             .digests(peer, addrs.to_vec(), asked, ASK_TIMEOUT)
             .await
             .map_err(|e| crate::model::RepoError::Unavailable(e.to_string()))?;
-        let my_digests = region_digests(&mine);
         let differ = differing(&my_digests, &theirs);
         let mut report = RoundReport {
             regions_differing: differ.len(),
@@ -232,10 +231,7 @@ impl Coordinator {
             )
             .await
             .map_err(|e| crate::model::RepoError::Unavailable(e.to_string()))?;
-        let mine: Vec<BlockHead> = mine
-            .into_iter()
-            .filter(|h| wanted.contains(&Region::of(&h.block_id)))
-            .collect();
+        let mine: Vec<BlockHead> = self.repo.latests(wanted.clone()).await?;
         let blocks = to_compare(&mine, &their_heads);
         report.blocks_checked = blocks.len();
         self.enqueue(blocks).await;

@@ -29,7 +29,7 @@ pub use ids::{validate_id, BlockId, IdError, TrxId, MAX_ID_LEN};
 pub use outcome::{unexpected, CancelReply, Empty, OpKind, OpOutcome, OpResult, Repo, WireResult};
 pub use peers::{ConfigsReply, MemberView, NetError, PeerCall, PeerInfo, Peers, StoreReply};
 pub use record::{BlockState, ClusterPeer, ClusterRecord, EffectKind, Signature, States, VoteType};
-pub use region::{block_key, Region, RegionDigest, REGIONS, REGION_BITS};
+pub use region::{block_key, region_digests, Region, RegionDigest, REGIONS, REGION_BITS};
 pub use repo::{
     BlockGets, BlockHead, BlockTrxState, CancelOperation, CommitRequest, CommitResult, Consistency,
     GetBlockResult, GetBlockResults, PendCommitRequest, PendCommitResult, PendPolicy, PendRequest,

@@ -1,61 +1,12 @@
 //! Region digests: what a node holds in each region, compared in one round
 //! trip per co-member rather than one per block (docs/PROTOCOL.md, `digests`).
-//!
-//! A region's digest is `sha256` over one line per block holding a committed
-//! revision, in block-id order: the JSON array `[blockId, trxId, rev]` and a
-//! newline (`["b1","t1",1]\n`). Blocks with only pending transactions are left
-//! out: anti-entropy moves committed history.
+//! How a digest is computed is in [`crate::model::region_digests`]; this is
+//! how two nodes' digests and heads are compared.
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest, Sha256};
-
+pub use crate::model::region_digests;
 use crate::model::{BlockHead, BlockId, Region, RegionDigest};
-
-/// Bytes of the digest sent (16: a collision between two honest nodes' views
-/// is not a concern at that length; a lying peer can only hide a difference
-/// from itself, and each member compares with every co-member in turn).
-const DIGEST_BYTES: usize = 16;
-
-/// The digest of every region `heads` hold a committed block in, by region.
-/// `heads` may be in any order.
-pub fn region_digests(heads: &[BlockHead]) -> Vec<RegionDigest> {
-    let mut by_region: BTreeMap<Region, Vec<(&BlockId, &BlockHead)>> = BTreeMap::new();
-    for h in heads.iter().filter(|h| h.latest.is_some()) {
-        by_region
-            .entry(Region::of(&h.block_id))
-            .or_default()
-            .push((&h.block_id, h));
-    }
-    by_region
-        .into_iter()
-        .map(|(region, mut blocks)| {
-            blocks.sort_by(|a, b| a.0.cmp(b.0));
-            let mut hash = Sha256::new();
-            for (id, h) in &blocks {
-                if let Some(l) = &h.latest {
-                    hash.update(line(id, &l.trx_id, l.rev).as_bytes());
-                }
-            }
-            let digest = hash.finalize()[..DIGEST_BYTES]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            RegionDigest {
-                region,
-                blocks: blocks.len() as u64,
-                digest,
-            }
-        })
-        .collect()
-}
-
-/// One block's line: `[blockId, trxId, rev]` as JSON, then a newline.
-fn line(id: &BlockId, trx: &crate::model::TrxId, rev: crate::model::Rev) -> String {
-    let mut s = serde_json::json!([id.as_str(), trx.as_str(), rev]).to_string();
-    s.push('\n');
-    s
-}
 
 /// The regions whose digests differ between `mine` and `theirs` (a region
 /// only one side lists differs), in order.

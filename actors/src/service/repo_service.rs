@@ -245,12 +245,10 @@ async fn serve_cluster(
         }
         "heads" => {
             let regions = req.regions.unwrap_or_default();
-            let all = consensus.repo.heads(regions.into_iter().collect()).await?;
-            let mut rest = all
-                .into_iter()
-                .filter(|h| req.after.as_ref().is_none_or(|a| h.block_id > *a));
-            let heads: Vec<_> = rest.by_ref().take(HEADS_PER_REPLY).collect();
-            let more = rest.next().is_some();
+            let (heads, more) = consensus
+                .repo
+                .heads_page(regions.into_iter().collect(), req.after, HEADS_PER_REPLY)
+                .await?;
             return reply(enc, &HeadsReply { heads, more });
         }
         "blockHeads" => {
@@ -269,8 +267,7 @@ async fn serve_cluster(
         }
         "digests" => {
             let regions = req.regions.unwrap_or_default();
-            let heads = consensus.repo.latests(regions.into_iter().collect()).await?;
-            let digests = crate::repair::digest::region_digests(&heads);
+            let digests = consensus.repo.digests(regions.into_iter().collect()).await?;
             return reply(enc, &DigestsReply { digests });
         }
         other => {

@@ -13,6 +13,7 @@ mod embedded;
 mod file;
 mod lock;
 mod memory;
+mod regions;
 mod seal;
 mod types;
 mod usage;
@@ -31,6 +32,7 @@ pub use embedded::{EmbeddedOptions, EmbeddedRawStorage};
 pub use file::FileRawStorage;
 pub use lock::DataDirLock;
 pub use memory::MemoryRawStorage;
+pub use regions::RegionIndex;
 pub use seal::{read_embedded_meta, read_file_meta};
 pub use types::{ArchiveRevision, BlockArchive, BlockMeta, RevRange, WriteBatch, WriteOp};
 

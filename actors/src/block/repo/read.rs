@@ -32,13 +32,24 @@ impl StorageRepo {
     }
 
     /// Every block stored here in `regions`, with its latest revision and its
-    /// pending transactions, sorted by id (a scan of the stored blocks, off the
-    /// caller's thread).
+    /// pending transactions, sorted by id (reads of those regions' blocks only,
+    /// off the caller's thread).
     pub async fn heads(
         &self,
         regions: std::collections::BTreeSet<crate::model::Region>,
     ) -> Result<Vec<crate::model::BlockHead>, RepoError> {
-        self.scan_heads(regions, true).await
+        Ok(self.scan_heads(regions, true, None, usize::MAX).await?.0)
+    }
+
+    /// One page of [`heads`](Self::heads): at most `limit` blocks, those after
+    /// block `after`; and whether more follow.
+    pub async fn heads_page(
+        &self,
+        regions: std::collections::BTreeSet<crate::model::Region>,
+        after: Option<BlockId>,
+        limit: usize,
+    ) -> Result<(Vec<crate::model::BlockHead>, bool), RepoError> {
+        self.scan_heads(regions, true, after, limit).await
     }
 
     /// As [`heads`](Self::heads) without the pending transactions (one read
@@ -47,7 +58,43 @@ impl StorageRepo {
         &self,
         regions: std::collections::BTreeSet<crate::model::Region>,
     ) -> Result<Vec<crate::model::BlockHead>, RepoError> {
-        self.scan_heads(regions, false).await
+        Ok(self.scan_heads(regions, false, None, usize::MAX).await?.0)
+    }
+
+    /// The digests of `regions` where this node stores a committed block
+    /// (docs/PROTOCOL.md, `digests`), by region. A region's digest is computed
+    /// again only once the region changed since it was last computed; only the
+    /// blocks of those regions are read.
+    pub async fn digests(
+        &self,
+        regions: std::collections::BTreeSet<crate::model::Region>,
+    ) -> Result<Vec<crate::model::RegionDigest>, RepoError> {
+        let index = self.registry.changes().regions().clone();
+        let mut out = Vec::new();
+        let mut stale = std::collections::BTreeSet::new();
+        for r in regions {
+            match index.digest(r) {
+                Some(d) => out.extend(d),
+                None => {
+                    stale.insert(r);
+                }
+            }
+        }
+        if !stale.is_empty() {
+            let at: Vec<_> = stale.iter().map(|r| (*r, index.changes(*r))).collect();
+            let heads = self.latests(stale).await?;
+            let mut fresh: std::collections::BTreeMap<_, _> = crate::model::region_digests(&heads)
+                .into_iter()
+                .map(|d| (d.region, d))
+                .collect();
+            for (r, n) in at {
+                let d = fresh.remove(&r);
+                index.keep_digest(r, n, d.clone());
+                out.extend(d);
+            }
+        }
+        out.sort_by_key(|d| d.region);
+        Ok(out)
     }
 
     /// The latest revision and pending transactions of each block of `blocks`
@@ -79,19 +126,36 @@ impl StorageRepo {
         .map_err(|e| RepoError::Unavailable(format!("heads task failed: {e}")))?
     }
 
+    /// The blocks with metadata stored in `regions` after `after`, sorted by
+    /// id, at most `limit` of them, and whether more follow: the region index
+    /// names the blocks to read ([`crate::storage::RegionIndex`]), and one
+    /// found with nothing stored is dropped from it.
     async fn scan_heads(
         &self,
         regions: std::collections::BTreeSet<crate::model::Region>,
         with_pending: bool,
-    ) -> Result<Vec<crate::model::BlockHead>, RepoError> {
+        after: Option<BlockId>,
+        limit: usize,
+    ) -> Result<(Vec<crate::model::BlockHead>, bool), RepoError> {
         let raw = self.registry.raw().clone();
+        let index = self.registry.changes().regions().clone();
         tokio::task::spawn_blocking(move || {
+            let listed = index.blocks(raw.as_ref(), &regions)?;
             let mut heads = Vec::new();
-            for block_id in raw.list_blocks()? {
-                if !regions.contains(&crate::model::Region::of(&block_id)) {
+            for block_id in listed
+                .into_iter()
+                .filter(|b| after.as_ref().is_none_or(|a| b > a))
+            {
+                let at = index.changes(crate::model::Region::of(&block_id));
+                let Some(meta) = raw.get_meta(&block_id)? else {
+                    if raw.list_pending(&block_id)?.is_empty() {
+                        index.forget(&block_id, at);
+                    }
                     continue;
+                };
+                if heads.len() == limit {
+                    return Ok((heads, true));
                 }
-                let latest = raw.get_meta(&block_id)?.and_then(|m| m.latest);
                 let mut pending = if with_pending {
                     raw.list_pending(&block_id)?
                 } else {
@@ -100,12 +164,11 @@ impl StorageRepo {
                 pending.sort();
                 heads.push(crate::model::BlockHead {
                     block_id,
-                    latest,
+                    latest: meta.latest,
                     pending,
                 });
             }
-            heads.sort_by(|a, b| a.block_id.cmp(&b.block_id));
-            Ok(heads)
+            Ok((heads, false))
         })
         .await
         .map_err(|e| RepoError::Unavailable(format!("block scan failed: {e}")))?

@@ -341,6 +341,11 @@ impl BlockStorage {
     pub fn reload(&mut self) -> Result<(), StorageError> {
         let changes = self.changes.take();
         *self = Self::load(self.id.clone(), self.raw.clone())?.with_pending_limit(self.max_pending);
+        // The write may have landed: whatever is cached of the block's region
+        // must be read again.
+        if let Some(c) = &changes {
+            c.notify(&self.id);
+        }
         self.changes = changes;
         Ok(())
     }
