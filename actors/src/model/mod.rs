@@ -8,6 +8,7 @@ mod block;
 mod clock;
 mod code;
 mod config;
+mod digest;
 mod error;
 mod ids;
 mod outcome;
@@ -24,12 +25,13 @@ pub use code::{codes, ErrorCode};
 #[cfg(test)]
 pub(crate) use config::cfg;
 pub use config::{ChangeError, Config, ConfigChange};
+pub use digest::{region_digests, RegionDigest};
 pub use error::{Failure, RegionView, RepoError, StorageError};
 pub use ids::{validate_id, BlockId, IdError, TrxId, MAX_ID_LEN};
 pub use outcome::{unexpected, CancelReply, Empty, OpKind, OpOutcome, OpResult, Repo, WireResult};
 pub use peers::{ConfigsReply, MemberView, NetError, PeerCall, PeerInfo, Peers, StoreReply};
 pub use record::{BlockState, ClusterPeer, ClusterRecord, EffectKind, Signature, States, VoteType};
-pub use region::{block_key, region_digests, Region, RegionDigest, REGIONS, REGION_BITS};
+pub use region::{block_key, Region, REGIONS, REGION_BITS};
 pub use repo::{
     BlockGets, BlockHead, BlockTrxState, CancelOperation, CommitRequest, CommitResult, Consistency,
     GetBlockResult, GetBlockResults, PendCommitRequest, PendCommitResult, PendPolicy, PendRequest,
