@@ -24,14 +24,26 @@ use super::{append, bid, client_net, insert, repo_client, NodeProcess};
 /// and holds no decision asks the others this long after the record's deadline.
 pub const RECOVERY_GRACE: Duration = Duration::from_secs(2);
 
-/// How long after a fault heals a block held by a promise nobody decided is
-/// free again, and a write proves it, for nodes run with request timeout
-/// `timeout` (docs/CONSENSUS.md, "Recovery"): the record's expiry (one timeout
-/// after it started), [`RECOVERY_GRACE`], one query round to the other members
-/// (at most one timeout), then the write in flight when it frees and the one
-/// that proves it (one timeout each).
+/// How long a recovering member waits for each asked member's answer
+/// (docs/CONSENSUS.md, "Recovery"; the members are asked at once).
+pub const QUERY_WAIT: Duration = Duration::from_secs(5);
+
+/// How long after a record whose deadline is `expiry` from now was proposed,
+/// with nobody left to decide it, its block is free again and a write proves
+/// it (docs/CONSENSUS.md, "Recovery"): the deadline, [`RECOVERY_GRACE`], one
+/// query round ([`QUERY_WAIT`] at most), then the `requests` of the write in
+/// flight when the block frees, each up to the test client's timeout
+/// ([`super::CLIENT_TIMEOUT`]).
+pub fn released_within(expiry: Duration, requests: u32) -> Duration {
+    expiry + RECOVERY_GRACE + QUERY_WAIT + super::CLIENT_TIMEOUT * requests
+}
+
+/// [`released_within`] for nodes run with request timeout `timeout`: their
+/// records expire one timeout after they start, and the write that proves the
+/// release is the one in flight when it frees plus the next one (one timeout
+/// each, the coordinator's own bound).
 pub fn release_bound(timeout: Duration) -> Duration {
-    timeout * 4 + RECOVERY_GRACE
+    timeout + RECOVERY_GRACE + QUERY_WAIT + timeout * 2
 }
 
 /// Message and disk faults of one node.

@@ -277,6 +277,9 @@ pub fn client_net() -> NetClient {
     NetClient::start_client(NetConfig::default()).unwrap()
 }
 
+/// The request timeout of the test clients [`repo_client`] makes.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A repo client of the node at `addr` (…/p2p/<peerId>).
 pub fn repo_client(net: &NetClient, addr: &str) -> RepoClient {
     let addr: Multiaddr = addr.parse().unwrap();
@@ -284,7 +287,7 @@ pub fn repo_client(net: &NetClient, addr: &str) -> RepoClient {
         net.clone(),
         peer_of(&addr).unwrap(),
         vec![addr],
-        Duration::from_secs(10),
+        CLIENT_TIMEOUT,
     )
 }
 
