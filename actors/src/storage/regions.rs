@@ -12,7 +12,7 @@
 //! to disk: it is rebuilt at start.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -23,8 +23,14 @@ use crate::model::{BlockId, Region, RegionDigest, REGIONS};
 pub struct RegionIndex {
     /// Effects applied, per region (by [`Region::index`]).
     changes: Box<[AtomicU64]>,
-    /// The blocks of each region; `None` until first asked for.
+    /// The blocks of each region; `None` until first asked for (then it
+    /// collects effects while the first scan runs).
     blocks: Mutex<Option<BTreeMap<Region, BTreeSet<BlockId>>>>,
+    /// Held by the one scan that builds the sets: whoever asks meanwhile waits
+    /// for it rather than reading half a list.
+    building: Mutex<()>,
+    /// The scan finished: the sets list every stored block.
+    built: AtomicBool,
     /// A region's digest (`None`: no committed block), with the count of
     /// changes it was computed at.
     digests: Mutex<HashMap<Region, (u64, Option<RegionDigest>)>>,
@@ -35,6 +41,8 @@ impl Default for RegionIndex {
         Self {
             changes: (0..REGIONS).map(|_| AtomicU64::new(0)).collect(),
             blocks: Mutex::new(None),
+            building: Mutex::new(()),
+            built: AtomicBool::new(false),
             digests: Mutex::new(HashMap::new()),
         }
     }
@@ -43,7 +51,7 @@ impl Default for RegionIndex {
 impl std::fmt::Debug for RegionIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegionIndex")
-            .field("built", &self.blocks.lock().is_some())
+            .field("built", &self.built.load(Ordering::Acquire))
             .finish_non_exhaustive()
     }
 }
@@ -72,7 +80,16 @@ impl RegionIndex {
         raw: &dyn RawStorage,
         regions: &BTreeSet<Region>,
     ) -> Result<Vec<BlockId>, StorageError> {
-        self.build(raw)?;
+        self.blocks_listed_by(&|| raw.list_blocks(), regions)
+    }
+
+    /// [`Self::blocks`], the first scan being `list`.
+    fn blocks_listed_by(
+        &self,
+        list: &dyn Fn() -> Result<Vec<BlockId>, StorageError>,
+        regions: &BTreeSet<Region>,
+    ) -> Result<Vec<BlockId>, StorageError> {
+        self.build(list)?;
         let guard = self.blocks.lock();
         let mut out: Vec<BlockId> = guard
             .iter()
@@ -116,30 +133,35 @@ impl RegionIndex {
         }
     }
 
-    /// The block sets, from one scan, unless built already. The empty map is
-    /// put in place before the scan, so a block stored while it runs is listed
-    /// either by the scan or by its effect.
-    fn build(&self, raw: &dyn RawStorage) -> Result<(), StorageError> {
-        {
-            let mut guard = self.blocks.lock();
-            if guard.is_some() {
-                return Ok(());
-            }
-            *guard = Some(BTreeMap::new());
+    /// The block sets, from one scan (`list`), unless built already. The
+    /// empty map is put in place before the scan, so a block stored while it
+    /// runs is listed either by the scan or by its effect; a second asker waits
+    /// for the scan.
+    fn build(
+        &self,
+        list: &dyn Fn() -> Result<Vec<BlockId>, StorageError>,
+    ) -> Result<(), StorageError> {
+        if self.built.load(Ordering::Acquire) {
+            return Ok(());
         }
-        let stored = match raw.list_blocks() {
+        let _one = self.building.lock();
+        if self.built.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.blocks.lock().get_or_insert_with(BTreeMap::new);
+        let stored = match list() {
             Ok(s) => s,
             Err(e) => {
                 *self.blocks.lock() = None;
                 return Err(e);
             }
         };
-        let mut guard = self.blocks.lock();
-        if let Some(map) = guard.as_mut() {
+        if let Some(map) = self.blocks.lock().as_mut() {
             for id in stored {
                 map.entry(Region::of(&id)).or_default().insert(id);
             }
         }
+        self.built.store(true, Ordering::Release);
         Ok(())
     }
 }
@@ -189,6 +211,37 @@ mod tests {
         assert_eq!(index.blocks(&raw, &all).unwrap(), vec![id("x")]);
         index.forget(&id("x"), index.changes(r));
         assert!(index.blocks(&raw, &all).unwrap().is_empty());
+    }
+
+    #[test]
+    fn whoever_asks_while_the_first_scan_runs_waits_for_all_of_it() {
+        type Asker = std::thread::JoinHandle<Result<Vec<BlockId>, StorageError>>;
+        let index = std::sync::Arc::new(RegionIndex::default());
+        let all: BTreeSet<Region> = Region::all().collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let second: Mutex<Option<(Asker, bool)>> = Mutex::new(None);
+        // The first scan asks again from another thread while it runs, and
+        // gives that asker half a second to answer before the scan finishes.
+        let scan = || {
+            let (index, all, tx) = (index.clone(), all.clone(), tx.clone());
+            let asker = std::thread::spawn(move || {
+                let listed = index.blocks_listed_by(&|| Ok(Vec::new()), &all);
+                let _ = tx.send(());
+                listed
+            });
+            let early = rx
+                .recv_timeout(std::time::Duration::from_millis(500))
+                .is_ok();
+            *second.lock() = Some((asker, early));
+            Ok(vec![id("stored")])
+        };
+        assert_eq!(
+            index.blocks_listed_by(&scan, &all).unwrap(),
+            vec![id("stored")]
+        );
+        let (asker, early) = second.lock().take().unwrap();
+        assert!(!early, "a second asker was answered while the scan ran");
+        assert_eq!(asker.join().unwrap().unwrap(), vec![id("stored")]);
     }
 
     #[test]
